@@ -1,0 +1,320 @@
+"""One backend as the proxy sees it: whether it is ready, the clients held for it, and its wake.
+
+A client is connected straight to a ready backend. Otherwise (first client, connect refused or
+timed out, backend lost) it is held: its bytes stay queued in its socket, unread, while the wake
+loop sends wake signals on WakeSchedule and probes readiness. When the backend is ready, every
+held client is connected in arrival order. A held client that hangs up is dropped at once; one
+held past wake_timeout gets an HTTP 503 (if it spoke HTTP) or a close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import select
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sleepyllama import probe as probes
+from sleepyllama.config import ProxyConfig, format_duration
+from sleepyllama.reply import backend_unavailable, looks_like_http
+from sleepyllama.splice import Splice
+from sleepyllama.wol import WakeSchedule, WakeSender
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte lag is about half this
+CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
+LINGER = 2.0  # after a 503, read what the client still sends, so close() does not turn into RST
+# a backend socket notices a vanished host within about 30 s instead of hanging forever
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 4
+USER_TIMEOUT_MS = 30_000
+
+Probe = Callable[[], tuple[bool, str]]
+
+
+@dataclass(eq=False)
+class Client:
+    sock: socket.socket
+    peer: str
+    arrived: float
+    deadline: float
+    timer: asyncio.TimerHandle | None = None
+
+
+class HangupWatcher:
+    """Notices held clients hanging up without reading their queued request.
+
+    A plain reader would fire (and spin) as soon as the client sends its request; EPOLLRDHUP
+    fires only when the client shuts down its side. asyncio cannot ask for EPOLLRDHUP, so the
+    held sockets live in an epoll of their own whose fd the event loop watches.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.epoll = select.epoll()
+        self.callbacks: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self.epoll.fileno(), self._ready)
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        self.epoll.register(fd, select.EPOLLRDHUP)
+        self.callbacks[fd] = callback
+
+    def unwatch(self, fd: int) -> None:
+        if self.callbacks.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
+
+    def _ready(self) -> None:
+        for fd, _events in self.epoll.poll(0):
+            callback = self.callbacks.get(fd)
+            if callback is not None:
+                self.unwatch(fd)
+                callback()
+
+
+def tune_backend_socket(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # SSE tokens go out at once
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+
+
+class Backend:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        loop: asyncio.AbstractEventLoop,
+        sender: WakeSender,
+        *,
+        on_change: Callable[[], None] = lambda: None,
+        on_close: Callable[[], None] = lambda: None,
+        probe: Probe | None = None,
+    ) -> None:
+        self.config, self.loop, self.sender = config, loop, sender
+        self.on_change = on_change  # the status line may have changed
+        self.on_close = on_close  # one client's connection is over
+        self.probe = probe or (lambda: probes.probe(config.health_url, config.backend))
+        self.ready = False
+        self.sockaddr: tuple | None = None
+        self.family = socket.AF_INET
+        self.waiting: dict[int, Client] = {}  # by fd, in arrival order
+        self.splices: set[Splice] = set()
+        self.schedule = WakeSchedule(config.wol_interval)
+        self.hangups = HangupWatcher(loop)
+        self.wake_task: asyncio.Task[None] | None = None
+        self.send_timer: asyncio.TimerHandle | None = None
+        self.wake_started: float | None = None
+        self.wake_signals = 0  # sent during the current wake
+        self.last_probe = ""
+        self.gave_up = False  # a client of the current (or last) wake was answered 503
+
+    # -- one client --------------------------------------------------------------------------
+
+    def serve(self, sock: socket.socket, peer: str) -> None:
+        now = self.loop.time()
+        client = Client(sock, peer, now, now + self.config.wake_timeout)
+        if self.ready:
+            self._connect(client)
+        else:
+            self._hold(client)
+
+    def _connect(self, client: Client) -> None:
+        backend = socket.socket(self.family, socket.SOCK_STREAM)
+        tune_backend_socket(backend)
+        error = backend.connect_ex(self.sockaddr)
+        if error == 0:
+            self._splice(client, backend)
+        elif error == errno.EINPROGRESS:
+            timer = self.loop.call_later(CONNECT_TIMEOUT, self._connect_failed, client, backend,
+                                         "connect timed out")
+            self.loop.add_writer(backend.fileno(), self._connected, client, backend, timer)
+        else:
+            self._connect_failed(client, backend, errno.errorcode.get(error, str(error)))
+
+    def _connected(
+        self, client: Client, backend: socket.socket, timer: asyncio.TimerHandle
+    ) -> None:
+        self.loop.remove_writer(backend.fileno())
+        timer.cancel()
+        error = backend.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self._connect_failed(client, backend, errno.errorcode.get(error, str(error)))
+        else:
+            self._splice(client, backend)
+
+    def _connect_failed(self, client: Client, backend: socket.socket, why: str) -> None:
+        self.loop.remove_writer(backend.fileno())
+        backend.close()
+        if self.ready:
+            log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
+            self.ready = False
+        self._hold(client)
+
+    def _splice(self, client: Client, backend: socket.socket) -> None:
+        splice = Splice(self.loop, client.sock, backend, self._splice_closed)
+        self.splices.add(splice)
+        splice.start()
+
+    def _splice_closed(self, splice: Splice, backend_lost: OSError | None) -> None:
+        self.splices.discard(splice)
+        if backend_lost is not None and self.ready:
+            log.warning("lost the backend %s (%s): the next client will wake it",
+                        self.config.backend, backend_lost.strerror)
+            self.ready = False
+            self.on_change()
+        self.on_close()
+
+    # -- holding ------------------------------------------------------------------------------
+
+    def _hold(self, client: Client) -> None:
+        fd = client.sock.fileno()
+        self.waiting[fd] = client
+        self.hangups.watch(fd, lambda: self._hung_up(client))
+        client.timer = self.loop.call_at(client.deadline, self._give_up, client)
+        log.debug("holding %s while %s wakes", client.peer, self.config.backend)
+        if self.wake_task is None:
+            self.wake_task = self.loop.create_task(self._wake())
+
+    def _unhold(self, client: Client) -> None:
+        fd = client.sock.fileno()
+        del self.waiting[fd]
+        self.hangups.unwatch(fd)
+        if client.timer is not None:
+            client.timer.cancel()
+            client.timer = None
+
+    def _hung_up(self, client: Client) -> None:
+        self._unhold(client)
+        log.debug("%s hung up while held", client.peer)
+        client.sock.close()
+        self.on_close()
+        self.on_change()
+
+    def _give_up(self, client: Client) -> None:
+        self._unhold(client)
+        waited = self.loop.time() - client.arrived
+        if not self.gave_up:
+            self.gave_up = True
+            log.warning(
+                "backend %s did not wake within %s (%d wake signals sent, last probe: %s)",
+                self.config.backend, format_duration(self.config.wake_timeout),
+                self.wake_signals, self.last_probe or "none yet",
+            )
+        try:
+            first_bytes = client.sock.recv(1024, socket.MSG_PEEK)
+        except OSError:
+            first_bytes = b""
+        if not looks_like_http(first_bytes):
+            log.info("closing %s: its backend did not wake", client.peer)
+            client.sock.close()
+            self.on_close()
+            return
+        log.info("answering %s with 503: its backend did not wake", client.peer)
+        try:
+            client.sock.send(backend_unavailable(str(self.config.backend), waited))
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            client.sock.close()
+            self.on_close()
+            return
+        self._linger(client.sock)
+        self.on_change()
+
+    def _linger(self, sock: socket.socket) -> None:
+        """Read and discard until the client closes (or LINGER passes), then close.
+
+        Closing a socket with unread bytes sends RST, and an RST can make the client's kernel
+        discard the 503 it has not read yet.
+        """
+        fd = sock.fileno()
+
+        def close() -> None:
+            self.loop.remove_reader(fd)
+            timer.cancel()
+            sock.close()
+            self.on_close()
+
+        def drain() -> None:
+            try:
+                if sock.recv(65536):
+                    return
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            close()
+
+        timer = self.loop.call_later(LINGER, close)
+        self.loop.add_reader(fd, drain)
+
+    # -- waking -------------------------------------------------------------------------------
+
+    async def _wake(self) -> None:
+        started = self.wake_started = self.loop.time()
+        self.wake_signals, self.gave_up, self.last_probe = 0, False, ""
+        log.info("waking %s with %s: %d client(s) waiting", self.config.backend,
+                 self.sender.describe(), len(self.waiting))
+        self._send_when_due()
+        self.on_change()
+        try:
+            while True:
+                ready, self.last_probe = await self.loop.run_in_executor(None, self.probe)
+                if ready and await self._resolve():
+                    break
+                if not self.waiting:
+                    log.info("stopped waking %s after %.1f s: no client waits any more",
+                             self.config.backend, self.loop.time() - started)
+                    return
+                await asyncio.sleep(PROBE_INTERVAL)
+            log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
+                     self.config.backend, self.loop.time() - started, self.wake_signals,
+                     len(self.waiting))
+            self.ready = True
+            for client in list(self.waiting.values()):
+                self._unhold(client)
+                self._connect(client)
+        finally:
+            if self.send_timer is not None:
+                self.send_timer.cancel()
+            self.wake_task = None
+            self.wake_started = None
+            self.on_change()
+
+    def _send_when_due(self) -> None:
+        """Send a wake signal now if the schedule allows; re-armed for as long as clients wait."""
+        now = self.loop.time()
+        if self.waiting and self.schedule.due(now):
+            self.sender.send()
+            self.schedule.mark_sent(now)
+            self.wake_signals += 1
+            log.debug("sent %s (%d)", self.sender.describe(), self.wake_signals)
+            self.on_change()
+        delay = self.schedule.seconds_until_due(now) or self.schedule.interval
+        self.send_timer = self.loop.call_later(delay, self._send_when_due)
+
+    async def _resolve(self) -> bool:
+        """The backend's socket address, looked up again at every wake (DHCP may have moved it)."""
+        address = self.config.backend
+        try:
+            infos = await self.loop.getaddrinfo(address.host, address.port,
+                                                type=socket.SOCK_STREAM)
+        except OSError as error:
+            self.last_probe = f"cannot resolve {address.host}: {error}"
+            return False
+        self.family, _, _, _, self.sockaddr = infos[0]
+        return True
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def close_all(self) -> None:
+        for client in list(self.waiting.values()):
+            self._unhold(client)
+            client.sock.close()
+        for splice in list(self.splices):
+            splice.fail(OSError(errno.ESHUTDOWN, "proxy stopping"), -1)
+        if self.wake_task is not None:
+            self.wake_task.cancel()

@@ -1,0 +1,364 @@
+"""Load and validate /etc/sleepyllama/sleepyllama.toml.
+
+Every error is a ConfigError whose message names the file, the table and the key, in one line,
+so that a unit failing with exit status 78 says in the journal exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = Path("/etc/sleepyllama/sleepyllama.toml")
+EX_CONFIG = 78  # sysexits.h: the unit's RestartPreventExitStatus= matches it
+
+
+class ConfigError(Exception):
+    """A problem with the configuration; str(error) is the one line to show."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    name: str
+    backend: Address
+    mac: str | None
+    health_url: str  # "" means a TCP connect is enough
+    broadcast: str = "255.255.255.255"
+    wol_port: int = 9
+    wol_source: str | None = None
+    wol_interval: float = 3.0
+    wake_timeout: float = 180.0
+    wake_command: tuple[str, ...] | None = None
+    max_connections: int = 512
+    exit_idle: float | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    command: tuple[str, ...]
+    health_url: str
+    stop_timeout: float = 30.0
+    pstate: str = "off"  # "auto": idle GPUs to P8 through nvidia-pstate
+
+
+@dataclass(frozen=True)
+class IdleConfig:
+    timeout: float = 3600.0
+    gpu: str = "pstate"  # "pstate", "utilization" or "off"
+    servers: bool = True
+    inhibitors: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    proxies: dict[str, ProxyConfig] = field(default_factory=dict)
+    servers: dict[str, ServerConfig] = field(default_factory=dict)
+    idle: IdleConfig = field(default_factory=IdleConfig)
+
+    def proxy(self, name: str) -> ProxyConfig:
+        if name not in self.proxies:
+            raise ConfigError(f"{self.path}: no [proxy.{name}] table{_known(self.proxies, 'proxy')}")
+        return self.proxies[name]
+
+    def server(self, name: str) -> ServerConfig:
+        if name not in self.servers:
+            raise ConfigError(
+                f"{self.path}: no [server.{name}] table{_known(self.servers, 'server')}"
+            )
+        return self.servers[name]
+
+
+def _known(tables: dict[str, Any], kind: str) -> str:
+    if not tables:
+        return ""
+    return " (it has " + ", ".join(f"[{kind}.{name}]" for name in sorted(tables)) + ")"
+
+
+# ---------------------------------------------------------------------------------------------
+# Value parsers: each raises ValueError with a message that completes "KEY: ..."
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from 90, 2.5, "90", "90s", "15m", "1h", "1h30m" or "500ms"."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 90, \"90s\", \"15m\" or \"1h\", not {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", value.strip()):
+        seconds = sum(
+            float(number) * _UNIT_SECONDS[unit]
+            for number, unit in _DURATION_PART.findall(value.strip())
+        )
+    else:
+        raise ValueError(f"expected a duration like 90, \"90s\", \"15m\" or \"1h\", not {value!r}")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration for messages: 180 -> "3m", 5400 -> "1h30m", 2.5 -> "2.5s"."""
+    if seconds != int(seconds) or seconds < 60:
+        return f"{seconds:g}s"
+    whole, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts)
+
+
+def parse_address(value: object) -> Address:
+    """HOST:PORT, with IPv6 in brackets: "192.168.1.50:8080", "[::1]:8080", "box.lan:8080"."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected \"HOST:PORT\", not {value!r}")
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.%\w]+)\]:(\d+)|([^:\[\]\s]+):(\d+)", value.strip())
+    if not match:
+        raise ValueError(f"expected \"HOST:PORT\" (IPv6 as \"[::1]:8080\"), not {value!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if match.group(1):
+        try:
+            ipaddress.IPv6Address(host.split("%")[0])
+        except ValueError:
+            raise ValueError(f"{host!r} in {value!r} is not an IPv6 address") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} in {value!r} is out of range 1-65535")
+    return Address(host, port)
+
+
+def parse_mac(value: object) -> str:
+    """A MAC as aa:bb:cc:dd:ee:ff (also accepts - or no separators), normalised to lower case."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a MAC address like \"ab:cd:ef:01:23:45\", not {value!r}")
+    digits = re.sub(r"[:\-.]", "", value.strip())
+    if not re.fullmatch(r"[0-9A-Fa-f]{12}", digits):
+        raise ValueError(f"expected a MAC address like \"ab:cd:ef:01:23:45\", not {value!r}")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2)).lower()
+
+
+def parse_ip(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IP address, not {value!r}")
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError(f"expected an IP address, not {value!r}") from None
+
+
+def parse_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an http:// URL or \"\", not {value!r}")
+    if value == "":
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http:// URL or \"\", not {value!r}")
+    return value
+
+
+def parse_argv(value: object) -> tuple[str, ...]:
+    """A command as a list of strings; never a shell string, so nothing is ever word-split."""
+    if isinstance(value, str):
+        raise ValueError(
+            f"must be a list of arguments, e.g. [\"/usr/bin/curl\", \"-s\", \"URL\"], not the "
+            f"string {value!r}"
+        )
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(arg, str) for arg in value)
+        or not value[0]
+    ):
+        raise ValueError(f"must be a non-empty list of strings, not {value!r}")
+    return tuple(value)
+
+
+def parse_port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"expected a port number 1-65535, not {value!r}")
+    return value
+
+
+def positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number of at least 1, not {value!r}")
+    return value
+
+
+def boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, not {value!r}")
+    return value
+
+
+def one_of(*choices: str):  # noqa: ANN201 - returns a parser
+    def parse(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(map(repr, choices))}, not {value!r}")
+        return str(value)
+
+    return parse
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+class _Table:
+    """Reads one TOML table; every key must be read, so unknown keys (typos) become errors."""
+
+    def __init__(self, path: Path, name: str, data: object) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        self.path, self.name, self.data = path, name, data
+        self.used: set[str] = set()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: [{self.name}] {key}: {message}")
+
+    def get(self, key: str, parse, default: Any = None, *, required: bool = False) -> Any:  # noqa: ANN001
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise self.error(key, "is required")
+            return default
+        try:
+            return parse(self.data[key])
+        except ValueError as error:
+            raise self.error(key, str(error)) from None
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.used:
+                known = ", ".join(sorted(self.used))
+                raise self.error(key, f"unknown key (known keys: {known})")
+
+
+def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
+    table = _Table(path, f"proxy.{name}", data)
+    backend = table.get("backend", parse_address, required=True)
+    wake_command = table.get("wake_command", parse_argv)
+    mac = table.get("mac", parse_mac, required=wake_command is None)
+    config = ProxyConfig(
+        name=name,
+        backend=backend,
+        mac=mac,
+        health_url=table.get("health_url", parse_url, f"http://{backend}/health"),
+        broadcast=table.get("broadcast", parse_ip, "255.255.255.255"),
+        wol_port=table.get("wol_port", parse_port, 9),
+        wol_source=table.get("wol_source", parse_ip),
+        wol_interval=table.get("wol_interval", parse_duration, 3.0),
+        wake_timeout=table.get("wake_timeout", parse_duration, 180.0),
+        wake_command=wake_command,
+        max_connections=table.get("max_connections", positive_int, 512),
+        exit_idle=table.get("exit_idle", parse_duration),
+    )
+    table.finish()
+    if config.wol_interval <= 0:
+        raise table.error("wol_interval", "must be more than 0")
+    return config
+
+
+def default_server_health_url(command: tuple[str, ...]) -> str:
+    """llama-server's /health on the --host/--port its command line gives (default 127.0.0.1:8080)."""
+    host, port = "127.0.0.1", "8080"
+    for flag, value in zip(command, command[1:], strict=False):
+        if flag == "--host":
+            host = value
+        elif flag == "--port":
+            port = value
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # a wildcard listener is reached on loopback
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/health"
+
+
+def _server(path: Path, name: str, data: object) -> ServerConfig:
+    table = _Table(path, f"server.{name}", data)
+    command = table.get("command", parse_argv, required=True)
+    config = ServerConfig(
+        name=name,
+        command=command,
+        health_url=table.get("health_url", parse_url, default_server_health_url(command)),
+        stop_timeout=table.get("stop_timeout", parse_duration, 30.0),
+        pstate=table.get("pstate", one_of("off", "auto"), "off"),
+    )
+    table.finish()
+    if not config.health_url:
+        raise table.error("health_url", "a server needs a health URL to know when it is ready")
+    return config
+
+
+def _idle(path: Path, data: object) -> IdleConfig:
+    table = _Table(path, "idle", data)
+    config = IdleConfig(
+        timeout=table.get("timeout", parse_duration, 3600.0),
+        gpu=table.get("gpu", one_of("pstate", "utilization", "off"), "pstate"),
+        servers=table.get("servers", boolean, True),
+        inhibitors=table.get("inhibitors", boolean, True),
+    )
+    table.finish()
+    return config
+
+
+def _named_tables(path: Path, kind: str, data: object) -> Iterator[tuple[str, object]]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: [{kind}] must hold named tables like [{kind}.llama]")
+    for name, table in data.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
+            raise ConfigError(
+                f"{path}: [{kind}.{name}]: a name may hold only letters, digits and _ . : - "
+                "(it becomes part of a systemd unit name)"
+            )
+        yield name, table
+
+
+def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    for key in data:
+        if key not in ("proxy", "server", "idle"):
+            raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
+                              "[server.NAME], [idle])")
+    return Config(
+        path=path,
+        proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
+        servers={
+            n: _server(path, n, t) for n, t in _named_tables(path, "server", data.get("server", {}))
+        },
+        idle=_idle(path, data.get("idle", {})),
+    )
+
+
+def load(path: Path = DEFAULT_PATH) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (create it, or pass --config PATH)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from None
+    return parse(text, path)

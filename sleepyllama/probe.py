@@ -1,0 +1,49 @@
+"""Is a backend ready? An HTTP health check (llama-server's /health is 503 while a model loads)
+or, where there is no health URL, a TCP connect. Blocking: the proxy runs probes in a thread."""
+
+from __future__ import annotations
+
+import socket
+
+import requests
+
+from sleepyllama.config import Address
+
+CONNECT_TIMEOUT = 1.0
+READ_TIMEOUT = 3.0
+
+# no proxies from the environment: a probe must reach the LAN address itself
+_session = requests.Session()
+_session.trust_env = False
+
+
+def probe(health_url: str, backend: Address) -> tuple[bool, str]:
+    """(ready, why): why is "HTTP 200", "HTTP 503" or the connection error, for the journal."""
+    if not health_url:
+        return tcp_probe(backend)
+    try:
+        with _session.get(health_url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                          allow_redirects=False, stream=True) as response:
+            return response.status_code == 200, f"HTTP {response.status_code}"
+    except requests.RequestException as error:
+        return False, _short(error)
+
+
+def tcp_probe(backend: Address) -> tuple[bool, str]:
+    try:
+        socket.create_connection((backend.host, backend.port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        return False, error.strerror or str(error)
+    return True, "TCP connect"
+
+
+def _short(error: requests.RequestException) -> str:
+    """requests nests the errno message deep inside; the journal wants the innermost words."""
+    cause: BaseException = error
+    while cause.__context__ is not None and not isinstance(cause, OSError | TimeoutError):
+        cause = cause.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    return type(error).__name__

@@ -1,0 +1,259 @@
+"""sleepyllama-proxy: a socket-activated TCP proxy that wakes its backend with Wake-on-LAN.
+
+Serves one [proxy.NAME] table. Takes its listening sockets from systemd (LISTEN_FDS), or from
+--listen when run by hand; the backend logic lives in backend.py, the data path in splice.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import resource
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from sleepyllama import config as configuration
+from sleepyllama import logs, systemd
+from sleepyllama.backend import Backend
+from sleepyllama.config import ConfigError, ProxyConfig, format_duration
+from sleepyllama.wol import MagicPacket, WakeCommand, WakeSender
+
+log = logging.getLogger("sleepyllama-proxy")
+
+EX_USAGE, EX_UNAVAILABLE = 64, 69
+ACCEPT_BATCH = 64  # connections accepted per wake-up before other work gets a turn
+FULL_WARNING_EVERY = 10.0  # seconds between "too many connections" warnings
+
+
+def make_sender(config: ProxyConfig) -> WakeSender:
+    if config.wake_command:
+        return WakeCommand(config.wake_command)
+    assert config.mac is not None  # config.py requires mac unless wake_command is set
+    return MagicPacket(config.mac, config.broadcast, config.wol_port, config.wol_source)
+
+
+class Proxy:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        listeners: list[socket.socket],
+        loop: asyncio.AbstractEventLoop,
+        notifier: systemd.Notifier,
+        *,
+        exit_when_idle: bool,
+    ) -> None:
+        self.config, self.listeners, self.loop, self.notifier = config, listeners, loop, notifier
+        self.backend = Backend(config, loop, make_sender(config),
+                               on_change=self.refresh_status, on_close=self._closed)
+        self.connections = 0
+        self.stopped = asyncio.Event()
+        self.exit_idle = config.exit_idle if exit_when_idle else None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.last_full_warning = -FULL_WARNING_EVERY
+        self.refused = 0  # since the last "too many connections" warning
+
+    def start(self) -> None:
+        for listener in self.listeners:
+            listener.setblocking(False)
+            self.loop.add_reader(listener.fileno(), self._accept, listener)
+        self._arm_idle_exit()
+        self._tick_status()
+        self.notifier.ready(self.status_line())
+        log.info("serving %s on %s; backend %s, wakes with %s", self.config.name,
+                 ", ".join(describe(listener) for listener in self.listeners),
+                 self.config.backend, self.backend.sender.describe())
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                client, address = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # the connection stays queued; try again shortly instead of spinning
+                    log.warning("cannot accept: %s; pausing accepts for 0.5 s", error.strerror)
+                    self.loop.remove_reader(listener.fileno())
+                    self.loop.call_later(0.5, self.loop.add_reader, listener.fileno(),
+                                         self._accept, listener)
+                else:
+                    log.warning("accept failed: %s", error.strerror)
+                return
+            if self.connections >= self.config.max_connections:
+                self._refuse(client)
+                continue
+            self.connections += 1
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+                self.idle_timer = None
+            client.setblocking(False)
+            if client.family != socket.AF_UNIX:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.backend.serve(client, peer_name(address))
+
+    def _refuse(self, client: socket.socket) -> None:
+        client.close()
+        self.refused += 1
+        now = self.loop.time()
+        if now - self.last_full_warning >= FULL_WARNING_EVERY:
+            log.warning("max_connections (%d) reached: closed %d new connection(s)",
+                        self.config.max_connections, self.refused)
+            self.last_full_warning, self.refused = now, 0
+
+    def _closed(self) -> None:
+        self.connections -= 1
+        if self.connections == 0:
+            self._arm_idle_exit()
+
+    def _arm_idle_exit(self) -> None:
+        if self.exit_idle is not None and self.idle_timer is None:
+            self.idle_timer = self.loop.call_later(self.exit_idle, self._idle_exit)
+
+    def _idle_exit(self) -> None:
+        log.info("no connection for %s: exiting; systemd starts the proxy again on the next one",
+                 format_duration(self.exit_idle or 0))
+        self.stop()
+
+    def stop(self) -> None:
+        self.notifier.stopping("stopping")
+        for listener in self.listeners:
+            self.loop.remove_reader(listener.fileno())
+        self.backend.close_all()
+        self.stopped.set()
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        backend = self.backend
+        if backend.wake_started is not None:
+            waited = self.loop.time() - backend.wake_started
+            return (f"waking {self.config.backend.host} · {waited:.0f} s · "
+                    f"{backend.wake_signals} packets · {len(backend.waiting)} clients waiting")
+        if backend.ready:
+            return f"backend awake · {self.connections} connections"
+        if backend.gave_up:
+            return f"backend did not wake within {format_duration(self.config.wake_timeout)}"
+        return f"backend not contacted yet · {self.connections} connections"
+
+    def refresh_status(self) -> None:
+        self.notifier.status(self.status_line())
+
+    def _tick_status(self) -> None:
+        # connection counts change too often to notify on each; once a second is plenty
+        self.refresh_status()
+        self.loop.call_later(1.0, self._tick_status)
+
+
+def describe(listener: socket.socket) -> str:
+    name = listener.getsockname()
+    if isinstance(name, tuple):
+        return f"[{name[0]}]:{name[1]}" if listener.family == socket.AF_INET6 else f"{name[0]}:{name[1]}"
+    return str(name)
+
+
+def peer_name(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) or "local client"
+
+
+def open_listener(address: configuration.Address) -> socket.socket:
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
+    listener.bind(sockaddr)
+    listener.listen(socket.SOMAXCONN)
+    return listener
+
+
+def raise_open_file_limit() -> None:
+    """Each connection holds six fds (two sockets, two pipes); systemd's soft limit is 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+async def serve(config: ProxyConfig, listeners: list[socket.socket], activated: bool) -> None:
+    loop = asyncio.get_running_loop()
+    proxy = Proxy(config, listeners, loop, systemd.Notifier(), exit_when_idle=activated)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, proxy.stop)
+    proxy.start()
+    await proxy.stopped.wait()
+
+
+def listen_address(text: str) -> configuration.Address:
+    try:
+        return configuration.parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sleepyllama-proxy",
+        description="Proxy TCP connections to a backend that may be asleep: hold each client "
+        "while waking the backend with Wake-on-LAN, then splice bytes both ways.",
+        epilog="examples:\n"
+        "  sleepyllama-proxy --instance llama --listen 0.0.0.0:3939\n"
+        "  sleepyllama-proxy --config ./sleepyllama.toml --listen [::]:8080\n"
+        "  systemctl enable --now sleepyllama-proxy@llama.socket   (the usual way)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH,
+                        help="config file (default: %(default)s)")
+    parser.add_argument("--instance", metavar="NAME",
+                        help="which [proxy.NAME] table to serve (default: the only one)")
+    parser.add_argument("--listen", metavar="HOST:PORT", type=listen_address, action="append",
+                        default=[], help="listen here instead of on sockets from systemd "
+                        "(repeatable; IPv6 as [::]:8080)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each client (debug)")
+    return parser.parse_args(argv)
+
+
+def pick_table(config: configuration.Config, instance: str | None) -> ProxyConfig:
+    if instance is not None:
+        return config.proxy(instance)
+    if len(config.proxies) == 1:
+        return next(iter(config.proxies.values()))
+    raise ConfigError(f"{config.path}: pass --instance NAME to pick one of "
+                      + (", ".join(f"[proxy.{n}]" for n in sorted(config.proxies)) or
+                         "the [proxy.NAME] tables (there are none)"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup("sleepyllama-proxy", args.verbose)
+    try:
+        config = pick_table(configuration.load(args.config), args.instance)
+    except ConfigError as error:
+        log.error("%s", error)
+        return configuration.EX_CONFIG
+    listeners = systemd.listen_sockets()
+    activated = bool(listeners)
+    try:
+        listeners += [open_listener(address) for address in args.listen]
+    except OSError as error:
+        log.error("cannot listen on %s: %s", ", ".join(map(str, args.listen)), error.strerror)
+        return EX_UNAVAILABLE
+    if not listeners:
+        log.error("no socket to listen on: start me through sleepyllama-proxy@%s.socket "
+                  "(systemd socket activation) or pass --listen HOST:PORT", config.name)
+        return EX_USAGE
+    raise_open_file_limit()
+    asyncio.run(serve(config, listeners, activated))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""What a client hears when the backend did not wake in time: for HTTP, a 503 it can act on."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sleepyllama.config import format_duration
+
+# a request line's start: method, space, then a path, an absolute URL or "*"
+_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} (/|https?://|\*)")
+RETRY_AFTER = 30  # seconds: long enough for a slow box to finish waking
+
+
+def looks_like_http(first_bytes: bytes) -> bool:
+    return _REQUEST_LINE.match(first_bytes) is not None
+
+
+def backend_unavailable(backend: str, waited: float) -> bytes:
+    """HTTP/1.1 503 with Retry-After and an OpenAI-style error body naming the backend."""
+    message = (
+        f"sleepyllama: the backend {backend} did not wake up within {format_duration(waited)}; "
+        f"try again in {RETRY_AFTER} seconds"
+    )
+    body = json.dumps(
+        {"error": {"message": message, "type": "backend_unavailable", "code": 503}}
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Retry-After: {RETRY_AFTER}\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    )
+    return head.encode() + body

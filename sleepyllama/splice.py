@@ -1,0 +1,176 @@
+"""Zero-copy byte splicing between two connected sockets, driven by an asyncio event loop.
+
+Each direction is a Pump: source socket -> pipe -> destination socket with os.splice, so bytes
+never enter user space (the design of systemd-socket-proxyd's connection_shovel). Backpressure
+comes from the pipe: while it is full the pump stops reading, so a slow reader makes the kernel
+hold the data in socket buffers, never the proxy. A source's EOF becomes shutdown(SHUT_WR) on the
+destination once the pipe is drained; the connection ends when both directions are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import socket
+from collections.abc import Callable
+
+PIPE_SIZE = 1 << 20  # fs.pipe-max-size's default; an unprivileged user over its quota gets less
+_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+_ROUNDS = 16  # splice rounds per wake-up, so one bulk transfer cannot starve other connections
+
+
+def _pipe() -> tuple[int, int, int]:
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # EPERM past pipe-user-pages-soft: the default size still works, just slower
+    return read_end, write_end, fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+
+
+class Pump:
+    """One direction of a spliced connection."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, source: int, destination: int, splice: Splice
+    ) -> None:
+        self.loop, self.source, self.destination, self.splice = loop, source, destination, splice
+        self.pipe_read, self.pipe_write, self.capacity = _pipe()
+        self.fill = 0  # bytes in the pipe
+        self.pipe_full = False  # the pipe refused more although `fill` says there is room
+        self.source_eof = False
+        self.done = False
+        self.reading = self.writing = False
+
+    def step(self) -> None:
+        """Move what can be moved without blocking, then wait for whichever side must move next."""
+        for _ in range(_ROUNDS):
+            moved = False
+            if not self.source_eof and not self.pipe_full and self.fill < self.capacity:
+                try:
+                    count = os.splice(self.source, self.pipe_write, self.capacity - self.fill,
+                                      flags=_FLAGS)
+                except BlockingIOError:
+                    # with data already in the pipe, EAGAIN means it ran out of buffer slots
+                    # (page-sized pieces); reading again before it drains would spin
+                    self.pipe_full = self.fill > 0
+                except OSError as error:
+                    return self.splice.fail(error, self.source)
+                else:
+                    if count == 0:
+                        self.source_eof = True
+                    else:
+                        self.fill += count
+                        moved = True
+            if self.fill:
+                try:
+                    count = os.splice(self.pipe_read, self.destination, self.fill, flags=_FLAGS)
+                except BlockingIOError:
+                    pass
+                except OSError as error:
+                    return self.splice.fail(error, self.destination)
+                else:
+                    self.fill -= count
+                    self.pipe_full = False
+                    moved = moved or count > 0
+            if not moved:
+                break
+        if self.source_eof and not self.fill:
+            return self._finish()
+        self._want(
+            read=not self.source_eof and not self.pipe_full and self.fill < self.capacity,
+            write=self.fill > 0,
+        )
+        return None
+
+    def _finish(self) -> None:
+        self._want(read=False, write=False)
+        self.done = True
+        try:
+            os.close(self.pipe_read)
+            os.close(self.pipe_write)
+            socket_shutdown_write(self.destination)
+        except OSError:
+            pass  # the peer is gone already; the other direction will notice
+        self.splice.pump_done()
+
+    def _want(self, *, read: bool, write: bool) -> None:
+        if read != self.reading:
+            if read:
+                self.loop.add_reader(self.source, self.step)
+            else:
+                self.loop.remove_reader(self.source)
+            self.reading = read
+        if write != self.writing:
+            if write:
+                self.loop.add_writer(self.destination, self.step)
+            else:
+                self.loop.remove_writer(self.destination)
+            self.writing = write
+
+    def close(self) -> None:
+        self._want(read=False, write=False)
+        if not self.done:
+            self.done = True
+            os.close(self.pipe_read)
+            os.close(self.pipe_write)
+
+
+def socket_shutdown_write(fd: int) -> None:
+    # socket.shutdown needs a socket object; one borrowed by fd must not close the fd after
+    borrowed = socket.socket(fileno=fd)
+    try:
+        borrowed.shutdown(socket.SHUT_WR)
+    finally:
+        borrowed.detach()
+
+
+# errors that mean the backend's host is gone (suspended, unplugged), not one refused request
+BACKEND_LOST = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETUNREACH})
+
+
+class Splice:
+    """Both directions between a client and a backend socket; closes both when done or on error."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: socket.socket,
+        backend: socket.socket,
+        on_close: Callable[[Splice, OSError | None], None],  # error: the backend host was lost
+    ) -> None:
+        self.client, self.backend, self.on_close = client, backend, on_close
+        self.closed = False
+        self.pumps = (
+            Pump(loop, client.fileno(), backend.fileno(), self),
+            Pump(loop, backend.fileno(), client.fileno(), self),
+        )
+
+    def start(self) -> None:
+        for pump in self.pumps:
+            pump.step()
+
+    def pump_done(self) -> None:
+        if all(pump.done for pump in self.pumps):
+            self._close(None)
+
+    def fail(self, error: OSError, fd: int) -> None:
+        """An error on one connection closes that connection only.
+
+        Only an error on the backend's side that says its host vanished is passed on, so that
+        the next client goes through the wake path instead of a dead address.
+        """
+        lost = fd == self.backend.fileno() and error.errno in BACKEND_LOST
+        self._close(error if lost else None)
+
+    def _close(self, backend_lost: OSError | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for pump in self.pumps:
+            pump.close()
+        self.client.close()
+        self.backend.close()
+        self.on_close(self, backend_lost)
