@@ -208,27 +208,26 @@ class Backend:
             first_bytes = client.sock.recv(1024, socket.MSG_PEEK)
         except OSError:
             first_bytes = b""
-        if not looks_like_http(first_bytes):
-            log.info("closing %s: its backend did not wake", client.peer)
-            client.sock.close()
-            self.on_close()
-            return
-        log.info("answering %s with 503: its backend did not wake", client.peer)
         try:
-            client.sock.send(backend_unavailable(str(self.config.backend), waited))
+            if looks_like_http(first_bytes):
+                log.info("answering %s with 503: its backend did not wake", client.peer)
+                client.sock.send(backend_unavailable(str(self.config.backend),
+                                                     self.config.wake_timeout, waited))
+            else:
+                log.info("closing %s: its backend did not wake", client.peer)
             client.sock.shutdown(socket.SHUT_WR)
         except OSError:
             client.sock.close()
             self.on_close()
-            return
-        self._linger(client.sock)
+        else:
+            self._linger(client.sock)
         self.on_change()
 
     def _linger(self, sock: socket.socket) -> None:
         """Read and discard until the client closes (or LINGER passes), then close.
 
-        Closing a socket with unread bytes sends RST, and an RST can make the client's kernel
-        discard the 503 it has not read yet.
+        Closing a socket with unread bytes sends RST instead of FIN, and an RST can make the
+        client's kernel discard the 503 it has not read yet.
         """
         fd = sock.fileno()
 

@@ -7,6 +7,7 @@ so that a unit failing with exit status 78 says in the journal exactly what to f
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 import tomllib
 from collections.abc import Iterator
@@ -102,9 +103,8 @@ def parse_duration(value: object) -> float:
     """Seconds from 90, 2.5, "90", "90s", "15m", "1h", "1h30m" or "500ms"."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 90, \"90s\", \"15m\" or \"1h\", not {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+    plain_number = isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip())
+    if isinstance(value, int | float) or plain_number:
         seconds = float(value)
     elif isinstance(value, str) and re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", value.strip()):
         seconds = sum(
@@ -214,7 +214,7 @@ def boolean(value: object) -> bool:
     return value
 
 
-def one_of(*choices: str):  # noqa: ANN201 - returns a parser
+def one_of(*choices: str):
     def parse(value: object) -> str:
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(map(repr, choices))}, not {value!r}")
@@ -239,7 +239,7 @@ class _Table:
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: [{self.name}] {key}: {message}")
 
-    def get(self, key: str, parse, default: Any = None, *, required: bool = False) -> Any:  # noqa: ANN001
+    def get(self, key: str, parse, default: Any = None, *, required: bool = False) -> Any:
         self.used.add(key)
         if key not in self.data:
             if required:
@@ -285,7 +285,7 @@ def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
 def default_server_health_url(command: tuple[str, ...]) -> str:
     """llama-server's /health on the --host/--port its command line gives (default 127.0.0.1:8080)."""
     host, port = "127.0.0.1", "8080"
-    for flag, value in zip(command, command[1:], strict=False):
+    for flag, value in itertools.pairwise(command):
         if flag == "--host":
             host = value
         elif flag == "--port":

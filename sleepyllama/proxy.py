@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import resource
@@ -177,10 +178,8 @@ def raise_open_file_limit() -> None:
     """Each connection holds six fds (two sockets, two pipes); systemd's soft limit is 1024."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
 
 
 async def serve(config: ProxyConfig, listeners: list[socket.socket], activated: bool) -> None:

@@ -16,10 +16,11 @@ def looks_like_http(first_bytes: bytes) -> bool:
     return _REQUEST_LINE.match(first_bytes) is not None
 
 
-def backend_unavailable(backend: str, waited: float) -> bytes:
+def backend_unavailable(backend: str, wake_timeout: float, waited: float) -> bytes:
     """HTTP/1.1 503 with Retry-After and an OpenAI-style error body naming the backend."""
     message = (
-        f"sleepyllama: the backend {backend} did not wake up within {format_duration(waited)}; "
+        f"sleepyllama: the backend {backend} did not wake up within "
+        f"{format_duration(wake_timeout)} (this request waited {waited:.0f} s); "
         f"try again in {RETRY_AFTER} seconds"
     )
     body = json.dumps(

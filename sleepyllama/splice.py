@@ -10,6 +10,7 @@ destination once the pipe is drained; the connection ends when both directions a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
@@ -23,10 +24,8 @@ _ROUNDS = 16  # splice rounds per wake-up, so one bulk transfer cannot starve ot
 
 def _pipe() -> tuple[int, int, int]:
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
+    with contextlib.suppress(OSError):  # EPERM past pipe-user-pages-soft: the default still works
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass  # EPERM past pipe-user-pages-soft: the default size still works, just slower
     return read_end, write_end, fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
 
 

@@ -44,4 +44,6 @@ class Notifier:
 
     def _send(self, message: str) -> None:
         if self.enabled:
-            self._notifier.notify(message)
+            # sdnotify encodes with latin-1, but systemd reads UTF-8 ("·" would arrive as 0xb7):
+            # hand it the UTF-8 bytes spelled as latin-1 characters, which encode back unchanged
+            self._notifier.notify(message.encode("utf-8").decode("latin-1"))

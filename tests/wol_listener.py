@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Stands in for a sleeping NIC's wake logic: listens for magic packets on UDP, and on the first
-one for its MAC starts a command (the "resume": a fake llama-server, the resume path).
+"""Stands in for a sleeping NIC's wake logic: listens for magic packets on UDP, and on one for its
+MAC starts a command (the "resume": a fake llama-server, the resume path) unless it still runs.
 
 Prints one line per matching packet to stdout, "packet N MONOTONIC", so a test counts them.
 """
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         count += 1
         print(f"packet {count} {time.monotonic()!r}", flush=True)
-        if child is None and command:
-            child = subprocess.Popen(command)
+        if command and (child is None or child.poll() is not None):
+            child = subprocess.Popen(command)  # first wake, or the box woke again after a loss
 
 
 if __name__ == "__main__":

@@ -1,0 +1,219 @@
+"""Shared pieces for tests that run the real programs: free ports, a notify socket the test
+owns, the fake llama-server behind a fake NIC, and the proxy under systemd-socket-activate."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+FAKE_SERVER = TESTS / "fake_llama_server.py"
+WOL_LISTENER = TESTS / "wol_listener.py"
+MAC = "ab:cd:ef:01:23:45"
+
+# hundreds of concurrent clients need more than the default 1024 fds
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(_soft, min(_hard, 65536)), _hard))
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+
+
+class NotifySocket:
+    """Collects what a program sends to $NOTIFY_SOCKET, as systemd would receive it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+        threading.Thread(target=self._receive, daemon=True).start()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except OSError:
+                return
+
+    def statuses(self) -> list[str]:
+        return [line[len("STATUS="):] for message in self.messages
+                for line in message.splitlines() if line.startswith("STATUS=")]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Process:
+    """A child process whose output goes to a file the test can read while it runs."""
+
+    def __init__(self, command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self.output = log.open("wb")
+        self.popen = subprocess.Popen(command, stdout=self.output, stderr=subprocess.STDOUT,
+                                      env=env, start_new_session=True)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, 15)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, 9)
+                self.popen.wait()
+        self.output.close()
+
+
+class SleepingBackend:
+    """A fake llama-server that does not run until a magic packet for MAC reaches its "NIC"."""
+
+    def __init__(self, directory: Path, *, load_seconds: float, tokens: int = 5,
+                 token_delay: float = 0.0, wol_port: int | None = None,
+                 prefix: list[str] | None = None, host: str = "127.0.0.1") -> None:
+        self.port = free_port()
+        self.wol_port = wol_port or free_port(socket.SOCK_DGRAM)
+        self.ready_file = directory / "backend-ready"
+        self.server_command = [
+            sys.executable, str(FAKE_SERVER), "--host", host, "--port", str(self.port),
+            "--load-seconds", str(load_seconds), "--tokens", str(tokens),
+            "--token-delay", str(token_delay), "--ready-file", str(self.ready_file)]
+        self.listener = Process(
+            [*(prefix or []), sys.executable, str(WOL_LISTENER), "--port", str(self.wol_port),
+             "--mac", MAC, "--", *self.server_command],
+            directory / "wol-listener.log")
+        wait_for(lambda: "listening" in self.listener.text(), what="the wake listener")
+
+    def packets(self) -> list[float]:
+        return [float(line.split()[2]) for line in self.listener.text().splitlines()
+                if line.startswith("packet ")]
+
+    def kill_server(self) -> None:
+        """The box went away (suspended by hand, cable pulled): its server stops answering."""
+        # anchored: the wake listener's own command line holds the server's too
+        pattern = f"^{re.escape(self.server_command[0])} {re.escape(str(FAKE_SERVER))} .*--port {self.port} "
+        subprocess.run(["pkill", "-f", pattern], check=True)
+        self.ready_file.unlink()
+
+    def ready_at(self) -> float:
+        return float(self.ready_file.read_text())
+
+    def stop(self) -> None:
+        self.listener.stop()
+
+
+class ProxyRun:
+    def __init__(self, directory: Path, table: str, *, activate: bool = True,
+                 listen: str | None = None, extra_args: list[str] | None = None) -> None:
+        self.config = directory / "sleepyllama.toml"
+        self.config.write_text(table)
+        self.port = free_port()
+        self.listen = listen or f"127.0.0.1:{self.port}"
+        self.notify = NotifySocket(directory / "notify")
+        program = [sys.executable, "-m", "sleepyllama.proxy", "--config", str(self.config), "-v",
+                   *(extra_args or [])]
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), "PYTHONUNBUFFERED": "1"}
+        if activate:
+            command = ["systemd-socket-activate", "-l", self.listen,
+                       "-E", f"NOTIFY_SOCKET={self.notify.path}", *program]
+        else:
+            command = [*program, "--listen", self.listen]
+        self.process = Process(command, directory / "proxy.log", env)
+        if activate:
+            wait_for(lambda: "Listening on" in self.process.text(), what="systemd-socket-activate")
+        else:
+            wait_for(lambda: any("READY=1" in m for m in self.notify.messages), what="READY=1")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.listen.rsplit(":", 1)
+        return host.strip("[]"), int(port)
+
+    def fd_count(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.popen.pid}/fd"))
+
+    def log(self) -> str:
+        return self.process.text()
+
+    def stop(self) -> None:
+        self.process.stop()
+        self.notify.close()
+
+
+def proxy_table(sleeping: SleepingBackend | None, **keys: object) -> str:
+    values: dict[str, object] = {"mac": MAC, "broadcast": "127.255.255.255"}
+    if sleeping is not None:
+        values |= {"backend": f"127.0.0.1:{sleeping.port}", "wol_port": sleeping.wol_port}
+    values |= keys
+    lines = ["[proxy.llama]"]
+    for key, value in values.items():
+        if isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        elif isinstance(value, list | tuple):
+            lines.append(f"{key} = [" + ", ".join(f'"{v}"' for v in value) + "]")
+        else:
+            lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def http_request(address: tuple[str, int], request: bytes, timeout: float = 30.0) -> bytes:
+    """Send one raw HTTP request on a new connection and read the whole response (to EOF)."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+GET_HEALTH = b"GET /health HTTP/1.1\r\nHost: llama\r\nConnection: close\r\n\r\n"
+
+
+def chat_request(stream: bool) -> bytes:
+    body = b'{"model": "m", "stream": %s, "messages": [{"role": "user", "content": "hi"}]}' % (
+        b"true" if stream else b"false")
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: llama\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list]:
+    """Things with .stop() to stop after the test, whatever happens."""
+    things: list = []
+    yield things
+    for thing in reversed(things):
+        thing.stop()
+
+
+def require(program: str) -> None:
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed (it comes with the package named in README)")

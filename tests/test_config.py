@@ -1,0 +1,115 @@
+from pathlib import Path
+
+import pytest
+
+from sleepyllama import config
+from sleepyllama.config import Address, ConfigError
+
+PATH = Path("/etc/sleepyllama/sleepyllama.toml")
+
+
+def parse(text: str) -> config.Config:
+    return config.parse(text, PATH)
+
+
+def test_proxy_table_with_defaults() -> None:
+    proxy = parse('[proxy.llama]\nbackend = "192.168.1.50:8080"\nmac = "AB-CD-EF-01-23-45"\n').proxy(
+        "llama")
+    assert proxy.backend == Address("192.168.1.50", 8080)
+    assert proxy.mac == "ab:cd:ef:01:23:45"
+    assert proxy.health_url == "http://192.168.1.50:8080/health"
+    assert (proxy.broadcast, proxy.wol_port, proxy.wol_interval) == ("255.255.255.255", 9, 3.0)
+    assert (proxy.wake_timeout, proxy.max_connections, proxy.exit_idle) == (180.0, 512, None)
+
+
+def test_ipv6_backend_and_every_key() -> None:
+    proxy = parse("""
+[proxy.x]
+backend = "[fd00::50]:8080"
+mac = "abcdef012345"
+health_url = ""
+broadcast = "192.168.1.255"
+wol_port = 7
+wol_source = "192.168.1.2"
+wol_interval = "500ms"
+wake_timeout = "1m30s"
+wake_command = ["/usr/bin/curl", "-s", "http://plug/on"]
+max_connections = 10
+exit_idle = "15m"
+""").proxy("x")
+    assert str(proxy.backend) == "[fd00::50]:8080"
+    assert proxy.health_url == ""
+    assert proxy.wol_interval == 0.5 and proxy.wake_timeout == 90 and proxy.exit_idle == 900
+    assert proxy.wake_command == ("/usr/bin/curl", "-s", "http://plug/on")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (90, 90), (2.5, 2.5), ("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("1h30m", 5400),
+    ("250ms", 0.25),
+])
+def test_durations(value: object, seconds: float) -> None:
+    assert config.parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "1 hour", "-5", True, "", "5x", [1]])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError):
+        config.parse_duration(value)
+
+
+def test_format_duration_round_trips() -> None:
+    for seconds in (180, 5400, 2.5, 45, 86400):
+        assert config.parse_duration(config.format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize(("text", "key", "words"), [
+    ('[proxy.a]\nmac = "ab:cd:ef:01:23:45"\n', "backend", "is required"),
+    ('[proxy.a]\nbackend = "box"\nmac = "ab:cd:ef:01:23:45"\n', "backend", "HOST:PORT"),
+    ('[proxy.a]\nbackend = "h:99999"\nmac = "ab:cd:ef:01:23:45"\n', "backend", "out of range"),
+    ('[proxy.a]\nbackend = "[nope]:80"\nmac = "ab:cd:ef:01:23:45"\n', "backend", "IPv6"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23"\n', "mac", "MAC address"),
+    ('[proxy.a]\nbackend = "h:80"\n', "mac", "is required"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nwake_timeout = "soon"\n',
+     "wake_timeout", "duration"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nbrodcast = "1.2.3.4"\n',
+     "brodcast", "unknown key"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nbroadcast = "1.2.3"\n',
+     "broadcast", "IP address"),
+    ('[proxy.a]\nbackend = "h:80"\nwake_command = "curl http://plug/on"\n', "wake_command",
+     "list of arguments"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nhealth_url = "ftp://x"\n',
+     "health_url", "http://"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nmax_connections = 0\n',
+     "max_connections", "at least 1"),
+])
+def test_errors_name_file_table_and_key(text: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert message.startswith(f"{PATH}: [proxy.a] {key}: ")
+    assert words in message
+    assert "\n" not in message
+
+
+def test_unknown_table_and_missing_instance() -> None:
+    with pytest.raises(ConfigError, match=r"\[prxy\]: unknown table"):
+        parse('[prxy.a]\nbackend = "h:80"\n')
+    loaded = parse('[proxy.llama]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\n')
+    with pytest.raises(ConfigError, match=r"no \[proxy.whisper\] table \(it has \[proxy.llama\]\)"):
+        loaded.proxy("whisper")
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse("[proxy.a\n")
+    with pytest.raises(ConfigError, match="no such file"):
+        config.load(tmp_path / "absent.toml")
+
+
+def test_server_health_url_follows_the_command_line() -> None:
+    assert config.default_server_health_url(("llama-server", "-m", "m.gguf")) == (
+        "http://127.0.0.1:8080/health")
+    assert config.default_server_health_url(
+        ("llama-server", "--host", "0.0.0.0", "--port", "9000")) == "http://127.0.0.1:9000/health"
+    assert config.default_server_health_url(("s", "--host", "::1", "--port", "1")) == (
+        "http://[::1]:1/health")

@@ -1,0 +1,214 @@
+"""The proxy as users run it: under the real systemd-socket-activate, in front of a fake
+llama-server that only starts when a magic packet for its MAC arrives."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    FAKE_SERVER,
+    GET_HEALTH,
+    ProxyRun,
+    SleepingBackend,
+    chat_request,
+    free_port,
+    http_request,
+    proxy_table,
+    require,
+    wait_for,
+)
+
+pytestmark = pytest.mark.usefixtures("socket_activate")
+
+
+@pytest.fixture
+def socket_activate() -> None:
+    require("systemd-socket-activate")
+
+
+def start(tmp_path: Path, cleanup: list, *, load_seconds: float = 1.0, token_delay: float = 0.0,
+          tokens: int = 5, **keys: object) -> tuple[SleepingBackend, ProxyRun]:
+    backend = SleepingBackend(tmp_path, load_seconds=load_seconds, tokens=tokens,
+                              token_delay=token_delay)
+    cleanup.append(backend)
+    keys.setdefault("wol_interval", "0.5s")
+    proxy = ProxyRun(tmp_path, proxy_table(backend, **keys))
+    cleanup.append(proxy)
+    return backend, proxy
+
+
+def status_code(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def test_held_request_is_served_once_the_backend_is_ready_never_503(tmp_path, cleanup) -> None:
+    backend, proxy = start(tmp_path, cleanup, load_seconds=1.5)
+    response = http_request(proxy.address, chat_request(stream=False))
+    assert status_code(response) == 200, response[:200]
+    assert b"token0" in response
+    assert backend.packets(), "no magic packet reached the sleeping backend"
+    # the request went through the loading phase (503 on /health) without seeing it
+    assert backend.ready_at() > backend.packets()[0] + 1.0
+    assert "ready after" in proxy.log()
+    statuses = proxy.notify.statuses()
+    assert any(s.startswith("waking 127.0.0.1 · ") and "clients waiting" in s for s in statuses)
+    wait_for(lambda: "backend awake · " in " ".join(proxy.notify.statuses()), what="awake status")
+    assert any("READY=1" in message for message in proxy.notify.messages)
+
+
+def test_streamed_tokens_arrive_as_they_are_produced(tmp_path, cleanup) -> None:
+    _backend, proxy = start(tmp_path, cleanup, load_seconds=0.2, tokens=5, token_delay=0.3)
+    arrivals: list[tuple[float, float]] = []  # (produced, arrived) per token
+    with socket.create_connection(proxy.address, timeout=30) as sock:
+        sock.sendall(chat_request(stream=True))
+        buffer = b""
+        while chunk := sock.recv(65536):
+            now = time.monotonic()
+            buffer += chunk
+            while b"\n\n" in buffer:
+                event, buffer = buffer.split(b"\n\n", 1)
+                line = event[event.find(b"data: "):]
+                if line.startswith(b"data: {"):
+                    arrivals.append((json.loads(line[6:])["produced_at"], now))
+    assert len(arrivals) == 5
+    # each token reaches the client before the server has even produced the next one:
+    # nothing on the way held it back to fill a buffer
+    for (_produced, arrived), (next_produced, _) in itertools.pairwise(arrivals):
+        assert arrived < next_produced
+
+
+def test_500_clients_during_one_wake_all_served_with_few_packets(tmp_path, cleanup) -> None:
+    backend, proxy = start(tmp_path, cleanup, load_seconds=2.0, wol_interval="0.5s")
+
+    def one_client(_index: int) -> int:
+        return status_code(http_request(proxy.address, GET_HEALTH, timeout=60))
+
+    with ThreadPoolExecutor(max_workers=500) as pool:
+        codes = list(pool.map(one_client, range(500)))
+    assert codes == [200] * 500
+    packets = backend.packets()
+    wake_seconds = backend.ready_at() - packets[0]
+    time.sleep(1.5)  # no more packets once nobody waits
+    assert len(backend.packets()) == len(packets)
+    assert len(packets) <= math.ceil(wake_seconds / 0.5) + 1, (len(packets), wake_seconds)
+
+
+def test_backend_that_never_wakes_gets_http_503_after_wake_timeout(tmp_path, cleanup) -> None:
+    port = free_port()  # nothing will ever listen here
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{port}", wol_port=free_port(
+        socket.SOCK_DGRAM), wake_timeout="1s", wol_interval="0.3s"))
+    cleanup.append(proxy)
+    started = time.monotonic()
+    response = http_request(proxy.address, chat_request(stream=False))
+    waited = time.monotonic() - started
+    head, body = response.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"\r\nRetry-After: " in head
+    error = json.loads(body)["error"]
+    assert error["type"] == "backend_unavailable"
+    assert f"127.0.0.1:{port}" in error["message"] and "within 1s" in error["message"]
+    assert waited >= 1.0
+    assert "did not wake within 1s" in proxy.log()
+    wait_for(lambda: "backend did not wake within 1s" in proxy.notify.statuses(), what="status")
+    # a client that does not speak HTTP is simply closed
+    with socket.create_connection(proxy.address, timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01 not http")
+        assert sock.recv(100) == b""
+
+
+def test_clients_that_hang_up_while_held_leave_no_fd_behind(tmp_path, cleanup) -> None:
+    port = free_port()
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{port}", wol_port=free_port(
+        socket.SOCK_DGRAM), wake_timeout="60s"))
+    cleanup.append(proxy)
+    first = socket.create_connection(proxy.address)  # starts the proxy; stays held
+    first.sendall(GET_HEALTH)
+    wait_for(lambda: "holding" in proxy.log(), what="the first client to be held")
+    # the readiness probe opens a socket now and then: take the lowest of several counts
+    baseline = min(proxy.fd_count() for _ in range(20) if not time.sleep(0.02))
+    clients = [socket.create_connection(proxy.address) for _ in range(50)]
+    for client in clients:
+        client.sendall(GET_HEALTH)
+    wait_for(lambda: proxy.fd_count() >= baseline + 50, what="50 held clients")
+    for client in clients:
+        client.close()
+    wait_for(lambda: proxy.fd_count() <= baseline, what="fds of hung-up clients to close")
+    first.close()
+
+
+def test_a_lost_backend_sends_the_next_client_through_the_wake_path(tmp_path, cleanup) -> None:
+    backend, proxy = start(tmp_path, cleanup, load_seconds=0.3)
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+    packets = len(backend.packets())
+    backend.kill_server()
+    time.sleep(0.6)  # past wol_interval, so the rate limit does not hide the new wake
+    assert status_code(http_request(proxy.address, chat_request(stream=False))) == 200
+    assert len(backend.packets()) > packets, "the proxy did not wake the backend again"
+    assert "does not answer" in proxy.log()
+    assert proxy.log().count("ready after") == 2
+
+
+def test_max_connections_closes_new_clients_with_a_warning(tmp_path, cleanup) -> None:
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
+                                           wol_port=free_port(socket.SOCK_DGRAM),
+                                           max_connections=3))
+    cleanup.append(proxy)
+    held = [socket.create_connection(proxy.address) for _ in range(3)]
+    wait_for(lambda: proxy.log().count("holding") == 3, what="three held clients")
+    with socket.create_connection(proxy.address, timeout=10) as extra:
+        assert extra.recv(100) == b""
+    wait_for(lambda: "max_connections (3) reached" in proxy.log(), what="the warning")
+    for client in held:
+        client.close()
+
+
+def test_exit_idle_under_socket_activation(tmp_path, cleanup) -> None:
+    _backend, proxy = start(tmp_path, cleanup, load_seconds=0.0, exit_idle="1s")
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+    assert proxy.process.popen.wait(10) == 0
+    assert "no connection for 1s: exiting" in proxy.log()
+
+
+def test_config_error_exits_78_with_one_line(tmp_path, cleanup) -> None:
+    import subprocess
+
+    config = tmp_path / "bad.toml"
+    config.write_text('[proxy.llama]\nbackend = "127.0.0.1:8080"\nmac = "nope"\n')
+    result = subprocess.run([sys.executable, "-m", "sleepyllama.proxy", "--config", str(config),
+                             "--listen", f"127.0.0.1:{free_port()}"], capture_output=True, text=True)
+    assert result.returncode == 78
+    assert result.stderr.count("\n") == 1
+    assert "[proxy.llama] mac: expected a MAC address" in result.stderr
+
+
+def test_ipv6_listen_and_wake_command(tmp_path, cleanup) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this kernel has no IPv6")
+    port = free_port()
+    marker = tmp_path / "woken"
+    wake = [sys.executable, "-c",
+            f"import subprocess, sys, pathlib; pathlib.Path({str(marker)!r}).touch(); "
+            f"subprocess.Popen([sys.executable, {str(FAKE_SERVER)!r}, '--port', '{port}', "
+            f"'--load-seconds', '0.5'])"]
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{port}", wake_command=wake,
+                                           wol_interval="5s"),
+                     listen=f"[::1]:{free_port()}")
+    cleanup.append(proxy)
+    try:
+        assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+        assert marker.exists()
+        assert "wake_command" in proxy.log()
+    finally:
+        import subprocess
+
+        subprocess.run(["pkill", "-f", f"--port {port} --load-seconds"], check=False)

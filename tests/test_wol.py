@@ -1,0 +1,64 @@
+import socket
+import sys
+import time
+from pathlib import Path
+
+from sleepyllama.wol import MagicPacket, WakeCommand, WakeSchedule
+
+
+def test_schedule_sends_at_once_then_once_per_interval() -> None:
+    schedule = WakeSchedule(interval=3.0)
+    sent = []
+    for tenth in range(0, 100):  # ten seconds, checked every 0.1 s by many waiters
+        now = tenth / 10
+        for _waiter in range(5):
+            if schedule.due(now):
+                schedule.mark_sent(now)
+                sent.append(now)
+    assert sent == [0.0, 3.0, 6.0, 9.0]
+
+
+def test_schedule_limits_across_wakes() -> None:
+    schedule = WakeSchedule(interval=3.0)
+    schedule.mark_sent(10.0)
+    assert not schedule.due(11.0)
+    assert schedule.seconds_until_due(11.0) == 2.0
+    assert schedule.due(13.0)
+
+
+def test_magic_packet_reaches_a_udp_listener() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(5)
+        port = listener.getsockname()[1]
+        MagicPacket("ab:cd:ef:01:23:45", broadcast="127.0.0.1", port=port).send()
+        data, _ = listener.recvfrom(200)
+    assert data == b"\xff" * 6 + bytes.fromhex("abcdef012345") * 16
+
+
+def test_magic_packet_failure_is_logged_not_raised(caplog) -> None:
+    MagicPacket("ab:cd:ef:01:23:45", broadcast="127.0.0.1", port=9, source="192.0.2.77").send()
+    assert "cannot send magic packet" in caplog.text
+
+
+def test_wake_command_is_not_started_twice_while_running(tmp_path: Path) -> None:
+    marker = tmp_path / "runs"
+    script = f"open({str(marker)!r}, 'a').write('x'); import time; time.sleep(1)"
+    command = WakeCommand((sys.executable, "-c", script))
+    command.send()
+    time.sleep(0.3)
+    command.send()  # still running: skipped
+    time.sleep(1.2)
+    command.send()  # finished: runs again
+    time.sleep(0.3)
+    assert marker.read_text() == "xx"
+
+
+def test_wake_command_failure_is_reported(caplog, tmp_path: Path) -> None:
+    WakeCommand((str(tmp_path / "no-such-program"),)).send()
+    assert "cannot run wake_command" in caplog.text
+    command = WakeCommand((sys.executable, "-c", "raise SystemExit(3)"))
+    command.send()
+    time.sleep(0.5)
+    command.send()
+    assert "exited with status 3" in caplog.text
