@@ -1,10 +1,17 @@
 """One backend as the proxy sees it: whether it is ready, the clients held for it, and its wake.
 
-A client is connected straight to a ready backend. Otherwise (first client, connect refused or
-timed out, backend lost) it is held: its bytes stay queued in its socket, unread, while the wake
-loop sends wake signals on WakeSchedule and probes readiness. When the backend is ready, every
-held client is connected in arrival order. A held client that hangs up is dropped at once; one
-held past wake_timeout gets an HTTP 503 (if it spoke HTTP) or a close.
+"Ready" is evidence with a shelf life: a health probe's 200 is trusted for READY_TRUST seconds
+(refreshed in the background while clients keep coming). A client arriving while it holds is
+connected straight away. Otherwise (first client, a stale verdict, a connect refused or timed
+out, a lost backend) it is held: its bytes stay queued in its socket, unread, while the wake
+loop probes readiness and, unless the first probe succeeds at once, sends wake signals on
+WakeSchedule. The shelf life is what keeps a client from meeting llama-server's 503 "Loading
+model" when the box was woken by something else or the server restarted: a connect that
+succeeds proves nothing, only /health does.
+
+When the backend is ready every held client is connected, in arrival order. A held client that
+hangs up is dropped at once; one held past wake_timeout gets an HTTP 503 (if it spoke HTTP) or a
+close.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from sleepyllama.wol import WakeSchedule, WakeSender
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte lag is about half this
+READY_TRUST = 5.0  # seconds a 200 from the health probe is believed without asking again
+SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
 CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
 LINGER = 2.0  # after a 503, read what the client still sends, so close() does not turn into RST
 # a backend socket notices a vanished host within about 30 s instead of hanging forever
@@ -98,7 +107,8 @@ class Backend:
         self.on_change = on_change  # the status line may have changed
         self.on_close = on_close  # one client's connection is over
         self.probe = probe or (lambda: probes.probe(config.health_url, config.backend))
-        self.ready = False
+        self.ready_until = 0.0  # loop time until which the last successful probe is trusted
+        self.refreshing = False  # a background probe is in flight
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
         self.waiting: dict[int, Client] = {}  # by fd, in arrival order
@@ -112,12 +122,43 @@ class Backend:
         self.last_probe = ""
         self.gave_up = False  # a client of the current (or last) wake was answered 503
 
+    # -- readiness ----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.loop.time() < self.ready_until
+
+    def _believe_ready(self) -> None:
+        self.ready_until = self.loop.time() + READY_TRUST
+
+    def _not_ready(self) -> None:
+        self.ready_until = 0.0
+        self.on_change()
+
+    def _refresh_in_background(self) -> None:
+        """Probe again while clients keep coming, so a busy proxy never holds them for it."""
+        self.refreshing = True
+
+        def done(result: asyncio.Future[tuple[bool, str]]) -> None:
+            self.refreshing = False
+            ready, why = result.result()
+            if ready:
+                self._believe_ready()
+            elif self.ready:
+                log.info("backend %s is not ready any more (%s): holding new clients until it is",
+                         self.config.backend, why)
+                self._not_ready()
+
+        self.loop.run_in_executor(None, self.probe).add_done_callback(done)
+
     # -- one client --------------------------------------------------------------------------
 
     def serve(self, sock: socket.socket, peer: str) -> None:
         now = self.loop.time()
         client = Client(sock, peer, now, now + self.config.wake_timeout)
-        if self.ready:
+        if now < self.ready_until:
+            if now > self.ready_until - READY_TRUST / 2 and not self.refreshing:
+                self._refresh_in_background()
             self._connect(client)
         else:
             self._hold(client)
@@ -151,7 +192,7 @@ class Backend:
         backend.close()
         if self.ready:
             log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
-            self.ready = False
+            self._not_ready()
         self._hold(client)
 
     def _splice(self, client: Client, backend: socket.socket) -> None:
@@ -164,8 +205,7 @@ class Backend:
         if backend_lost is not None and self.ready:
             log.warning("lost the backend %s (%s): the next client will wake it",
                         self.config.backend, backend_lost.strerror)
-            self.ready = False
-            self.on_change()
+            self._not_ready()
         self.on_close()
 
     # -- holding ------------------------------------------------------------------------------
@@ -253,26 +293,32 @@ class Backend:
     # -- waking -------------------------------------------------------------------------------
 
     async def _wake(self) -> None:
-        started = self.wake_started = self.loop.time()
+        """Probe until ready, sending wake signals meanwhile; then connect every held client.
+
+        The first signal waits SEND_GRACE for the first probe, so that a backend that is merely
+        unconfirmed (a stale verdict, a fresh proxy) is not sent packets or logged as woken.
+        """
+        started = self.loop.time()
         self.wake_signals, self.gave_up, self.last_probe = 0, False, ""
-        log.info("waking %s with %s: %d client(s) waiting", self.config.backend,
-                 self.sender.describe(), len(self.waiting))
-        self._send_when_due()
-        self.on_change()
+        self.send_timer = self.loop.call_later(SEND_GRACE, self._send_when_due)
         try:
             while True:
                 ready, self.last_probe = await self.loop.run_in_executor(None, self.probe)
                 if ready and await self._resolve():
                     break
                 if not self.waiting:
-                    log.info("stopped waking %s after %.1f s: no client waits any more",
-                             self.config.backend, self.loop.time() - started)
+                    if self.wake_signals:
+                        log.info("stopped waking %s after %.1f s: no client waits any more",
+                                 self.config.backend, self.loop.time() - started)
                     return
                 await asyncio.sleep(PROBE_INTERVAL)
-            log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
-                     self.config.backend, self.loop.time() - started, self.wake_signals,
-                     len(self.waiting))
-            self.ready = True
+            if self.wake_signals:
+                log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
+                         self.config.backend, self.loop.time() - started, self.wake_signals,
+                         len(self.waiting))
+            else:
+                log.debug("backend %s confirmed ready (%s)", self.config.backend, self.last_probe)
+            self._believe_ready()
             for client in list(self.waiting.values()):
                 self._unhold(client)
                 self._connect(client)
@@ -287,6 +333,11 @@ class Backend:
         """Send a wake signal now if the schedule allows; re-armed for as long as clients wait."""
         now = self.loop.time()
         if self.waiting and self.schedule.due(now):
+            if self.wake_started is None:
+                self.wake_started = now
+                log.info("waking %s with %s: %d client(s) waiting (last probe: %s)",
+                         self.config.backend, self.sender.describe(), len(self.waiting),
+                         self.last_probe or "none yet")
             self.sender.send()
             self.schedule.mark_sent(now)
             self.wake_signals += 1

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from sleepyllama.backend import READY_TRUST
+
 from conftest import (
     FAKE_SERVER,
     GET_HEALTH,
+    Process,
     ProxyRun,
     SleepingBackend,
     chat_request,
@@ -156,6 +159,20 @@ def test_a_lost_backend_sends_the_next_client_through_the_wake_path(tmp_path, cl
     assert len(backend.packets()) > packets, "the proxy did not wake the backend again"
     assert "does not answer" in proxy.log()
     assert proxy.log().count("ready after") == 2
+
+
+def test_a_server_that_came_back_by_itself_is_not_trusted_while_loading(tmp_path, cleanup) -> None:
+    """The box woken by someone else, or llama-server restarted: it accepts connections while
+    it loads, and a stale "ready" must not send a client into its 503 "Loading model"."""
+    backend, proxy = start(tmp_path, cleanup, load_seconds=0.2)
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+    backend.kill_server()
+    restarted = Process([sys.executable, str(FAKE_SERVER), "--port", str(backend.port),
+                         "--load-seconds", str(READY_TRUST + 2.0)], tmp_path / "restarted.log")
+    cleanup.append(restarted)
+    time.sleep(READY_TRUST + 0.5)  # the proxy's last look at /health is now too old to trust
+    response = http_request(proxy.address, chat_request(stream=False))
+    assert status_code(response) == 200, response[:300]
 
 
 def test_max_connections_closes_new_clients_with_a_warning(tmp_path, cleanup) -> None:

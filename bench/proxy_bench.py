@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Benchmark the proxy against systemd-socket-proxyd and the direct path, side by side in one run.
+
+All three paths are measured in the same run, interleaved round by round, on loopback, so the
+ratios hold even on a shared, noisy machine; the absolute figures do not travel.
+
+  throughput   bytes through one connection each way (client -> backend, backend -> client)
+  latency      one small HTTP request per new connection: connect, request, response, close
+  wake lag     from the moment /health turns 200 to the first byte of the held client's response
+
+Both proxies are socket-activated by systemd-socket-activate, as systemd would run them.
+  python bench/proxy_bench.py [--gib 1] [--requests 2000] [--rounds 3] [--wakes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_SERVER = ROOT / "tests" / "fake_llama_server.py"
+SOCKET_PROXYD = next((p for p in ("/usr/lib/systemd/systemd-socket-proxyd",
+                                  "/lib/systemd/systemd-socket-proxyd") if os.path.exists(p)), None)
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+BLOCK = 1 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- the backend: HTTP answered inline, bulk modes on threads --------------------------------
+
+def bulk(conn: socket.socket, head: bytes) -> None:
+    conn.setblocking(True)
+    with conn:
+        if head.startswith(b"SINK"):  # b"SINK <bytes>\n": sized, because socket-proxyd
+            # does not carry a half-close (it ends the connection on the client's EOF)
+            expected = int(head[5:head.index(b"\n")])
+            total, buffer = len(head) - head.index(b"\n") - 1, bytearray(BLOCK)
+            while total < expected and (count := conn.recv_into(buffer)):
+                total += count
+            conn.sendall(str(total).encode())
+        else:  # b"SRCE <bytes>\n"
+            remaining, block = int(head[5:head.index(b"\n")]), memoryview(b"\0" * BLOCK)
+            while remaining > 0:
+                remaining -= conn.send(block[:min(BLOCK, remaining)])
+
+
+def serve_backend(listener: socket.socket) -> None:
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    heads: dict[socket.socket, bytes] = {}
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                conn.setblocking(False)
+                heads[conn] = b""
+                selector.register(conn, selectors.EVENT_READ)
+                continue
+            conn = key.fileobj  # type: ignore[assignment]
+            try:
+                data = conn.recv(65536)
+            except BlockingIOError:
+                continue
+            head = heads[conn] = heads[conn] + data
+            if head.startswith((b"SINK", b"SRCE")) and b"\n" in head:
+                selector.unregister(conn)
+                del heads[conn]
+                threading.Thread(target=bulk, args=(conn, head), daemon=True).start()
+            elif b"\r\n\r\n" in head or not data:
+                selector.unregister(conn)
+                del heads[conn]
+                if data:
+                    conn.send(RESPONSE)
+                conn.close()
+
+
+# -- the clients ------------------------------------------------------------------------------
+
+def upload(port: int, size: int) -> float:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        block = memoryview(b"\1" * BLOCK)
+        started = time.perf_counter()
+        sock.sendall(b"SINK %d\n" % size)
+        for _ in range(size // BLOCK):
+            sock.sendall(block)
+        received = int(sock.recv(64))
+        elapsed = time.perf_counter() - started
+    assert received == size, (received, size)
+    return size / elapsed
+
+
+def download(port: int, size: int) -> float:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        buffer = bytearray(BLOCK)
+        started = time.perf_counter()
+        sock.sendall(b"SRCE %d\n" % size)
+        total = 0
+        while count := sock.recv_into(buffer):
+            total += count
+        elapsed = time.perf_counter() - started
+    assert total == size, (total, size)
+    return size / elapsed
+
+
+def latencies(port: int, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(REQUEST)
+            response = b""
+            while chunk := sock.recv(4096):
+                response += chunk
+        samples.append(time.perf_counter() - started)
+        assert response.endswith(b"ok"), response
+    return samples
+
+
+# -- the paths --------------------------------------------------------------------------------
+
+def socket_activated(port: int, command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", *command],
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while "Listening on" not in log.read_text():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"systemd-socket-activate did not start: {log.read_text()}")
+        time.sleep(0.02)
+    return process
+
+
+def our_proxy(port: int, backend: int, directory: Path, **keys: str) -> subprocess.Popen[bytes]:
+    config = directory / f"proxy-{port}.toml"
+    lines = [f'backend = "127.0.0.1:{backend}"', 'mac = "ab:cd:ef:01:23:45"',
+             'broadcast = "127.0.0.1"', f"wol_port = {free_port()}"]
+    lines += [f'{key} = "{value}"' for key, value in keys.items()]
+    config.write_text("[proxy.bench]\n" + "\n".join(lines) + "\n")
+    proxy = shutil.which("sleepyllama-proxy") or str(Path(sys.executable).parent / "sleepyllama-proxy")
+    return socket_activated(port, [proxy, "--config", str(config)], directory / f"proxy-{port}.log")
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def wake_lags(directory: Path, wakes: int) -> list[float]:
+    """Each wake as it happens: the backend is down when the client arrives (so it is held),
+    then the box "resumes" and its server loads for 0.5 s. The lag runs from the moment /health
+    turns 200 (CLOCK_MONOTONIC, shared across processes) to the client's first byte."""
+    backend_port, proxy_port = free_port(), free_port()
+    proxy = our_proxy(proxy_port, backend_port, directory, wol_interval="1s")
+    lags = []
+    try:
+        for index in range(wakes):
+            ready_file = directory / f"ready-{index}"
+            with socket.create_connection(("127.0.0.1", proxy_port), timeout=30) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                time.sleep(0.3)  # held: nothing listens on the backend's port yet
+                server = subprocess.Popen([sys.executable, str(FAKE_SERVER), "--port",
+                                           str(backend_port), "--load-seconds", "0.5",
+                                           "--ready-file", str(ready_file)], stdout=subprocess.DEVNULL)
+                try:
+                    first = sock.recv(1)
+                    first_byte_at = time.monotonic()
+                    assert first == b"H"
+                    while sock.recv(4096):
+                        pass
+                    lags.append(first_byte_at - float(ready_file.read_text()))
+                finally:
+                    server.terminate()
+                    server.wait()
+    finally:
+        proxy.terminate()
+        proxy.wait()
+    return lags
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", type=float, default=1.0, help="GiB each way per path (default 1)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per path (default 2000)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--wakes", type=int, default=10, help="wakes for the lag (default 10)")
+    args = parser.parse_args()
+    if SOCKET_PROXYD is None or shutil.which("systemd-socket-activate") is None:
+        sys.exit("needs systemd-socket-proxyd and systemd-socket-activate (Debian package systemd)")
+
+    directory = Path(tempfile.mkdtemp(prefix="sleepyllama-bench-"))
+    listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+    backend = listener.getsockname()[1]
+    threading.Thread(target=serve_backend, args=(listener,), daemon=True).start()
+    proxyd_port, ours_port = free_port(), free_port()
+    processes = [
+        socket_activated(proxyd_port, [SOCKET_PROXYD, f"127.0.0.1:{backend}"],
+                         directory / "socket-proxyd.log"),
+        our_proxy(ours_port, backend, directory, health_url=""),
+    ]
+    paths = {"direct": backend, "systemd-socket-proxyd": proxyd_port, "sleepyllama-proxy": ours_port}
+    size = int(args.gib * (1 << 30)) // BLOCK * BLOCK
+    up: dict[str, list[float]] = {name: [] for name in paths}
+    down: dict[str, list[float]] = {name: [] for name in paths}
+    lat: dict[str, list[float]] = {name: [] for name in paths}
+    try:
+        for port in paths.values():
+            latencies(port, 50)  # warm up: starts the socket-activated proxies
+        per_round = max(1, args.requests // args.rounds)
+        for round_number in range(args.rounds):
+            for name, port in paths.items():
+                up[name].append(upload(port, size))
+                down[name].append(download(port, size))
+                lat[name] += latencies(port, per_round)
+            print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
+        lags = wake_lags(directory, args.wakes) if args.wakes else []
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+
+    gib = float(1 << 30)
+    reference = "systemd-socket-proxyd"
+    print(f"\nloopback, {os.cpu_count()} CPUs, {args.rounds} interleaved rounds; "
+          f"{size / gib:g} GiB each way per round; {len(lat['direct'])} requests per path\n")
+    print(f"{'path':24} {'up GiB/s':>9} {'down GiB/s':>11} {'p50 µs':>8} {'p99 µs':>8}")
+    for name in paths:
+        print(f"{name:24} {statistics.median(up[name]) / gib:9.2f} "
+              f"{statistics.median(down[name]) / gib:11.2f} "
+              f"{percentile(lat[name], 0.5) * 1e6:8.0f} {percentile(lat[name], 0.99) * 1e6:8.0f}")
+    ours = "sleepyllama-proxy"
+    print(f"\nsleepyllama-proxy / systemd-socket-proxyd: "
+          f"throughput up {statistics.median(up[ours]) / statistics.median(up[reference]):.2f}x, "
+          f"down {statistics.median(down[ours]) / statistics.median(down[reference]):.2f}x "
+          f"(target >= 1.0x); "
+          f"latency p50 {percentile(lat[ours], 0.5) / percentile(lat[reference], 0.5):.2f}x, "
+          f"p99 {percentile(lat[ours], 0.99) / percentile(lat[reference], 0.99):.2f}x (target <= 1.5x)")
+    if lags:
+        print(f"wake lag, /health 200 -> first byte, {len(lags)} wakes: "
+              f"median {statistics.median(lags) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms "
+              f"(target <= 250 ms)")
+    shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
