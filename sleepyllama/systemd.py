@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from pathlib import Path
 
 import pystemd.daemon
 import sdnotify
@@ -47,3 +49,82 @@ class Notifier:
             # sdnotify encodes with latin-1, but systemd reads UTF-8 ("·" would arrive as 0xb7):
             # hand it the UTF-8 bytes spelled as latin-1 characters, which encode back unchanged
             self._notifier.notify(message.encode("utf-8").decode("latin-1"))
+
+
+# -- units and logind, through pystemd (D-Bus); imported lazily so the proxy never loads them ----
+
+SERVERS_TARGET = "sleepyllama-servers.target"
+SERVER_UNITS = "sleepyllama-server@*.service"
+_GONE = ("inactive", "failed")
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _logind():  # pystemd's SDObject
+    from pystemd.base import SDObject
+
+    logind = SDObject(destination=b"org.freedesktop.login1", path=b"/org/freedesktop/login1")
+    logind.load()
+    return logind
+
+
+def list_inhibitors() -> list[tuple[str, str, str, str, int, int]]:
+    """logind's inhibitors as (what, who, why, mode, uid, pid)."""
+    return [(what.decode(), who.decode(), why.decode(), mode.decode(), uid, pid)
+            for what, who, why, mode, uid, pid in _logind().Manager.ListInhibitors()]
+
+
+def suspend() -> None:
+    """Ask logind to suspend; it returns at once, and the sleep hooks run around the suspend."""
+    _logind().Manager.Suspend(False)
+
+
+def units(pattern: str) -> list[tuple[str, str]]:
+    """(name, ActiveState) of the loaded units matching a glob."""
+    from pystemd.systemd1 import Manager
+
+    with Manager() as manager:
+        listed = manager.Manager.ListUnitsByPatterns([], [pattern.encode()])
+    return [(unit[0].decode(), unit[3].decode()) for unit in listed]
+
+
+def running_servers() -> list[str]:
+    return [name for name, state in units(SERVER_UNITS) if state not in _GONE]
+
+
+def stop_servers(timeout: float) -> list[str]:
+    """Stop sleepyllama-servers.target and every server unit, and wait until they are gone.
+
+    Returns the units still not stopped after `timeout` (empty when all stopped)."""
+    from pystemd.systemd1 import Manager
+
+    running = running_servers()
+    with Manager() as manager:
+        manager.Manager.StopUnit(SERVERS_TARGET.encode(), b"replace")
+        for name in running:  # also those started by hand, outside the target
+            manager.Manager.StopUnit(name.encode(), b"replace")
+    deadline = time.monotonic() + timeout
+    while (left := running_servers()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def start_servers() -> None:
+    """Queue the start of sleepyllama-servers.target and return at once (never blocks a resume)."""
+    from pystemd.systemd1 import Manager
+
+    with Manager() as manager:
+        manager.Manager.StartUnit(SERVERS_TARGET.encode(), b"replace")
+
+
+def unit_state(name: str) -> tuple[str, str]:
+    """(ActiveState, STATUS= text) of one unit; ("not-found", "") when systemd does not know it."""
+    from pystemd.systemd1 import Unit
+
+    with Unit(name.encode()) as unit:
+        active = unit.Unit.ActiveState.decode()
+        load = unit.Unit.LoadState.decode()
+        status = unit.Service.StatusText.decode() if name.endswith(".service") else ""
+    return ("not-found" if load == "not-found" else active), status

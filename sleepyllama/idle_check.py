@@ -1,0 +1,91 @@
+"""sleepyllama-idle: one idle check per run (sleepyllama-idle.timer runs it every 30 s).
+
+Reads the activity signals, updates the idle clock in the state file, logs the verdict with its
+reason, and when the box has been idle for [idle].timeout runs the sleep sequence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from sleepyllama import config as configuration
+from sleepyllama import logs, state, systemd
+from sleepyllama.config import Config, ConfigError
+from sleepyllama.idle import Action, decide
+from sleepyllama.signals import Signal, configured_signals
+from sleepyllama.suspend import SystemOps, sleep_now
+
+log = logging.getLogger("sleepyllama-idle")
+
+
+def signals_for(config: Config) -> list[Signal]:
+    return configured_signals(config.idle, list(config.servers.values()), systemd.list_inhibitors,
+                              os.getpid())
+
+
+def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | None = None,
+          boot_id: str | None = None, now: float | None = None) -> Action:
+    signals = signals_for(config)
+    readings = [signal.read() for signal in signals]
+    boot = boot_id or systemd.boot_id()
+    previous, _record = state.load(state_file)
+    verdict = decide(readings, previous, time.monotonic() if now is None else now, boot,
+                     config.idle.timeout)
+    state.save(state_file, verdict, readings)
+    if verdict.action is Action.STAY_AWAKE:
+        log.info("stay awake: %s", verdict.reason)
+        return verdict.action
+    if dry_run:
+        log.info("would sleep now (dry run): %s", verdict.reason)
+        return verdict.action
+    if not sleep_now(config, signals, verdict.reason, ops):
+        # not again in 30 s: a full timeout first, or a failing suspend would stop and start the
+        # servers on every timer tick
+        state.reset(state_file, boot, "the last attempt to sleep did not happen")
+    return verdict.action
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sleepyllama-idle",
+        description="One idle check: read the activity signals (GPUs, server slots, sleep "
+        "inhibitors), update the idle clock, and suspend the box when it has been idle for "
+        "[idle].timeout. sleepyllama-idle.timer runs it every 30 s.",
+        epilog="examples:\n"
+        "  sleepyllama-idle --dry-run       print the verdict and its reasons; stop nothing\n"
+        "  systemctl start sleepyllama-idle.service && journalctl -u sleepyllama-idle -n 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH,
+                        help="config file (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="keep the idle clock and print the verdict, but stop nothing and "
+                        "never suspend")
+    parser.add_argument("--state-file", type=Path, default=None,
+                        help="idle state (default: $STATE_DIRECTORY/idle.json, else "
+                        "/var/lib/sleepyllama/idle.json)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup("sleepyllama-idle", args.verbose)
+    if args.dry_run and not logs.under_journald():
+        logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    try:
+        config = configuration.load(args.config)
+    except ConfigError as error:
+        log.error("%s", error)
+        return configuration.EX_CONFIG
+    check(config, args.state_file or state.state_path(), dry_run=args.dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

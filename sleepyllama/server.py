@@ -1,0 +1,194 @@
+"""sleepyllama-server: runs one [server.NAME] command (llama-server, whisper-server, ...) under
+systemd, Type=notify.
+
+The command runs as a child in its own process group, its output straight to the journal.
+READY=1 is sent only once its health URL answers 200, so "started" means "model loaded";
+STATUS= follows the slots; WATCHDOG=1 is sent only while it answers. SIGTERM/SIGINT go to the
+child, and its whole group is killed after stop_timeout. The wrapper exits with the child's
+status, and non-zero whenever the child dies unasked, so Restart=on-failure restarts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from sleepyllama import config as configuration
+from sleepyllama import logs, systemd
+from sleepyllama.config import ConfigError, ServerConfig
+from sleepyllama.pstate import GpuPower
+from sleepyllama.signals import Activity, server_activity
+
+log = logging.getLogger("sleepyllama-server")
+
+LOADING_POLL = 0.5  # how often /health is asked while the model loads
+READY_POLL = 2.0  # how often /slots is read once ready
+TICK = 0.1  # reaction time to the child's exit and to signals
+
+_session = requests.Session()
+_session.trust_env = False
+
+
+def health(url: str) -> tuple[bool, bool, str]:
+    """(ready, alive, status): a 503 while the model loads is alive but not ready."""
+    try:
+        response = _session.get(url, timeout=2.0)
+    except requests.ConnectionError:
+        return False, False, "starting"
+    except requests.RequestException as error:
+        return False, False, f"health check failed: {type(error).__name__}"
+    if response.status_code == 200:
+        return True, True, "ready"
+    if response.status_code == 503:
+        return False, True, "loading model"
+    return False, True, f"health check answered HTTP {response.status_code}"
+
+
+def exit_status(returncode: int) -> int:
+    """A shell's convention: a child killed by signal N exits 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Supervisor:
+    def __init__(self, config: ServerConfig, notifier: systemd.Notifier,
+                 gpu_power: GpuPower | None = None) -> None:
+        self.config, self.notifier, self.gpu_power = config, notifier, gpu_power
+        self.child: subprocess.Popen[bytes] | None = None
+        self.stop_signal: int | None = None
+        self.kill_at: float | None = None
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        self.watchdog_every = watchdog_usec / 2e6 if watchdog_usec else None
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.kill_at = time.monotonic() + self.config.stop_timeout
+            self.notifier.stopping(f"stopping {self.config.name}")
+            log.info("%s received: stopping %s (killing it after %.0f s)",
+                     signal.Signals(signum).name, self.config.name, self.config.stop_timeout)
+        if self.child is not None:
+            self._signal_group(signal.SIGTERM)
+
+    def _signal_group(self, signum: int) -> None:
+        assert self.child is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.child.pid, signum)
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        log.info("starting %s: %s", self.config.name, " ".join(self.config.command))
+        try:
+            # its own process group: a stop reaches every process it forked (CUDA helpers, ...)
+            self.child = subprocess.Popen(self.config.command, start_new_session=True,
+                                          stdin=subprocess.DEVNULL)
+        except OSError as error:
+            log.error("cannot start %s: %s", self.config.command[0], error)
+            return 1
+        if self.stop_signal is not None:  # a signal that came before the child existed
+            self._signal_group(signal.SIGTERM)
+        try:
+            return self._supervise()
+        finally:
+            if self.gpu_power is not None:
+                self.gpu_power.set_idle(False)  # never leave a GPU forced into P8
+
+    def _supervise(self) -> int:
+        assert self.child is not None
+        ready, next_look, last_ping = False, 0.0, 0.0
+        self.notifier.status("loading model")
+        while True:
+            returncode = self.child.poll()
+            if returncode is not None:
+                return self._child_exited(returncode)
+            now = time.monotonic()
+            if self.kill_at is not None and now >= self.kill_at:
+                log.warning("%s did not stop within %.0f s: killing its process group",
+                            self.config.name, self.config.stop_timeout)
+                self._signal_group(signal.SIGKILL)
+                self.kill_at = None
+            if self.stop_signal is None and now >= next_look:
+                healthy, alive, status = self._look(ready)
+                if healthy and not ready:
+                    ready = True
+                    healthy, alive, status = self._look(ready)  # with the slots, for STATUS
+                    log.info("%s is ready: %s", self.config.name, status)
+                    self.notifier.ready(status)
+                self.notifier.status(status)
+                # a server that answers, even 503 while it loads, is alive; silence is a hang
+                if alive and self.watchdog_every and now - last_ping >= self.watchdog_every:
+                    self.notifier.watchdog()
+                    last_ping = now
+                next_look = now + (READY_POLL if ready else LOADING_POLL)
+            time.sleep(TICK)
+
+    def _look(self, ready: bool) -> tuple[bool, bool, str]:
+        """(healthy, alive, STATUS line). Before READY only /health counts; after, /slots too."""
+        if ready:
+            slots = server_activity(self.config.name, self.config.health_url, timeout=2.0)
+            if slots.total_slots:
+                if self.gpu_power is not None:
+                    self.gpu_power.set_idle(slots.activity is Activity.IDLE)
+                return True, True, f"ready · {slots.busy_slots}/{slots.total_slots} slots busy"
+        healthy, alive, status = health(self.config.health_url)  # also when /slots is off
+        return healthy, alive, status if healthy or not ready else f"not answering: {status}"
+
+    def _child_exited(self, returncode: int) -> int:
+        name = self.config.name
+        if self.stop_signal is not None:
+            log.info("%s stopped (%s)", name, describe_exit(returncode))
+            # our own SIGTERM (or the SIGKILL after stop_timeout) is a clean stop
+            return 0 if returncode in (0, -signal.SIGTERM, -signal.SIGKILL) else exit_status(
+                returncode)
+        log.error("%s exited unasked (%s)", name, describe_exit(returncode))
+        return exit_status(returncode) or 1  # unasked: always a failure, so systemd restarts it
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"status {returncode}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sleepyllama-server",
+        description="Run a [server.NAME] command (llama-server and the like) for systemd: "
+        "READY only once its health URL answers 200, STATUS from its slots, signals passed on.",
+        epilog="examples:\n"
+        "  sleepyllama-server --instance llama\n"
+        "  systemctl start sleepyllama-server@llama   (the usual way; returns once the model "
+        "is loaded)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH,
+                        help="config file (default: %(default)s)")
+    parser.add_argument("--instance", metavar="NAME", required=True,
+                        help="which [server.NAME] table to run")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup("sleepyllama-server", args.verbose)
+    try:
+        server = configuration.load(args.config).server(args.instance)
+    except ConfigError as error:
+        log.error("%s", error)
+        return configuration.EX_CONFIG
+    gpu_power = GpuPower.open() if server.pstate == "auto" else None
+    return Supervisor(server, systemd.Notifier(), gpu_power).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Activity signals on the inference host: is anything using the box?
+
+Each signal is a small class with read() -> Reading: busy, idle or unknown, with the human reason
+that ends up in the journal and in `sleepyllama status`. A signal that cannot be read is
+UNKNOWN, never IDLE, and the idle decision treats UNKNOWN as busy: sleepyllama never suspends
+on an error. Parsing is kept in pure functions so tests feed them real output.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import requests
+
+from sleepyllama.config import IdleConfig, ServerConfig
+
+NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu", "--format=csv,noheader,nounits"]
+IDLE_PSTATE = 8  # P8 and higher numbers are the low-power states
+
+
+class Activity(enum.Enum):
+    IDLE = "idle"
+    BUSY = "busy"
+    UNKNOWN = "unknown"  # could not be read: counts as busy
+
+
+@dataclass(frozen=True)
+class Reading:
+    signal: str
+    activity: Activity
+    reason: str
+
+
+class Signal(Protocol):
+    name: str
+
+    def read(self) -> Reading: ...
+
+
+# -- GPUs through nvidia-smi ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    pstate: int | None  # None: "[N/A]"
+    utilization: int | None  # percent; None: "[N/A]" or "[Not Supported]"
+
+
+def parse_nvidia_smi(output: str) -> list[Gpu]:
+    """Lines of `nvidia-smi --query-gpu=index,pstate,utilization.gpu --format=csv,noheader,nounits`,
+    e.g. "0, P8, 0" or "1, P0, [N/A]". Raises ValueError on anything else."""
+    gpus = []
+    for line in output.strip().splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 3 or not fields[0].isdigit():
+            raise ValueError(f"unexpected nvidia-smi line: {line.strip()!r}")
+        pstate = re.fullmatch(r"P(\d+)", fields[1])
+        if pstate is None and not fields[1].startswith("["):
+            raise ValueError(f"unexpected pstate {fields[1]!r} in {line.strip()!r}")
+        utilization = fields[2] if fields[2].isdigit() else None
+        if utilization is None and not fields[2].startswith("["):
+            raise ValueError(f"unexpected utilization {fields[2]!r} in {line.strip()!r}")
+        gpus.append(Gpu(int(fields[0]), int(pstate.group(1)) if pstate else None,
+                        int(utilization) if utilization is not None else None))
+    return gpus
+
+
+def gpu_activity(gpus: Sequence[Gpu], mode: str) -> Reading:
+    """mode "pstate": idle when every GPU is at P8 or lower power; "utilization": at 0 %."""
+    if not gpus:
+        return Reading("gpu", Activity.UNKNOWN, "nvidia-smi listed no GPU")
+    if mode == "pstate":
+        unknown = [g for g in gpus if g.pstate is None]
+        if unknown:
+            return Reading("gpu", Activity.UNKNOWN, f"GPU {unknown[0].index} reports no pstate "
+                           "(use gpu = \"utilization\")")
+        busy = [f"GPU {g.index} at P{g.pstate}" for g in gpus if g.pstate < IDLE_PSTATE]
+        states = ", ".join(f"GPU {g.index} P{g.pstate}" for g in gpus)
+    else:
+        unknown = [g for g in gpus if g.utilization is None]
+        if unknown:
+            return Reading("gpu", Activity.UNKNOWN, f"GPU {unknown[0].index} reports no "
+                           "utilization")
+        busy = [f"GPU {g.index} at {g.utilization} %" for g in gpus if g.utilization]
+        states = ", ".join(f"GPU {g.index} {g.utilization} %" for g in gpus)
+    if busy:
+        return Reading("gpu", Activity.BUSY, ", ".join(busy))
+    return Reading("gpu", Activity.IDLE, states)
+
+
+class GpuSignal:
+    name = "gpu"
+
+    def __init__(self, mode: str, nvidia_smi: str = "nvidia-smi") -> None:
+        self.mode, self.nvidia_smi = mode, nvidia_smi
+
+    def query(self) -> list[Gpu]:
+        """The GPUs as nvidia-smi sees them; OSError or ValueError when it cannot say."""
+        result = subprocess.run([self.nvidia_smi, *NVIDIA_SMI_QUERY], capture_output=True,
+                                text=True, timeout=15)
+        if result.returncode != 0:
+            # nvidia-smi writes its errors to stdout ("NVIDIA-SMI has failed because ...")
+            message = (result.stdout.strip() or result.stderr.strip() or "no output").splitlines()
+            raise ValueError(f"nvidia-smi exited with status {result.returncode}: {message[0]}")
+        return parse_nvidia_smi(result.stdout)
+
+    def read(self) -> Reading:
+        try:
+            return gpu_activity(self.query(), self.mode)
+        except FileNotFoundError:
+            return Reading(self.name, Activity.UNKNOWN, f"{self.nvidia_smi} not found "
+                           "(install the NVIDIA driver's tools, or set gpu = \"off\")")
+        except (OSError, ValueError, subprocess.TimeoutExpired) as error:
+            return Reading(self.name, Activity.UNKNOWN, str(error))
+
+
+# -- llama-server slots -----------------------------------------------------------------------
+
+def slots_url(health_url: str) -> str:
+    return re.sub(r"/health/?$", "", health_url) + "/slots"
+
+
+def parse_slots(slots: object) -> tuple[int, int]:
+    """(busy, total) from llama-server's GET /slots: a list of slots with "is_processing"
+    (older builds: "state", 0 = idle)."""
+    if not isinstance(slots, list):
+        raise ValueError("/slots did not return a list")
+    busy = 0
+    for slot in slots:
+        if not isinstance(slot, dict):
+            raise ValueError("/slots holds something that is not a slot")
+        if "is_processing" in slot:
+            busy += bool(slot["is_processing"])
+        elif "state" in slot:
+            busy += slot["state"] != 0
+        else:
+            raise ValueError("a slot has neither is_processing nor state")
+    return busy, len(slots)
+
+
+@dataclass(frozen=True)
+class ServerActivity:
+    activity: Activity
+    reason: str
+    busy_slots: int = 0
+    total_slots: int = 0
+
+
+_session = requests.Session()
+_session.trust_env = False  # never through an HTTP proxy from the environment
+
+
+def server_activity(name: str, health_url: str, timeout: float = 5.0) -> ServerActivity:
+    base = re.sub(r"/health/?$", "", health_url)
+    try:
+        response = _session.get(base + "/slots", timeout=timeout)
+    except requests.ConnectionError:
+        return ServerActivity(Activity.IDLE, f"{name}: not running")
+    except requests.RequestException as error:
+        return ServerActivity(Activity.UNKNOWN, f"{name}: /slots: {type(error).__name__}")
+    if response.status_code == 200:
+        try:
+            busy, total = parse_slots(response.json())
+        except ValueError as error:
+            return ServerActivity(Activity.UNKNOWN, f"{name}: {error}")
+        activity = Activity.BUSY if busy else Activity.IDLE
+        return ServerActivity(activity, f"{name}: {busy}/{total} slots busy", busy, total)
+    if response.status_code == 501:
+        return ServerActivity(Activity.UNKNOWN, f"{name}: /slots is turned off (--no-slots): "
+                              "turn it on, or set servers = false")
+    if response.status_code == 503 and _is_sleeping(base, timeout):
+        return ServerActivity(Activity.IDLE, f"{name}: model unloaded (--sleep-idle-seconds)")
+    if response.status_code == 503:
+        return ServerActivity(Activity.BUSY, f"{name}: loading model")
+    return ServerActivity(Activity.UNKNOWN, f"{name}: /slots answered HTTP {response.status_code}")
+
+
+def _is_sleeping(base: str, timeout: float) -> bool:
+    """llama-server --sleep-idle-seconds unloads the model and says so in /props."""
+    try:
+        return _session.get(base + "/props", timeout=timeout).json().get("is_sleeping") is True
+    except (requests.RequestException, ValueError, AttributeError):
+        return False
+
+
+class ServersSignal:
+    name = "servers"
+
+    def __init__(self, servers: Sequence[ServerConfig]) -> None:
+        self.servers = servers
+
+    def read(self) -> Reading:
+        if not self.servers:
+            return Reading(self.name, Activity.IDLE, "no [server.*] configured")
+        results = [server_activity(s.name, s.health_url) for s in self.servers]
+        for wanted in (Activity.UNKNOWN, Activity.BUSY):
+            if any(r.activity is wanted for r in results):
+                return Reading(self.name, wanted,
+                               "; ".join(r.reason for r in results if r.activity is wanted))
+        return Reading(self.name, Activity.IDLE, "; ".join(r.reason for r in results))
+
+
+# -- sleep inhibitors (logind) ----------------------------------------------------------------
+
+# logind's ListInhibitors(): (what, who, why, mode, uid, pid)
+Inhibitor = tuple[str, str, str, str, int, int]
+
+
+def blocking_sleep_inhibitors(inhibitors: Sequence[Inhibitor], own_pid: int) -> list[str]:
+    """Who holds a mode "block" inhibitor on "sleep" (e.g. `systemd-inhibit --what=sleep make`);
+    "delay" inhibitors only postpone a suspend by seconds and never keep the box up."""
+    return [f"{who} ({why})" if why else who
+            for what, who, why, mode, _uid, pid in inhibitors
+            if "sleep" in what.split(":") and mode == "block" and pid != own_pid]
+
+
+class InhibitorsSignal:
+    name = "inhibitors"
+
+    def __init__(self, list_inhibitors: Callable[[], Sequence[Inhibitor]], own_pid: int) -> None:
+        self.list_inhibitors, self.own_pid = list_inhibitors, own_pid
+
+    def read(self) -> Reading:
+        try:
+            holders = blocking_sleep_inhibitors(self.list_inhibitors(), self.own_pid)
+        except Exception as error:
+            return Reading(self.name, Activity.UNKNOWN, f"cannot list logind inhibitors: {error}")
+        if holders:
+            return Reading(self.name, Activity.BUSY, "sleep inhibited by " + ", ".join(holders))
+        return Reading(self.name, Activity.IDLE, "no sleep inhibitor")
+
+
+def configured_signals(idle: IdleConfig, servers: Sequence[ServerConfig],
+                       list_inhibitors: Callable[[], Sequence[Inhibitor]],
+                       own_pid: int) -> list[Signal]:
+    signals: list[Signal] = []
+    if idle.gpu != "off":
+        signals.append(GpuSignal(idle.gpu))
+    if idle.servers:
+        signals.append(ServersSignal(servers))
+    if idle.inhibitors:
+        signals.append(InhibitorsSignal(list_inhibitors, own_pid))
+    return signals

@@ -1,0 +1,68 @@
+"""The idle checker's memory between runs: $STATE_DIRECTORY/idle.json.
+
+It holds the idle clock (CLOCK_MONOTONIC + boot id) and the last verdict with its readings, for
+`sleepyllama status`. Written atomically; a corrupt file is reset with a warning, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from sleepyllama.idle import IdleState, Verdict
+from sleepyllama.signals import Reading
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIRECTORY = Path("/var/lib/sleepyllama")
+
+
+def state_path() -> Path:
+    """systemd's StateDirectory= (STATE_DIRECTORY), else /var/lib/sleepyllama."""
+    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(directory or DEFAULT_DIRECTORY) / "idle.json"
+
+
+def load(path: Path) -> tuple[IdleState | None, dict]:
+    """The idle state and the whole record; (None, {}) when there is none or it is corrupt."""
+    try:
+        record = json.loads(path.read_text())
+        since = record["idle_since"]
+        state = IdleState(str(record["boot_id"]), None if since is None else float(since))
+    except FileNotFoundError:
+        return None, {}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s is unreadable (%s): starting the idle clock again", path, error)
+        return None, {}
+    return state, record
+
+
+def save(path: Path, verdict: Verdict, readings: list[Reading]) -> None:
+    record = {
+        **asdict(verdict.state),
+        "checked_at": time.time(),
+        "verdict": verdict.action.value,
+        "reason": verdict.reason,
+        "idle_for": verdict.idle_for,
+        "sleep_in": verdict.sleep_in,
+        "readings": [{"signal": r.signal, "activity": r.activity.value, "reason": r.reason}
+                     for r in readings],
+    }
+    write(path, record)
+
+
+def reset(path: Path, boot_id: str, reason: str) -> None:
+    """Start the idle clock again (after a resume, or a suspend that did not happen)."""
+    write(path, {"boot_id": boot_id, "idle_since": None, "checked_at": time.time(),
+                 "verdict": "stay awake", "reason": reason, "readings": []})
+
+
+def write(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(temporary, path)

@@ -1,0 +1,135 @@
+"""sleepyllama-server supervising a fake llama-server, with the test as systemd's notify socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAKE_SERVER, NotifySocket, free_port, wait_for
+
+
+def write_config(tmp_path: Path, command: list[str], **keys: str) -> Path:
+    config = tmp_path / "sleepyllama.toml"
+    args = ", ".join(f'"{arg}"' for arg in command)
+    extra = "".join(f'{key} = "{value}"\n' for key, value in keys.items())
+    config.write_text(f"[server.llama]\ncommand = [{args}]\n{extra}")
+    return config
+
+
+def supervise(tmp_path: Path, config: Path, **env: str) -> tuple[subprocess.Popen, NotifySocket]:
+    notify = NotifySocket(tmp_path / "notify")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sleepyllama.server", "--config", str(config), "--instance", "llama"],
+        env={**os.environ, "NOTIFY_SOCKET": str(notify.path), **env})
+    return process, notify
+
+
+def fake_server(port: int, *extra: str) -> list[str]:
+    return [sys.executable, str(FAKE_SERVER), "--host", "127.0.0.1", "--port", str(port), *extra]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_ready_only_once_health_answers_200_and_status_follows_slots(tmp_path: Path) -> None:
+    port = free_port()
+    ready_file = tmp_path / "ready"
+    config = write_config(tmp_path, fake_server(port, "--load-seconds", "1.5", "-np", "4",
+                                                "--tokens", "20", "--token-delay", "0.2",
+                                                "--ready-file", str(ready_file)))
+    process, notify = supervise(tmp_path, config, WATCHDOG_USEC="400000")
+    try:
+        wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=20, what="READY=1")
+        ready_received = time.monotonic()
+        assert ready_received >= float(ready_file.read_text()), "READY=1 came before /health was 200"
+        statuses = notify.statuses()
+        assert "loading model" in statuses
+        assert statuses[-1] == "ready · 0/4 slots busy"
+        # pinged while loading too: a server that answers 503 is alive, not hung
+        assert notify.messages.index("WATCHDOG=1") < next(
+            i for i, m in enumerate(notify.messages) if "READY=1" in m)
+        # a request in flight shows in STATUS
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            body = b'{"stream": true, "messages": []}'
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
+                         b"\r\n\r\n%s" % (len(body), body))
+            wait_for(lambda: "ready · 1/4 slots busy" in notify.statuses(), what="busy status")
+    finally:
+        process.terminate()
+        process.wait(10)
+        notify.close()
+
+
+def test_sigterm_stops_the_server_and_its_whole_group(tmp_path: Path) -> None:
+    port = free_port()
+    pids = tmp_path / "pids"
+    # a server that forks a helper, as llama-server's CUDA helpers do
+    script = (f"import subprocess, sys, os; h = subprocess.Popen(['sleep', '300']); "
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{h.pid}}'); "
+              f"os.execv(sys.executable, {fake_server(port)!r})")
+    config = write_config(tmp_path, [sys.executable, "-c", script],
+                          health_url=f"http://127.0.0.1:{port}/health")
+    process, notify = supervise(tmp_path, config)
+    try:
+        wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=20, what="READY=1")
+        server_pid, helper_pid = map(int, pids.read_text().split())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert any("STOPPING=1" in m for m in notify.messages)
+        wait_for(lambda: not pid_alive(server_pid), what="the server to exit")
+        wait_for(lambda: not pid_alive(helper_pid), what="the helper to be stopped with the group")
+    finally:
+        notify.close()
+
+
+def test_a_server_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = (f"import signal, subprocess, os, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              f"h = subprocess.Popen(['python3', '-c', 'import signal, time; "
+              f"signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)']); "
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{h.pid}}'); time.sleep(300)")
+    config = write_config(tmp_path, [sys.executable, "-c", script], stop_timeout="1s")
+    process, notify = supervise(tmp_path, config)
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text(), what="the stubborn server")
+        server_pid, helper_pid = map(int, pids.read_text().split())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert not pid_alive(server_pid) and not pid_alive(helper_pid)
+    finally:
+        notify.close()
+
+
+@pytest.mark.parametrize(("script", "status"), [
+    ("raise SystemExit(3)", 3),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + 9),
+    ("pass", 1),  # exiting unasked with 0 is still a failure: systemd must restart it
+])
+def test_a_server_that_dies_makes_the_wrapper_fail(tmp_path: Path, script: str, status: int) -> None:
+    process, notify = supervise(tmp_path, write_config(tmp_path, [sys.executable, "-c", script]))
+    try:
+        assert process.wait(20) == status
+        assert not any("READY=1" in m for m in notify.messages)
+    finally:
+        notify.close()
+
+
+def test_config_error_exits_78(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[server.llama]\ncommand = "llama-server -m x.gguf"\n')
+    result = subprocess.run([sys.executable, "-m", "sleepyllama.server", "--config", str(config),
+                             "--instance", "llama"], capture_output=True, text=True)
+    assert result.returncode == 78
+    assert "[server.llama] command: must be a list of arguments" in result.stderr
