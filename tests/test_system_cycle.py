@@ -1,0 +1,152 @@
+"""The inference host's whole cycle under real systemd 252 and logind, in a container.
+
+Units installed as shipped; a fake llama-server (2 s loading phase) as the model server; a fake
+nvidia-smi reporting P8; the idle timer sped up to 2 s and the idle timeout to 6 s. Then, for
+real: timer -> idle check -> servers stopped -> logind Suspend -> sleep.target ->
+systemd-sleep runs the hooks -> the hook's post -> servers READY again. And with a sleep
+inhibitor held, nothing of that happens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from container import INSTALL_TREES, REPO, Container, build_install_tree, missing_requirement
+
+from conftest import FAKE_SERVER, wait_for
+
+UNITS = REPO / "units"
+SERVER = "sleepyllama-server@llama.service"
+
+
+def under_a_home(path: str) -> bool:
+    return path.startswith(("/root", "/home"))
+
+
+@pytest.fixture(scope="module")
+def install_tree() -> Iterator[Path]:
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    tree = build_install_tree(INSTALL_TREES / f"cycle-{os.getpid()}")
+    yield tree
+    shutil.rmtree(tree, ignore_errors=True)
+
+
+@pytest.fixture
+def host(tmp_path: Path, install_tree: Path) -> Iterator[Container]:
+    container = Container(tmp_path, f"sl-cycle-{tmp_path.name[-12:]}".replace("_", "-"),
+                          install_tree)
+    try:
+        install(container, tmp_path)
+        yield container
+    finally:
+        container.stop()
+
+
+def install(container: Container, tmp_path: Path) -> None:
+    """What install.sh does on the inference host, with test doubles for GPU and model."""
+    for unit in UNITS.iterdir():
+        container.write(f"/etc/systemd/system/{unit.name}", unit.read_text())
+    hook = container.sleep_hooks / "sleepyllama"
+    shutil.copy(REPO / "bin" / "sleepyllama-sleep", hook)
+    hook.chmod(0o755)
+    smi = container.local_bin / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, P8, 0'\n")
+    smi.chmod(0o755)
+    container.write("/opt/fake/llama-server", FAKE_SERVER.read_text(), mode="755")
+    container.write("/etc/sleepyllama/sleepyllama.toml", """
+[server.llama]
+command = ["/opt/sleepyllama/bin/python", "/opt/fake/llama-server", "--host", "127.0.0.1",
+           "--port", "8080", "--load-seconds", "2"]
+
+[idle]
+timeout = "6s"
+gpu = "pstate"
+""")
+    # one empty On*Sec= resets every trigger of the timer, so one reset, then both triggers
+    container.write("/etc/systemd/system/sleepyllama-idle.timer.d/test.conf",
+                    "[Timer]\nOnActiveSec=\nOnActiveSec=1s\nOnUnitActiveSec=2s\nAccuracySec=100ms\n")
+    if under_a_home(sys.base_prefix):
+        # install.sh makes /opt/sleepyllama from the system's python3; this test's interpreter
+        # (the venv's base) lives under a home directory, which ProtectHome=yes hides
+        print(f"note: the interpreter in {sys.base_prefix} is under a home directory: "
+              "ProtectHome=read-only for the idle and sleep services in this test")
+        for unit in ("sleepyllama-idle.service", "sleepyllama-sleep.service"):
+            container.write(f"/etc/systemd/system/{unit}.d/test-home.conf",
+                            "[Service]\nProtectHome=read-only\n")
+    container.run(["systemctl", "daemon-reload"])
+    container.run(["systemctl", "enable", SERVER, "sleepyllama-sleep.service"])
+
+
+def wait_in(host: Container, condition: Callable[[], object], what: str, timeout: float) -> None:
+    try:
+        wait_for(condition, timeout=timeout, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n--- journal ---\n{host.journal()[-6000:]}") from None
+
+
+def count(pattern: str, text: str) -> int:
+    return len(re.findall(pattern, text))
+
+
+def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
+    # `systemctl start` returns only when the server is READY: the model is loaded
+    host.run(["systemctl", "start", "sleepyllama-servers.target"], timeout=60)
+    health = host.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                       "http://127.0.0.1:8080/health"]).stdout
+    assert health == "200", "systemctl start returned before the model was loaded"
+    assert host.show(SERVER, "StatusText") == "ready · 0/4 slots busy"
+
+    host.run(["systemctl", "start", "sleepyllama-idle.timer"])
+    wait_in(host, lambda: "Entering sleep state 'suspend'" in host.journal(), "the suspend", 90)
+    wait_in(host, lambda: count(r"llama is ready", host.journal("-u", SERVER)) == 2,
+            "the server READY again after the resume", 60)
+
+    journal = host.journal()
+    steps = [
+        r"sleepyllama-idle\[\d+\]: going to sleep: idle for",
+        r"sleepyllama-idle\[\d+\]: servers stopped",
+        r"sleepyllama-idle\[\d+\]: suspend requested from logind",
+        r"Reached target sleep.target",
+        r"Entering sleep state 'suspend'",
+        r"System returned from sleep state",
+        r"systemd-sleep\[\d+\]: post: idle clock reset",  # the hook, run by systemd-sleep
+        r"sleepyllama-server\[\d+\]: llama is ready",
+    ]
+    positions = []
+    for step in steps:
+        found = [m.start() for m in re.finditer(step, journal)]
+        assert found, f"never happened: {step}\n{journal[-4000:]}"
+        positions.append(found[-1] if "ready" in step else found[0])
+    assert positions == sorted(positions), "the cycle happened out of order:\n" + "\n".join(
+        line for line in journal.splitlines()
+        if any(re.search(step, line) for step in steps))
+    assert host.power_state.read_text().strip() == "mem"  # systemd-sleep's write, harmless here
+    assert host.show(SERVER, "ActiveState") == "active"
+    print("\ntimeline (CLOCK_MONOTONIC in the container):")
+    for line in journal.splitlines():
+        if any(re.search(step, line) for step in steps) or "sleepyllama-idle" in line:
+            print("  " + line)
+
+
+def test_a_sleep_inhibitor_keeps_the_box_up(host: Container) -> None:
+    host.run(["systemctl", "start", "sleepyllama-servers.target"], timeout=60)
+    host.run(["systemd-run", "--unit=hold-sleep", "systemd-inhibit", "--what=sleep",
+              "--who=make", "--why=building the kernel", "sleep", "600"])
+    wait_for(lambda: "make" in host.run(["systemd-inhibit", "--list"]).stdout,
+             what="the inhibitor")
+    host.run(["systemctl", "start", "sleepyllama-idle.timer"])
+    time.sleep(12)  # twice the idle timeout, six timer ticks
+    journal = host.journal()
+    assert "Entering sleep state" not in journal
+    assert "going to sleep" not in journal
+    assert "stay awake: busy: sleep inhibited by make (building the kernel)" in journal
+    assert host.show(SERVER, "ActiveState") == "active"
