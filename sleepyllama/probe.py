@@ -38,12 +38,14 @@ def tcp_probe(backend: Address) -> tuple[bool, str]:
 
 
 def _short(error: requests.RequestException) -> str:
-    """requests nests the errno message deep inside; the journal wants the innermost words."""
-    cause: BaseException = error
-    while cause.__context__ is not None and not isinstance(cause, OSError | TimeoutError):
-        cause = cause.__context__
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    if isinstance(error, requests.Timeout):
-        return "timed out"
-    return type(error).__name__
+    """The errno words ("Connection refused") that requests buries under urllib3's wrappers."""
+    pending: list[BaseException] = [error]
+    for _ in range(12):  # the chain is short; never loop on a cycle
+        if not pending:
+            break
+        cause = pending.pop(0)
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        pending += [e for e in (getattr(cause, "reason", None), cause.__cause__, cause.__context__,
+                                *cause.args) if isinstance(e, BaseException)]
+    return "timed out" if isinstance(error, requests.Timeout) else type(error).__name__

@@ -128,3 +128,15 @@ def unit_state(name: str) -> tuple[str, str]:
         load = unit.Unit.LoadState.decode()
         status = unit.Service.StatusText.decode() if name.endswith(".service") else ""
     return ("not-found" if load == "not-found" else active), status
+
+
+def unit_file_state(name: str) -> str:
+    """"enabled", "disabled", "static", ... for an installed unit file; "not-found" otherwise."""
+    from pystemd.dbusexc import DBusBaseError
+    from pystemd.systemd1 import Manager
+
+    with Manager() as manager:
+        try:
+            return manager.Manager.GetUnitFileState(name.encode()).decode()
+        except DBusBaseError:
+            return "not-found"

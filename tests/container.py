@@ -55,6 +55,16 @@ def build_install_tree(target: Path, installed_at: str = "/opt/sleepyllama") -> 
     return target
 
 
+def build_wheelhouse(target: Path) -> Path:
+    """The package and every dependency as wheels (pystemd built once), so that install.sh can
+    run offline in a container: PIP_NO_INDEX=1 PIP_FIND_LINKS=target."""
+    if not any(target.glob("sleepyllama-*.whl")):
+        pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "wheel", "--wheel-dir", str(target), str(REPO)], check=True)
+        subprocess.run([*pip, "download", "-d", str(target), "setuptools>=77", "wheel"], check=True)
+    return target
+
+
 def missing_requirement() -> str | None:
     """Why a container cannot run here, or None."""
     if os.geteuid() != 0:
@@ -66,7 +76,8 @@ def missing_requirement() -> str | None:
 
 
 class Container:
-    def __init__(self, directory: Path, name: str, install_tree: Path) -> None:
+    def __init__(self, directory: Path, name: str, install_tree: Path | None = None,
+                 binds: tuple[str, ...] = (), network_veth: bool = False) -> None:
         self.directory = directory
         self.name = name
         self.power_state = directory / "power-state"
@@ -75,17 +86,20 @@ class Container:
         self.local_bin = directory / "local-bin"
         for folder in (self.sleep_hooks, self.local_bin):
             folder.mkdir()
-        binds = [f"--bind={self.power_state}:/sys/power/state",
+        options = [f"--bind={self.power_state}:/sys/power/state",
                  f"--bind={self.sleep_hooks}:/usr/lib/systemd/system-sleep",
                  f"--bind={self.local_bin}:/usr/local/bin",
-                 f"--bind-ro={REPO}", f"--bind={directory}",
-                 f"--bind-ro={install_tree}:/opt/sleepyllama"]
+                 f"--bind-ro={REPO}", f"--bind={directory}", *binds]
+        if install_tree is not None:
+            options.append(f"--bind-ro={install_tree}:/opt/sleepyllama")
+        if network_veth:
+            options.append("--network-veth")  # host side "ve-NAME", container side "host0"
         if not sys.base_prefix.startswith("/usr"):
-            binds.append(f"--bind-ro={sys.base_prefix}")  # the interpreter the venv is made of
+            options.append(f"--bind-ro={sys.base_prefix}")  # the interpreter the venv is made of
         self.log = (directory / "container.log").open("wb")
         self.process = subprocess.Popen(
             ["systemd-nspawn", "-D", "/", "--volatile=yes", "--register=no", "--keep-unit",
-             "-M", name, *binds, "-b", "--", "systemd.firstboot=off"],
+             "-M", name, *options, "-b", "--", "systemd.firstboot=off"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         self.init_pid = self._find_init()
         self._wait_until_booted()

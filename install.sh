@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Install sleepyllama on one machine, in one command. Idempotent: run it again with the same
+# arguments and nothing changes. Several --name's may be installed on one host.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage:
+  sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
+                           [--name NAME] [--broadcast IP]
+  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] -- COMMAND [ARGS...]
+  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] --command-file FILE
+  sudo ./install.sh --uninstall [--purge]
+
+proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --listen that
+        wakes --backend with magic packets for --mac and holds each client until it is ready.
+server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, suspends the
+        box after --idle-timeout (default 1h) with nothing to do, restarts it after resume.
+        --command-file: a file with the whole command line, one argument per line.
+--uninstall  removes every unit, the hook and /opt/sleepyllama; keeps the config unless --purge.
+
+--name defaults to "llama". Examples:
+  sudo ./install.sh proxy --listen 0.0.0.0:3939 --backend 192.168.1.50:8080 --mac ab:cd:ef:01:23:45
+  sudo ./install.sh server --name llama -- /opt/llama.cpp/build/bin/llama-server \
+      -m /models/qwen.gguf --host 0.0.0.0 --port 8080
+EOF
+}
+
+fail() { echo "install.sh: $*" >&2; exit 1; }
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+PREFIX=${SLEEPYLLAMA_PREFIX:-/opt/sleepyllama}
+UNIT_DIR=/etc/systemd/system
+HOOK=/usr/lib/systemd/system-sleep/sleepyllama
+CONFIG=/etc/sleepyllama/sleepyllama.toml
+STATE=/var/lib/sleepyllama
+
+role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file=""
+uninstall=0 purge=0
+command=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        proxy|server) [ -z "$role" ] || fail "give one role, not '$role' and '$1'"; role=$1 ;;
+        --name) name=${2:?--name needs a value}; shift ;;
+        --listen) listen=${2:?--listen needs HOST:PORT}; shift ;;
+        --backend) backend=${2:?--backend needs HOST:PORT}; shift ;;
+        --mac) mac=${2:?--mac needs a MAC address}; shift ;;
+        --broadcast) broadcast=${2:?--broadcast needs an IP address}; shift ;;
+        --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
+        --command-file) command_file=${2:?--command-file needs a file}; shift ;;
+        --uninstall) uninstall=1 ;;
+        --purge) purge=1 ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; command=("$@"); break ;;
+        *) fail "unknown argument '$1' (./install.sh --help)" ;;
+    esac
+    shift
+done
+
+# -- validate everything before changing anything --------------------------------------------
+address_ok() { [[ $1 =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] && ((BASH_REMATCH[2] >= 1 && BASH_REMATCH[2] <= 65535)); }
+[ "$(id -u)" = 0 ] || fail "needs root: sudo ./install.sh $role ..."
+[[ $name =~ ^[A-Za-z0-9_.:-]+$ ]] || fail "--name '$name': letters, digits and _ . : - only"
+if [ "$uninstall" = 1 ]; then
+    [ -z "$role" ] || fail "--uninstall takes no role"
+elif [ "$role" = proxy ]; then
+    [ -n "$listen" ] || fail "proxy needs --listen HOST:PORT (where frontends connect)"
+    address_ok "$listen" || fail "--listen '$listen' is not HOST:PORT (IPv6 as [::]:3939)"
+    [ -n "$backend" ] || fail "proxy needs --backend HOST:PORT (where llama-server listens)"
+    address_ok "$backend" || fail "--backend '$backend' is not HOST:PORT"
+    [ -n "$mac" ] || fail "proxy needs --mac (the GPU box's network card)"
+    [[ $mac =~ ^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$ ]] || fail "--mac '$mac' is not a MAC address like ab:cd:ef:01:23:45"
+    [ -z "$broadcast" ] || [[ $broadcast =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || fail "--broadcast '$broadcast' is not an IPv4 address"
+    [ ${#command[@]} = 0 ] && [ -z "$command_file" ] || fail "proxy takes no command"
+elif [ "$role" = server ]; then
+    if [ -n "$command_file" ]; then
+        [ ${#command[@]} = 0 ] || fail "give --command-file or a command after --, not both"
+        [ -r "$command_file" ] || fail "--command-file '$command_file' cannot be read"
+        mapfile -t command < <(grep -v '^[[:space:]]*\(#\|$\)' "$command_file")
+    fi
+    [ ${#command[@]} -gt 0 ] || fail "server needs its command: ./install.sh server -- /path/to/llama-server -m model.gguf --port 8080"
+    [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
+    [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"
+else
+    usage >&2; exit 64
+fi
+
+changed=0
+note() { echo "  $*"; changed=1; }
+# put a file in place only when its content differs: a second run touches nothing
+place() {  # place MODE SOURCE TARGET
+    if ! cmp -s "$2" "$3"; then
+        install -D -m "$1" "$2" "$3"
+        note "wrote $3"
+    fi
+}
+place_text() {  # place_text MODE TARGET <<< TEXT
+    local tmp; tmp=$(mktemp); cat > "$tmp"; place "$1" "$tmp" "$2"; rm -f "$tmp"
+}
+
+# -- uninstall --------------------------------------------------------------------------------
+if [ "$uninstall" = 1 ]; then
+    units=$(systemctl list-units --all --plain --no-legend 'sleepyllama-*' 2>/dev/null | cut -d' ' -f1)
+    files=$(cd "$UNIT_DIR" && ls -d sleepyllama-* 2>/dev/null || true)
+    for unit in $units; do systemctl stop "$unit" 2>/dev/null || true; done
+    for file in $files; do
+        case "$file" in *.d) ;; *) systemctl disable "$file" >/dev/null 2>&1 || true ;; esac
+    done
+    # enabled instances live as symlinks in .wants directories
+    find "$UNIT_DIR" -lname "*sleepyllama-*" -delete 2>/dev/null || true
+    for file in $files; do rm -rf "${UNIT_DIR:?}/$file"; note "removed $UNIT_DIR/$file"; done
+    for path in "$HOOK" /usr/local/bin/sleepyllama "$PREFIX"; do
+        if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
+    done
+    if [ "$purge" = 1 ]; then
+        for path in /etc/sleepyllama "$STATE"; do
+            if [ -e "$path" ]; then rm -rf "$path"; note "removed $path"; fi
+        done
+    elif [ -e "$CONFIG" ]; then
+        echo "  kept $CONFIG (--purge removes it)"
+    fi
+    systemctl daemon-reload 2>/dev/null || true
+    [ "$changed" = 1 ] || echo "sleepyllama is not installed: nothing to remove"
+    exit 0
+fi
+
+echo "installing sleepyllama ($role $name)"
+
+# -- OS packages: only what is missing ---------------------------------------------------------
+# pystemd is built from source against libsystemd: a compiler, its headers, pkg-config
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || missing+=(python3-dev)
+command -v gcc >/dev/null || missing+=(gcc)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists libsystemd 2>/dev/null || missing+=(libsystemd-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+        echo "  apt-get install ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        changed=1
+    else
+        fail "install these first (names as on Debian; Fedora: python3-devel systemd-devel gcc pkgconf): ${missing[*]}"
+    fi
+fi
+
+# -- the virtual environment: reinstalled only when the source changed -----------------------
+source_hash=$(cd "$HERE" && cat pyproject.toml sleepyllama/*.py | sha256sum | cut -d' ' -f1)
+if [ ! -x "$PREFIX/bin/python" ]; then
+    # the system's python3, not one under /root or /home: the units' ProtectHome= hides those
+    /usr/bin/python3 -m venv "$PREFIX" 2>/dev/null || python3 -m venv "$PREFIX"
+    note "created $PREFIX"
+fi
+if [ "$(cat "$PREFIX/.source-hash" 2>/dev/null)" != "$source_hash" ]; then
+    echo "  installing the package and its dependencies into $PREFIX (pystemd compiles: about a minute)"
+    # from a copy: a build writes into its source tree, and this checkout may be read-only or
+    # belong to a user who should not find root-owned build files in it
+    source=$(mktemp -d)
+    cp -r "$HERE/pyproject.toml" "$HERE/README.md" "$HERE/sleepyllama" "$source/"
+    "$PREFIX/bin/pip" install -q --disable-pip-version-check "$source"
+    rm -rf "$source"
+    echo "$source_hash" > "$PREFIX/.source-hash"
+    note "installed sleepyllama into $PREFIX"
+fi
+if [ "$(readlink /usr/local/bin/sleepyllama 2>/dev/null)" != "$PREFIX/bin/sleepyllama" ]; then
+    ln -sfn "$PREFIX/bin/sleepyllama" /usr/local/bin/sleepyllama
+    note "linked /usr/local/bin/sleepyllama"
+fi
+
+# -- units and the sleep hook -------------------------------------------------------------------
+for unit in "$HERE"/units/*; do
+    place 644 "$unit" "$UNIT_DIR/$(basename "$unit")"
+done
+if [ "$role" = server ]; then
+    place 755 "$HERE/bin/sleepyllama-sleep" "$HOOK"
+fi
+
+# -- the config: only this table changes ------------------------------------------------------
+if [ "$role" = proxy ]; then
+    result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" proxy "$name" --backend "$backend" \
+             --mac "$mac" ${broadcast:+--broadcast "$broadcast"})
+    place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
+# written by install.sh: where frontends connect (an empty ListenStream= drops the default)
+[Socket]
+ListenStream=
+ListenStream=$listen
+EOF
+else
+    result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" server "$name" \
+             ${idle_timeout:+--idle-timeout "$idle_timeout"} -- "${command[@]}")
+fi
+[ "$result" = unchanged ] || note "wrote [$role.$name] into $CONFIG"
+chown root:root "$CONFIG" && chmod 644 "$CONFIG"
+
+# -- systemd ---------------------------------------------------------------------------------
+if [ "$changed" = 1 ]; then
+    systemctl daemon-reload
+fi
+if [ "$role" = proxy ]; then
+    wanted=("sleepyllama-proxy@$name.socket")
+else
+    wanted=("sleepyllama-server@$name.service" sleepyllama-servers.target sleepyllama-idle.timer
+            sleepyllama-sleep.service)
+fi
+for unit in "${wanted[@]}"; do
+    if [ "$(systemctl is-enabled "$unit" 2>/dev/null)" != enabled ]; then
+        systemctl enable --quiet "$unit"
+        note "enabled $unit"
+    fi
+done
+if [ "$role" = proxy ]; then
+    if [ "$changed" = 1 ]; then
+        # a new address or config: the socket listens anew, the proxy reads the config anew
+        systemctl restart "sleepyllama-proxy@$name.socket"
+        systemctl try-restart "sleepyllama-proxy@$name.service"
+    fi
+else
+    # --no-block: loading a model takes minutes; `systemctl status` shows when it is ready.
+    # start is a no-op for a server already running or still loading
+    if [ "$changed" = 1 ]; then
+        systemctl restart --no-block "sleepyllama-server@$name.service"
+    else
+        systemctl start --no-block "sleepyllama-server@$name.service"
+    fi
+    systemctl start sleepyllama-idle.timer
+fi
+
+[ "$changed" = 1 ] || echo "  nothing changed: already installed as asked"
+
+echo
+"$PREFIX/bin/sleepyllama" check || true
+echo
+if [ "$role" = proxy ]; then
+    cat <<EOF
+Next:
+  - point your frontend at http://$listen/v1 (this host's address in place of ${listen%:*})
+  - on the GPU box, enable Wake-on-LAN in the BIOS/UEFI, then: sudo ethtool -s IFACE wol g
+    (README, Troubleshooting, shows how to keep it on across reboots)
+  - watch it: systemctl status sleepyllama-proxy@$name ; journalctl -u sleepyllama-proxy@$name -f
+EOF
+else
+    cat <<EOF
+Next:
+  - enable Wake-on-LAN in the BIOS/UEFI and on the network card: sudo ethtool -s IFACE wol g
+    (README, Troubleshooting, shows how to keep it on across reboots)
+  - the model is loading: systemctl status sleepyllama-server@$name (Status: "ready · 0/N slots busy")
+  - idle decisions: journalctl -u sleepyllama-idle -f ; sleepyllama status
+EOF
+fi

@@ -1,0 +1,119 @@
+"""Write one table of sleepyllama.toml without touching the rest (used by install.sh).
+
+TOML has no writer in the standard library, and a user's file has comments and an order worth
+keeping, so this edits text: the [kind.NAME] table (and [idle] timeout) is replaced or appended,
+every other line stays byte for byte. The result is validated before it is written.
+
+  python -m sleepyllama.tables FILE proxy NAME --backend H:P --mac M [--broadcast IP]
+  python -m sleepyllama.tables FILE server NAME [--idle-timeout 1h] -- COMMAND...
+Prints "unchanged" or "written".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from sleepyllama import config as configuration
+from sleepyllama.config import ConfigError
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
+def toml_string(value: str) -> str:
+    return json.dumps(value)  # JSON's string escapes are TOML basic-string escapes
+
+
+def set_table(text: str, name: str, body: list[str]) -> str:
+    """Replace the table `name` (its header through the line before the next header) or append."""
+    lines = text.splitlines(keepends=True)
+    start = end = None
+    for index, line in enumerate(lines):
+        match = _HEADER.match(line)
+        if match and start is not None and end is None:
+            end = index
+        if match and match.group(1) == name:
+            start, end = index, None
+    block = [f"[{name}]\n", *(f"{line}\n" for line in body)]
+    if start is None:
+        separator = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        return text + separator + "".join(block)
+    end = len(lines) if end is None else end
+    # blank lines and comments just above the next header belong to that table: keep them
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return "".join(lines[:start] + block + lines[end:])
+
+
+def set_key(text: str, table: str, key: str, value: str) -> str:
+    """Set one key inside a table, keeping the table's other keys (creates the table if absent)."""
+    lines = text.splitlines(keepends=True)
+    inside, insert_at = False, None
+    for index, line in enumerate(lines):
+        match = _HEADER.match(line)
+        if match:
+            if inside:
+                break
+            inside = match.group(1) == table
+            insert_at = index + 1 if inside else insert_at
+            continue
+        if inside and re.match(rf"\s*{re.escape(key)}\s*=", line):
+            lines[index] = f"{key} = {value}\n"
+            return "".join(lines)
+        if inside and line.strip():
+            insert_at = index + 1
+    if insert_at is None:
+        return set_table(text, table, [f"{key} = {value}"])
+    lines.insert(insert_at, f"{key} = {value}\n")
+    return "".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sleepyllama.tables",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("kind", choices=["proxy", "server"])
+    parser.add_argument("name")
+    parser.add_argument("--backend")
+    parser.add_argument("--mac")
+    parser.add_argument("--broadcast")
+    parser.add_argument("--idle-timeout")
+    argv = sys.argv[1:] if argv is None else argv
+    # the server's command follows "--" verbatim: its own --flags are not ours to parse
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.command = argv[split + 1:]
+
+    old = args.file.read_text() if args.file.exists() else ""
+    if args.kind == "proxy":
+        body = [f"backend = {toml_string(args.backend)}", f"mac = {toml_string(args.mac)}"]
+        if args.broadcast:
+            body.append(f"broadcast = {toml_string(args.broadcast)}")
+    else:
+        body = ["command = [" + ", ".join(toml_string(arg) for arg in args.command) + "]"]
+    new = set_table(old, f"{args.kind}.{args.name}", body)
+    if args.idle_timeout:
+        new = set_key(new, "idle", "timeout", toml_string(args.idle_timeout))
+    try:
+        configuration.parse(new, args.file)
+    except ConfigError as error:
+        print(f"install.sh: the config would not be valid: {error}", file=sys.stderr)
+        return configuration.EX_CONFIG
+    if new == old:
+        print("unchanged")
+        return 0
+    args.file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.file.with_suffix(".tmp")
+    temporary.write_text(new)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, args.file)
+    print("written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""install.sh's config merge: one table replaced or added, every other byte kept."""
+
+from pathlib import Path
+
+from sleepyllama import config
+from sleepyllama.tables import main, set_key, set_table
+
+USER_FILE = """# my settings
+[proxy.llama]
+backend = "10.0.0.5:8080"   # old box
+mac = "ab:cd:ef:01:23:45"
+
+# the whisper box
+[proxy.whisper]
+backend = "10.0.0.6:9000"
+mac = "ab:cd:ef:01:23:46"
+"""
+
+
+def test_replacing_a_table_keeps_the_others_and_their_comments() -> None:
+    new = set_table(USER_FILE, "proxy.llama", ['backend = "10.0.0.7:8080"', 'mac = "ab:cd:ef:01:23:47"'])
+    assert new == USER_FILE.replace('"10.0.0.5:8080"   # old box', '"10.0.0.7:8080"').replace(
+        "01:23:45", "01:23:47")
+
+
+def test_adding_tables_and_keys() -> None:
+    new = set_table(USER_FILE, "server.llama", ['command = ["llama-server"]'])
+    assert new.startswith(USER_FILE) and new.endswith('\n\n[server.llama]\ncommand = ["llama-server"]\n')
+    with_idle = set_key(new, "idle", "timeout", '"1h"')
+    assert with_idle.endswith('[idle]\ntimeout = "1h"\n')
+    changed = set_key(with_idle + "gpu = \"off\"\n", "idle", "timeout", '"2h"')
+    assert changed.endswith('[idle]\ntimeout = "2h"\ngpu = "off"\n')
+    config.parse(changed)  # still valid TOML of ours
+
+
+def test_command_line_quoting_and_unchanged(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "sleepyllama.toml"
+    command = ["/opt/llama server", "-m", 'C:\\models\\"q".gguf', "--port", "8080"]
+    assert main([str(path), "server", "llama", "--idle-timeout", "30m", "--", *command]) == 0
+    loaded = config.load(path)
+    assert loaded.server("llama").command == tuple(command)
+    assert loaded.idle.timeout == 1800
+    assert main([str(path), "server", "llama", "--idle-timeout", "30m", "--", *command]) == 0
+    assert capsys.readouterr().out.split() == ["written", "unchanged"]
+
+
+def test_an_invalid_result_is_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "sleepyllama.toml"
+    path.write_text(USER_FILE)
+    assert main([str(path), "proxy", "llama", "--backend", "nohost", "--mac", "ab:cd:ef:01:23:45"]) == 78
+    assert path.read_text() == USER_FILE
