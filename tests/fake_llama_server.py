@@ -137,6 +137,10 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of held clients arrive at once after a wake
     allow_reuse_address = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that went away
+            super().handle_error(request, client_address)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

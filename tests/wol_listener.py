@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=9)
     parser.add_argument("--mac", required=True)
+    parser.add_argument("--once", action="store_true",
+                        help="run the command on the first packet only (a box that is now awake)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND to run on wake")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         count += 1
         print(f"packet {count} {time.monotonic()!r}", flush=True)
-        if command and (child is None or child.poll() is not None):
+        if command and (child is None or (child.poll() is not None and not args.once)):
             child = subprocess.Popen(command)  # first wake, or the box woke again after a loss
 
 

@@ -1,0 +1,72 @@
+"""The sleepyllama command a person types, run as a program against real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import MAC, SleepingBackend, free_port, proxy_table
+
+
+def sleepyllama(config: Path, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sleepyllama.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_wake_sends_packets_and_waits_until_ready(tmp_path: Path, cleanup: list) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=1.0)
+    cleanup.append(backend)
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(proxy_table(backend, wol_interval="0.5s"))
+    result = sleepyllama(config, "wake", "llama")
+    assert result.returncode == 0, result.stderr
+    assert f"127.0.0.1:{backend.port} is ready after" in result.stderr
+    assert f"sent magic packet for {MAC}" in result.stderr
+    assert len(backend.packets()) >= 2  # the first packet, and more while the model loaded
+
+
+def test_wake_gives_up_with_the_reason(tmp_path: Path) -> None:
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(proxy_table(None, backend=f"127.0.0.1:{free_port()}", wol_port=free_port()))
+    result = sleepyllama(config, "wake", "--timeout", "1s")
+    assert result.returncode == 1
+    assert "did not wake within 1s (last answer: Connection refused)" in result.stderr
+
+
+def test_check_lists_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text('[server.llama]\ncommand = ["/no/such/llama-server"]\n')
+    result = sleepyllama(config, "check", env={"PATH": str(tmp_path)})  # no nvidia-smi on PATH
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "error: [server.llama] command: /no/such/llama-server is not an executable file" in lines
+    assert any(line.startswith('error: [idle] gpu = "pstate": nvidia-smi not found') for line in lines)
+    assert lines[-1].startswith(f"{sum(line.startswith('error:') for line in lines)} error(s)")
+
+
+def test_status_json_reports_even_without_systemd(tmp_path: Path, cleanup: list) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(proxy_table(backend))
+    report = json.loads(sleepyllama(config, "status", "--json",
+                                    env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"}).stdout)
+    assert report["proxies"] == [{"name": "llama", "backend": f"127.0.0.1:{backend.port}",
+                                  "ready": False, "answer": "Connection refused"}]
+    assert "systemd_error" in report or report["units"]
+
+
+def test_config_errors_exit_78_and_help_has_examples(tmp_path: Path) -> None:
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text("[idle]\ntimeout = \"forever\"\n")
+    result = sleepyllama(config, "status")
+    assert result.returncode == 78 and "[idle] timeout:" in result.stderr
+    for command in ("status", "wake", "sleep-now", "check"):
+        help_text = sleepyllama(config, command, "--help").stdout
+        assert "examples:" in help_text and f"sleepyllama {command}" in help_text.replace(
+            "sudo ", "")
