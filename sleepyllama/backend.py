@@ -335,9 +335,11 @@ class Backend:
         if self.waiting and self.schedule.due(now):
             if self.wake_started is None:
                 self.wake_started = now
-                log.info("waking %s with %s: %d client(s) waiting (last probe: %s)",
+                first = next(iter(self.waiting.values()))
+                # naming the client tells a person who keeps waking the box (a polling frontend)
+                log.info("waking %s with %s: %d client(s) waiting, first %s (last probe: %s)",
                          self.config.backend, self.sender.describe(), len(self.waiting),
-                         self.last_probe or "none yet")
+                         first.peer, self.last_probe or "none yet")
             self.sender.send()
             self.schedule.mark_sent(now)
             self.wake_signals += 1
