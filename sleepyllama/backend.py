@@ -367,6 +367,6 @@ class Backend:
             self._unhold(client)
             client.sock.close()
         for splice in list(self.splices):
-            splice.fail(OSError(errno.ESHUTDOWN, "proxy stopping"), -1)
+            splice.close()
         if self.wake_task is not None:
             self.wake_task.cancel()

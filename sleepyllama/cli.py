@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, state, systemd
+from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
 from sleepyllama.probe import probe
 from sleepyllama.proxy import make_sender, pick_table
@@ -284,12 +285,9 @@ EXAMPLES = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="sleepyllama", description=__doc__.split("\n\n")[0],
-        epilog="examples:\n" + "\n".join(EXAMPLES.values()),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH,
-                        help="config file (default: %(default)s)")
+    parser = program_parser("sleepyllama", __doc__.split("\n\n")[0],
+                            [line.strip() for text in EXAMPLES.values() for line in text.splitlines()],
+                            verbose=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, state, systemd
+from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.idle import Action, decide
 from sleepyllama.signals import Signal, configured_signals
@@ -51,25 +52,19 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="sleepyllama-idle",
-        description="One idle check: read the activity signals (GPUs, server slots, sleep "
-        "inhibitors), update the idle clock, and suspend the box when it has been idle for "
-        "[idle].timeout. sleepyllama-idle.timer runs it every 30 s.",
-        epilog="examples:\n"
-        "  sleepyllama-idle --dry-run       print the verdict and its reasons; stop nothing\n"
-        "  systemctl start sleepyllama-idle.service && journalctl -u sleepyllama-idle -n 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH,
-                        help="config file (default: %(default)s)")
+    parser = program_parser(
+        "sleepyllama-idle",
+        "One idle check: read the activity signals (GPUs, server slots, sleep inhibitors), "
+        "update the idle clock, and suspend the box when it has been idle for [idle].timeout. "
+        "sleepyllama-idle.timer runs it every 30 s.",
+        ["sleepyllama-idle --dry-run       print the verdict and its reasons; stop nothing",
+         "systemctl start sleepyllama-idle.service && journalctl -u sleepyllama-idle -n 5"])
     parser.add_argument("--dry-run", action="store_true",
                         help="keep the idle clock and print the verdict, but stop nothing and "
                         "never suspend")
     parser.add_argument("--state-file", type=Path, default=None,
                         help="idle state (default: $STATE_DIRECTORY/idle.json, else "
                         "/var/lib/sleepyllama/idle.json)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
 

@@ -12,9 +12,9 @@ from sleepyllama.config import Address
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 3.0
 
-# no proxies from the environment: a probe must reach the LAN address itself
-_session = requests.Session()
-_session.trust_env = False
+# no proxies from the environment: every request of ours must reach the LAN address itself
+http = requests.Session()
+http.trust_env = False
 
 
 def probe(health_url: str, backend: Address) -> tuple[bool, str]:
@@ -22,7 +22,7 @@ def probe(health_url: str, backend: Address) -> tuple[bool, str]:
     if not health_url:
         return tcp_probe(backend)
     try:
-        with _session.get(health_url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+        with http.get(health_url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                           allow_redirects=False, stream=True) as response:
             return response.status_code == 200, f"HTTP {response.status_code}"
     except requests.RequestException as error:

@@ -15,11 +15,11 @@ import resource
 import signal
 import socket
 import sys
-from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
 from sleepyllama.backend import Backend
+from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, format_duration
 from sleepyllama.wol import MagicPacket, WakeCommand, WakeSender
 
@@ -199,24 +199,19 @@ def listen_address(text: str) -> configuration.Address:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="sleepyllama-proxy",
-        description="Proxy TCP connections to a backend that may be asleep: hold each client "
-        "while waking the backend with Wake-on-LAN, then splice bytes both ways.",
-        epilog="examples:\n"
-        "  sleepyllama-proxy --instance llama --listen 0.0.0.0:3939\n"
-        "  sleepyllama-proxy --config ./sleepyllama.toml --listen [::]:8080\n"
-        "  systemctl enable --now sleepyllama-proxy@llama.socket   (the usual way)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH,
-                        help="config file (default: %(default)s)")
+    parser = program_parser(
+        "sleepyllama-proxy",
+        "Proxy TCP connections to a backend that may be asleep: hold each client while waking "
+        "the backend with Wake-on-LAN, then splice bytes both ways.",
+        ["sleepyllama-proxy --instance llama --listen 0.0.0.0:3939",
+         "sleepyllama-proxy --config ./sleepyllama.toml --listen [::]:8080",
+         "systemctl enable --now sleepyllama-proxy@llama.socket   (the usual way)"],
+        verbose="log each client (debug)")
     parser.add_argument("--instance", metavar="NAME",
                         help="which [proxy.NAME] table to serve (default: the only one)")
     parser.add_argument("--listen", metavar="HOST:PORT", type=listen_address, action="append",
                         default=[], help="listen here instead of on sockets from systemd "
                         "(repeatable; IPv6 as [::]:8080)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each client (debug)")
     return parser.parse_args(argv)
 
 

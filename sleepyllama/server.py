@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
+from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ServerConfig
+from sleepyllama.probe import http
 from sleepyllama.pstate import GpuPower
 from sleepyllama.signals import Activity, server_activity
 
@@ -34,14 +35,10 @@ LOADING_POLL = 0.5  # how often /health is asked while the model loads
 READY_POLL = 2.0  # how often /slots is read once ready
 TICK = 0.1  # reaction time to the child's exit and to signals
 
-_session = requests.Session()
-_session.trust_env = False
-
-
 def health(url: str) -> tuple[bool, bool, str]:
     """(ready, alive, status): a 503 while the model loads is alive but not ready."""
     try:
-        response = _session.get(url, timeout=2.0)
+        response = http.get(url, timeout=2.0)
     except requests.ConnectionError:
         return False, False, "starting"
     except requests.RequestException as error:
@@ -160,21 +157,15 @@ def describe_exit(returncode: int) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="sleepyllama-server",
-        description="Run a [server.NAME] command (llama-server and the like) for systemd: "
-        "READY only once its health URL answers 200, STATUS from its slots, signals passed on.",
-        epilog="examples:\n"
-        "  sleepyllama-server --instance llama\n"
-        "  systemctl start sleepyllama-server@llama   (the usual way; returns once the model "
-        "is loaded)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH,
-                        help="config file (default: %(default)s)")
+    parser = program_parser(
+        "sleepyllama-server",
+        "Run a [server.NAME] command (llama-server and the like) for systemd: READY only once "
+        "its health URL answers 200, STATUS from its slots, signals passed on.",
+        ["sleepyllama-server --instance llama",
+         "systemctl start sleepyllama-server@llama   (the usual way; returns once the model is "
+         "loaded)"])
     parser.add_argument("--instance", metavar="NAME", required=True,
                         help="which [server.NAME] table to run")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
 

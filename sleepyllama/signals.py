@@ -18,6 +18,7 @@ from typing import Protocol
 import requests
 
 from sleepyllama.config import IdleConfig, ServerConfig
+from sleepyllama.probe import http
 
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu", "--format=csv,noheader,nounits"]
 IDLE_PSTATE = 8  # P8 and higher numbers are the low-power states
@@ -151,14 +152,10 @@ class ServerActivity:
     total_slots: int = 0
 
 
-_session = requests.Session()
-_session.trust_env = False  # never through an HTTP proxy from the environment
-
-
 def server_activity(name: str, health_url: str, timeout: float = 5.0) -> ServerActivity:
     base = re.sub(r"/health/?$", "", health_url)
     try:
-        response = _session.get(base + "/slots", timeout=timeout)
+        response = http.get(base + "/slots", timeout=timeout)
     except requests.ConnectionError:
         return ServerActivity(Activity.IDLE, f"{name}: not running")
     except requests.RequestException as error:
@@ -183,7 +180,7 @@ def server_activity(name: str, health_url: str, timeout: float = 5.0) -> ServerA
 def _is_sleeping(base: str, timeout: float) -> bool:
     """llama-server --sleep-idle-seconds unloads the model and says so in /props."""
     try:
-        return _session.get(base + "/props", timeout=timeout).json().get("is_sleeping") is True
+        return http.get(base + "/props", timeout=timeout).json().get("is_sleeping") is True
     except (requests.RequestException, ValueError, AttributeError):
         return False
 

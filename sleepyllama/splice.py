@@ -164,6 +164,9 @@ class Splice:
         lost = fd == self.backend.fileno() and error.errno in BACKEND_LOST
         self._close(error if lost else None)
 
+    def close(self) -> None:
+        self._close(None)
+
     def _close(self, backend_lost: OSError | None) -> None:
         if self.closed:
             return
