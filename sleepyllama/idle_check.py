@@ -44,10 +44,12 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     if dry_run:
         log.info("would sleep now (dry run): %s", verdict.reason)
         return verdict.action
-    if not sleep_now(config, signals, verdict.reason, ops):
-        # not again in 30 s: a full timeout first, or a failing suspend would stop and start the
-        # servers on every timer tick
-        state.reset(state_file, boot, "the last attempt to sleep did not happen")
+    suspended = sleep_now(config, signals, verdict.reason, ops)
+    # the clock starts again either way: at resume (not trusting the hook's post alone, or a
+    # failed post would send the box straight back to sleep), or now after a failed attempt
+    # (or the next tick, 30 s on, would stop and start the servers again, forever)
+    state.reset(state_file, boot, "suspended" if suspended else
+                "the last attempt to sleep did not happen")
     return verdict.action
 
 

@@ -1,0 +1,96 @@
+"""The idle checker's orchestration: verdict, state file, and the sleep sequence with the system
+operations replaced (no systemd here; the container tests run the real ones)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sleepyllama import config, state
+from sleepyllama.idle import Action, IdleState
+from sleepyllama.idle_check import check
+from sleepyllama.signals import Activity, Reading
+from sleepyllama.suspend import SystemOps, sleep_now
+
+# no signal at all: the verdict is the clock's alone
+QUIET = config.parse('[idle]\ntimeout = "10m"\ngpu = "off"\nservers = false\ninhibitors = false\n')
+BOOT = "boot-1"
+
+
+class Recorder:
+    def __init__(self, left: list[str] | None = None, suspend_error: Exception | None = None) -> None:
+        self.calls: list[str] = []
+        self.left, self.suspend_error = left or [], suspend_error
+
+    def ops(self) -> SystemOps:
+        def stop(timeout: float) -> list[str]:
+            self.calls.append("stop")
+            return self.left
+
+        def suspend() -> None:
+            self.calls.append("suspend")
+            if self.suspend_error:
+                raise self.suspend_error
+
+        return SystemOps(stop_servers=stop, start_servers=lambda: self.calls.append("start"),
+                         suspend=suspend)
+
+
+def stored(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_idle_long_enough_stops_suspends_and_restarts_the_clock(tmp_path: Path) -> None:
+    path = tmp_path / "idle.json"
+    assert check(QUIET, path, dry_run=False, ops=Recorder().ops(), boot_id=BOOT, now=100.0) is (
+        Action.STAY_AWAKE)
+    assert stored(path)["idle_since"] == 100.0
+    recorder = Recorder()
+    assert check(QUIET, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=700.0) is (
+        Action.SLEEP)
+    assert recorder.calls == ["stop", "suspend"]
+    assert stored(path)["idle_since"] is None and stored(path)["reason"] == "suspended"
+
+
+def test_dry_run_keeps_the_clock_and_touches_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "idle.json"
+    state.write(path, {"boot_id": BOOT, "idle_since": 0.0})
+    recorder = Recorder()
+    assert check(QUIET, path, dry_run=True, ops=recorder.ops(), boot_id=BOOT, now=900.0) is (
+        Action.SLEEP)
+    assert recorder.calls == []
+    assert stored(path)["idle_since"] == 0.0 and stored(path)["verdict"] == "sleep"
+
+
+def test_a_failed_suspend_starts_the_servers_again(tmp_path: Path) -> None:
+    path = tmp_path / "idle.json"
+    state.write(path, {"boot_id": BOOT, "idle_since": 0.0})
+    recorder = Recorder(suspend_error=OSError("CanSuspend: na"))
+    check(QUIET, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=900.0)
+    assert recorder.calls == ["stop", "suspend", "start"]
+    assert stored(path)["idle_since"] is None  # a full timeout before the next attempt
+
+
+def test_servers_that_do_not_stop_keep_the_box_up() -> None:
+    recorder = Recorder(left=["sleepyllama-server@llama.service"])
+    assert not sleep_now(QUIET, [], "test", recorder.ops())
+    assert recorder.calls == ["stop", "start"]
+
+
+def test_a_signal_busy_after_the_servers_stopped_keeps_the_box_up() -> None:
+    class Inhibited:
+        name = "inhibitors"
+
+        def read(self) -> Reading:
+            return Reading("inhibitors", Activity.BUSY, "sleep inhibited by make")
+
+    recorder = Recorder()
+    assert not sleep_now(QUIET, [Inhibited()], "test", recorder.ops(), settle=0.0)
+    assert recorder.calls == ["stop", "start"]
+
+
+def test_a_corrupt_state_file_starts_the_clock_again(tmp_path: Path) -> None:
+    path = tmp_path / "idle.json"
+    path.write_text("{not json")
+    check(QUIET, path, dry_run=False, ops=Recorder().ops(), boot_id=BOOT, now=50.0)
+    assert state.load(path)[0] == IdleState(BOOT, 50.0)
