@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("sleepyllama-sleep-hook")
     if not args or args[0] in ("-h", "--help"):
         print("usage: sleepyllama-sleep-hook pre|post [suspend|hibernate|hybrid-sleep|"
-              "suspend-then-hibernate]\n\n" + (__doc__ or "").strip())
+              "suspend-then-hibernate]\n\n" + (__doc__ or "").strip() + "\n\nexamples:\n"
+              "  sudo sleepyllama-sleep-hook post   start the servers as after a resume\n"
+              "  journalctl -t systemd-sleep        what it did around the last suspend")
         return 0 if args else 64
     if args[0] == "pre":
         return pre()

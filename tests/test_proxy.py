@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import socket
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -197,8 +198,6 @@ def test_exit_idle_under_socket_activation(tmp_path, cleanup) -> None:
 
 
 def test_config_error_exits_78_with_one_line(tmp_path, cleanup) -> None:
-    import subprocess
-
     config = tmp_path / "bad.toml"
     config.write_text('[proxy.llama]\nbackend = "127.0.0.1:8080"\nmac = "nope"\n')
     result = subprocess.run([sys.executable, "-m", "sleepyllama.proxy", "--config", str(config),
@@ -208,24 +207,23 @@ def test_config_error_exits_78_with_one_line(tmp_path, cleanup) -> None:
     assert "[proxy.llama] mac: expected a MAC address" in result.stderr
 
 
-def test_ipv6_listen_and_wake_command(tmp_path, cleanup) -> None:
+def test_ipv6_on_both_sides_and_wake_command(tmp_path, cleanup) -> None:
     if not socket.has_ipv6:
         pytest.skip("this kernel has no IPv6")
     port = free_port()
     marker = tmp_path / "woken"
-    wake = [sys.executable, "-c",
-            f"import subprocess, sys, pathlib; pathlib.Path({str(marker)!r}).touch(); "
-            f"subprocess.Popen([sys.executable, {str(FAKE_SERVER)!r}, '--port', '{port}', "
-            f"'--load-seconds', '0.5'])"]
-    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{port}", wake_command=wake,
+    server = [sys.executable, str(FAKE_SERVER), "--host", "::1", "--port", str(port),
+              "--load-seconds", "0.5"]
+    # the wake command starts the server and returns: a smart plug, IPMI, an HTTP call
+    wake = [sys.executable, "-c", f"import subprocess, pathlib; pathlib.Path({str(marker)!r}).touch(); "
+            f"subprocess.Popen({server!r}, start_new_session=True)"]
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"[::1]:{port}", wake_command=wake,
                                            wol_interval="5s"),
                      listen=f"[::1]:{free_port()}")
     cleanup.append(proxy)
     try:
         assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
         assert marker.exists()
-        assert "wake_command" in proxy.log()
+        assert f"waking [::1]:{port} with wake_command" in proxy.log()
     finally:
-        import subprocess
-
-        subprocess.run(["pkill", "-f", f"--port {port} --load-seconds"], check=False)
+        subprocess.run(["pkill", "-f", f"--host ::1 --port {port} "], check=False)

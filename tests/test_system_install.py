@@ -82,6 +82,9 @@ def test_bad_arguments_change_nothing(box: Container) -> None:
         assert result.returncode != 0, args
         assert words in result.stderr, (args, result.stderr)
         assert result.stderr.count("\n") == 1, result.stderr
+    not_root = box.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", INSTALL,
+                        *PROXY_ARGS], check=False)
+    assert not_root.returncode != 0 and "needs root" in not_root.stderr
     assert snapshot(box) == before
     assert box.run(["test", "-e", "/opt/sleepyllama"], check=False).returncode != 0
 
