@@ -92,8 +92,8 @@ class Container:
                  f"--bind-ro={REPO}", f"--bind={directory}", *binds]
         if install_tree is not None:
             options.append(f"--bind-ro={install_tree}:/opt/sleepyllama")
-        if network_veth:
-            options.append("--network-veth")  # host side "ve-NAME", container side "host0"
+        # a network of its own: the container's fixed ports (8080, 3939) meet nothing of the host's
+        options.append("--network-veth" if network_veth else "--private-network")
         if not sys.base_prefix.startswith("/usr"):
             options.append(f"--bind-ro={sys.base_prefix}")  # the interpreter the venv is made of
         self.log = (directory / "container.log").open("wb")

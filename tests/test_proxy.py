@@ -226,4 +226,4 @@ def test_ipv6_on_both_sides_and_wake_command(tmp_path, cleanup) -> None:
         assert marker.exists()
         assert f"waking [::1]:{port} with wake_command" in proxy.log()
     finally:
-        subprocess.run(["pkill", "-f", f"--host ::1 --port {port} "], check=False)
+        subprocess.run(["pkill", "-f", "--", f"--host ::1 --port {port} "], check=False)
