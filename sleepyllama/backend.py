@@ -109,6 +109,7 @@ class Backend:
         self.probe = probe or (lambda: probes.probe(config.health_url, config.backend))
         self.ready_until = 0.0  # loop time until which the last successful probe is trusted
         self.refreshing = False  # a background probe is in flight
+        self.known_down = False  # a connect just failed: no grace before the first wake signal
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
         self.waiting: dict[int, Client] = {}  # by fd, in arrival order
@@ -193,6 +194,7 @@ class Backend:
         if self.ready:
             log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
             self._not_ready()
+        self.known_down = True
         self._hold(client)
 
     def _splice(self, client: Client, backend: socket.socket) -> None:
@@ -296,11 +298,13 @@ class Backend:
         """Probe until ready, sending wake signals meanwhile; then connect every held client.
 
         The first signal waits SEND_GRACE for the first probe, so that a backend that is merely
-        unconfirmed (a stale verdict, a fresh proxy) is not sent packets or logged as woken.
+        unconfirmed (a stale verdict, a fresh proxy) is not sent packets or logged as woken; one
+        whose connect just failed is known to be down and gets its first signal at once.
         """
         started = self.loop.time()
         self.wake_signals, self.gave_up, self.last_probe = 0, False, ""
-        self.send_timer = self.loop.call_later(SEND_GRACE, self._send_when_due)
+        grace, self.known_down = (0.0 if self.known_down else SEND_GRACE), False
+        self.send_timer = self.loop.call_later(grace, self._send_when_due)
         try:
             while True:
                 ready, self.last_probe = await self.loop.run_in_executor(None, self.probe)

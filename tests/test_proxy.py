@@ -160,6 +160,9 @@ def test_a_lost_backend_sends_the_next_client_through_the_wake_path(tmp_path, cl
     assert len(backend.packets()) > packets, "the proxy did not wake the backend again"
     assert "does not answer" in proxy.log()
     assert proxy.log().count("ready after") == 2
+    # the connect had just failed: the first packet went out before any probe had answered
+    second_wake = [line for line in proxy.log().splitlines() if "waking" in line][-1]
+    assert second_wake.endswith("(last probe: none yet)"), second_wake
 
 
 def test_a_server_that_came_back_by_itself_is_not_trusted_while_loading(tmp_path, cleanup) -> None:
