@@ -122,10 +122,6 @@ class GpuSignal:
 
 # -- llama-server slots -----------------------------------------------------------------------
 
-def slots_url(health_url: str) -> str:
-    return re.sub(r"/health/?$", "", health_url) + "/slots"
-
-
 def parse_slots(slots: object) -> tuple[int, int]:
     """(busy, total) from llama-server's GET /slots: a list of slots with "is_processing"
     (older builds: "state", 0 = idle)."""
