@@ -147,7 +147,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # -- the virtual environment: reinstalled only when the source changed -----------------------
-source_hash=$(cd "$HERE" && cat pyproject.toml sleepyllama/*.py | sha256sum | cut -d' ' -f1)
+source_hash=$(cd "$HERE" && find pyproject.toml sleepyllama -name "*.py" -o -name pyproject.toml | sort | xargs cat | sha256sum | cut -d' ' -f1)
 if [ ! -x "$PREFIX/bin/python" ]; then
     # the system's python3, not one under /root or /home: the units' ProtectHome= hides those
     /usr/bin/python3 -m venv "$PREFIX" 2>/dev/null || python3 -m venv "$PREFIX"

@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import logs, state, systemd
+from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
-from sleepyllama.probe import probe
-from sleepyllama.proxy import make_sender, pick_table
-from sleepyllama.server import health
-from sleepyllama.signals import Activity, GpuSignal, server_activity
-from sleepyllama.wol import WakeSchedule
+from sleepyllama.host import state
+from sleepyllama.host.signals import Activity, GpuSignal, server_activity
+from sleepyllama.host.supervisor import health
+from sleepyllama.proxy.probe import probe
+from sleepyllama.proxy.program import make_sender, pick_table
+from sleepyllama.proxy.wol import WakeSchedule
 
 HOOK = Path("/usr/lib/systemd/system-sleep/sleepyllama")
 WAKE_PROBE_INTERVAL = 0.5
@@ -332,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "wake":
             return wake(config, args.name, args.timeout)
         if args.command == "sleep-now":
-            from sleepyllama.idle_check import signals_for
-            from sleepyllama.suspend import sleep_now
+            from sleepyllama.host.idle_check import signals_for
+            from sleepyllama.host.suspend import sleep_now
 
             signals = [] if args.force else signals_for(config)
             return 0 if sleep_now(config, signals, "asked by sleepyllama sleep-now") else 1

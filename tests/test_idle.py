@@ -2,8 +2,8 @@
 
 import pytest
 
-from sleepyllama.idle import Action, IdleState, decide
-from sleepyllama.signals import Activity, Reading
+from sleepyllama.host.idle import Action, IdleState, decide
+from sleepyllama.host.signals import Activity, Reading
 
 BOOT, OTHER_BOOT = "boot-a", "boot-b"
 HOUR = 3600.0

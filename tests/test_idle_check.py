@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sleepyllama import config, state
-from sleepyllama.idle import Action, IdleState
-from sleepyllama.idle_check import check
-from sleepyllama.signals import Activity, Reading
-from sleepyllama.suspend import SystemOps, sleep_now
+from sleepyllama import config
+from sleepyllama.host import state
+from sleepyllama.host.idle import Action, IdleState
+from sleepyllama.host.idle_check import check
+from sleepyllama.host.signals import Activity, Reading
+from sleepyllama.host.suspend import SystemOps, sleep_now
 
 # no signal at all: the verdict is the clock's alone
 QUIET = config.parse('[idle]\ntimeout = "10m"\ngpu = "off"\nservers = false\ninhibitors = false\n')

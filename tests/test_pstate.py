@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from sleepyllama.pstate import (
+from sleepyllama.host.pstate import (
     AUTOMATIC,
     LOW,
     GpuPower,

@@ -26,7 +26,7 @@ def write_config(tmp_path: Path, command: list[str], **keys: str) -> Path:
 def supervise(tmp_path: Path, config: Path, **env: str) -> tuple[subprocess.Popen, NotifySocket]:
     notify = NotifySocket(tmp_path / "notify")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sleepyllama.server", "--config", str(config), "--instance", "llama"],
+        [sys.executable, "-m", "sleepyllama.host.supervisor", "--config", str(config), "--instance", "llama"],
         env={**os.environ, "NOTIFY_SOCKET": str(notify.path), **env})
     return process, notify
 
@@ -129,7 +129,7 @@ def test_a_server_that_dies_makes_the_wrapper_fail(tmp_path: Path, script: str, 
 def test_config_error_exits_78(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[server.llama]\ncommand = "llama-server -m x.gguf"\n')
-    result = subprocess.run([sys.executable, "-m", "sleepyllama.server", "--config", str(config),
+    result = subprocess.run([sys.executable, "-m", "sleepyllama.host.supervisor", "--config", str(config),
                              "--instance", "llama"], capture_output=True, text=True)
     assert result.returncode == 78
     assert "[server.llama] command: must be a list of arguments" in result.stderr

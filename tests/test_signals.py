@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sleepyllama.config import ServerConfig
-from sleepyllama.signals import (
+from sleepyllama.host.signals import (
     Activity,
     GpuSignal,
     InhibitorsSignal,

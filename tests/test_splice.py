@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sleepyllama.splice import Splice
+from sleepyllama.proxy.splice import Splice
 
 
 def tcp_pair() -> tuple[socket.socket, socket.socket]:

@@ -3,7 +3,7 @@ import sys
 import time
 from pathlib import Path
 
-from sleepyllama.wol import MagicPacket, WakeCommand, WakeSchedule
+from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSchedule
 
 
 def test_schedule_sends_at_once_then_once_per_interval() -> None:

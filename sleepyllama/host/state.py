@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from sleepyllama.idle import IdleState, Verdict
-from sleepyllama.signals import Reading
+from sleepyllama.host.idle import IdleState, Verdict
+from sleepyllama.host.signals import Reading
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sleepyllama import systemd
 from sleepyllama.config import Config
-from sleepyllama.signals import Activity, Reading, Signal
+from sleepyllama.host.signals import Activity, Reading, Signal
 
 log = logging.getLogger(__name__)
 

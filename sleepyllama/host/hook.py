@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from sleepyllama import logs, state, systemd
+from sleepyllama import logs, systemd
+from sleepyllama.host import state
 
 log = logging.getLogger("sleepyllama-sleep-hook")
 STOP_TIMEOUT = 60.0

@@ -18,7 +18,7 @@ from typing import Protocol
 import requests
 
 from sleepyllama.config import IdleConfig, ServerConfig
-from sleepyllama.probe import http
+from sleepyllama.web import http
 
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu", "--format=csv,noheader,nounits"]
 IDLE_PSTATE = 8  # P8 and higher numbers are the low-power states

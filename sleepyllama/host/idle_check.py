@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import logs, state, systemd
+from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
-from sleepyllama.idle import Action, decide
-from sleepyllama.signals import Signal, configured_signals
-from sleepyllama.suspend import SystemOps, sleep_now
+from sleepyllama.host import state
+from sleepyllama.host.idle import Action, decide
+from sleepyllama.host.signals import Signal, configured_signals
+from sleepyllama.host.suspend import SystemOps, sleep_now
 
 log = logging.getLogger("sleepyllama-idle")
 

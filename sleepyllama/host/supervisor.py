@@ -25,9 +25,9 @@ from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ServerConfig
-from sleepyllama.probe import http
-from sleepyllama.pstate import GpuPower
-from sleepyllama.signals import Activity, server_activity
+from sleepyllama.host.pstate import GpuPower
+from sleepyllama.host.signals import Activity, server_activity
+from sleepyllama.web import http
 
 log = logging.getLogger("sleepyllama-server")
 

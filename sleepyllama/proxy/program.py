@@ -18,10 +18,10 @@ import sys
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
-from sleepyllama.backend import Backend
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, format_duration
-from sleepyllama.wol import MagicPacket, WakeCommand, WakeSender
+from sleepyllama.proxy.backend import Backend
+from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSender
 
 log = logging.getLogger("sleepyllama-proxy")
 

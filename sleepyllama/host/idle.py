@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sleepyllama.config import format_duration
-from sleepyllama.signals import Activity, Reading
+from sleepyllama.host.signals import Activity, Reading
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sleepyllama import probe as probes
 from sleepyllama.config import ProxyConfig, format_duration
-from sleepyllama.reply import backend_unavailable, looks_like_http
-from sleepyllama.splice import Splice
-from sleepyllama.wol import WakeSchedule, WakeSender
+from sleepyllama.proxy import probe as probes
+from sleepyllama.proxy.reply import backend_unavailable, looks_like_http
+from sleepyllama.proxy.splice import Splice
+from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The always-on host: the socket-activated proxy that wakes the inference host and splices."""

@@ -1,0 +1,5 @@
+import sys
+
+from sleepyllama.proxy.program import main
+
+sys.exit(main())
