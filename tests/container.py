@@ -4,6 +4,12 @@
 survives it. Bind mounts bring in the checkout, the Python environment, and the few places the
 test must write below /usr. Commands run inside through nsenter into the container's init.
 
+The container's /etc starts empty, so its first boot enables units by preset, and every unit
+without a preset is enabled: whatever this machine has installed (nginx, a database) would start
+in the container, and some wait for network-online.target, which never comes in a private
+network. A preset file "disable *" bound into /etc keeps the boot to what systemd itself wants
+statically (journald, dbus, logind); each test enables what it installs.
+
 logind reports CanSuspend "na" in a container because /sys/power/state is not writable there;
 a writable regular file bound over it makes the whole suspend path real (logind, sleep.target,
 systemd-suspend.service, systemd-sleep and its hooks) and harmless: the kernel is never asked,
@@ -77,7 +83,8 @@ def missing_requirement() -> str | None:
 
 class Container:
     def __init__(self, directory: Path, name: str, install_tree: Path | None = None,
-                 binds: tuple[str, ...] = (), network_veth: bool = False) -> None:
+                 binds: tuple[str, ...] = (), network_veth: bool = False,
+                 boot_timeout: float = 120) -> None:
         self.directory = directory
         self.name = name
         self.power_state = directory / "power-state"
@@ -86,7 +93,11 @@ class Container:
         self.local_bin = directory / "local-bin"
         for folder in (self.sleep_hooks, self.local_bin):
             folder.mkdir()
+        presets = directory / "nothing-enabled.preset"
+        presets.write_text("# the host's installed services stay out of the test container\n"
+                           "disable *\n")
         options = [f"--bind={self.power_state}:/sys/power/state",
+                   f"--bind-ro={presets}:/etc/systemd/system-preset/00-sleepyllama-tests.preset",
                  f"--bind={self.sleep_hooks}:/usr/lib/systemd/system-sleep",
                  f"--bind={self.local_bin}:/usr/local/bin",
                  f"--bind-ro={REPO}", f"--bind={directory}", *binds]
@@ -101,8 +112,12 @@ class Container:
             ["systemd-nspawn", "-D", "/", "--volatile=yes", "--register=no", "--keep-unit",
              "-M", name, *options, "-b", "--", "systemd.firstboot=off"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        self.init_pid = self._find_init()
-        self._wait_until_booted()
+        try:
+            self.init_pid = self._find_init()
+            self._wait_until_booted(boot_timeout)
+        except BaseException:
+            self.stop()  # a container that did not boot is stopped all the same, not leaked
+            raise
 
     def _find_init(self) -> int:
         deadline = time.monotonic() + 30
@@ -122,17 +137,25 @@ class Container:
             time.sleep(0.1)
         raise RuntimeError(f"no init in the container: {self.boot_log()}")
 
-    def _wait_until_booted(self) -> None:
-        deadline = time.monotonic() + 120
+    def _wait_until_booted(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         state = ""
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             # answers nothing until systemd inside has its bus; then waits for the boot to end
-            state = self.run(["systemctl", "is-system-running", "--wait"], check=False,
-                             timeout=120).stdout.strip()
+            try:
+                state = self.run(["systemctl", "is-system-running", "--wait"], check=False,
+                                 timeout=left).stdout.strip()
+            except subprocess.TimeoutExpired:
+                break
             if state in ("running", "degraded"):
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"container did not boot ({state or 'no answer'}): {self.boot_log()}")
+        try:
+            jobs = self.run(["systemctl", "list-jobs", "--no-pager"], check=False, timeout=10).stdout
+        except subprocess.TimeoutExpired:
+            jobs = "(systemctl list-jobs did not answer)"
+        raise RuntimeError(f"container did not boot ({state or 'no answer'}); waiting on:\n{jobs}\n"
+                           f"{self.boot_log()}")
 
     def boot_log(self) -> str:
         return (self.directory / "container.log").read_text(errors="replace")[-3000:]
