@@ -24,9 +24,10 @@ from pathlib import Path
 from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
-from sleepyllama.config import Config, ConfigError, format_duration
+from sleepyllama.config import Config, ConfigError, ServerConfig, format_duration
 from sleepyllama.host import state
-from sleepyllama.host.signals import Activity, GpuSignal, server_activity
+from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
+from sleepyllama.host.signals import Activity, GpuSignal
 from sleepyllama.host.supervisor import health
 from sleepyllama.proxy.probe import probe
 from sleepyllama.proxy.program import make_sender, pick_table
@@ -62,10 +63,9 @@ def gather_status(config: Config) -> dict:
         ready, why = probe(proxy.health_url, proxy.backend)
         report["proxies"].append({"name": proxy.name, "backend": str(proxy.backend),
                                   "ready": ready, "answer": why})
+    counters = state.counters(state.load(state.state_path())[1]) if config.servers else {}
     for server in config.servers.values():
-        activity = server_activity(server.name, server.health_url, timeout=2.0)
-        report["servers"].append({"name": server.name, "activity": activity.activity.value,
-                                  "reason": activity.reason})
+        report["servers"].append(server_report(server, counters.get(server.name)))
     if config.servers:
         report["idle"] = idle_report(config)
         if config.idle.gpu != "off" or shutil.which("nvidia-smi"):
@@ -75,6 +75,19 @@ def gather_status(config: Config) -> dict:
             except (OSError, ValueError, subprocess.SubprocessError) as error:
                 report["gpus_error"] = str(error)
     return report
+
+
+def server_report(server: ServerConfig, counter: Counter | None) -> dict:
+    """What the server is doing now, read as the idle check reads it (never waking its model),
+    compared with the counter the last idle check stored."""
+    try:
+        busy, reason = judge(server.name, source_for(server, timeout=2.0, read_slots=False).look(), counter,
+                             time.time())
+        activity = Activity.BUSY if busy else Activity.IDLE
+    except Unreadable as error:
+        activity, reason = Activity.UNKNOWN, f"{server.name}: {error}"
+    return {"name": server.name, "kind": server.activity, "activity": activity.value,
+            "reason": reason}
 
 
 def idle_report(config: Config) -> dict:
@@ -107,7 +120,7 @@ def print_status(report: dict) -> None:
         answer = "ready" if proxy["ready"] else "not ready"
         print(f"proxy {proxy['name']}: backend {proxy['backend']} {answer} ({proxy['answer']})")
     for server in report["servers"]:
-        print(f"server {server['reason']}")
+        print(f"server {server['reason']} ({server['kind']})")
     idle = report.get("idle")
     if idle and not idle["checked"]:
         print(f"no idle check yet ({idle['state_file']})")
@@ -336,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             from sleepyllama.host.idle_check import signals_for
             from sleepyllama.host.suspend import sleep_now
 
-            signals = [] if args.force else signals_for(config)
+            _idle_state, record = state.load(state.state_path())
+            signals = [] if args.force else signals_for(config, state.counters(record))
             return 0 if sleep_now(config, signals, "asked by sleepyllama sleep-now") else 1
         found = check(config)
         print_findings(found)

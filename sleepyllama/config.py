@@ -56,12 +56,13 @@ class ServerConfig:
     health_url: str
     stop_timeout: float = 30.0
     pstate: str = "off"  # "auto": idle GPUs to P8 through nvidia-pstate
+    activity: str = "none"  # the kind of server: how its use is read (host/activity.py)
 
 
 @dataclass(frozen=True)
 class IdleConfig:
     timeout: float = 3600.0
-    gpu: str = "pstate"  # "pstate", "utilization" or "off"
+    gpu: str = "pstate"  # "pstate", "utilization" (nvidia-smi), "amdgpu" (sysfs) or "off"
     servers: bool = True
     inhibitors: bool = True
 
@@ -282,14 +283,30 @@ def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
     return config
 
 
-def default_server_health_url(command: tuple[str, ...]) -> str:
-    """llama-server's /health on the --host/--port its command line gives (default 127.0.0.1:8080)."""
+SERVER_KINDS = ("llama-server", "llama-swap", "ollama", "none")
+
+
+def detect_kind(command: tuple[str, ...]) -> str:
+    """The kind of server a command runs, from its program's name; "none" when not known."""
+    program = command[0].rsplit("/", 1)[-1] if command else ""
+    return next((kind for kind in SERVER_KINDS[:-1] if program.startswith(kind)), "none")
+
+
+def default_server_health_url(command: tuple[str, ...], kind: str = "llama-server") -> str:
+    """Where the server answers once ready, from its command line: llama-server's --host/--port
+    (default 127.0.0.1:8080), llama-swap's --listen (default :8080), Ollama's 127.0.0.1:11434
+    (OLLAMA_HOST in the unit's environment is not seen here: set health_url then)."""
+    if kind == "ollama":
+        return "http://127.0.0.1:11434/api/version"
     host, port = "127.0.0.1", "8080"
     for flag, value in itertools.pairwise(command):
         if flag == "--host":
             host = value
         elif flag == "--port":
             port = value
+        elif flag == "--listen" and kind == "llama-swap":
+            host, _, port = value.rpartition(":")
+            host = host.strip("[]")
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # a wildcard listener is reached on loopback
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/health"
@@ -298,12 +315,15 @@ def default_server_health_url(command: tuple[str, ...]) -> str:
 def _server(path: Path, name: str, data: object) -> ServerConfig:
     table = _Table(path, f"server.{name}", data)
     command = table.get("command", parse_argv, required=True)
+    activity = table.get("activity", one_of("auto", *SERVER_KINDS), "auto")
+    kind = detect_kind(command) if activity == "auto" else activity
     config = ServerConfig(
         name=name,
         command=command,
-        health_url=table.get("health_url", parse_url, default_server_health_url(command)),
+        health_url=table.get("health_url", parse_url, default_server_health_url(command, kind)),
         stop_timeout=table.get("stop_timeout", parse_duration, 30.0),
         pstate=table.get("pstate", one_of("off", "auto"), "off"),
+        activity=kind,
     )
     table.finish()
     if not config.health_url:
@@ -315,7 +335,7 @@ def _idle(path: Path, data: object) -> IdleConfig:
     table = _Table(path, "idle", data)
     config = IdleConfig(
         timeout=table.get("timeout", parse_duration, 3600.0),
-        gpu=table.get("gpu", one_of("pstate", "utilization", "off"), "pstate"),
+        gpu=table.get("gpu", one_of("pstate", "utilization", "amdgpu", "off"), "pstate"),
         servers=table.get("servers", boolean, True),
         inhibitors=table.get("inhibitors", boolean, True),
     )

@@ -198,9 +198,9 @@ def http_request(address: tuple[str, int], request: bytes, timeout: float = 30.0
 GET_HEALTH = b"GET /health HTTP/1.1\r\nHost: llama\r\nConnection: close\r\n\r\n"
 
 
-def chat_request(stream: bool) -> bytes:
-    body = b'{"model": "m", "stream": %s, "messages": [{"role": "user", "content": "hi"}]}' % (
-        b"true" if stream else b"false")
+def chat_request(stream: bool, content: str = "hi") -> bytes:
+    body = (b'{"model": "m", "stream": %s, "max_tokens": 16, "messages": [{"role": "user", '
+            b'"content": "%s"}]}') % (b"true" if stream else b"false", content.encode())
     return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: llama\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 

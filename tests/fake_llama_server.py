@@ -2,10 +2,13 @@
 """A stand-in for llama.cpp's llama-server, speaking its HTTP formats.
 
 Like the real one it listens at once but answers 503 {"error": {"message": "Loading model"}}
-while a model "loads", then /health 200, /slots, /props and OpenAI-style chat completions,
-streamed as server-sent events with chunked transfer encoding. It accepts llama-server's own
-command-line flags that matter here (--host, --port, --parallel/-np) and ignores the rest, so a
-test can give it a real-looking command line.
+while a model "loads", then /health 200, /slots, /props, /metrics (501 without --metrics, as
+the real one; its format and counters as captured from it in tests/data/llama-server/) and
+OpenAI-style chat completions, streamed as server-sent events with chunked transfer encoding. It
+accepts llama-server's own command-line flags that matter here (--host, --port, --parallel/-np,
+--metrics) and ignores the rest, so a test can give it a real-looking command line. The real
+llama-server is tested too (tests/test_real_llama_server.py); this one is for what the real one
+cannot do on demand: a loading phase of chosen length, slow tokens.
 
 --ready-file records CLOCK_MONOTONIC (shared by all processes on the machine) at the moment
 /health turns 200, so a test or benchmark can measure the lag to a client's first byte.
@@ -24,12 +27,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class State:
-    def __init__(self, load_seconds: float, slots: int, tokens: int, token_delay: float) -> None:
+    def __init__(self, load_seconds: float, slots: int, tokens: int, token_delay: float,
+                 metrics: bool) -> None:
         self.ready_at = time.monotonic() + load_seconds
         self.slots = slots
         self.busy = [False] * slots
+        self.id_task = [-1] * slots
         self.tokens = tokens
         self.token_delay = token_delay
+        self.metrics = metrics
+        self.started = str(int(time.time()))
+        self.prompt_tokens = self.predicted_tokens = self.next_task = 0
+        self.requests: dict[str, int] = {}  # GET path -> how often: GET /fake/requests shows it
         self.lock = threading.Lock()
 
     @property
@@ -60,22 +69,51 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        if self.path == "/fake/requests":
+            self._json(200, self.state.requests)
+            return
+        with self.state.lock:
+            self.state.requests[self.path] = self.state.requests.get(self.path, 0) + 1
         if self._loading():
             return
         if self.path == "/health":
             self._json(200, {"status": "ok"})
         elif self.path == "/slots":
             self._json(200, [
-                {"id": i, "id_task": -1, "n_ctx": 4096, "speculative": False,
+                {"id": i, "id_task": self.state.id_task[i], "n_ctx": 4096, "speculative": False,
                  "is_processing": busy, "params": {}, "next_token": {"has_next_token": busy}}
                 for i, busy in enumerate(self.state.busy)
             ])
+        elif self.path == "/metrics":
+            self._metrics()
         elif self.path == "/props":
             self._json(200, {"total_slots": self.state.slots, "is_sleeping": False,
                              "model_path": "/models/fake.gguf"})
         else:
             self._json(404, {"error": {"code": 404, "message": "File Not Found",
                                        "type": "not_found_error"}})
+
+    def _metrics(self) -> None:
+        if not self.state.metrics:
+            self._json(501, {"error": {"code": 501, "message": "This server does not support "
+                                       "metrics endpoint. Start it with `--metrics`",
+                                       "type": "not_supported_error"}})
+            return
+        with self.state.lock:
+            values = {"prompt_tokens_total": self.state.prompt_tokens,
+                      "prompt_tokens_cached_total": 0,
+                      "tokens_predicted_total": self.state.predicted_tokens,
+                      "requests_processing": sum(self.state.busy), "requests_deferred": 0}
+        text = "".join(f"# HELP llamacpp:{name} -\n# TYPE llamacpp:{name} "
+                       f"{'gauge' if name.startswith('requests') else 'counter'}\n"
+                       f"llamacpp:{name} {value}\n" for name, value in values.items())
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Process-Start-Time-Unix", self.state.started)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -87,6 +125,8 @@ class Handler(BaseHTTPRequestHandler):
                                        "type": "not_found_error"}})
             return
         slot = self._take_slot()
+        with self.state.lock:
+            self.state.prompt_tokens += 10
         try:
             if request.get("stream"):
                 self._stream()
@@ -96,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": text}}]})
         finally:
+            with self.state.lock:
+                self.state.predicted_tokens += self.state.tokens
             self._free_slot(slot)
 
     def _stream(self) -> None:
@@ -123,6 +165,8 @@ class Handler(BaseHTTPRequestHandler):
             for i, busy in enumerate(self.state.busy):
                 if not busy:
                     self.state.busy[i] = True
+                    self.state.id_task[i] = self.state.next_task
+                    self.state.next_task += 1
                     return i
         return None
 
@@ -151,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=5)
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--ready-file", help="write CLOCK_MONOTONIC here when /health turns 200")
+    parser.add_argument("--metrics", action="store_true", help="serve /metrics (else 501)")
     args, _ignored = parser.parse_known_args(argv)
 
-    state = State(args.load_seconds, args.parallel, args.tokens, args.token_delay)
+    state = State(args.load_seconds, args.parallel, args.tokens, args.token_delay, args.metrics)
     Handler.state = state
     family_server = Server
     if ":" in args.host:

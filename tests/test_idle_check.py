@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from sleepyllama import config
-from sleepyllama.host import state
+from sleepyllama.host import idle_check, state
 from sleepyllama.host.idle import Action, IdleState
 from sleepyllama.host.idle_check import check
 from sleepyllama.host.signals import Activity, Reading
@@ -78,16 +80,41 @@ def test_servers_that_do_not_stop_keep_the_box_up() -> None:
     assert recorder.calls == ["stop", "start"]
 
 
-def test_a_signal_busy_after_the_servers_stopped_keeps_the_box_up() -> None:
-    class Inhibited:
-        name = "inhibitors"
+class IdleThenBusy:
+    """Reads idle for the verdict, then busy: a request arrived between the verdict and the last
+    look before the servers are stopped."""
 
-        def read(self) -> Reading:
-            return Reading("inhibitors", Activity.BUSY, "sleep inhibited by make")
+    name = "servers"
 
+    def __init__(self) -> None:
+        self.activities = [Activity.IDLE, Activity.BUSY]
+
+    def read(self) -> Reading:
+        return Reading("servers", self.activities.pop(0), "llama: 1 request in flight")
+
+
+def test_the_last_look_comes_before_the_servers_are_stopped(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "idle.json"
+    state.write(path, {"boot_id": BOOT, "idle_since": 0.0})
     recorder = Recorder()
-    assert not sleep_now(QUIET, [Inhibited()], "test", recorder.ops(), settle=0.0)
-    assert recorder.calls == ["stop", "start"]
+    signal = IdleThenBusy()
+    monkeypatch.setattr(idle_check, "signals_for", lambda _config, _counters: [signal])
+    assert check(QUIET, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=900.0) is (
+        Action.SLEEP)
+    assert recorder.calls == []  # nothing stopped: the request in flight is served
+    assert stored(path)["idle_since"] is None
+
+
+def test_a_server_of_kind_none_lets_the_box_sleep(tmp_path: Path) -> None:
+    whisper = config.parse('[server.whisper]\ncommand = ["/opt/whisper.cpp/whisper-server"]\n'
+                           '[idle]\ntimeout = "10m"\ngpu = "off"\ninhibitors = false\n')
+    path = tmp_path / "idle.json"
+    recorder = Recorder()
+    check(whisper, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=100.0)
+    assert check(whisper, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=700.0) is (
+        Action.SLEEP)
+    assert recorder.calls == ["stop", "suspend"]
 
 
 def test_a_corrupt_state_file_starts_the_clock_again(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sleepyllama.web import http
+
 from conftest import FAKE_SERVER, NotifySocket, free_port, wait_for
 
 
@@ -43,12 +45,13 @@ def pid_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
-def test_ready_only_once_health_answers_200_and_status_follows_slots(tmp_path: Path) -> None:
+def test_ready_only_once_health_answers_200_and_status_follows_requests(tmp_path: Path) -> None:
     port = free_port()
     ready_file = tmp_path / "ready"
     config = write_config(tmp_path, fake_server(port, "--load-seconds", "1.5", "-np", "4",
                                                 "--tokens", "20", "--token-delay", "0.2",
-                                                "--ready-file", str(ready_file)))
+                                                "--ready-file", str(ready_file), "--metrics"),
+                          activity="llama-server")
     process, notify = supervise(tmp_path, config, WATCHDOG_USEC="400000")
     try:
         wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=20, what="READY=1")
@@ -56,7 +59,7 @@ def test_ready_only_once_health_answers_200_and_status_follows_slots(tmp_path: P
         assert ready_received >= float(ready_file.read_text()), "READY=1 came before /health was 200"
         statuses = notify.statuses()
         assert "loading model" in statuses
-        assert statuses[-1] == "ready · 0/4 slots busy"
+        assert statuses[-1] == "ready · 0 requests in flight"
         # pinged while loading too: a server that answers 503 is alive, not hung
         assert notify.messages.index("WATCHDOG=1") < next(
             i for i, m in enumerate(notify.messages) if "READY=1" in m)
@@ -65,7 +68,24 @@ def test_ready_only_once_health_answers_200_and_status_follows_slots(tmp_path: P
             body = b'{"stream": true, "messages": []}'
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
                          b"\r\n\r\n%s" % (len(body), body))
-            wait_for(lambda: "ready · 1/4 slots busy" in notify.statuses(), what="busy status")
+            wait_for(lambda: "ready · 1 request in flight" in notify.statuses(), what="busy status")
+    finally:
+        process.terminate()
+        process.wait(10)
+        notify.close()
+
+
+def test_without_metrics_the_supervisor_never_reads_slots(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, fake_server(port), activity="llama-server")
+    process, notify = supervise(tmp_path, config)
+    try:
+        wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=20, what="READY=1")
+        time.sleep(2.5)  # past one READY_POLL
+        assert notify.statuses()[-1] == "ready"
+        asked = http.get(f"http://127.0.0.1:{port}/fake/requests", timeout=5).json()
+        assert asked.get("/metrics", 0) >= 1 and asked.get("/props", 0) >= 1
+        assert "/slots" not in asked
     finally:
         process.terminate()
         process.wait(10)

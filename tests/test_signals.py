@@ -1,8 +1,10 @@
-"""Activity signals against real output shapes: nvidia-smi's, llama-server's /slots, logind's."""
+"""Activity signals against real output shapes: nvidia-smi's, amdgpu's sysfs, logind's; the
+servers signal against the fake llama-server, with and without /metrics."""
 
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -13,13 +15,14 @@ import pytest
 from sleepyllama.config import ServerConfig
 from sleepyllama.host.signals import (
     Activity,
+    AmdGpuSignal,
     GpuSignal,
     InhibitorsSignal,
+    Reading,
     ServersSignal,
     blocking_sleep_inhibitors,
     gpu_activity,
     parse_nvidia_smi,
-    parse_slots,
 )
 
 from conftest import FAKE_SERVER, free_port, wait_for
@@ -93,30 +96,85 @@ def test_gpu_signal_without_nvidia_smi(tmp_path: Path) -> None:
     assert reading.activity is Activity.UNKNOWN and "not found" in reading.reason
 
 
-def test_parse_slots_current_and_older_formats() -> None:
-    assert parse_slots([{"id": 0, "is_processing": False}, {"id": 1, "is_processing": True}]) == (1, 2)
-    assert parse_slots([{"id": 0, "state": 0}, {"id": 1, "state": 1}]) == (1, 2)
-    with pytest.raises(ValueError):
-        parse_slots({"error": "nope"})
+def fake_llama(port: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(FAKE_SERVER), "--port", str(port), *extra],
+                            stdout=subprocess.PIPE)
 
 
-def test_servers_signal_against_a_fake_llama_server(tmp_path: Path) -> None:
+def chat(port: int) -> None:
+    body = b'{"messages": []}'
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        while sock.recv(65536):
+            pass
+
+
+@pytest.mark.parametrize("metrics", [True, False], ids=["metrics", "slots-fallback"])
+def test_servers_signal_sees_a_request_that_came_and_went(tmp_path: Path, metrics: bool) -> None:
     port = free_port()
-    server = ServerConfig("llama", ("llama-server",), f"http://127.0.0.1:{port}/health")
-    signal = ServersSignal([server])
+    server = ServerConfig("llama", ("llama-server",), f"http://127.0.0.1:{port}/health",
+                          activity="llama-server")
+    signal = ServersSignal([server], {})
     assert signal.read().activity is Activity.IDLE  # not running counts as idle
     assert "llama: not running" in signal.read().reason
-    process = subprocess.Popen([sys.executable, str(FAKE_SERVER), "--port", str(port),
-                                "--load-seconds", "1", "-np", "2"], stdout=subprocess.PIPE)
+    process = fake_llama(port, "--load-seconds", "1", "-np", "2", *(["--metrics"] if metrics else []))
     try:
         wait_for(lambda: signal.read().reason != "llama: not running", what="the fake server")
         loading = signal.read()
-        assert (loading.activity, loading.reason) == (Activity.BUSY, "llama: loading model")
+        assert (loading.activity, loading.reason) == (Activity.BUSY, "llama: loading its model")
         wait_for(lambda: signal.read().activity is Activity.IDLE, what="the model to load")
-        assert signal.read().reason == "llama: 0/2 slots busy"
+        assert "nothing since the last check" in signal.read().reason
+        chat(port)  # came and went between two reads
+        reading = signal.read()
+        assert reading.activity is Activity.BUSY and "since the last check" in reading.reason
+        assert signal.read().activity is Activity.IDLE  # and once only
+        # the counters survive into a new signal, as they do through the state file
+        again = ServersSignal([server], signal.counters)
+        chat(port)
+        assert again.read().activity is Activity.BUSY
     finally:
         process.terminate()
         process.wait()
+
+
+def test_a_server_of_kind_none_is_idle_not_unknown() -> None:
+    server = ServerConfig("whisper", ("whisper-server",), "http://127.0.0.1:1/health")
+    reading = ServersSignal([server], {}).read()
+    assert reading.activity is Activity.IDLE
+    assert reading.reason == "whisper: its requests cannot be seen (no activity endpoint)"
+
+
+def test_an_unreadable_server_is_unknown(tmp_path: Path) -> None:
+    port = free_port()
+    # something else answers on its port: HTTP, but no llama-server
+    other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                              str(port), "--directory", str(tmp_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        server = ServerConfig("llama", ("llama-server",), f"http://127.0.0.1:{port}/health",
+                              activity="llama-server")
+        signal = ServersSignal([server], {})
+        wait_for(lambda: signal.read().activity is not Activity.IDLE, what="the other server")
+        reading = signal.read()
+        assert reading.activity is Activity.UNKNOWN and "/props answered HTTP 404" in reading.reason
+    finally:
+        other.terminate()
+        other.wait()
+
+
+def test_amdgpu_from_sysfs(tmp_path: Path) -> None:
+    for card, percent in (("card0", "0\n"), ("card1", "3\n")):
+        (tmp_path / card / "device").mkdir(parents=True)
+        (tmp_path / card / "device" / "gpu_busy_percent").write_text(percent)
+    (tmp_path / "card0-DP-1").mkdir()  # connectors live beside the cards: not GPUs
+    signal = AmdGpuSignal(tmp_path)
+    assert signal.read() == Reading("gpu", Activity.IDLE, "card0 0 %, card1 3 %")
+    (tmp_path / "card1" / "device" / "gpu_busy_percent").write_text("87\n")
+    assert signal.read() == Reading("gpu", Activity.BUSY, "card1 at 87 %")
+    (tmp_path / "card1" / "device" / "gpu_busy_percent").write_text("garbage\n")
+    assert signal.read().activity is Activity.UNKNOWN
+    assert AmdGpuSignal(tmp_path / "nothing").read().activity is Activity.UNKNOWN
 
 
 def test_inhibitors() -> None:

@@ -65,7 +65,8 @@ def install(container: Container, tmp_path: Path) -> None:
     container.write("/etc/sleepyllama/sleepyllama.toml", """
 [server.llama]
 command = ["/opt/sleepyllama/bin/python", "/opt/fake/llama-server", "--host", "127.0.0.1",
-           "--port", "8080", "--load-seconds", "2"]
+           "--port", "8080", "--load-seconds", "2", "--metrics"]
+activity = "llama-server"
 
 [idle]
 timeout = "6s"
@@ -103,7 +104,7 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
     health = host.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                        "http://127.0.0.1:8080/health"]).stdout
     assert health == "200", "systemctl start returned before the model was loaded"
-    assert host.show(SERVER, "StatusText") == "ready · 0/4 slots busy"
+    assert host.show(SERVER, "StatusText") == "ready · 0 requests in flight"
 
     host.run(["systemctl", "start", "sleepyllama-idle.timer"])
     wait_in(host, lambda: "Entering sleep state 'suspend'" in host.journal(), "the suspend", 90)

@@ -112,7 +112,7 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
         "644 root")
 
     status = box.run(["sleepyllama", "status"]).stdout
-    assert "sleepyllama-server@llama.service" in status and "ready · 0/4 slots busy" in status
+    assert "sleepyllama-server@llama.service" in status and "ready" in status
     assert "proxy llama: backend 127.0.0.1:8080 ready (HTTP 200)" in status
     report = json.loads(box.run(["sleepyllama", "status", "--json"]).stdout)
     states = {unit["unit"]: unit["active"] for unit in report["units"]}

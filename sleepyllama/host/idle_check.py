@@ -18,27 +18,32 @@ from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import state
+from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import Action, decide
-from sleepyllama.host.signals import Signal, configured_signals
+from sleepyllama.host.signals import ServersSignal, Signal, configured_signals
 from sleepyllama.host.suspend import SystemOps, sleep_now
 
 log = logging.getLogger("sleepyllama-idle")
 
 
-def signals_for(config: Config) -> list[Signal]:
+def signals_for(config: Config, counters: dict[str, Counter]) -> list[Signal]:
     return configured_signals(config.idle, list(config.servers.values()), systemd.list_inhibitors,
-                              os.getpid())
+                              os.getpid(), counters)
+
+
+def server_counters(signals: list[Signal]) -> dict[str, Counter]:
+    return next((s.counters for s in signals if isinstance(s, ServersSignal)), {})
 
 
 def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | None = None,
           boot_id: str | None = None, now: float | None = None) -> Action:
-    signals = signals_for(config)
+    previous, record = state.load(state_file)
+    signals = signals_for(config, state.counters(record))
     readings = [signal.read() for signal in signals]
     boot = boot_id or systemd.boot_id()
-    previous, _record = state.load(state_file)
     verdict = decide(readings, previous, time.monotonic() if now is None else now, boot,
                      config.idle.timeout)
-    state.save(state_file, verdict, readings)
+    state.save(state_file, verdict, readings, server_counters(signals))
     if verdict.action is Action.STAY_AWAKE:
         log.info("stay awake: %s", verdict.reason)
         return verdict.action

@@ -1,4 +1,5 @@
-"""Activity signals on the inference host: is anything using the box?
+"""Activity signals on the inference host: is anything using the box? GPUs (nvidia-smi or
+amdgpu's sysfs), the model servers (host/activity.py), and logind's sleep inhibitors.
 
 Each signal is a small class with read() -> Reading: busy, idle or unknown, with the human reason
 that ends up in the journal and in `sleepyllama status`. A signal that cannot be read is
@@ -11,14 +12,14 @@ from __future__ import annotations
 import enum
 import re
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-import requests
-
 from sleepyllama.config import IdleConfig, ServerConfig
-from sleepyllama.web import http
+from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
 
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu", "--format=csv,noheader,nounits"]
 IDLE_PSTATE = 8  # P8 and higher numbers are the low-power states
@@ -120,82 +121,77 @@ class GpuSignal:
             return Reading(self.name, Activity.UNKNOWN, str(error))
 
 
-# -- llama-server slots -----------------------------------------------------------------------
+# -- AMD GPUs through sysfs -------------------------------------------------------------------
 
-def parse_slots(slots: object) -> tuple[int, int]:
-    """(busy, total) from llama-server's GET /slots: a list of slots with "is_processing"
-    (older builds: "state", 0 = idle)."""
-    if not isinstance(slots, list):
-        raise ValueError("/slots did not return a list")
-    busy = 0
-    for slot in slots:
-        if not isinstance(slot, dict):
-            raise ValueError("/slots holds something that is not a slot")
-        if "is_processing" in slot:
-            busy += bool(slot["is_processing"])
-        elif "state" in slot:
-            busy += slot["state"] != 0
-        else:
-            raise ValueError("a slot has neither is_processing nor state")
-    return busy, len(slots)
+AMD_IDLE_PERCENT = 5  # an idle amdgpu reads 0 to a few percent (display, video decode)
 
 
-@dataclass(frozen=True)
-class ServerActivity:
-    activity: Activity
-    reason: str
-    busy_slots: int = 0
-    total_slots: int = 0
+def amdgpu_activity(busy_percent: dict[str, int]) -> Reading:
+    """Idle when every card's gpu_busy_percent is at most AMD_IDLE_PERCENT."""
+    if not busy_percent:
+        return Reading("gpu", Activity.UNKNOWN, "no /sys/class/drm/card*/device/gpu_busy_percent "
+                       "(amdgpu driver not loaded?), or set gpu = \"off\"")
+    busy = [f"{card} at {percent} %" for card, percent in busy_percent.items()
+            if percent > AMD_IDLE_PERCENT]
+    if busy:
+        return Reading("gpu", Activity.BUSY, ", ".join(busy))
+    return Reading("gpu", Activity.IDLE, ", ".join(f"{card} {percent} %"
+                                                    for card, percent in busy_percent.items()))
 
 
-def server_activity(name: str, health_url: str, timeout: float = 5.0) -> ServerActivity:
-    base = re.sub(r"/health/?$", "", health_url)
-    try:
-        response = http.get(base + "/slots", timeout=timeout)
-    except requests.ConnectionError:
-        return ServerActivity(Activity.IDLE, f"{name}: not running")
-    except requests.RequestException as error:
-        return ServerActivity(Activity.UNKNOWN, f"{name}: /slots: {type(error).__name__}")
-    if response.status_code == 200:
-        try:
-            busy, total = parse_slots(response.json())
-        except ValueError as error:
-            return ServerActivity(Activity.UNKNOWN, f"{name}: {error}")
-        activity = Activity.BUSY if busy else Activity.IDLE
-        return ServerActivity(activity, f"{name}: {busy}/{total} slots busy", busy, total)
-    if response.status_code == 501:
-        return ServerActivity(Activity.UNKNOWN, f"{name}: /slots is turned off (--no-slots): "
-                              "turn it on, or set servers = false")
-    if response.status_code == 503 and _is_sleeping(base, timeout):
-        return ServerActivity(Activity.IDLE, f"{name}: model unloaded (--sleep-idle-seconds)")
-    if response.status_code == 503:
-        return ServerActivity(Activity.BUSY, f"{name}: loading model")
-    return ServerActivity(Activity.UNKNOWN, f"{name}: /slots answered HTTP {response.status_code}")
+class AmdGpuSignal:
+    name = "gpu"
 
+    def __init__(self, drm: Path = Path("/sys/class/drm")) -> None:
+        self.drm = drm
 
-def _is_sleeping(base: str, timeout: float) -> bool:
-    """llama-server --sleep-idle-seconds unloads the model and says so in /props."""
-    try:
-        return http.get(base + "/props", timeout=timeout).json().get("is_sleeping") is True
-    except (requests.RequestException, ValueError, AttributeError):
-        return False
-
-
-class ServersSignal:
-    name = "servers"
-
-    def __init__(self, servers: Sequence[ServerConfig]) -> None:
-        self.servers = servers
+    def query(self) -> dict[str, int]:
+        """card name -> busy percent; OSError or ValueError when a card cannot be read."""
+        return {path.parent.parent.name: int(path.read_text().strip())
+                for path in sorted(self.drm.glob("card*/device/gpu_busy_percent"))}
 
     def read(self) -> Reading:
-        if not self.servers:
+        try:
+            return amdgpu_activity(self.query())
+        except (OSError, ValueError) as error:
+            return Reading(self.name, Activity.UNKNOWN, f"gpu_busy_percent: {error}")
+
+
+# -- model servers: requests in flight, work since the last check, model unloaded ---------------
+
+class ServersSignal:
+    """Reads every server's activity source and compares each work counter with the one seen at
+    the previous check (`counters`, kept in the state file): a counter that moved means a request
+    came, even if it ended long before this look. After read(), `counters` holds the new ones."""
+
+    name = "servers"
+
+    def __init__(self, servers: Sequence[ServerConfig], counters: dict[str, Counter],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.sources = [(server.name, source_for(server)) for server in servers]
+        self.counters = dict(counters)
+        self.clock = clock
+
+    def read(self) -> Reading:
+        if not self.sources:
             return Reading(self.name, Activity.IDLE, "no [server.*] configured")
-        results = [server_activity(s.name, s.health_url) for s in self.servers]
+        results: list[tuple[Activity, str]] = []
+        for name, source in self.sources:
+            now = self.clock()
+            try:
+                look = source.look()
+            except Unreadable as error:
+                results.append((Activity.UNKNOWN, f"{name}: {error}"))
+                continue
+            busy, reason = judge(name, look, self.counters.get(name), now)
+            results.append((Activity.BUSY if busy else Activity.IDLE, reason))
+            if look.work is not None:
+                self.counters[name] = Counter(look.work, look.epoch, now)
         for wanted in (Activity.UNKNOWN, Activity.BUSY):
-            if any(r.activity is wanted for r in results):
+            if any(activity is wanted for activity, _ in results):
                 return Reading(self.name, wanted,
-                               "; ".join(r.reason for r in results if r.activity is wanted))
-        return Reading(self.name, Activity.IDLE, "; ".join(r.reason for r in results))
+                               "; ".join(reason for activity, reason in results if activity is wanted))
+        return Reading(self.name, Activity.IDLE, "; ".join(reason for _, reason in results))
 
 
 # -- sleep inhibitors (logind) ----------------------------------------------------------------
@@ -230,12 +226,14 @@ class InhibitorsSignal:
 
 def configured_signals(idle: IdleConfig, servers: Sequence[ServerConfig],
                        list_inhibitors: Callable[[], Sequence[Inhibitor]],
-                       own_pid: int) -> list[Signal]:
+                       own_pid: int, counters: dict[str, Counter]) -> list[Signal]:
     signals: list[Signal] = []
-    if idle.gpu != "off":
+    if idle.gpu == "amdgpu":
+        signals.append(AmdGpuSignal())
+    elif idle.gpu != "off":
         signals.append(GpuSignal(idle.gpu))
     if idle.servers:
-        signals.append(ServersSignal(servers))
+        signals.append(ServersSignal(servers, counters))
     if idle.inhibitors:
         signals.append(InhibitorsSignal(list_inhibitors, own_pid))
     return signals

@@ -1,7 +1,9 @@
 """The idle checker's memory between runs: $STATE_DIRECTORY/idle.json.
 
-It holds the idle clock (CLOCK_MONOTONIC + boot id) and the last verdict with its readings, for
-`sleepyllama status`. Written atomically; a corrupt file is reset with a warning, never fatal.
+It holds the idle clock (CLOCK_MONOTONIC + boot id), each server's work counter as last seen
+(so the next check can tell that requests came in between), and the last verdict with its
+readings, for `sleepyllama status`. Written atomically and readable by everyone (it holds no
+secret, and `sleepyllama status` runs as any user); a corrupt file is reset with a warning.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import IdleState, Verdict
 from sleepyllama.host.signals import Reading
 
@@ -41,9 +44,22 @@ def load(path: Path) -> tuple[IdleState | None, dict]:
     return state, record
 
 
-def save(path: Path, verdict: Verdict, readings: list[Reading]) -> None:
+def counters(record: dict) -> dict[str, Counter]:
+    """The servers' work counters from a loaded record; a malformed one is dropped."""
+    kept = {}
+    for name, value in (record.get("counters") or {}).items():
+        try:
+            kept[name] = Counter(value["work"], str(value["epoch"]), float(value["at"]))
+        except (KeyError, TypeError, ValueError):
+            log.warning("%s: the counter of %s is unreadable: counting from now", name, name)
+    return kept
+
+
+def save(path: Path, verdict: Verdict, readings: list[Reading],
+         server_counters: dict[str, Counter]) -> None:
     record = {
         **asdict(verdict.state),
+        "counters": {name: asdict(counter) for name, counter in server_counters.items()},
         "checked_at": time.time(),
         "verdict": verdict.action.value,
         "reason": verdict.reason,
@@ -56,7 +72,8 @@ def save(path: Path, verdict: Verdict, readings: list[Reading]) -> None:
 
 
 def reset(path: Path, boot_id: str, reason: str) -> None:
-    """Start the idle clock again (after a resume, or a suspend that did not happen)."""
+    """Start the idle clock again (after a resume, or a suspend that did not happen). The
+    counters go too: the servers start anew after a resume, and their first look is the base."""
     write(path, {"boot_id": boot_id, "idle_since": None, "checked_at": time.time(),
                  "verdict": "stay awake", "reason": reason, "readings": []})
 
@@ -65,4 +82,5 @@ def write(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(record, indent=1) + "\n")
+    os.chmod(temporary, 0o644)  # the unit's UMask=0077 would hide it from `sleepyllama status`
     os.replace(temporary, path)

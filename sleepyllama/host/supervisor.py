@@ -3,9 +3,11 @@ systemd, Type=notify.
 
 The command runs as a child in its own process group, its output straight to the journal.
 READY=1 is sent only once its health URL answers 200, so "started" means "model loaded";
-STATUS= follows the slots; WATCHDOG=1 is sent only while it answers. SIGTERM/SIGINT go to the
-child, and its whole group is killed after stop_timeout. The wrapper exits with the child's
-status, and non-zero whenever the child dies unasked, so Restart=on-failure restarts it.
+STATUS= follows its activity source (requests in flight, model unloaded), read from endpoints
+that never wake a sleeping model (never /slots); WATCHDOG=1 is sent only while it answers.
+SIGTERM/SIGINT go to the child, and its whole group is killed after stop_timeout. The wrapper
+exits with the child's status, and non-zero whenever the child dies unasked, so
+Restart=on-failure restarts it.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ServerConfig
+from sleepyllama.host.activity import Look, Unreadable, source_for
 from sleepyllama.host.pstate import GpuPower
-from sleepyllama.host.signals import Activity, server_activity
 from sleepyllama.web import http
 
 log = logging.getLogger("sleepyllama-server")
 
 LOADING_POLL = 0.5  # how often /health is asked while the model loads
-READY_POLL = 2.0  # how often /slots is read once ready
+READY_POLL = 2.0  # how often health and activity are read once ready
 TICK = 0.1  # reaction time to the child's exit and to signals
 
 def health(url: str) -> tuple[bool, bool, str]:
@@ -50,6 +52,17 @@ def health(url: str) -> tuple[bool, bool, str]:
     return False, True, f"health check answered HTTP {response.status_code}"
 
 
+def ready_status(look: Look) -> str:
+    """STATUS= once ready: "ready · 1 request in flight", "ready · model unloaded (...)"."""
+    if look.loading:
+        return "ready · loading a model"
+    if look.unloaded:
+        return f"ready · {look.unloaded}"
+    if look.in_flight is not None:
+        return f"ready · {look.in_flight} request{'' if look.in_flight == 1 else 's'} in flight"
+    return "ready"
+
+
 def exit_status(returncode: int) -> int:
     """A shell's convention: a child killed by signal N exits 128 + N."""
     return 128 - returncode if returncode < 0 else returncode
@@ -59,6 +72,7 @@ class Supervisor:
     def __init__(self, config: ServerConfig, notifier: systemd.Notifier,
                  gpu_power: GpuPower | None = None) -> None:
         self.config, self.notifier, self.gpu_power = config, notifier, gpu_power
+        self.source = source_for(config, timeout=2.0, read_slots=False)
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None
         self.kill_at: float | None = None
@@ -117,7 +131,7 @@ class Supervisor:
                 healthy, alive, status = self._look(ready)
                 if healthy and not ready:
                     ready = True
-                    healthy, alive, status = self._look(ready)  # with the slots, for STATUS
+                    healthy, alive, status = self._look(ready)  # with its activity, for STATUS
                     log.info("%s is ready: %s", self.config.name, status)
                     self.notifier.ready(status)
                 self.notifier.status(status)
@@ -129,15 +143,19 @@ class Supervisor:
             time.sleep(TICK)
 
     def _look(self, ready: bool) -> tuple[bool, bool, str]:
-        """(healthy, alive, STATUS line). Before READY only /health counts; after, /slots too."""
-        if ready:
-            slots = server_activity(self.config.name, self.config.health_url, timeout=2.0)
-            if slots.total_slots:
-                if self.gpu_power is not None:
-                    self.gpu_power.set_idle(slots.activity is Activity.IDLE)
-                return True, True, f"ready · {slots.busy_slots}/{slots.total_slots} slots busy"
-        healthy, alive, status = health(self.config.health_url)  # also when /slots is off
-        return healthy, alive, status if healthy or not ready else f"not answering: {status}"
+        """(healthy, alive, STATUS line). Before READY only health counts; after, activity too."""
+        healthy, alive, status = health(self.config.health_url)
+        if not ready:
+            return healthy, alive, status
+        if not healthy:
+            return healthy, alive, f"not answering: {status}"
+        try:
+            look = self.source.look()
+        except Unreadable as error:
+            return True, True, f"ready · activity unreadable: {error}"
+        if self.gpu_power is not None:
+            self.gpu_power.set_idle(bool(look.unloaded) or look.in_flight == 0)
+        return True, True, ready_status(look)
 
     def _child_exited(self, returncode: int) -> int:
         name = self.config.name
@@ -160,7 +178,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = program_parser(
         "sleepyllama-server",
         "Run a [server.NAME] command (llama-server and the like) for systemd: READY only once "
-        "its health URL answers 200, STATUS from its slots, signals passed on.",
+        "its health URL answers 200, STATUS from its activity (never waking a sleeping model), "
+        "signals passed on.",
         ["sleepyllama-server --instance llama",
          "systemctl start sleepyllama-server@llama   (the usual way; returns once the model is "
          "loaded)"])
