@@ -8,8 +8,8 @@ usage() {
 usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
                            [--name NAME] [--broadcast IP]
-  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] -- COMMAND [ARGS...]
-  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] --command-file FILE
+  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] -- COMMAND [ARGS...]
+  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] --command-file FILE
   sudo ./install.sh --uninstall [--purge]
 
 proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --listen that
@@ -17,6 +17,9 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
 server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, suspends the
         box after --idle-timeout (default 1h) with nothing to do, restarts it after resume.
         --command-file: a file with the whole command line, one argument per line.
+        A llama-server command gets --metrics if it lacks it: requests are counted from /metrics.
+        --gpu: what tells that the GPUs are busy: pstate or utilization (nvidia-smi), amdgpu
+        (sysfs), off (the servers and sleep inhibitors decide). Default: what this box has.
 --uninstall  removes every unit, the hook and /opt/sleepyllama; keeps the config unless --purge.
 
 --name defaults to "llama". Examples:
@@ -35,7 +38,7 @@ HOOK=/usr/lib/systemd/system-sleep/sleepyllama
 CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
-role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file=""
+role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu=""
 uninstall=0 purge=0
 command=()
 while [ $# -gt 0 ]; do
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
         --broadcast) broadcast=${2:?--broadcast needs an IP address}; shift ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
+        --gpu) gpu=${2:?--gpu needs pstate, utilization, amdgpu or off}; shift ;;
         --uninstall) uninstall=1 ;;
         --purge) purge=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -81,6 +85,7 @@ elif [ "$role" = server ]; then
     [ ${#command[@]} -gt 0 ] || fail "server needs its command: ./install.sh server -- /path/to/llama-server -m model.gguf --port 8080"
     [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
     [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"
+    [[ $gpu =~ ^(|pstate|utilization|amdgpu|off)$ ]] || fail "--gpu '$gpu': pstate, utilization, amdgpu or off"
 else
     usage >&2; exit 64
 fi
@@ -188,8 +193,28 @@ ListenStream=
 ListenStream=$listen
 EOF
 else
+    # /metrics counts every request, even one that came and went between two idle checks, and
+    # reading it never wakes a sleeping model (as /slots would)
+    if [[ $(basename "${command[0]}") == llama-server* ]] && ! printf '%s\n' "${command[@]}" | grep -qx -- --metrics; then
+        command+=(--metrics)
+        echo "  added --metrics to the llama-server command: the idle check counts requests from /metrics"
+    fi
+    # what tells that the GPUs are busy; a choice already in the config is kept unless --gpu
+    if [ -n "$gpu" ]; then
+        gpu_option=(--gpu "$gpu")
+    else
+        if command -v nvidia-smi >/dev/null; then
+            gpu=pstate why="nvidia-smi found"
+        elif compgen -G '/sys/class/drm/card*/device/gpu_busy_percent' >/dev/null; then
+            gpu=amdgpu why="an AMD GPU (amdgpu) found"
+        else
+            gpu=off why="neither nvidia-smi nor an AMD GPU found: the servers and sleep inhibitors decide"
+        fi
+        gpu_option=(--gpu-if-unset "$gpu")
+    fi
     result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" server "$name" \
-             ${idle_timeout:+--idle-timeout "$idle_timeout"} -- "${command[@]}")
+             ${idle_timeout:+--idle-timeout "$idle_timeout"} "${gpu_option[@]}" -- "${command[@]}")
+    echo "  GPU signal: [idle] gpu = \"$("$PREFIX/bin/python" -c 'import pathlib, sys; from sleepyllama import config; print(config.load(pathlib.Path(sys.argv[1])).idle.gpu)' "$CONFIG")\"${why:+ ($why)}"
 fi
 [ "$result" = unchanged ] || note "wrote [$role.$name] into $CONFIG"
 chown root:root "$CONFIG" && chmod 644 "$CONFIG"

@@ -72,6 +72,18 @@ def set_key(text: str, table: str, key: str, value: str) -> str:
     return "".join(lines)
 
 
+def _table_text(text: str, table: str) -> str:
+    """The lines of one table (after its header, before the next), or "" when it is absent."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        match = _HEADER.match(line)
+        if match:
+            inside = match.group(1) == table
+        elif inside:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sleepyllama.tables",
                                      description=__doc__.splitlines()[0])
@@ -82,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mac")
     parser.add_argument("--broadcast")
     parser.add_argument("--idle-timeout")
+    parser.add_argument("--gpu", help="set [idle] gpu")
+    parser.add_argument("--gpu-if-unset", help="set [idle] gpu unless the file already sets it")
     argv = sys.argv[1:] if argv is None else argv
     # the server's command follows "--" verbatim: its own --flags are not ours to parse
     split = argv.index("--") if "--" in argv else len(argv)
@@ -98,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     new = set_table(old, f"{args.kind}.{args.name}", body)
     if args.idle_timeout:
         new = set_key(new, "idle", "timeout", toml_string(args.idle_timeout))
+    gpu_is_set = bool(re.search(r"^\s*gpu\s*=", _table_text(old, "idle"), re.MULTILINE))
+    if args.gpu or (args.gpu_if_unset and not gpu_is_set):
+        new = set_key(new, "idle", "gpu", toml_string(args.gpu or args.gpu_if_unset))
     try:
         configuration.parse(new, args.file)
     except ConfigError as error:

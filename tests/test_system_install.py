@@ -92,6 +92,8 @@ def test_bad_arguments_change_nothing(box: Container) -> None:
 def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     first = install(box, *SERVER_ARGS)
     assert "installed sleepyllama into /opt/sleepyllama" in first.stdout
+    assert "added --metrics to the llama-server command" in first.stdout
+    assert 'GPU signal: [idle] gpu = "pstate" (nvidia-smi found)' in first.stdout
     install(box, *PROXY_ARGS)
     wait_for(lambda: box.show("sleepyllama-server@llama.service", "ActiveState") == "active",
              timeout=60, what="the server")
@@ -107,12 +109,14 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
 
     config = box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
     assert '[server.llama]\ncommand = ["/opt/fake/llama-server"' in config
-    assert '[idle]\ntimeout = "45m"' in config and '[proxy.llama]\nbackend = "127.0.0.1:8080"' in config
+    assert '"--metrics"]' in config
+    assert '[idle]\ntimeout = "45m"\ngpu = "pstate"' in config
+    assert '[proxy.llama]\nbackend = "127.0.0.1:8080"' in config
     assert box.run(["stat", "-c", "%a %U", "/etc/sleepyllama/sleepyllama.toml"]).stdout.strip() == (
         "644 root")
 
     status = box.run(["sleepyllama", "status"]).stdout
-    assert "sleepyllama-server@llama.service" in status and "ready" in status
+    assert "sleepyllama-server@llama.service" in status and "ready · 0 requests in flight" in status
     assert "proxy llama: backend 127.0.0.1:8080 ready (HTTP 200)" in status
     report = json.loads(box.run(["sleepyllama", "status", "--json"]).stdout)
     states = {unit["unit"]: unit["active"] for unit in report["units"]}

@@ -49,3 +49,14 @@ def test_an_invalid_result_is_not_written(tmp_path: Path) -> None:
     path.write_text(USER_FILE)
     assert main([str(path), "proxy", "llama", "--backend", "nohost", "--mac", "ab:cd:ef:01:23:45"]) == 78
     assert path.read_text() == USER_FILE
+
+
+def test_the_gpu_choice_is_kept_unless_given(tmp_path: Path) -> None:
+    path = tmp_path / "sleepyllama.toml"
+    assert main([str(path), "server", "llama", "--gpu-if-unset", "off", "--", "llama-server"]) == 0
+    assert config.load(path).idle.gpu == "off"
+    # a box that later gains nvidia-smi: the user's (or the first install's) choice stays
+    assert main([str(path), "server", "llama", "--gpu-if-unset", "pstate", "--", "llama-server"]) == 0
+    assert config.load(path).idle.gpu == "off"
+    assert main([str(path), "server", "llama", "--gpu", "amdgpu", "--", "llama-server"]) == 0
+    assert config.load(path).idle.gpu == "amdgpu"
