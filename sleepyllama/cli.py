@@ -26,8 +26,8 @@ from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, ServerConfig, format_duration
 from sleepyllama.host import state
-from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
-from sleepyllama.host.signals import Activity, GpuSignal
+from sleepyllama.host.activity import CANNOT_SHOW, Counter, Unreadable, judge, source_for
+from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health
 from sleepyllama.proxy.probe import probe
 from sleepyllama.proxy.program import make_sender, pick_table
@@ -196,6 +196,11 @@ def check(config: Config) -> Findings:
         if not (shutil.which(program) or (os.path.isfile(program) and os.access(program, os.X_OK))):
             found.errors.append(f"[server.{server.name}] command: {program} is not an "
                                 "executable file")
+        check_activity(server, config.idle.servers, found)
+        if server.activity == "none" and config.idle.gpu == "off":
+            found.warnings.append(f"[server.{server.name}] shows no requests and [idle] gpu = "
+                                  "\"off\": nothing keeps the box up while it serves but a sleep "
+                                  "inhibitor")
     if config.servers and config.idle.gpu != "off":
         check_gpus(config.idle.gpu, found)
     if config.servers:
@@ -207,12 +212,29 @@ def check(config: Config) -> Findings:
     return found
 
 
+def check_activity(server: ServerConfig, servers_signal: bool, found: Findings) -> None:
+    """What the idle check can see of this server's use, and what it cannot."""
+    table = f"[server.{server.name}]"
+    if not servers_signal:
+        return
+    if server.activity == "llama-server" and "--metrics" not in server.command:
+        found.warnings.append(
+            f"{table}: llama-server runs without --metrics: the idle check must read /slots "
+            "instead, which counts as use and keeps llama-server's own --sleep-idle-seconds from "
+            "ever unloading the model (add --metrics to its command)")
+    elif CANNOT_SHOW[server.activity]:
+        found.warnings.append(f"{table} activity = \"{server.activity}\": "
+                              f"{CANNOT_SHOW[server.activity]}")
+    else:
+        found.good.append(f"{table}: requests counted from /metrics, model sleep from /props")
+
+
 def check_gpus(mode: str, found: Findings) -> None:
-    reading = GpuSignal(mode).read()
+    reading = AmdGpuSignal().read() if mode == "amdgpu" else GpuSignal(mode).read()
     if reading.activity is Activity.UNKNOWN:
         found.errors.append(f"[idle] gpu = \"{mode}\": {reading.reason}")
         return
-    found.good.append(f"nvidia-smi: {reading.reason}")
+    found.good.append(f"{'amdgpu' if mode == 'amdgpu' else 'nvidia-smi'}: {reading.reason}")
     if mode == "pstate":
         gpus = GpuSignal(mode).query()
         if gpus and all(g.pstate == 0 and g.utilization == 0 for g in gpus):

@@ -70,3 +70,26 @@ def test_config_errors_exit_78_and_help_has_examples(tmp_path: Path) -> None:
         help_text = sleepyllama(config, command, "--help").stdout
         assert "examples:" in help_text and f"sleepyllama {command}" in help_text.replace(
             "sudo ", "")
+
+
+def test_check_says_what_each_server_kind_cannot_show(tmp_path: Path) -> None:
+    executable = tmp_path / "llama-server"
+    executable.write_text("#!/bin/sh\n")
+    executable.chmod(0o755)
+    whisper = tmp_path / "whisper-server"
+    whisper.write_text("#!/bin/sh\n")
+    whisper.chmod(0o755)
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["{executable}", "-m", "m.gguf"]\n'
+                      f'[server.whisper]\ncommand = ["{whisper}"]\n[idle]\ngpu = "off"\n')
+    lines = sleepyllama(config, "check").stdout.splitlines()
+    assert any(line.startswith("warning: [server.llama]: llama-server runs without --metrics")
+               and "--sleep-idle-seconds" in line for line in lines), lines
+    assert any(line.startswith('warning: [server.whisper] activity = "none": no request is seen')
+               for line in lines), lines
+    assert any("[server.whisper] shows no requests and [idle] gpu = \"off\"" in line
+               for line in lines), lines
+    config.write_text(f'[server.llama]\ncommand = ["{executable}", "--metrics"]\n[idle]\ngpu = "off"\n')
+    lines = sleepyllama(config, "check").stdout.splitlines()
+    assert "ok: [server.llama]: requests counted from /metrics, model sleep from /props" in lines
+    assert not any("[server.llama]" in line for line in lines if line.startswith("warning"))

@@ -25,7 +25,7 @@ from sleepyllama.host.idle import Action
 from sleepyllama.host.idle_check import check, signals_for
 from sleepyllama.host.signals import Activity, ServersSignal
 from sleepyllama.host.suspend import SystemOps, sleep_now
-from sleepyllama.web import http
+from sleepyllama.proxy.probe import http
 
 from conftest import (
     MAC,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sleepyllama.web import http
+from sleepyllama.proxy.probe import http
 
 from conftest import FAKE_SERVER, NotifySocket, free_port, wait_for
 

@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import requests
-
+from sleepyllama import web
 from sleepyllama.config import ServerConfig, format_duration
-from sleepyllama.web import http
 
 
 class Unreadable(Exception):
@@ -199,17 +197,19 @@ class _HttpSource:
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
         self.base, self.timeout = base_url.rstrip("/"), timeout
 
-    def _get(self, path: str) -> requests.Response:
+    def _get(self, path: str) -> web.Answer:
         try:
-            return http.get(self.base + path, timeout=self.timeout, allow_redirects=False)
-        except requests.ConnectionError:
+            return web.get(self.base + path, timeout=self.timeout)
+        except web.Unreachable:
             raise _NotRunning from None
-        except requests.RequestException as error:
-            raise Unreadable(f"{path}: {type(error).__name__}") from None
+        except TimeoutError:
+            raise Unreadable(f"{path}: no answer within {self.timeout:g} s") from None
+        except ValueError as error:
+            raise Unreadable(str(error)) from None
 
-    def _json(self, response: requests.Response, path: str) -> Any:
-        if response.status_code != 200:
-            raise Unreadable(f"{path} answered HTTP {response.status_code}")
+    def _json(self, response: web.Answer, path: str) -> Any:
+        if response.status != 200:
+            raise Unreadable(f"{path} answered HTTP {response.status}")
         try:
             return response.json()
         except ValueError:
@@ -236,21 +236,21 @@ class LlamaServer(_HttpSource):
 
     def _look(self) -> Look:
         props = self._get("/props")
-        if props.status_code == 503:
+        if props.status == 503:
             return Look(loading=True)
         sleeping = llama_sleeping(self._json(props, "/props"))
         unloaded = "model unloaded (llama-server sleeping)" if sleeping else ""
         metrics = self._get("/metrics")
-        if metrics.status_code == 200:
+        if metrics.status == 200:
             in_flight, tokens = llama_metrics(metrics.text)
             return Look(unloaded=unloaded, in_flight=in_flight, work=tokens, work_unit="tokens",
-                        epoch=metrics.headers.get("Process-Start-Time-Unix", ""))
-        if metrics.status_code != 501:
-            raise Unreadable(f"/metrics answered HTTP {metrics.status_code}")
+                        epoch=metrics.headers.get("process-start-time-unix", ""))
+        if metrics.status != 501:
+            raise Unreadable(f"/metrics answered HTTP {metrics.status}")
         if sleeping or not self.read_slots:
             return Look(unloaded=unloaded)  # /slots would wake it: nothing more to read
         slots = self._get("/slots")
-        if slots.status_code == 501:
+        if slots.status == 501:
             raise Unreadable("/metrics and /slots are both off: start llama-server with --metrics")
         processing, tasks = llama_slots(self._json(slots, "/slots"))
         return Look(in_flight=processing, work=tasks, work_unit="tasks")

@@ -21,15 +21,12 @@ import subprocess
 import sys
 import time
 
-import requests
-
 from sleepyllama import config as configuration
-from sleepyllama import logs, systemd
+from sleepyllama import logs, systemd, web
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ServerConfig
 from sleepyllama.host.activity import Look, Unreadable, source_for
 from sleepyllama.host.pstate import GpuPower
-from sleepyllama.web import http
 
 log = logging.getLogger("sleepyllama-server")
 
@@ -40,16 +37,18 @@ TICK = 0.1  # reaction time to the child's exit and to signals
 def health(url: str) -> tuple[bool, bool, str]:
     """(ready, alive, status): a 503 while the model loads is alive but not ready."""
     try:
-        response = http.get(url, timeout=2.0)
-    except requests.ConnectionError:
+        response = web.get(url, timeout=2.0)
+    except web.Unreachable:
         return False, False, "starting"
-    except requests.RequestException as error:
-        return False, False, f"health check failed: {type(error).__name__}"
-    if response.status_code == 200:
+    except TimeoutError:
+        return False, False, "health check failed: no answer within 2 s"
+    except ValueError as error:
+        return False, False, f"health check failed: {error}"
+    if response.status == 200:
         return True, True, "ready"
-    if response.status_code == 503:
+    if response.status == 503:
         return False, True, "loading model"
-    return False, True, f"health check answered HTTP {response.status_code}"
+    return False, True, f"health check answered HTTP {response.status}"
 
 
 def ready_status(look: Look) -> str:

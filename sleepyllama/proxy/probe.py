@@ -8,10 +8,13 @@ import socket
 import requests
 
 from sleepyllama.config import Address
-from sleepyllama.web import http
 
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 3.0
+
+# no proxies from the environment: every request of ours must reach the LAN address itself
+http = requests.Session()
+http.trust_env = False
 
 
 def probe(health_url: str, backend: Address) -> tuple[bool, str]:
