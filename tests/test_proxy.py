@@ -20,6 +20,7 @@ from sleepyllama.proxy.backend import READY_TRUST
 from conftest import (
     FAKE_SERVER,
     GET_HEALTH,
+    MAC,
     Process,
     ProxyRun,
     SleepingBackend,
@@ -208,6 +209,36 @@ def test_config_error_exits_78_with_one_line(tmp_path, cleanup) -> None:
     assert result.returncode == 78
     assert result.stderr.count("\n") == 1
     assert "[proxy.llama] mac: expected a MAC address" in result.stderr
+
+
+def test_a_config_typo_never_closes_the_port_and_the_fix_serves_at_once(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    good = proxy_table(backend, wol_interval="0.5s")
+    proxy = ProxyRun(tmp_path, good.replace(f'"{MAC}"', '"c6:d9:42:9c:af"'))
+    cleanup.append(proxy)
+    fds = None
+    for _ in range(12):  # more than systemd's start limit would have allowed
+        response = http_request(proxy.address, GET_HEALTH)
+        assert status_code(response) == 503, response[:300]
+        body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+        assert body["error"]["type"] == "config_error"
+        assert "[proxy.llama] mac: expected a MAC address" in body["error"]["message"]
+        fds = fds or proxy.fd_count()
+    assert proxy.fd_count() == fds  # every answered client closed
+    # a client that does not speak HTTP is closed without an answer
+    with socket.create_connection(proxy.address, timeout=10) as raw:
+        raw.sendall(b"\x16\x03\x01\x02\x00")  # a TLS ClientHello's first bytes
+        assert raw.recv(100) == b""
+    assert any("config error, answering 503 until fixed" in s for s in proxy.notify.statuses())
+    assert any("READY=1" in m for m in proxy.notify.messages)
+    assert backend.packets() == []  # nothing woken on a config it cannot read
+
+    proxy.config.write_text(good)  # fixed: the next request is served, no command needed
+    wait_for(lambda: "the config is valid now" in proxy.log(), what="the fixed config")
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+    assert proxy.process.popen.poll() is None
+    assert proxy.log().count("answering every client with 503") == 1  # one process all along
 
 
 def test_ipv6_on_both_sides_and_wake_command(tmp_path, cleanup) -> None:

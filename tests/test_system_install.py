@@ -124,6 +124,23 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert states["sleepyllama-idle.timer"] == "active"
     assert report["gpus"] == [{"index": 0, "pstate": 8, "utilization": 0}]
 
+    # a typo in the proxy's table never closes its port, however many clients come (systemd's
+    # start limit failed the socket for good); once fixed, it serves again with no command
+    config_path = "/etc/sleepyllama/sleepyllama.toml"
+    good = box.run(["cat", config_path]).stdout
+    box.run(["systemctl", "stop", "sleepyllama-proxy@llama.service"])
+    box.write(config_path, good.replace('mac = "ab:cd:ef:01:23:45"', 'mac = "c6:d9:42:9c:af"'))
+    for _ in range(8):
+        answer = box.run(["curl", "-s", "--max-time", "10", "-w", "\n%{http_code}",
+                          "http://127.0.0.1:3939/health"]).stdout
+        assert answer.endswith("\n503") and "mac: expected a MAC address" in answer, answer
+    assert box.show("sleepyllama-proxy@llama.socket", "ActiveState") == "active"
+    assert "config error" in box.show("sleepyllama-proxy@llama.service", "StatusText")
+    box.write(config_path, good)
+    wait_for(lambda: box.run(["curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w",
+                              "%{http_code}", "http://127.0.0.1:3939/health"]).stdout == "200",
+             timeout=15, what="the proxy serving again")
+
     # a user's own table and comment survive, and a second run changes nothing at all
     box.run(["sh", "-c", "printf '\\n# mine\\n[proxy.other]\\nbackend = \"10.0.0.9:80\"\\n"
                          "mac = \"ab:cd:ef:01:23:46\"\\n' >> /etc/sleepyllama/sleepyllama.toml"])

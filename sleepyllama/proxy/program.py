@@ -2,6 +2,8 @@
 
 Serves one [proxy.NAME] table. Takes its listening sockets from systemd (LISTEN_FDS), or from
 --listen when run by hand; the backend logic lives in backend.py, the data path in splice.py.
+A config error stops a proxy run by hand (exit 78); a socket-activated one answers 503 naming
+the error until the file is fixed (misconfigured.py), so that its port never dies.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import resource
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, format_duration
 from sleepyllama.proxy.backend import Backend
+from sleepyllama.proxy.misconfigured import Misconfigured
 from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSender
 
 log = logging.getLogger("sleepyllama-proxy")
@@ -182,9 +186,20 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def serve(config: ProxyConfig, listeners: list[socket.socket], activated: bool) -> None:
+async def serve(load: Callable[[], ProxyConfig], config: ProxyConfig | ConfigError,
+                listeners: list[socket.socket], activated: bool) -> None:
+    """Serve `config`; or, given the config's error, answer 503s until `load` succeeds."""
     loop = asyncio.get_running_loop()
-    proxy = Proxy(config, listeners, loop, systemd.Notifier(), exit_when_idle=activated)
+    notifier = systemd.Notifier()
+    if isinstance(config, ConfigError):
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        fixed = await Misconfigured(load, config, listeners, notifier).wait_for_valid_config(stop)
+        if fixed is None:
+            return
+        config = fixed
+    proxy = Proxy(config, listeners, loop, notifier, exit_when_idle=activated)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proxy.stop)
     proxy.start()
@@ -228,24 +243,32 @@ def pick_table(config: configuration.Config, instance: str | None) -> ProxyConfi
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama-proxy", args.verbose)
-    try:
-        config = pick_table(configuration.load(args.config), args.instance)
-    except ConfigError as error:
-        log.error("%s", error)
-        return configuration.EX_CONFIG
     listeners = systemd.listen_sockets()
     activated = bool(listeners)
+
+    def load() -> ProxyConfig:
+        return pick_table(configuration.load(args.config), args.instance)
+
+    config: ProxyConfig | ConfigError
+    try:
+        config = load()
+    except ConfigError as error:
+        if not activated:  # run by hand: say it and stop; under systemd, misconfigured.py
+            log.error("%s", error)
+            return configuration.EX_CONFIG
+        config = error
     try:
         listeners += [open_listener(address) for address in args.listen]
     except OSError as error:
         log.error("cannot listen on %s: %s", ", ".join(map(str, args.listen)), error.strerror)
         return EX_UNAVAILABLE
     if not listeners:
+        name = config.name if isinstance(config, ProxyConfig) else (args.instance or "NAME")
         log.error("no socket to listen on: start me through sleepyllama-proxy@%s.socket "
-                  "(systemd socket activation) or pass --listen HOST:PORT", config.name)
+                  "(systemd socket activation) or pass --listen HOST:PORT", name)
         return EX_USAGE
     raise_open_file_limit()
-    asyncio.run(serve(config, listeners, activated))
+    asyncio.run(serve(load, config, listeners, activated))
     return 0
 
 
