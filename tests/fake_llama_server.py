@@ -196,8 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--ready-file", help="write CLOCK_MONOTONIC here when /health turns 200")
     parser.add_argument("--metrics", action="store_true", help="serve /metrics (else 501)")
+    parser.add_argument("-m", "--model", help="a model file; missing: fail as llama-server does")
     args, _ignored = parser.parse_known_args(argv)
 
+    if args.model and not os.path.exists(args.model):
+        # what the real one prints (tests/data/llama-server/output-missing-model.txt), and its exit
+        print(f"0.00.012.724 E gguf_init_from_file: failed to open GGUF file '{args.model}' "
+              f"(No such file or directory)\n0.00.013.175 E srv  llama_server: exiting due to "
+              "model loading error", file=sys.stderr, flush=True)
+        return 1
     state = State(args.load_seconds, args.parallel, args.tokens, args.token_delay, args.metrics)
     Handler.state = state
     family_server = Server

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sleepyllama.host.supervisor import why_it_died
 from sleepyllama.proxy.probe import http
 
 from conftest import FAKE_SERVER, NotifySocket, free_port, wait_for
@@ -153,3 +154,28 @@ def test_config_error_exits_78(tmp_path: Path) -> None:
                              "--instance", "llama"], capture_output=True, text=True)
     assert result.returncode == 78
     assert "[server.llama] command: must be a list of arguments" in result.stderr
+
+
+def test_why_it_died_from_real_llama_server_output() -> None:
+    output = (Path(__file__).parent / "data" / "llama-server" / "output-missing-model.txt").read_text()
+    why = why_it_died(output.splitlines())
+    assert "failed to open GGUF file '/models/nope.gguf' (No such file or directory)" in why
+    assert why.endswith("llama_server: exiting due to model loading error")
+    assert why.count(" | ") == 2 and "0.00." not in why  # three lines, llama.cpp's clock dropped
+    assert why_it_died(["starting", "", "bye"]) == "starting | bye"  # no error line: the last ones
+
+
+def test_a_dying_server_says_why_and_its_output_reaches_the_journal(tmp_path: Path) -> None:
+    script = ("import sys; print('loading the model'); "
+              "print('error: cannot open /models/x.gguf', file=sys.stderr); sys.exit(1)")
+    config = write_config(tmp_path, [sys.executable, "-c", script])
+    notify = NotifySocket(tmp_path / "notify")
+    result = subprocess.run([sys.executable, "-m", "sleepyllama.host.supervisor", "--config",
+                             str(config), "--instance", "llama"], capture_output=True, text=True,
+                            env={**os.environ, "NOTIFY_SOCKET": str(notify.path)}, timeout=30)
+    wait_for(lambda: any(s.startswith("exited") for s in notify.statuses()), what="STATUS")
+    notify.close()
+    assert result.returncode == 1
+    assert "loading the model\nerror: cannot open /models/x.gguf\n" in result.stderr  # passed on
+    assert "llama exited unasked (status 1): error: cannot open /models/x.gguf" in result.stderr
+    assert notify.statuses()[-1] == "exited unasked (status 1): error: cannot open /models/x.gguf"

@@ -1,7 +1,9 @@
 """sleepyllama-server: runs one [server.NAME] command (llama-server, whisper-server, ...) under
 systemd, Type=notify.
 
-The command runs as a child in its own process group, its output straight to the journal.
+The command runs as a child in its own process group. Its output passes through to the journal
+unchanged, and its last lines are kept: when it dies unasked, its error lines go into our error
+line and STATUS ("failed to open GGUF file ..."), not only "exited (status 1)".
 READY=1 is sent only once its health URL answers 200, so "started" means "model loaded";
 STATUS= follows its activity source (requests in flight, model unloaded), read from endpoints
 that never wake a sleeping model (never /slots); WATCHDOG=1 is sent only while it answers.
@@ -13,13 +15,18 @@ Restart=on-failure restarts it.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
+from typing import IO
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, systemd, web
@@ -49,6 +56,42 @@ def health(url: str) -> tuple[bool, bool, str]:
     if response.status == 503:
         return False, True, "loading model"
     return False, True, f"health check answered HTTP {response.status}"
+
+
+_LLAMA_CPP_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [A-Z] +")  # "0.00.012.724 E "
+_ERROR_LINE = re.compile(r"(^|\s)(E|ERROR|FATAL)\s|error|failed|fatal|cannot|can't|no such|"
+                         r"not found|denied|invalid", re.IGNORECASE)
+
+
+def why_it_died(lines: Sequence[str], most: int = 3) -> str:
+    """The error lines among a server's last lines of output, as one line: the first ones (the
+    cause, usually) and the last one (its conclusion); else its last lines."""
+    cleaned = [_LLAMA_CPP_PREFIX.sub("", line).strip() for line in lines if line.strip()]
+    errors = [line for line in cleaned if _ERROR_LINE.search(line)]
+    if len(errors) > most:
+        errors = [*errors[: most - 1], errors[-1]]
+    return " | ".join(errors or cleaned[-most:])
+
+
+class OutputTail:
+    """Passes the child's output on to ours (the journal) line by line, keeping the last lines."""
+
+    def __init__(self, pipe: IO[bytes], out: IO[bytes], keep: int = 40) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self.thread = threading.Thread(target=self._pump, args=(pipe, out), daemon=True)
+        self.thread.start()
+
+    def _pump(self, pipe: IO[bytes], out: IO[bytes]) -> None:
+        with pipe:
+            while line := pipe.readline(65536):
+                out.write(line)
+                out.flush()
+                self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+    def last(self, timeout: float = 2.0) -> list[str]:
+        """The last lines, once the child's pipe has closed (or after `timeout`)."""
+        self.thread.join(timeout)
+        return list(self.lines)
 
 
 def ready_status(look: Look) -> str:
@@ -100,10 +143,14 @@ class Supervisor:
         try:
             # its own process group: a stop reaches every process it forked (CUDA helpers, ...)
             self.child = subprocess.Popen(self.config.command, start_new_session=True,
-                                          stdin=subprocess.DEVNULL)
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT)
         except OSError as error:
             log.error("cannot start %s: %s", self.config.command[0], error)
+            self.notifier.status(f"cannot start {self.config.command[0]}: {error.strerror}")
             return 1
+        assert self.child.stdout is not None
+        self.output = OutputTail(self.child.stdout, sys.stderr.buffer)
         if self.stop_signal is not None:  # a signal that came before the child existed
             self._signal_group(signal.SIGTERM)
         try:
@@ -160,10 +207,15 @@ class Supervisor:
         name = self.config.name
         if self.stop_signal is not None:
             log.info("%s stopped (%s)", name, describe_exit(returncode))
+            self.notifier.status(f"stopped ({describe_exit(returncode)})")
             # our own SIGTERM (or the SIGKILL after stop_timeout) is a clean stop
             return 0 if returncode in (0, -signal.SIGTERM, -signal.SIGKILL) else exit_status(
                 returncode)
-        log.error("%s exited unasked (%s)", name, describe_exit(returncode))
+        why = why_it_died(self.output.last())
+        log.error("%s exited unasked (%s)%s", name, describe_exit(returncode),
+                  f": {why}" if why else "")
+        self.notifier.status(f"exited unasked ({describe_exit(returncode)})" +
+                             (f": {why}" if why else ""))
         return exit_status(returncode) or 1  # unasked: always a failure, so systemd restarts it
 
 
