@@ -194,6 +194,17 @@ def test_max_connections_closes_new_clients_with_a_warning(tmp_path, cleanup) ->
         client.close()
 
 
+def test_status_after_serving_says_when_the_backend_last_answered(tmp_path, cleanup) -> None:
+    _backend, proxy = start(tmp_path, cleanup, load_seconds=0.0)
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+    # once "ready" is no longer trusted (READY_TRUST), STATUS must not say "not contacted yet"
+    wait_for(lambda: any(s.startswith("backend answered") for s in proxy.notify.statuses()),
+             timeout=READY_TRUST + 5, what="the status after READY_TRUST")
+    statuses = proxy.notify.statuses()
+    first_answer = next(i for i, s in enumerate(statuses) if s.startswith("backend awake"))
+    assert not any("not contacted" in s for s in statuses[first_answer:]), statuses
+
+
 def test_exit_idle_under_socket_activation(tmp_path, cleanup) -> None:
     _backend, proxy = start(tmp_path, cleanup, load_seconds=0.0, exit_idle="1s")
     assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
@@ -217,15 +228,16 @@ def test_a_config_typo_never_closes_the_port_and_the_fix_serves_at_once(tmp_path
     good = proxy_table(backend, wol_interval="0.5s")
     proxy = ProxyRun(tmp_path, good.replace(f'"{MAC}"', '"c6:d9:42:9c:af"'))
     cleanup.append(proxy)
-    fds = None
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 503
+    time.sleep(0.5)  # the proxy closes its side once it has read the client's EOF
+    fds = proxy.fd_count()
     for _ in range(12):  # more than systemd's start limit would have allowed
         response = http_request(proxy.address, GET_HEALTH)
         assert status_code(response) == 503, response[:300]
         body = json.loads(response.split(b"\r\n\r\n", 1)[1])
         assert body["error"]["type"] == "config_error"
         assert "[proxy.llama] mac: expected a MAC address" in body["error"]["message"]
-        fds = fds or proxy.fd_count()
-    assert proxy.fd_count() == fds  # every answered client closed
+    wait_for(lambda: proxy.fd_count() == fds, timeout=5, what="every answered client closed")
     # a client that does not speak HTTP is closed without an answer
     with socket.create_connection(proxy.address, timeout=10) as raw:
         raw.sendall(b"\x16\x03\x01\x02\x00")  # a TLS ClientHello's first bytes

@@ -108,6 +108,7 @@ class Backend:
         self.on_close = on_close  # one client's connection is over
         self.probe = probe or (lambda: probes.probe(config.health_url, config.backend))
         self.ready_until = 0.0  # loop time until which the last successful probe is trusted
+        self.last_ready: float | None = None  # loop time of the last successful probe
         self.refreshing = False  # a background probe is in flight
         self.known_down = False  # a connect just failed: no grace before the first wake signal
         self.sockaddr: tuple | None = None
@@ -130,7 +131,8 @@ class Backend:
         return self.loop.time() < self.ready_until
 
     def _believe_ready(self) -> None:
-        self.ready_until = self.loop.time() + READY_TRUST
+        self.last_ready = self.loop.time()
+        self.ready_until = self.last_ready + READY_TRUST
 
     def _not_ready(self) -> None:
         self.ready_until = 0.0

@@ -142,6 +142,9 @@ class Proxy:
             return f"backend awake · {self.connections} connections"
         if backend.gave_up:
             return f"backend did not wake within {format_duration(self.config.wake_timeout)}"
+        if backend.last_ready is not None:  # trusted no longer, but known to have answered
+            ago = format_duration(round(self.loop.time() - backend.last_ready))
+            return f"backend answered {ago} ago · {self.connections} connections"
         return f"backend not contacted yet · {self.connections} connections"
 
     def refresh_status(self) -> None:
