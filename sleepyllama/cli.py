@@ -4,11 +4,13 @@
   wake        wake a backend now and wait until it is ready
   sleep-now   the idle checker's sleep sequence, at once
   check       validate the config and the environment: every problem in one list
+  restart     after editing the config: validate it, then restart what it names
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -51,30 +53,67 @@ def expected_units(config: Config) -> list[str]:
 
 # -- status -----------------------------------------------------------------------------------
 
-def gather_status(config: Config) -> dict:
-    report: dict = {"config": str(config.path), "units": [], "proxies": [], "servers": []}
+RESTART_HINT = "fix what it says, then: sudo sleepyllama restart"
+
+
+def unit_rows(expected: list[str]) -> list[dict]:
+    """Each expected unit, and any other sleepyllama unit systemd has loaded, with its state."""
+    loaded = sorted(name for name, _state in systemd.units("sleepyllama-*"))
+    rows = []
+    for name in [*expected, *(name for name in loaded if name not in expected)]:
+        unit = systemd.unit_details(name)
+        rows.append({"unit": name, "active": unit.active, "status": unit.status,
+                     "result": unit.result, "restarts": unit.restarts})
+    return rows
+
+
+def failed_words(row: dict) -> str:
+    """"failed (exit-code) after 5 restarts": systemd stopped restarting it."""
+    words = "failed" + (f" ({row['result']})" if row["result"] not in ("", "success") else "")
+    return words + (f" after {row['restarts']} restarts" if row["restarts"] else "")
+
+
+def broken(row: dict) -> bool:
+    return row["active"] == "failed" or (row["active"] == "activating" and row["restarts"] > 0)
+
+
+def gather_status(config: Config | None, config_error: ConfigError | None = None,
+                  path: Path | None = None) -> dict:
+    report: dict = {"config": str(config.path if config else path), "units": [], "proxies": [],
+                    "servers": []}
+    if config_error is not None:
+        report["config_error"] = str(config_error)
     try:
-        for unit in expected_units(config):
-            active, status = systemd.unit_state(unit)
-            report["units"].append({"unit": unit, "active": active, "status": status})
+        report["units"] = unit_rows(expected_units(config) if config else [])
     except Exception as error:  # no system bus, not systemd: report it, show the rest
         report["systemd_error"] = str(error)
+    if config is None:
+        return report
     for proxy in config.proxies.values():
         ready, why = probe(proxy.health_url, proxy.backend)
         report["proxies"].append({"name": proxy.name, "backend": str(proxy.backend),
                                   "ready": ready, "answer": why})
-    counters = state.counters(state.load(state.state_path())[1]) if config.servers else {}
+    try:
+        counters = state.counters(state.load(state.state_path())[1]) if config.servers else {}
+    except PermissionError:
+        counters = {}
     for server in config.servers.values():
         report["servers"].append(server_report(server, counters.get(server.name)))
     if config.servers:
         report["idle"] = idle_report(config)
-        if config.idle.gpu != "off" or shutil.which("nvidia-smi"):
-            try:
-                report["gpus"] = [{"index": g.index, "pstate": g.pstate, "utilization": g.utilization}
-                                  for g in GpuSignal(config.idle.gpu).query()]
-            except (OSError, ValueError, subprocess.SubprocessError) as error:
-                report["gpus_error"] = str(error)
+        gpu_status(config.idle.gpu, report)
     return report
+
+
+def gpu_status(mode: str, report: dict) -> None:
+    try:
+        if mode == "amdgpu":
+            report["amd_gpus"] = AmdGpuSignal().query()
+        elif mode != "off" or shutil.which("nvidia-smi"):
+            report["gpus"] = [{"index": g.index, "pstate": g.pstate, "utilization": g.utilization}
+                              for g in GpuSignal("pstate").query()]
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        report["gpus_error"] = str(error)
 
 
 def server_report(server: ServerConfig, counter: Counter | None) -> dict:
@@ -92,7 +131,10 @@ def server_report(server: ServerConfig, counter: Counter | None) -> dict:
 
 def idle_report(config: Config) -> dict:
     path = state.state_path()
-    idle_state, record = state.load(path)
+    try:
+        idle_state, record = state.load(path)
+    except PermissionError:
+        return {"state_file": str(path), "checked": False, "unreadable": True}
     if not record:
         return {"state_file": str(path), "checked": False}
     report = {"state_file": str(path), "checked": True, "verdict": record.get("verdict"),
@@ -110,19 +152,29 @@ def idle_report(config: Config) -> dict:
 
 
 def print_status(report: dict) -> None:
+    if "config_error" in report:
+        print(f"config error: {report['config_error']}")
     if "systemd_error" in report:
         print(f"systemd: not reachable ({report['systemd_error']})")
     width = max((len(u["unit"]) for u in report["units"]), default=0)
     for unit in report["units"]:
-        line = f"{unit['unit']:<{width}}  {unit['active']:<10}"
-        print((line + "  " + unit["status"]).rstrip())
+        state = unit["active"]
+        if state == "failed":
+            state = failed_words(unit)
+        elif broken(unit):
+            state = f"restarting ({unit['restarts']} restarts)"
+        print(f"{unit['unit']:<{width}}  {state:<10}  {unit['status']}".rstrip())
+    if any(broken(unit) for unit in report["units"]):
+        print(RESTART_HINT)
     for proxy in report["proxies"]:
         answer = "ready" if proxy["ready"] else "not ready"
         print(f"proxy {proxy['name']}: backend {proxy['backend']} {answer} ({proxy['answer']})")
     for server in report["servers"]:
         print(f"server {server['reason']} ({server['kind']})")
     idle = report.get("idle")
-    if idle and not idle["checked"]:
+    if idle and idle.get("unreadable"):
+        print(f"last idle check: {idle['state_file']} is readable by root only: sudo sleepyllama status")
+    elif idle and not idle["checked"]:
         print(f"no idle check yet ({idle['state_file']})")
     elif idle:
         print(f"last idle check {idle['checked_ago']:.0f} s ago: {idle['verdict']}: {idle['reason']}")
@@ -136,6 +188,8 @@ def print_status(report: dict) -> None:
             pstate = "?" if gpu["pstate"] is None else f"P{gpu['pstate']}"
             utilization = "?" if gpu["utilization"] is None else f"{gpu['utilization']} %"
             print(f"{gpu['index']:<4} {pstate:<7} {utilization}")
+    for card, percent in report.get("amd_gpus", {}).items():
+        print(f"{card}: {percent} % busy")
     if report.get("gpus_error"):
         print(f"GPUs: {report['gpus_error']}")
 
@@ -143,6 +197,12 @@ def print_status(report: dict) -> None:
 # -- wake -------------------------------------------------------------------------------------
 
 def wake(config: Config, name: str | None, timeout: float | None) -> int:
+    if not config.proxies:
+        raise ConfigError(f"{config.path}: no [proxy.NAME] table: sleepyllama wake runs on the "
+                          "always-on host, where the proxy's table names the box to wake")
+    if name is None and len(config.proxies) > 1:
+        raise ConfigError("name the one to wake: sleepyllama wake NAME, with NAME one of "
+                          + ", ".join(sorted(config.proxies)))
     proxy = pick_table(config, name)
     limit = proxy.wake_timeout if timeout is None else timeout
     sender, schedule = make_sender(proxy), WakeSchedule(proxy.wol_interval)
@@ -197,6 +257,8 @@ def check(config: Config) -> Findings:
             found.errors.append(f"[server.{server.name}] command: {program} is not an "
                                 "executable file")
         check_activity(server, config.idle.servers, found)
+        check_paths(server, found)
+        check_reachable(server, config, found)
         if server.activity == "none" and config.idle.gpu == "off":
             found.warnings.append(f"[server.{server.name}] shows no requests and [idle] gpu = "
                                   "\"off\": nothing keeps the box up while it serves but a sleep "
@@ -210,6 +272,48 @@ def check(config: Config) -> Findings:
                                 "(sudo ./install.sh server ...)")
     check_units(config, found)
     return found
+
+
+# flags whose value is a file the server reads at start (llama-server, whisper-server, llama-swap)
+INPUT_FILE_FLAGS = {"-m", "--model", "-mm", "--mmproj", "-md", "--model-draft", "--lora",
+                    "--control-vector", "--grammar-file", "--json-schema-file",
+                    "--chat-template-file", "--config"}
+
+
+def missing_inputs(command: tuple[str, ...]) -> list[str]:
+    """Files a server command names as its inputs (a model, a config) that do not exist."""
+    missing = []
+    for flag, value in itertools.pairwise(command):
+        named = flag in INPUT_FILE_FLAGS or (flag.startswith("--") and value.endswith(".gguf"))
+        if named and "://" not in value and not os.path.exists(value):
+            missing.append(f"{flag} {value}")
+    return missing
+
+
+def check_paths(server: ServerConfig, found: Findings) -> None:
+    for item in missing_inputs(server.command):
+        found.errors.append(f"[server.{server.name}] command: {item}: no such file (the server "
+                            "would fail at each start)")
+
+
+def listen_host(server: ServerConfig) -> str | None:
+    """Where the server listens, from its command line; None when it cannot be told."""
+    for flag, value in itertools.pairwise(server.command):
+        if flag == "--host":
+            return value
+        if flag == "--listen" and server.activity == "llama-swap":
+            return value.rpartition(":")[0].strip("[]")
+    return "127.0.0.1" if server.activity == "llama-server" else None  # llama-server's default
+
+
+def check_reachable(server: ServerConfig, config: Config, found: Findings) -> None:
+    """A server that listens on loopback only cannot be reached by a proxy on another host."""
+    host = listen_host(server)
+    loopback = host is not None and (host == "localhost" or host.startswith("127.") or host == "::1")
+    if loopback and not config.proxies:  # a proxy on this same host would reach it
+        found.warnings.append(
+            f"[server.{server.name}] listens on {host} only: a proxy on the always-on host cannot "
+            "reach it; give the server --host 0.0.0.0 (or this box's LAN address)")
 
 
 def check_activity(server: ServerConfig, servers_signal: bool, found: Findings) -> None:
@@ -280,6 +384,7 @@ def check_units(config: Config, found: Findings) -> None:
     wanted = [u for u in wanted if u != "sleepyllama-servers.target"]
     try:
         states = {unit: systemd.unit_file_state(unit) for unit in wanted}
+        rows = unit_rows(expected_units(config))
     except Exception as error:
         found.warnings.append(f"cannot ask systemd about the units ({error})")
         return
@@ -290,12 +395,53 @@ def check_units(config: Config, found: Findings) -> None:
             found.errors.append(f"{unit} is {unit_state}: sudo systemctl enable --now {unit}")
         else:
             found.good.append(f"{unit} is {unit_state}")
+    for row in rows:
+        if broken(row):
+            how = (failed_words(row) if row["active"] == "failed"
+                   else f"restarting again and again ({row['restarts']} restarts)")
+            why = row["status"] or " | ".join(systemd.journal_errors(row["unit"])) or (
+                f"journalctl -u {row['unit']}")
+            found.errors.append(f"{row['unit']} {how}: {why}; {RESTART_HINT}")
     for server in config.servers.values():
         unit = f"sleepyllama-server@{server.name}.service"
-        if systemd.unit_state(unit)[0] == "active":
+        if any(row["unit"] == unit and row["active"] == "active" for row in rows):
             ready, _alive, why = health(server.health_url)
             if not ready:
                 found.warnings.append(f"{unit} runs but {server.health_url} says: {why}")
+
+
+# -- restart ----------------------------------------------------------------------------------
+
+def restart(config: Config) -> int:
+    """Validated already: clear failed units and restart what the config names."""
+    if os.geteuid() != 0:
+        print("sleepyllama restart: run as root: sudo sleepyllama restart", file=sys.stderr)
+        return 1
+    # the servers are PartOf= their target: restarting it restarts each of them once
+    actions: list[tuple[str, list[str]]] = []  # (unit to restart, units to clear first)
+    for name in config.proxies:
+        socket_unit, service = f"sleepyllama-proxy@{name}.socket", f"sleepyllama-proxy@{name}.service"
+        actions.append((socket_unit, [socket_unit, service]))
+    if config.servers:
+        servers = [f"sleepyllama-server@{name}.service" for name in config.servers]
+        actions += [("sleepyllama-servers.target", servers), ("sleepyllama-idle.timer", [])]
+    for unit, clear in actions:
+        if systemd.unit_details(unit).active == "not-found":
+            print(f"{unit}: not installed (sudo ./install.sh ...)")
+            continue
+        for cleared in clear:
+            details = systemd.unit_details(cleared)
+            if details.active == "failed" or details.restarts:
+                systemd.reset_failed(cleared)
+                print(f"{cleared}: failed state cleared")
+        systemd.restart(unit)
+        print(f"{unit}: restarting" + (f" ({', '.join(clear)})" if clear else ""))
+    if config.proxies:  # a running proxy reads its table anew
+        for name in config.proxies:
+            systemd.restart(f"sleepyllama-proxy@{name}.service", only_if_running=True)
+    if config.servers:
+        print("the servers load their models in the background: sleepyllama status shows when")
+    return 0
 
 
 def print_findings(found: Findings) -> None:
@@ -317,6 +463,7 @@ EXAMPLES = {
     "sleep-now": "  sudo sleepyllama sleep-now\n"
                  "  sudo sleepyllama sleep-now --force   (even if a signal says busy)",
     "check": "  sleepyllama check && echo ready to go",
+    "restart": "  sudo sleepyllama restart   (after editing /etc/sleepyllama/sleepyllama.toml)",
 }
 
 
@@ -339,12 +486,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     wake_command.add_argument("name", nargs="?", help="which [proxy.NAME] (default: the only one)")
     wake_command.add_argument("--timeout", type=configuration.parse_duration,
                               help="give up after this long (default: its wake_timeout)")
-    sleep_command = command("sleep-now", "Run the idle checker's sleep sequence at once: stop "
-                            "the servers, check the signals again, ask logind to suspend.")
+    sleep_command = command("sleep-now", "Run the idle checker's sleep sequence at once: one "
+                            "last look at the signals, stop the servers, ask logind to suspend. "
+                            "Needs root.")
     sleep_command.add_argument("--force", action="store_true",
-                               help="suspend even if a signal says busy after the servers stopped")
+                               help="suspend even if a signal says busy")
     command("check", "Validate the config and the environment and list every error and "
-            "warning: nvidia-smi, server commands, Wake-on-LAN, units. Exits 1 on any error.")
+            "warning, each with its fix: nvidia-smi, server commands and their model files, "
+            "Wake-on-LAN, units that failed or restart again and again. Exits 1 on any error.")
+    command("restart", "After editing the config: validate it, clear failed units and restart "
+            "what it names (proxies' sockets, servers, the idle timer). Needs root.")
     return parser.parse_args(argv)
 
 
@@ -356,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
         config = configuration.load(args.config)
     except ConfigError as error:
         print(f"sleepyllama: {error}", file=sys.stderr)
+        if args.command == "status":  # the units too: what runs, what failed
+            report = gather_status(None, error, args.config)
+            print(json.dumps(report, indent=2) if args.json else "", end="\n" if args.json else "")
+            if not args.json:
+                print_status(report)
         return configuration.EX_CONFIG
     try:
         if args.command == "status":
@@ -367,19 +523,28 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "wake":
             return wake(config, args.name, args.timeout)
+        if args.command == "restart":
+            return restart(config)
         if args.command == "sleep-now":
-            from sleepyllama.host.idle_check import signals_for
-            from sleepyllama.host.suspend import sleep_now
-
-            _idle_state, record = state.load(state.state_path())
-            signals = [] if args.force else signals_for(config, state.counters(record))
-            return 0 if sleep_now(config, signals, "asked by sleepyllama sleep-now") else 1
+            return sleep_now_command(config, args.force)
         found = check(config)
         print_findings(found)
         return 1 if found.errors else 0
     except ConfigError as error:
         print(f"sleepyllama: {error}", file=sys.stderr)
         return configuration.EX_CONFIG
+
+
+def sleep_now_command(config: Config, force: bool) -> int:
+    from sleepyllama.host.idle_check import signals_for
+    from sleepyllama.host.suspend import sleep_now
+
+    if os.geteuid() != 0:
+        print("sleepyllama sleep-now: run as root: sudo sleepyllama sleep-now", file=sys.stderr)
+        return 1
+    _idle_state, record = state.load(state.state_path())
+    signals = [] if force else signals_for(config, state.counters(record))
+    return 0 if sleep_now(config, signals, "asked by sleepyllama sleep-now") else 1
 
 
 if __name__ == "__main__":

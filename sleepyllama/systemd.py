@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pystemd.daemon
@@ -119,15 +121,56 @@ def start_servers() -> None:
         manager.Manager.StartUnit(SERVERS_TARGET.encode(), b"replace")
 
 
-def unit_state(name: str) -> tuple[str, str]:
-    """(ActiveState, STATUS= text) of one unit; ("not-found", "") when systemd does not know it."""
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    active: str  # ActiveState: active, failed, activating, ...; "not-found" when unknown
+    sub: str  # SubState: running, auto-restart, dead, ...
+    result: str  # Result of a service: success, exit-code, start-limit-hit, ...
+    status: str  # STATUS=; kept for a failed unit (its error), dropped for a stopped one
+    restarts: int  # NRestarts of a service
+
+
+def unit_details(name: str) -> UnitState:
     from pystemd.systemd1 import Unit
 
     with Unit(name.encode()) as unit:
-        active = unit.Unit.ActiveState.decode()
         load = unit.Unit.LoadState.decode()
-        status = unit.Service.StatusText.decode() if name.endswith(".service") else ""
-    return ("not-found" if load == "not-found" else active), status
+        active, sub = unit.Unit.ActiveState.decode(), unit.Unit.SubState.decode()
+        service = name.endswith(".service") and load != "not-found"
+        result = unit.Service.Result.decode() if service else ""
+        status = unit.Service.StatusText.decode() if service else ""
+        restarts = int(unit.Service.NRestarts) if service else 0
+    return UnitState(name, "not-found" if load == "not-found" else active, sub, result,
+                     "" if active == "inactive" else status, restarts)
+
+
+def reset_failed(name: str) -> None:
+    from pystemd.systemd1 import Manager
+
+    with Manager() as manager:
+        manager.Manager.ResetFailedUnit(name.encode())
+
+
+def restart(name: str, *, only_if_running: bool = False) -> None:
+    """Queue a restart (or a start) of a unit and return at once."""
+    from pystemd.systemd1 import Manager
+
+    with Manager() as manager:
+        if only_if_running:
+            manager.Manager.TryRestartUnit(name.encode(), b"replace")
+        else:
+            manager.Manager.RestartUnit(name.encode(), b"replace")
+
+
+def journal_errors(unit: str, lines: int = 3) -> list[str]:
+    """The unit's last error lines in the journal (none when we may not read it)."""
+    try:
+        result = subprocess.run(["journalctl", "--no-pager", "-o", "cat", "-p", "err", "-n",
+                                 str(lines), "-u", unit], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line for line in result.stdout.splitlines() if line.strip()]
 
 
 def unit_file_state(name: str) -> str:

@@ -89,7 +89,48 @@ def test_check_says_what_each_server_kind_cannot_show(tmp_path: Path) -> None:
                for line in lines), lines
     assert any("[server.whisper] shows no requests and [idle] gpu = \"off\"" in line
                for line in lines), lines
-    config.write_text(f'[server.llama]\ncommand = ["{executable}", "--metrics"]\n[idle]\ngpu = "off"\n')
+    config.write_text(f'[server.llama]\ncommand = ["{executable}", "--metrics", "--host", "0.0.0.0"]'
+                      '\n[idle]\ngpu = "off"\n')
     lines = sleepyllama(config, "check").stdout.splitlines()
     assert "ok: [server.llama]: requests counted from /metrics, model sleep from /props" in lines
     assert not any("[server.llama]" in line for line in lines if line.startswith("warning"))
+
+
+def test_check_finds_missing_model_files_and_loopback_only_servers(tmp_path: Path) -> None:
+    executable = tmp_path / "llama-server"
+    executable.write_text("#!/bin/sh\n")
+    executable.chmod(0o755)
+    model = tmp_path / "here.gguf"
+    model.write_text("")
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["{executable}", "-m", "/models/nope.gguf", '
+                      f'"--mmproj", "{model}", "--metrics", "--host", "127.0.0.1"]\n'
+                      '[idle]\ngpu = "off"\n')
+    result = sleepyllama(config, "check")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert ("error: [server.llama] command: -m /models/nope.gguf: no such file (the server would "
+            "fail at each start)") in lines
+    assert not any(str(model) in line for line in lines)
+    assert any(line.startswith("warning: [server.llama] listens on 127.0.0.1 only") and
+               "--host 0.0.0.0" in line for line in lines), lines
+
+
+def test_wake_on_the_gpu_box_says_where_it_runs(tmp_path: Path) -> None:
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text('[server.llama]\ncommand = ["llama-server"]\n')
+    result = sleepyllama(config, "wake")
+    assert result.returncode == 78
+    assert "sleepyllama wake runs on the always-on host" in result.stderr
+    assert "--instance" not in result.stderr
+
+
+def test_status_with_a_config_error_still_shows_the_units(tmp_path: Path) -> None:
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text('[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "c6:d9:42:9c:af"\n')
+    result = sleepyllama(config, "status", "--json",
+                         env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"})
+    assert result.returncode == 78
+    report = json.loads(result.stdout)
+    assert "[proxy.llama] mac: expected a MAC address" in report["config_error"]
+    assert "units" in report and ("systemd_error" in report or report["units"] is not None)

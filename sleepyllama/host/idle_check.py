@@ -43,7 +43,12 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     boot = boot_id or systemd.boot_id()
     verdict = decide(readings, previous, time.monotonic() if now is None else now, boot,
                      config.idle.timeout)
-    state.save(state_file, verdict, readings, server_counters(signals))
+    try:
+        state.save(state_file, verdict, readings, server_counters(signals))
+    except PermissionError:
+        if not dry_run:
+            raise
+        log.info("(not root: the verdict is not kept in %s)", state_file)
     if verdict.action is Action.STAY_AWAKE:
         log.info("stay awake: %s", verdict.reason)
         return verdict.action
@@ -86,7 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("%s", error)
         return configuration.EX_CONFIG
-    check(config, args.state_file or state.state_path(), dry_run=args.dry_run)
+    if not args.dry_run and os.geteuid() != 0:
+        log.error("stopping servers and suspending need root: sudo sleepyllama-idle, or "
+                  "sleepyllama-idle --dry-run to see the verdict")
+        return 1
+    try:
+        check(config, args.state_file or state.state_path(), dry_run=args.dry_run)
+    except PermissionError as error:
+        log.error("%s: %s: run as root (sudo sleepyllama-idle --dry-run)", error.filename,
+                  error.strerror)
+        return 1
     return 0
 
 

@@ -38,6 +38,8 @@ def load(path: Path) -> tuple[IdleState | None, dict]:
         state = IdleState(str(record["boot_id"]), None if since is None else float(since))
     except FileNotFoundError:
         return None, {}
+    except PermissionError:
+        raise  # not corrupt: readable by root only; the caller says so
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("%s is unreadable (%s): starting the idle clock again", path, error)
         return None, {}
