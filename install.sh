@@ -10,7 +10,7 @@ usage:
                            [--name NAME] [--broadcast IP]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] --command-file FILE
-  sudo ./install.sh --uninstall [--purge]
+  sudo ./install.sh --uninstall [--name NAME] [--purge]
 
 proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --listen that
         wakes --backend with magic packets for --mac and holds each client until it is ready.
@@ -20,7 +20,9 @@ server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NA
         A llama-server command gets --metrics if it lacks it: requests are counted from /metrics.
         --gpu: what tells that the GPUs are busy: pstate or utilization (nvidia-smi), amdgpu
         (sysfs), off (the servers and sleep inhibitors decide). Default: what this box has.
---uninstall  removes every unit, the hook and /opt/sleepyllama; keeps the config unless --purge.
+--uninstall  removes every unit, the hook and /opt/sleepyllama; keeps the config and the idle
+        state in /var/lib/sleepyllama unless --purge. With --name NAME: only that proxy or
+        server, its units and its table; the rest stays.
 
 --name defaults to "llama". Examples:
   sudo ./install.sh proxy --listen 0.0.0.0:3939 --backend 192.168.1.50:8080 --mac ab:cd:ef:01:23:45
@@ -39,12 +41,12 @@ CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu=""
-uninstall=0 purge=0
+uninstall=0 purge=0 name_given=0
 command=()
 while [ $# -gt 0 ]; do
     case "$1" in
         proxy|server) [ -z "$role" ] || fail "give one role, not '$role' and '$1'"; role=$1 ;;
-        --name) name=${2:?--name needs a value}; shift ;;
+        --name) name=${2:?--name needs a value}; name_given=1; shift ;;
         --listen) listen=${2:?--listen needs HOST:PORT}; shift ;;
         --backend) backend=${2:?--backend needs HOST:PORT}; shift ;;
         --mac) mac=${2:?--mac needs a MAC address}; shift ;;
@@ -73,7 +75,10 @@ elif [ "$role" = proxy ]; then
     [ -n "$backend" ] || fail "proxy needs --backend HOST:PORT (where llama-server listens)"
     address_ok "$backend" || fail "--backend '$backend' is not HOST:PORT"
     [ -n "$mac" ] || fail "proxy needs --mac (the GPU box's network card)"
-    [[ $mac =~ ^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$ ]] || fail "--mac '$mac' is not a MAC address like ab:cd:ef:01:23:45"
+    # ab:cd:ef:01:23:45, AB-CD-EF-01-23-45, abcd.ef01.2345 or abcdef012345; written as the first
+    hex=$(tr -d ':.-' <<< "$mac")
+    [[ $hex =~ ^[0-9A-Fa-f]{12}$ ]] || fail "--mac '$mac' is not a MAC address like ab:cd:ef:01:23:45"
+    mac=$(sed -E 's/(..)/\1:/g; s/:$//' <<< "${hex,,}")
     [ -z "$broadcast" ] || [[ $broadcast =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || fail "--broadcast '$broadcast' is not an IPv4 address"
     [ ${#command[@]} = 0 ] && [ -z "$command_file" ] || fail "proxy takes no command"
 elif [ "$role" = server ]; then
@@ -104,6 +109,27 @@ place_text() {  # place_text MODE TARGET <<< TEXT
 }
 
 # -- uninstall --------------------------------------------------------------------------------
+if [ "$uninstall" = 1 ] && [ "$name_given" = 1 ]; then
+    # one proxy or server: its units, its listen drop-in and its table; the rest stays
+    for unit in "sleepyllama-proxy@$name.socket" "sleepyllama-proxy@$name.service" "sleepyllama-server@$name.service"; do
+        if [ -n "$(systemctl list-unit-files --no-legend "$unit" 2>/dev/null)" ] || systemctl is-active --quiet "$unit"; then
+            systemctl disable --now --quiet "$unit" 2>/dev/null || true
+            note "stopped and disabled $unit"
+        fi
+    done
+    if [ -d "$UNIT_DIR/sleepyllama-proxy@$name.socket.d" ]; then
+        rm -rf "$UNIT_DIR/sleepyllama-proxy@$name.socket.d"; note "removed $UNIT_DIR/sleepyllama-proxy@$name.socket.d"
+    fi
+    if [ -e "$CONFIG" ] && [ -x "$PREFIX/bin/python" ]; then
+        for kind in proxy server; do
+            result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" "$kind" "$name" --remove)
+            [ "$result" = unchanged ] || note "removed [$kind.$name] from $CONFIG"
+        done
+    fi
+    systemctl daemon-reload 2>/dev/null || true
+    [ "$changed" = 1 ] || echo "no proxy or server named '$name' is installed: nothing to remove"
+    exit 0
+fi
 if [ "$uninstall" = 1 ]; then
     units=$(systemctl list-units --all --plain --no-legend 'sleepyllama-*' 2>/dev/null | cut -d' ' -f1)
     files=$(cd "$UNIT_DIR" && ls -d sleepyllama-* 2>/dev/null || true)
@@ -114,17 +140,20 @@ if [ "$uninstall" = 1 ]; then
     # enabled instances live as symlinks in .wants directories
     find "$UNIT_DIR" -lname "*sleepyllama-*" -delete 2>/dev/null || true
     for file in $files; do rm -rf "${UNIT_DIR:?}/$file"; note "removed $UNIT_DIR/$file"; done
-    for path in "$HOOK" /usr/local/bin/sleepyllama "$PREFIX"; do
+    for path in "$HOOK" /usr/local/bin/sleepyllama /usr/local/bin/sleepyllama-idle "$PREFIX"; do
         if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
     done
     if [ "$purge" = 1 ]; then
         for path in /etc/sleepyllama "$STATE"; do
             if [ -e "$path" ]; then rm -rf "$path"; note "removed $path"; fi
         done
-    elif [ -e "$CONFIG" ]; then
-        echo "  kept $CONFIG (--purge removes it)"
+    else
+        [ ! -e "$CONFIG" ] || echo "  kept $CONFIG (--purge removes it)"
+        [ ! -e "$STATE" ] || echo "  kept $STATE, the idle clock and counters (--purge removes it)"
     fi
     systemctl daemon-reload 2>/dev/null || true
+    # a failed unit stays listed until its state is cleared; systemd forgets the rest by itself
+    systemctl reset-failed 'sleepyllama-*' 2>/dev/null || true
     [ "$changed" = 1 ] || echo "sleepyllama is not installed: nothing to remove"
     exit 0
 fi
@@ -169,10 +198,15 @@ if [ "$(cat "$PREFIX/.source-hash" 2>/dev/null)" != "$source_hash" ]; then
     echo "$source_hash" > "$PREFIX/.source-hash"
     note "installed sleepyllama into $PREFIX"
 fi
-if [ "$(readlink /usr/local/bin/sleepyllama 2>/dev/null)" != "$PREFIX/bin/sleepyllama" ]; then
-    ln -sfn "$PREFIX/bin/sleepyllama" /usr/local/bin/sleepyllama
-    note "linked /usr/local/bin/sleepyllama"
-fi
+# the commands README tells people to type: sleepyllama everywhere, sleepyllama-idle on the GPU box
+programs=(sleepyllama)
+[ "$role" != server ] || programs+=(sleepyllama-idle)
+for program in "${programs[@]}"; do
+    if [ "$(readlink "/usr/local/bin/$program" 2>/dev/null)" != "$PREFIX/bin/$program" ]; then
+        ln -sfn "$PREFIX/bin/$program" "/usr/local/bin/$program"
+        note "linked /usr/local/bin/$program"
+    fi
+done
 
 # -- units and the sleep hook -------------------------------------------------------------------
 for unit in "$HERE"/units/*; do
@@ -244,18 +278,19 @@ if [ "$role" = proxy ]; then
 else
     # --no-block: loading a model takes minutes; `systemctl status` shows when it is ready.
     # start is a no-op for a server already running or still loading
+    systemctl reset-failed "sleepyllama-server@$name.service" 2>/dev/null || true
     if [ "$changed" = 1 ]; then
         systemctl restart --no-block "sleepyllama-server@$name.service"
-    else
-        systemctl start --no-block "sleepyllama-server@$name.service"
     fi
+    # the target, not only the server: it is what resume and `systemctl status` go by
+    systemctl start --no-block sleepyllama-servers.target
     systemctl start sleepyllama-idle.timer
 fi
 
 [ "$changed" = 1 ] || echo "  nothing changed: already installed as asked"
 
 echo
-"$PREFIX/bin/sleepyllama" check || true
+if "$PREFIX/bin/sleepyllama" check; then checked=ok; else checked=failed; fi
 echo
 if [ "$role" = proxy ]; then
     cat <<EOF
@@ -270,7 +305,16 @@ else
 Next:
   - enable Wake-on-LAN in the BIOS/UEFI and on the network card: sudo ethtool -s IFACE wol g
     (README, Troubleshooting, shows how to keep it on across reboots)
-  - the model is loading: systemctl status sleepyllama-server@$name (Status: "ready · 0/N slots busy")
-  - idle decisions: journalctl -u sleepyllama-idle -f ; sleepyllama status
+  - the model is loading: systemctl status sleepyllama-server@$name (Status: "ready · 0 requests in flight")
+  - idle decisions: journalctl -u sleepyllama-idle -f ; sleepyllama-idle --dry-run ; sleepyllama status
 EOF
+fi
+echo
+if [ "$checked" = failed ]; then
+    echo "Not ready as configured: fix the errors above, then: sudo sleepyllama restart"
+elif [ "$role" = server ]; then
+    timeout=$("$PREFIX/bin/python" -c 'import pathlib, sys; from sleepyllama import config; print(config.format_duration(config.load(pathlib.Path(sys.argv[1])).idle.timeout))' "$CONFIG")
+    echo "This box can go to sleep as configured: it suspends after $timeout with nothing to do."
+else
+    echo "The proxy is ready: it wakes $backend when a client connects to $listen."
 fi

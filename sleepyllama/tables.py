@@ -49,6 +49,22 @@ def set_table(text: str, name: str, body: list[str]) -> str:
     return "".join(lines[:start] + block + lines[end:])
 
 
+def remove_table(text: str, name: str) -> str:
+    """Remove the table `name` (its header through its last key), keeping every other byte."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines)
+                  if (match := _HEADER.match(line)) and match.group(1) == name), None)
+    if start is None:
+        return text
+    end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+    # blank lines and comments just above the next header belong to that table: keep them
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    if end < len(lines) and not lines[end].strip():  # the blank line that separated ours goes
+        end += 1
+    return "".join(lines[:start] + lines[end:])
+
+
 def set_key(text: str, table: str, key: str, value: str) -> str:
     """Set one key inside a table, keeping the table's other keys (creates the table if absent)."""
     lines = text.splitlines(keepends=True)
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broadcast")
     parser.add_argument("--idle-timeout")
     parser.add_argument("--gpu", help="set [idle] gpu")
+    parser.add_argument("--remove", action="store_true", help="remove the table instead")
     parser.add_argument("--gpu-if-unset", help="set [idle] gpu unless the file already sets it")
     argv = sys.argv[1:] if argv is None else argv
     # the server's command follows "--" verbatim: its own --flags are not ours to parse
@@ -103,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     args.command = argv[split + 1:]
 
     old = args.file.read_text() if args.file.exists() else ""
+    if args.remove:
+        return _write(args.file, old, remove_table(old, f"{args.kind}.{args.name}"))
     if args.kind == "proxy":
         body = [f"backend = {toml_string(args.backend)}", f"mac = {toml_string(args.mac)}"]
         if args.broadcast:
@@ -115,19 +134,23 @@ def main(argv: list[str] | None = None) -> int:
     gpu_is_set = bool(re.search(r"^\s*gpu\s*=", _table_text(old, "idle"), re.MULTILINE))
     if args.gpu or (args.gpu_if_unset and not gpu_is_set):
         new = set_key(new, "idle", "gpu", toml_string(args.gpu or args.gpu_if_unset))
+    return _write(args.file, old, new)
+
+
+def _write(file: Path, old: str, new: str) -> int:
     try:
-        configuration.parse(new, args.file)
+        configuration.parse(new, file)
     except ConfigError as error:
         print(f"install.sh: the config would not be valid: {error}", file=sys.stderr)
         return configuration.EX_CONFIG
     if new == old:
         print("unchanged")
         return 0
-    args.file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.file.with_suffix(".tmp")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.with_suffix(".tmp")
     temporary.write_text(new)
     os.chmod(temporary, 0o644)
-    os.replace(temporary, args.file)
+    os.replace(temporary, file)
     print("written")
     return 0
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from container import INSTALL_TREES, REPO, Container, build_wheelhouse, missing_requirement
 
+from sleepyllama.cli import RESTART_HINT
+
 from conftest import FAKE_SERVER, wait_for
 
 INSTALL = str(REPO / "install.sh")
@@ -158,6 +160,70 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
                          "/usr/local/bin/sleepyllama 2>/dev/null; find /etc/systemd/system "
                          "-lname '*sleepyllama*'"], check=False).stdout
     assert leftovers == ""
-    assert box.run(["systemctl", "list-units", "--all", "--no-legend", "sleepyllama-*"]).stdout.strip() == ""
+    # systemd unloads units nothing refers to in its own time (its GC queue), not at once
+    wait_for(lambda: box.run(["systemctl", "list-units", "--all", "--no-legend", "sleepyllama-*"])
+             .stdout.strip() == "", timeout=10, what="systemd to forget the units")
     install(box, "--uninstall", "--purge")
     assert box.run(["test", "-e", "/etc/sleepyllama"], check=False).returncode != 0
+
+
+def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
+    # a server whose model file does not exist fails at each start: restarted a few times, then
+    # stopped by systemd's start limit (RestartSec shortened here), and named by check
+    box.write("/etc/systemd/system/sleepyllama-server@bad.service.d/test.conf",
+              "[Service]\nRestartSec=1\n")
+    install(box, *SERVER_ARGS)
+    installed = install(box, "server", "--name", "bad", "--", "/opt/fake/llama-server", "-m",
+                        "/models/nope.gguf", "--host", "127.0.0.1", "--port", "8081")
+    assert "error: [server.bad] command: -m /models/nope.gguf: no such file" in installed.stdout
+    assert "Not ready as configured: fix the errors above, then: sudo sleepyllama restart" in (
+        installed.stdout)
+    def gave_up() -> bool:
+        unit = "sleepyllama-server@bad.service"
+        # StartLimitBurst=5: systemd says "start request repeated too quickly" and stops
+        return box.show(unit, "NRestarts") == "5" and box.show(unit, "ActiveState") == "failed"
+
+    wait_for(gave_up, timeout=90, what="systemd to stop restarting the bad server")
+    check = box.run(["sleepyllama", "check"], check=False)
+    assert check.returncode == 1
+    failed = [line for line in check.stdout.splitlines()
+              if line.startswith("error: sleepyllama-server@bad.service failed (exit-code) after 5 "
+                                 "restarts: exited unasked (status 1): ")]
+    assert failed and "failed to open GGUF file '/models/nope.gguf'" in failed[0], check.stdout
+    assert failed[0].endswith("fix what it says, then: sudo sleepyllama restart")
+    status = box.run(["sleepyllama", "status"], check=False).stdout
+    assert "failed (exit-code) after 5 restarts" in status and RESTART_HINT in status
+
+    box.run(["sh", "-c", "mkdir -p /models && touch /models/nope.gguf"])  # the fix
+    restarted = box.run(["sleepyllama", "restart"])
+    assert "sleepyllama-server@bad.service: failed state cleared" in restarted.stdout
+    wait_for(lambda: box.show("sleepyllama-servers.target", "ActiveState") == "active",
+             timeout=60, what="the servers' target")
+    assert box.show("sleepyllama-server@bad.service", "ActiveState") == "active"
+
+    # the commands README gives work as written from a login shell, and for a non-root user
+    dry_run = box.run(["bash", "-lc", "sleepyllama-idle --dry-run"])
+    assert "stay awake" in dry_run.stderr or "would sleep" in dry_run.stderr, dry_run.stderr
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    as_user = box.run([*nobody, "/usr/local/bin/sleepyllama", "status"], check=False)
+    assert as_user.returncode == 0, as_user.stderr
+    assert "last idle check" in as_user.stdout and "Traceback" not in as_user.stderr
+    user_dry_run = box.run([*nobody, "/usr/local/bin/sleepyllama-idle", "--dry-run"], check=False)
+    assert user_dry_run.returncode == 0 and "Traceback" not in user_dry_run.stderr
+    assert "not root: the verdict is not kept" in user_dry_run.stderr
+
+    # a bare MAC is accepted and written the usual way
+    install(box, "proxy", "--name", "llama", "--listen", "127.0.0.1:3939", "--backend",
+            "127.0.0.1:8080", "--mac", "ABCDEF012345")
+    assert 'mac = "ab:cd:ef:01:23:45"' in box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
+
+    # one name goes, the rest stays
+    removed = install(box, "--uninstall", "--name", "bad")
+    assert "stopped and disabled sleepyllama-server@bad.service" in removed.stdout
+    assert "removed [server.bad] from /etc/sleepyllama/sleepyllama.toml" in removed.stdout
+    config = box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
+    assert "[server.bad]" not in config and "[server.llama]" in config and "[proxy.llama]" in config
+    assert box.show("sleepyllama-server@llama.service", "ActiveState") == "active"
+    everything = install(box, "--uninstall")
+    assert "kept /var/lib/sleepyllama, the idle clock and counters (--purge removes it)" in (
+        everything.stdout)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from sleepyllama import config
-from sleepyllama.tables import main, set_key, set_table
+from sleepyllama.tables import main, remove_table, set_key, set_table
 
 USER_FILE = """# my settings
 [proxy.llama]
@@ -60,3 +60,10 @@ def test_the_gpu_choice_is_kept_unless_given(tmp_path: Path) -> None:
     assert config.load(path).idle.gpu == "off"
     assert main([str(path), "server", "llama", "--gpu", "amdgpu", "--", "llama-server"]) == 0
     assert config.load(path).idle.gpu == "amdgpu"
+
+
+def test_removing_a_table_keeps_every_other_byte() -> None:
+    assert remove_table(USER_FILE, "proxy.llama") == USER_FILE.replace(
+        '[proxy.llama]\nbackend = "10.0.0.5:8080"   # old box\nmac = "ab:cd:ef:01:23:45"\n\n', "")
+    assert remove_table(USER_FILE, "proxy.whisper") == USER_FILE[:USER_FILE.index("[proxy.whisper]")]
+    assert remove_table(USER_FILE, "proxy.nothing") == USER_FILE
