@@ -214,6 +214,13 @@ def cleanup() -> Iterator[list]:
         thing.stop()
 
 
+def sleepyllama_command(config: Path, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sleepyllama.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
 def require(program: str) -> None:
     if shutil.which(program) is None:
         pytest.skip(f"{program} is not installed (it comes with the package named in README)")

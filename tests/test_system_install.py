@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from container import INSTALL_TREES, REPO, Container, build_wheelhouse, missing_requirement
 
-from sleepyllama.cli import RESTART_HINT
+from sleepyllama.status import RESTART_HINT
 
 from conftest import FAKE_SERVER, wait_for
 

@@ -1,0 +1,206 @@
+"""sleepyllama check: every problem of the config and the machine in one list, each with its fix."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sleepyllama import systemd
+from sleepyllama.config import Config, ServerConfig
+from sleepyllama.host.activity import CANNOT_SHOW
+from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
+from sleepyllama.host.supervisor import health
+from sleepyllama.status import RESTART_HINT, broken, expected_units, failed_words, unit_rows
+
+HOOK = Path("/usr/lib/systemd/system-sleep/sleepyllama")
+
+
+@dataclass
+class Findings:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    good: list[str] = field(default_factory=list)
+
+
+def check(config: Config) -> Findings:
+    found = Findings()
+    found.good.append(f"{config.path} is valid")
+    for proxy in config.proxies.values():
+        try:
+            socket.getaddrinfo(proxy.backend.host, proxy.backend.port)
+        except OSError as error:
+            found.warnings.append(f"[proxy.{proxy.name}] backend {proxy.backend.host}: cannot "
+                                  f"resolve it ({error.strerror})")
+    for server in config.servers.values():
+        program = server.command[0]
+        if not (shutil.which(program) or (os.path.isfile(program) and os.access(program, os.X_OK))):
+            found.errors.append(f"[server.{server.name}] command: {program} is not an "
+                                "executable file")
+        check_activity(server, config.idle.servers, found)
+        check_paths(server, found)
+        check_reachable(server, config, found)
+        if server.activity == "none" and config.idle.gpu == "off":
+            found.warnings.append(f"[server.{server.name}] shows no requests and [idle] gpu = "
+                                  "\"off\": nothing keeps the box up while it serves but a sleep "
+                                  "inhibitor")
+    if config.servers and config.idle.gpu != "off":
+        check_gpus(config.idle.gpu, found)
+    if config.servers:
+        check_wake_on_lan(found)
+        if not (HOOK.exists() and os.access(HOOK, os.X_OK)):
+            found.errors.append(f"{HOOK} is missing: the servers would not restart after a resume "
+                                "(sudo ./install.sh server ...)")
+    check_units(config, found)
+    return found
+
+
+# flags whose value is a file the server reads at start (llama-server, whisper-server, llama-swap)
+INPUT_FILE_FLAGS = {"-m", "--model", "-mm", "--mmproj", "-md", "--model-draft", "--lora",
+                    "--control-vector", "--grammar-file", "--json-schema-file",
+                    "--chat-template-file", "--config"}
+
+
+def missing_inputs(command: tuple[str, ...]) -> list[str]:
+    """Files a server command names as its inputs (a model, a config) that do not exist."""
+    missing = []
+    for flag, value in itertools.pairwise(command):
+        named = flag in INPUT_FILE_FLAGS or (flag.startswith("--") and value.endswith(".gguf"))
+        if named and "://" not in value and not os.path.exists(value):
+            missing.append(f"{flag} {value}")
+    return missing
+
+
+def check_paths(server: ServerConfig, found: Findings) -> None:
+    for item in missing_inputs(server.command):
+        found.errors.append(f"[server.{server.name}] command: {item}: no such file (the server "
+                            "would fail at each start)")
+
+
+def listen_host(server: ServerConfig) -> str | None:
+    """Where the server listens, from its command line; None when it cannot be told."""
+    for flag, value in itertools.pairwise(server.command):
+        if flag == "--host":
+            return value
+        if flag == "--listen" and server.activity == "llama-swap":
+            return value.rpartition(":")[0].strip("[]")
+    return "127.0.0.1" if server.activity == "llama-server" else None  # llama-server's default
+
+
+def check_reachable(server: ServerConfig, config: Config, found: Findings) -> None:
+    """A server that listens on loopback only cannot be reached by a proxy on another host."""
+    host = listen_host(server)
+    loopback = host is not None and (host == "localhost" or host.startswith("127.") or host == "::1")
+    if loopback and not config.proxies:  # a proxy on this same host would reach it
+        found.warnings.append(
+            f"[server.{server.name}] listens on {host} only: a proxy on the always-on host cannot "
+            "reach it; give the server --host 0.0.0.0 (or this box's LAN address)")
+
+
+def check_activity(server: ServerConfig, servers_signal: bool, found: Findings) -> None:
+    """What the idle check can see of this server's use, and what it cannot."""
+    table = f"[server.{server.name}]"
+    if not servers_signal:
+        return
+    if server.activity == "llama-server" and "--metrics" not in server.command:
+        found.warnings.append(
+            f"{table}: llama-server runs without --metrics: the idle check must read /slots "
+            "instead, which counts as use and keeps llama-server's own --sleep-idle-seconds from "
+            "ever unloading the model (add --metrics to its command)")
+    elif CANNOT_SHOW[server.activity]:
+        found.warnings.append(f"{table} activity = \"{server.activity}\": "
+                              f"{CANNOT_SHOW[server.activity]}")
+    else:
+        found.good.append(f"{table}: requests counted from /metrics, model sleep from /props")
+
+
+def check_gpus(mode: str, found: Findings) -> None:
+    reading = AmdGpuSignal().read() if mode == "amdgpu" else GpuSignal(mode).read()
+    if reading.activity is Activity.UNKNOWN:
+        found.errors.append(f"[idle] gpu = \"{mode}\": {reading.reason}")
+        return
+    found.good.append(f"{'amdgpu' if mode == 'amdgpu' else 'nvidia-smi'}: {reading.reason}")
+    if mode == "pstate":
+        gpus = GpuSignal(mode).query()
+        if gpus and all(g.pstate == 0 and g.utilization == 0 for g in gpus):
+            found.warnings.append("every GPU is at P0 with 0 % utilization: some GPUs (P100, "
+                                  "V100) have only P0 and would never look idle; set "
+                                  "[idle] gpu = \"utilization\"")
+
+
+def default_interface() -> str | None:
+    try:
+        routes = subprocess.run(["ip", "route", "show", "default"], capture_output=True,
+                                text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\bdev (\S+)", routes)
+    return match.group(1) if match else None
+
+
+def check_wake_on_lan(found: Findings) -> None:
+    interface = default_interface()
+    if interface is None:
+        found.warnings.append("no default route: cannot tell which network card must wake the box")
+        return
+    if shutil.which("ethtool") is None:
+        found.warnings.append(f"ethtool is not installed: cannot check Wake-on-LAN on {interface} "
+                              "(apt-get install ethtool)")
+        return
+    output = subprocess.run(["ethtool", interface], capture_output=True, text=True).stdout
+    supports = re.search(r"Supports Wake-on:\s*(\S+)", output)
+    current = re.search(r"^\s*Wake-on:\s*(\S+)", output, re.MULTILINE)
+    if not supports or "g" not in supports.group(1):
+        found.errors.append(f"{interface} does not support Wake-on-LAN by magic packet")
+    elif not current or "g" not in current.group(1):
+        found.errors.append(f"Wake-on-LAN is off on {interface}: sudo ethtool -s {interface} wol g "
+                            "(README, Troubleshooting, shows how to keep it on across reboots)")
+    else:
+        found.good.append(f"Wake-on-LAN by magic packet is on for {interface}")
+
+
+def check_units(config: Config, found: Findings) -> None:
+    wanted = [u for u in expected_units(config) if not u.startswith("sleepyllama-proxy@")
+              or u.endswith(".socket")]  # the proxy's service starts with its socket
+    wanted = [u for u in wanted if u != "sleepyllama-servers.target"]
+    try:
+        states = {unit: systemd.unit_file_state(unit) for unit in wanted}
+        rows = unit_rows(expected_units(config))
+    except Exception as error:
+        found.warnings.append(f"cannot ask systemd about the units ({error})")
+        return
+    for unit, unit_state in states.items():
+        if unit_state == "not-found":
+            found.errors.append(f"{unit} is not installed (sudo ./install.sh ...)")
+        elif unit_state not in ("enabled", "enabled-runtime", "static"):
+            found.errors.append(f"{unit} is {unit_state}: sudo systemctl enable --now {unit}")
+        else:
+            found.good.append(f"{unit} is {unit_state}")
+    for row in rows:
+        if broken(row):
+            how = (failed_words(row) if row["active"] == "failed"
+                   else f"restarting again and again ({row['restarts']} restarts)")
+            why = row["status"] or " | ".join(systemd.journal_errors(row["unit"])) or (
+                f"journalctl -u {row['unit']}")
+            found.errors.append(f"{row['unit']} {how}: {why}; {RESTART_HINT}")
+    for server in config.servers.values():
+        unit = f"sleepyllama-server@{server.name}.service"
+        if any(row["unit"] == unit and row["active"] == "active" for row in rows):
+            ready, _alive, why = health(server.health_url)
+            if not ready:
+                found.warnings.append(f"{unit} runs but {server.health_url} says: {why}")
+
+
+def print_findings(found: Findings) -> None:
+    for line in found.errors:
+        print(f"error: {line}")
+    for line in found.warnings:
+        print(f"warning: {line}")
+    for line in found.good:
+        print(f"ok: {line}")
+    print(f"{len(found.errors)} error(s), {len(found.warnings)} warning(s)")

@@ -1,0 +1,62 @@
+"""sleepyllama check, run as a person runs it: every problem listed, each with its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import sleepyllama_command
+
+
+def test_check_lists_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text('[server.llama]\ncommand = ["/no/such/llama-server"]\n')
+    result = sleepyllama_command(config, "check", env={"PATH": str(tmp_path)})  # no nvidia-smi on PATH
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "error: [server.llama] command: /no/such/llama-server is not an executable file" in lines
+    assert any(line.startswith('error: [idle] gpu = "pstate": nvidia-smi not found') for line in lines)
+    assert lines[-1].startswith(f"{sum(line.startswith('error:') for line in lines)} error(s)")
+
+
+def test_check_says_what_each_server_kind_cannot_show(tmp_path: Path) -> None:
+    executable = tmp_path / "llama-server"
+    executable.write_text("#!/bin/sh\n")
+    executable.chmod(0o755)
+    whisper = tmp_path / "whisper-server"
+    whisper.write_text("#!/bin/sh\n")
+    whisper.chmod(0o755)
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["{executable}", "-m", "m.gguf"]\n'
+                      f'[server.whisper]\ncommand = ["{whisper}"]\n[idle]\ngpu = "off"\n')
+    lines = sleepyllama_command(config, "check").stdout.splitlines()
+    assert any(line.startswith("warning: [server.llama]: llama-server runs without --metrics")
+               and "--sleep-idle-seconds" in line for line in lines), lines
+    assert any(line.startswith('warning: [server.whisper] activity = "none": no request is seen')
+               for line in lines), lines
+    assert any("[server.whisper] shows no requests and [idle] gpu = \"off\"" in line
+               for line in lines), lines
+    config.write_text(f'[server.llama]\ncommand = ["{executable}", "--metrics", "--host", "0.0.0.0"]'
+                      '\n[idle]\ngpu = "off"\n')
+    lines = sleepyllama_command(config, "check").stdout.splitlines()
+    assert "ok: [server.llama]: requests counted from /metrics, model sleep from /props" in lines
+    assert not any("[server.llama]" in line for line in lines if line.startswith("warning"))
+
+
+def test_check_finds_missing_model_files_and_loopback_only_servers(tmp_path: Path) -> None:
+    executable = tmp_path / "llama-server"
+    executable.write_text("#!/bin/sh\n")
+    executable.chmod(0o755)
+    model = tmp_path / "here.gguf"
+    model.write_text("")
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["{executable}", "-m", "/models/nope.gguf", '
+                      f'"--mmproj", "{model}", "--metrics", "--host", "127.0.0.1"]\n'
+                      '[idle]\ngpu = "off"\n')
+    result = sleepyllama_command(config, "check")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert ("error: [server.llama] command: -m /models/nope.gguf: no such file (the server would "
+            "fail at each start)") in lines
+    assert not any(str(model) in line for line in lines)
+    assert any(line.startswith("warning: [server.llama] listens on 127.0.0.1 only") and
+               "--host 0.0.0.0" in line for line in lines), lines
