@@ -47,6 +47,11 @@ class ProxyConfig:
     wake_command: tuple[str, ...] | None = None
     max_connections: int = 512
     exit_idle: float | None = None
+    # while the backend is not known to be ready: requests answered from the cache ("GET /path"),
+    # requests that may wake it ("METHOD /glob*"; None: all), clients that may wake it (None: all)
+    answer_while_asleep: tuple[str, ...] = ("GET /v1/models", "GET /models")
+    wake_on: tuple[str, ...] | None = None
+    wake_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,29 @@ def parse_url(value: object) -> str:
     return value
 
 
+def parse_requests(value: object, *, patterns: bool) -> tuple[str, ...]:
+    """A list of "METHOD /path" (with patterns: "/v1/*" globs and "*" for any method)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"expected a list like [\"GET /v1/models\"], not {value!r}")
+    method = r"(?:[A-Z]+|\*)" if patterns else r"GET"
+    path = r"/\S*" if patterns else r"/[^\s*?\[]*"
+    for item in value:
+        if not re.fullmatch(rf"{method} {path}", item):
+            hint = "\"METHOD /path\", globs allowed" if patterns else "\"GET /path\", no globs"
+            raise ValueError(f"{item!r} is not {hint}")
+    return tuple(value)
+
+
+def parse_networks(value: object) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """CIDR networks ("192.168.1.0/24", "fd00::/8"); a bare address is a /32 or /128."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"expected a list like [\"192.168.1.0/24\"], not {value!r}")
+    try:
+        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value)
+    except ValueError as error:
+        raise ValueError(f"{error}") from None
+
+
 def parse_argv(value: object) -> tuple[str, ...]:
     """A command as a list of strings; never a shell string, so nothing is ever word-split."""
     if isinstance(value, str):
@@ -276,6 +304,11 @@ def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
         wake_command=wake_command,
         max_connections=table.get("max_connections", positive_int, 512),
         exit_idle=table.get("exit_idle", parse_duration),
+        answer_while_asleep=table.get("answer_while_asleep",
+                                      lambda v: parse_requests(v, patterns=False),
+                                      ("GET /v1/models", "GET /models")),
+        wake_on=table.get("wake_on", lambda v: parse_requests(v, patterns=True)),
+        wake_from=table.get("wake_from", parse_networks),
     )
     table.finish()
     if config.wol_interval <= 0:

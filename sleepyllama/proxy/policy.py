@@ -1,0 +1,89 @@
+"""What to do with a client while its backend is not known to be ready, decided without I/O.
+
+From the client's address and its request head: answer from the cache (a frontend that only
+looks at the model list), refuse (a request or a client that may not wake the box: a scanner,
+an uptime checker), or hold the client and wake the box.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from sleepyllama.config import ProxyConfig
+
+
+class Action(enum.Enum):
+    ANSWER_FROM_CACHE = "answer from cache"
+    BAD_REQUEST = "bad request"
+    REFUSE = "refuse"
+    WAKE = "wake"
+
+
+@dataclass(frozen=True)
+class Head:
+    method: str
+    target: str  # path and query, as sent
+    has_body: bool
+
+
+def client_may_wake(config: ProxyConfig, address: str) -> bool:
+    if config.wake_from is None:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False  # not an IP client (a Unix socket): not in any network named
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped  # a dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d
+    return any(ip in network for network in config.wake_from)
+
+
+def request_may_wake(config: ProxyConfig, head: Head) -> bool:
+    if config.wake_on is None:
+        return True
+    path = head.target.split("?", 1)[0]
+    for rule in config.wake_on:
+        method, pattern = rule.split(" ", 1)
+        if method in ("*", head.method) and fnmatchcase(path, pattern):
+            return True
+    return False
+
+
+def decide(config: ProxyConfig, head: Head, address: str, cached: frozenset[str]) -> tuple[Action, str]:
+    """(action, reason for the journal) for one request while the backend is not ready."""
+    request = f"{head.method} {head.target}"
+    if request in config.answer_while_asleep and head.has_body:
+        return Action.BAD_REQUEST, f"{request} comes with a body, which it does not take"
+    if request in config.answer_while_asleep and request in cached:
+        return Action.ANSWER_FROM_CACHE, f"{request} answered from the cache"
+    if not client_may_wake(config, address):
+        return Action.REFUSE, f"{address} may not wake the backend (wake_from)"
+    if not request_may_wake(config, head):
+        return Action.REFUSE, f"{request} may not wake the backend (wake_on)"
+    return Action.WAKE, f"{request} from {address}"
+
+
+def needs_parsing(config: ProxyConfig) -> bool:
+    """Whether requests must be read at all while the backend is not ready."""
+    return bool(config.answer_while_asleep) or config.wake_on is not None
+
+
+# an HTTP/1.x request line's start: a method, a space, a path, an absolute URL or "*"
+_REQUEST_START = re.compile(rb"([A-Z]{1,16}) (/|https?://|\*)")
+_METHOD_SO_FAR = re.compile(rb"[A-Z]{0,16}")
+
+
+def speaks_http1(first_bytes: bytes) -> bool | None:
+    """True for an HTTP/1.x request, False for anything else (TLS, HTTP/2's "PRI *" preface,
+    raw TCP), None while too few bytes have come to tell."""
+    match = _REQUEST_START.match(first_bytes)
+    if match:
+        return match.group(1) != b"PRI"
+    if _METHOD_SO_FAR.fullmatch(first_bytes) or (
+            _METHOD_SO_FAR.fullmatch(first_bytes[:-1]) and first_bytes.endswith(b" ")):
+        return None
+    return False
