@@ -7,6 +7,7 @@ verdict, the GPUs. Shown even when the config has an error: then the units alone
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -71,7 +72,7 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
     for proxy in config.proxies.values():
         ready, why = probe(proxy.health_url, proxy.backend)
         report["proxies"].append({"name": proxy.name, "backend": str(proxy.backend),
-                                  "ready": ready, "answer": why})
+                                  "ready": ready, "answer": why, **proxy_memory(proxy.name)})
     try:
         counters = state.counters(state.load(state.state_path())[1]) if config.servers else {}
     except PermissionError:
@@ -82,6 +83,30 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
         report["idle"] = idle_report(config)
         gpu_status(config.idle.gpu, report)
     return report
+
+
+PROXY_STATE = Path("/var/lib/sleepyllama-proxy")  # the proxy unit's StateDirectory=
+
+
+def proxy_memory(name: str) -> dict:
+    """What the proxy kept for answering while the backend sleeps (the age of each answer), and
+    its last wake as the journal has it: who woke the box, with which request."""
+    memory: dict = {}
+    try:
+        stored = json.loads((PROXY_STATE / f"{name}.answers.json").read_text())
+        memory["cached"] = {target: time.time() - entry["fetched_at"]
+                            for target, entry in stored["entries"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or not root (the DynamicUser's directory is private)
+    try:
+        last = subprocess.run(["journalctl", "--no-pager", "-o", "cat", "-n", "1", "-u",
+                               f"sleepyllama-proxy@{name}.service", "--grep", "^waking "],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        last = ""
+    if last.startswith("waking "):
+        memory["last_wake"] = last
+    return memory
 
 
 def gpu_status(mode: str, report: dict) -> None:
@@ -148,6 +173,10 @@ def print_status(report: dict) -> None:
     for proxy in report["proxies"]:
         answer = "ready" if proxy["ready"] else "not ready"
         print(f"proxy {proxy['name']}: backend {proxy['backend']} {answer} ({proxy['answer']})")
+        for target, age in proxy.get("cached", {}).items():
+            print(f"  answers GET {target} while asleep: kept {format_duration(round(age))} ago")
+        if proxy.get("last_wake"):
+            print(f"  last wake: {proxy['last_wake']}")
     for server in report["servers"]:
         print(f"server {server['reason']} ({server['kind']})")
     idle = report.get("idle")

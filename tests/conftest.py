@@ -130,7 +130,8 @@ class SleepingBackend:
 
 class ProxyRun:
     def __init__(self, directory: Path, table: str, *, activate: bool = True,
-                 listen: str | None = None, extra_args: list[str] | None = None) -> None:
+                 listen: str | None = None, extra_args: list[str] | None = None,
+                 state_directory: Path | None = None) -> None:
         self.config = directory / "sleepyllama.toml"
         self.config.write_text(table)
         self.port = free_port()
@@ -139,9 +140,13 @@ class ProxyRun:
         program = [sys.executable, "-m", "sleepyllama.proxy", "--config", str(self.config), "-v",
                    *(extra_args or [])]
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), "PYTHONUNBUFFERED": "1"}
+        if state_directory is not None:  # as systemd's StateDirectory= sets it
+            env["STATE_DIRECTORY"] = str(state_directory)
         if activate:
             command = ["systemd-socket-activate", "-l", self.listen,
-                       "-E", f"NOTIFY_SOCKET={self.notify.path}", *program]
+                       "-E", f"NOTIFY_SOCKET={self.notify.path}",
+                       *(["-E", f"STATE_DIRECTORY={state_directory}"] if state_directory else []),
+                       *program]
         else:
             command = [*program, "--listen", self.listen]
         self.process = Process(command, directory / "proxy.log", env)

@@ -24,6 +24,10 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+# the real llama-server's answer (--alias tiny), captured
+MODELS = Path(__file__).resolve().parent / "data" / "llama-server" / "v1-models.json"
 
 
 class State:
@@ -86,6 +90,8 @@ class Handler(BaseHTTPRequestHandler):
             ])
         elif self.path == "/metrics":
             self._metrics()
+        elif self.path in ("/v1/models", "/models") and MODELS.exists():  # copied alone: none
+            self._json(200, json.loads(MODELS.read_text()))
         elif self.path == "/props":
             self._json(200, {"total_slots": self.state.slots, "is_sleeping": False,
                              "model_path": "/models/fake.gguf"})

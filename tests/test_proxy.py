@@ -186,6 +186,8 @@ def test_max_connections_closes_new_clients_with_a_warning(tmp_path, cleanup) ->
                                            max_connections=3))
     cleanup.append(proxy)
     held = [socket.create_connection(proxy.address) for _ in range(3)]
+    for client in held:
+        client.sendall(GET_HEALTH)
     wait_for(lambda: proxy.log().count("holding") == 3, what="three held clients")
     with socket.create_connection(proxy.address, timeout=10) as extra:
         assert extra.recv(100) == b""

@@ -44,6 +44,8 @@ def wheelhouse() -> Iterator[Path]:
 def box(tmp_path: Path, wheelhouse: Path) -> Iterator[Container]:
     container = Container(tmp_path, f"sl-install-{os.getpid()}", binds=(f"--bind-ro={wheelhouse}",))
     container.write("/opt/fake/llama-server", FAKE_SERVER.read_text(), mode="755")
+    models = FAKE_SERVER.parent / "data" / "llama-server" / "v1-models.json"
+    container.write("/opt/fake/data/llama-server/v1-models.json", models.read_text())
     smi = container.local_bin / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho '0, P8, 0'\n")
     smi.chmod(0o755)
@@ -117,9 +119,13 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert box.run(["stat", "-c", "%a %U", "/etc/sleepyllama/sleepyllama.toml"]).stdout.strip() == (
         "644 root")
 
+    # the proxy kept the model list in its StateDirectory, as its DynamicUser, for while it sleeps
+    wait_for(lambda: box.run(["test", "-s", "/var/lib/sleepyllama-proxy/llama.answers.json"],
+                             check=False).returncode == 0, timeout=15, what="the proxy's cache")
     status = box.run(["sleepyllama", "status"]).stdout
     assert "sleepyllama-server@llama.service" in status and "ready · 0 requests in flight" in status
     assert "proxy llama: backend 127.0.0.1:8080 ready (HTTP 200)" in status
+    assert "answers GET /v1/models while asleep: kept" in status
     report = json.loads(box.run(["sleepyllama", "status", "--json"]).stdout)
     states = {unit["unit"]: unit["active"] for unit in report["units"]}
     assert states["sleepyllama-proxy@llama.socket"] == "active"

@@ -11,7 +11,9 @@ succeeds proves nothing, only /health does.
 
 When the backend is ready every held client is connected, in arrival order. A held client that
 hangs up is dropped at once; one held past wake_timeout gets an HTTP 503 (if it spoke HTTP) or a
-close.
+close. Where the config asks for it (answer_while_asleep, wake_on, wake_from), a client that
+finds the backend not ready meets reception.py first, which may answer it from the cache or
+refuse it; the clients it hands over carry the bytes it read, sent to the backend first.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import errno
 import logging
 import select
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sleepyllama.config import ProxyConfig, format_duration
+from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
+from sleepyllama.proxy.cache import AnswerCache
+from sleepyllama.proxy.reception import Reception, Visitor
 from sleepyllama.proxy.reply import backend_unavailable, looks_like_http
 from sleepyllama.proxy.splice import Splice
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
@@ -51,6 +57,8 @@ class Client:
     arrived: float
     deadline: float
     timer: asyncio.TimerHandle | None = None
+    prefix: bytes = b""  # read from the client already: the backend gets these first
+    request: str = ""  # "METHOD /path" when reception read it
 
 
 class HangupWatcher:
@@ -102,6 +110,7 @@ class Backend:
         on_change: Callable[[], None] = lambda: None,
         on_close: Callable[[], None] = lambda: None,
         probe: Probe | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         self.config, self.loop, self.sender = config, loop, sender
         self.on_change = on_change  # the status line may have changed
@@ -123,6 +132,11 @@ class Backend:
         self.wake_signals = 0  # sent during the current wake
         self.last_probe = ""
         self.gave_up = False  # a client of the current (or last) wake was answered 503
+        self.cache = cache or AnswerCache(f"http://{config.backend}", config.answer_while_asleep,
+                                          None)
+        self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
+                                   linger=self._linger, closed=on_close, changed=on_change)
+        self.reads_requests = policy.needs_parsing(config) or config.wake_from is not None
 
     # -- readiness ----------------------------------------------------------------------------
 
@@ -133,6 +147,17 @@ class Backend:
     def _believe_ready(self) -> None:
         self.last_ready = self.loop.time()
         self.ready_until = self.last_ready + READY_TRUST
+        if self.cache.targets and not self.cache.fetching and self.cache.stale(time.time()):
+            self._fill_cache()
+
+    def _fill_cache(self) -> None:
+        """Fetch the answers to keep from the backend, off every client's path."""
+        self.cache.fetching = True
+
+        def done(_result: asyncio.Future[None]) -> None:
+            self.cache.fetching = False
+
+        self.loop.run_in_executor(None, self.cache.fetch).add_done_callback(done)
 
     def _not_ready(self) -> None:
         self.ready_until = 0.0
@@ -156,12 +181,22 @@ class Backend:
 
     # -- one client --------------------------------------------------------------------------
 
-    def serve(self, sock: socket.socket, peer: str) -> None:
+    def serve(self, sock: socket.socket, peer: str, address: str = "") -> None:
         now = self.loop.time()
-        client = Client(sock, peer, now, now + self.config.wake_timeout)
         if now < self.ready_until:
             if now > self.ready_until - READY_TRUST / 2 and not self.refreshing:
                 self._refresh_in_background()
+            self._connect(Client(sock, peer, now, now + self.config.wake_timeout))
+        elif self.reads_requests:
+            self.reception.receive(Visitor(sock, peer, address))
+        else:
+            self._hold(Client(sock, peer, now, now + self.config.wake_timeout))
+
+    def _hold_visitor(self, visitor: Visitor) -> None:
+        now = self.loop.time()
+        client = Client(visitor.sock, visitor.peer, now, now + self.config.wake_timeout,
+                        prefix=visitor.prefix, request=visitor.request)
+        if now < self.ready_until:  # woken meanwhile, by another client
             self._connect(client)
         else:
             self._hold(client)
@@ -202,6 +237,18 @@ class Backend:
     def _splice(self, client: Client, backend: socket.socket) -> None:
         splice = Splice(self.loop, client.sock, backend, self._splice_closed)
         self.splices.add(splice)
+        if client.prefix:  # what reception read goes first, then the rest of the stream
+            self.loop.create_task(self._send_prefix_then_splice(client.prefix, backend, splice))
+        else:
+            splice.start()
+
+    async def _send_prefix_then_splice(self, prefix: bytes, backend: socket.socket,
+                                       splice: Splice) -> None:
+        try:
+            await self.loop.sock_sendall(backend, prefix)
+        except OSError:
+            splice.close()
+            return
         splice.start()
 
     def _splice_closed(self, splice: Splice, backend_lost: OSError | None) -> None:
@@ -249,7 +296,7 @@ class Backend:
                 self.wake_signals, self.last_probe or "none yet",
             )
         try:
-            first_bytes = client.sock.recv(1024, socket.MSG_PEEK)
+            first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
         except OSError:
             first_bytes = b""
         try:
@@ -343,9 +390,10 @@ class Backend:
                 self.wake_started = now
                 first = next(iter(self.waiting.values()))
                 # naming the client tells a person who keeps waking the box (a polling frontend)
-                log.info("waking %s with %s: %d client(s) waiting, first %s (last probe: %s)",
+                log.info("waking %s with %s: %d client(s) waiting, first %s%s (last probe: %s)",
                          self.config.backend, self.sender.describe(), len(self.waiting),
-                         first.peer, self.last_probe or "none yet")
+                         first.peer, f" {first.request}" if first.request else "",
+                         self.last_probe or "none yet")
             self.sender.send()
             self.schedule.mark_sent(now)
             self.wake_signals += 1
@@ -369,6 +417,7 @@ class Backend:
     # -- shutdown -----------------------------------------------------------------------------
 
     def close_all(self) -> None:
+        self.reception.close_all()
         for client in list(self.waiting.values()):
             self._unhold(client)
             client.sock.close()

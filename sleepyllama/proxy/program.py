@@ -13,17 +13,20 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import resource
 import signal
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, format_duration
 from sleepyllama.proxy.backend import Backend
+from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.misconfigured import Misconfigured
 from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSender
 
@@ -53,7 +56,9 @@ class Proxy:
     ) -> None:
         self.config, self.listeners, self.loop, self.notifier = config, listeners, loop, notifier
         self.backend = Backend(config, loop, make_sender(config),
-                               on_change=self.refresh_status, on_close=self._closed)
+                               on_change=self.refresh_status, on_close=self._closed,
+                               cache=AnswerCache(f"http://{config.backend}",
+                                                 config.answer_while_asleep, cache_path(config)))
         self.connections = 0
         self.stopped = asyncio.Event()
         self.exit_idle = config.exit_idle if exit_when_idle else None
@@ -98,7 +103,8 @@ class Proxy:
             client.setblocking(False)
             if client.family != socket.AF_UNIX:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.backend.serve(client, peer_name(address))
+            self.backend.serve(client, peer_name(address),
+                               address[0] if isinstance(address, tuple) else "")
 
     def _refuse(self, client: socket.socket) -> None:
         client.close()
@@ -138,14 +144,16 @@ class Proxy:
             waited = self.loop.time() - backend.wake_started
             return (f"waking {self.config.backend.host} · {waited:.0f} s · "
                     f"{backend.wake_signals} packets · {len(backend.waiting)} clients waiting")
+        cached = (f" · {backend.cache.answered} answered from cache"
+                  if backend.cache.answered else "")
         if backend.ready:
-            return f"backend awake · {self.connections} connections"
+            return f"backend awake · {self.connections} connections{cached}"
         if backend.gave_up:
             return f"backend did not wake within {format_duration(self.config.wake_timeout)}"
         if backend.last_ready is not None:  # trusted no longer, but known to have answered
             ago = format_duration(round(self.loop.time() - backend.last_ready))
-            return f"backend answered {ago} ago · {self.connections} connections"
-        return f"backend not contacted yet · {self.connections} connections"
+            return f"backend answered {ago} ago · {self.connections} connections{cached}"
+        return f"backend not contacted yet · {self.connections} connections{cached}"
 
     def refresh_status(self) -> None:
         self.notifier.status(self.status_line())
@@ -154,6 +162,13 @@ class Proxy:
         # connection counts change too often to notify on each; once a second is plenty
         self.refresh_status()
         self.loop.call_later(1.0, self._tick_status)
+
+
+def cache_path(config: ProxyConfig) -> Path | None:
+    """Where the answers kept for a sleeping backend live: the unit's StateDirectory= (which
+    outlives exit_idle, restarts and reboots); none when run by hand without one."""
+    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(directory) / f"{config.name}.answers.json" if directory else None
 
 
 def describe(listener: socket.socket) -> str:

@@ -1,0 +1,217 @@
+"""The requests of a client met while its backend is not known to be ready, read with h11.
+
+Each request head is read (at most MAX_HEAD bytes, within HEAD_TIMEOUT) and policy.decide()
+says what to do: answer it from the cache and read the next one on the same connection
+(keep-alive, pipelining), refuse it, or hand the client to the waiting room together with every
+byte read so far, which goes to the backend first once it is ready: nothing is lost, duplicated
+or reordered. A client that does not speak HTTP/1.x (TLS, HTTP/2, raw TCP) is handed over with
+its first bytes as it is. Nothing here runs once the backend is ready: then clients are spliced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import h11
+
+from sleepyllama.config import ProxyConfig
+from sleepyllama.proxy import policy
+from sleepyllama.proxy.cache import AnswerCache, headers
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 64 * 1024  # a request head larger than this is answered 431
+HEAD_TIMEOUT = 10.0  # a request head must arrive within this (a trickling head is answered 408)
+KEEPALIVE_IDLE = 30.0  # a kept-alive connection without a next request is closed after this
+RETRY_AFTER = 30
+
+
+@dataclass(eq=False)
+class Visitor:
+    sock: socket.socket
+    peer: str  # "host:port" for the journal
+    address: str  # the client's IP address, for wake_from
+    prefix: bytes = b""  # bytes read from it that the backend must get first
+    request: str = ""  # its first request's method and path, for the journal
+
+
+def error_reply(status: int, reason: str, message: str, kind: str) -> bytes:
+    """An HTTP/1.1 error with an OpenAI-style body; the connection closes after it."""
+    body = json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            + (f"Retry-After: {RETRY_AFTER}\r\n" if status == 503 else "")
+            + "Connection: close\r\n\r\n")
+    return head.encode() + body
+
+
+def _has_body(request: h11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+class Reception:
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: ProxyConfig, cache: AnswerCache,
+                 *, hold: Callable[[Visitor], None], linger: Callable[[socket.socket], None],
+                 closed: Callable[[], None], changed: Callable[[], None]) -> None:
+        self.loop, self.config, self.cache = loop, config, cache
+        self.hold, self.linger, self.closed, self.changed = hold, linger, closed, changed
+        self.reading: set[asyncio.Task[None]] = set()
+        self.refused = 0
+
+    def receive(self, visitor: Visitor) -> None:
+        task = self.loop.create_task(self._receive(visitor))
+        self.reading.add(task)
+        task.add_done_callback(self.reading.discard)
+
+    def close_all(self) -> None:
+        for task in list(self.reading):
+            task.cancel()
+
+    async def _receive(self, visitor: Visitor) -> None:
+        try:
+            await self._read_requests(visitor)
+        except asyncio.CancelledError:
+            self._close(visitor)
+            raise
+        except OSError:
+            self._close(visitor)
+        except Exception:  # a bug must cost this one connection only, and be seen
+            log.exception("error while reading the request of %s", visitor.peer)
+            self._close(visitor)
+
+    async def _read_requests(self, visitor: Visitor) -> None:
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        pending = b""  # the raw bytes of the request being read, from its first byte on
+        deadline = self.loop.time() + HEAD_TIMEOUT
+        speaks_http: bool | None = None
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as error:
+                status = error.error_status_hint
+                self._reject(visitor, status, "Request Header Fields Too Large" if status == 431
+                             else "Bad Request", f"not a request sleepyllama can read: {error}",
+                             "invalid_request_error")
+                return
+            if event is h11.NEED_DATA:
+                data = await self._recv(visitor, deadline)
+                if data is None:  # the head did not come in time
+                    if speaks_http is None and not pending and self.config.wake_on is None:
+                        # silent from the start: a protocol whose server speaks first
+                        self._hand_over(visitor, b"", "")
+                    elif pending:
+                        self._reject(visitor, 408, "Request Timeout", "the request head did not "
+                                     f"arrive within {HEAD_TIMEOUT:g} s", "invalid_request_error")
+                    else:
+                        self._close(visitor)  # an idle keep-alive connection: just close it
+                    return
+                if not data:
+                    self._close(visitor)  # hung up
+                    return
+                pending += data
+                if speaks_http is None:
+                    speaks_http = policy.speaks_http1(pending)
+                    if speaks_http is None:
+                        continue
+                    if not speaks_http:
+                        self._hand_over(visitor, pending, "")
+                        return
+                    connection.receive_data(pending)
+                else:
+                    connection.receive_data(data)
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                self._close(visitor)
+                return
+            if not isinstance(event, h11.Request):
+                continue  # the rest of a request already answered
+            end_of_head = pending.find(b"\r\n\r\n")
+            if not 0 <= end_of_head <= MAX_HEAD:  # h11 limits heads that arrive in parts only
+                self._reject(visitor, 431, "Request Header Fields Too Large",
+                             f"a request head is limited to {MAX_HEAD} bytes",
+                             "invalid_request_error")
+                return
+            head = policy.Head(event.method.decode("ascii", "replace"),
+                               event.target.decode("ascii", "replace"), _has_body(event))
+            action, why = policy.decide(self.config, head, visitor.address, self.cache.cached())
+            if action is policy.Action.WAKE:
+                self._hand_over(visitor, pending, f"{head.method} {head.target}")
+                return
+            if action is policy.Action.REFUSE:
+                log.info("answering %s with 503: %s", visitor.peer, why)
+                self.refused += 1
+                self._reject(visitor, 503, "Service Unavailable", f"sleepyllama: the backend "
+                             f"{self.config.backend} is asleep and {why}; try again later",
+                             "backend_asleep")
+                return
+            if action is policy.Action.BAD_REQUEST:
+                self._reject(visitor, 400, "Bad Request", f"sleepyllama: {why}",
+                             "invalid_request_error")
+                return
+            if not await self._answer_from_cache(visitor, connection, head):
+                return
+            pending = connection.trailing_data[0]  # the next request's bytes, if pipelined
+            deadline = self.loop.time() + KEEPALIVE_IDLE
+
+    async def _answer_from_cache(self, visitor: Visitor, connection: h11.Connection,
+                                 head: policy.Head) -> bool:
+        """Send the cached answer; True when the connection stays open for the next request."""
+        while not isinstance(connection.next_event(), h11.EndOfMessage):
+            pass  # a GET without a body: its end follows its head at once
+        entry = self.cache.entries[head.target]
+        # h11 writes it and keeps track of keep-alive (Connection: close, HTTP/1.0)
+        answer = connection.send(h11.Response(status_code=entry.status, reason=b"OK",
+                                              headers=headers(entry, time.time())))
+        answer += connection.send(h11.Data(data=entry.body))  # the body as the backend sent it
+        answer += connection.send(h11.EndOfMessage())
+        close = connection.our_state is h11.MUST_CLOSE
+        await self.loop.sock_sendall(visitor.sock, answer)
+        self.cache.answered += 1
+        log.info("answered %s %s from the cache for %s: backend asleep", head.method,
+                 head.target, visitor.peer)
+        self.changed()
+        if close:
+            visitor.sock.shutdown(socket.SHUT_WR)
+            self.linger(visitor.sock)
+            return False
+        connection.start_next_cycle()
+        return True
+
+    async def _recv(self, visitor: Visitor, deadline: float) -> bytes | None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self.loop.sock_recv(visitor.sock, 65536)
+        except TimeoutError:
+            return None
+
+    def _hand_over(self, visitor: Visitor, pending: bytes, request: str) -> None:
+        if not policy.client_may_wake(self.config, visitor.address):
+            log.info("closing %s: it may not wake the backend (wake_from)", visitor.peer)
+            self.refused += 1
+            self._close(visitor)
+            return
+        visitor.prefix, visitor.request = pending, request
+        self.hold(visitor)
+
+    def _reject(self, visitor: Visitor, status: int, reason: str, message: str, kind: str) -> None:
+        try:
+            visitor.sock.send(error_reply(status, reason, message, kind))
+            visitor.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(visitor)
+            return
+        self.linger(visitor.sock)
+        self.changed()
+
+    def _close(self, visitor: Visitor) -> None:
+        visitor.sock.close()
+        self.closed()

@@ -1,0 +1,188 @@
+"""While the backend sleeps: the proxy under systemd-socket-activate reads requests, answers the
+model list from its cache without waking anything, refuses what may not wake the box, and hands
+the rest to the wake path with every byte it read, in order."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    GET_HEALTH,
+    ProxyRun,
+    SleepingBackend,
+    chat_request,
+    http_request,
+    proxy_table,
+    require,
+    wait_for,
+)
+
+GET_MODELS = b"GET /v1/models HTTP/1.1\r\nHost: box\r\n\r\n"
+
+
+@pytest.fixture(autouse=True)
+def socket_activate() -> None:
+    require("systemd-socket-activate")
+
+
+class Asleep:
+    """A backend that served once through the proxy (so the proxy kept its model list), then
+    fell asleep; and a proxy started afresh on the same state directory (as after exit_idle, a
+    restart or a reboot of the always-on host) that knows nothing of it but its cache."""
+
+    def __init__(self, tmp_path: Path, cleanup: list, **keys: object) -> None:
+        self.backend = SleepingBackend(tmp_path, load_seconds=0.2)
+        cleanup.append(self.backend)
+        state = tmp_path / "state"
+        state.mkdir()
+        first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+        first_dir.mkdir(), second_dir.mkdir()
+        first = ProxyRun(first_dir, proxy_table(self.backend, wol_interval="0.5s"),
+                         state_directory=state)
+        try:
+            assert http_request(first.address, GET_HEALTH).startswith(b"HTTP/1.1 200")
+            wait_for(lambda: (state / "llama.answers.json").exists(), what="the cache on disk")
+        finally:
+            first.stop()
+        self.backend.kill_server()
+        self.packets_asleep = len(self.backend.packets())
+        keys.setdefault("wol_interval", "0.5s")
+        self.proxy = ProxyRun(second_dir, proxy_table(self.backend, **keys), state_directory=state)
+        cleanup.append(self.proxy)
+
+    def new_packets(self) -> int:
+        return len(self.backend.packets()) - self.packets_asleep
+
+
+def status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def test_the_official_client_lists_models_asleep_and_its_chat_wakes_the_box(tmp_path, cleanup) -> None:
+    from openai import OpenAI
+
+    asleep = Asleep(tmp_path, cleanup)
+    host, port = asleep.proxy.address
+    client = OpenAI(base_url=f"http://{host}:{port}/v1", api_key="none", max_retries=0)
+    assert [model.id for model in client.models.list().data] == ["tiny"]
+    assert asleep.new_packets() == 0, "listing the models woke the box"
+    assert "answered GET /v1/models from the cache" in asleep.proxy.log()
+    # the same client, on the same kept-alive connection: this one needs the model
+    stream = client.chat.completions.create(model="tiny", stream=True,
+                                            messages=[{"role": "user", "content": "hi"}])
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert "token0" in text
+    assert asleep.new_packets() >= 1
+    assert "first 127.0.0.1" in asleep.proxy.log() and "POST /v1/chat/completions" in asleep.proxy.log()
+    assert any("1 answered from cache" in s for s in asleep.proxy.notify.statuses())
+
+
+def test_keep_alive_and_pipelining_keep_every_request_in_order(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup)
+    # Connection: close is honoured, and nothing is woken by looking
+    closing = http_request(asleep.proxy.address, GET_MODELS.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert closing.startswith(b"HTTP/1.1 200") and b"connection: close" in closing.lower()
+    assert b"x-sleepyllama: from-cache" in closing.lower()
+    assert asleep.new_packets() == 0
+    # cached, cached, then one for the backend, pipelined in one write: all three come back,
+    # in order, the last once the backend woke
+    sent = GET_MODELS + GET_MODELS + chat_request(stream=False)
+    answer = http_request(asleep.proxy.address, sent)
+    heads = [part.split(b"\r\n", 1)[0] for part in answer.split(b"HTTP/1.1 ")[1:]]
+    assert heads == [b"200 OK", b"200 OK", b"200 OK"], answer[:600]
+    assert answer.lower().count(b"x-sleepyllama: from-cache") == 2
+    assert answer.lower().index(b"x-sleepyllama") < answer.index(b"chat.completion")
+    assert asleep.new_packets() >= 1
+
+
+def test_a_request_split_at_every_byte_is_read_the_same(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup)
+    two = GET_MODELS + GET_MODELS.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+
+    def split_at(cut: int) -> bytes:
+        with socket.create_connection(asleep.proxy.address, timeout=10) as sock:
+            sock.sendall(two[:cut])
+            time.sleep(0.01)
+            sock.sendall(two[cut:])
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(split_at, range(1, len(two))))
+    for cut, answer in enumerate(answers, 1):
+        assert answer.count(b"HTTP/1.1 200 OK") == 2, (cut, answer[:300])
+    assert asleep.new_packets() == 0
+
+
+def test_wake_on_and_wake_from_refuse_at_once_without_waking(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup, wake_on=["POST /v1/*"])
+    refused = http_request(asleep.proxy.address, GET_HEALTH)
+    assert status(refused) == 503 and b"Retry-After: 30" in refused
+    body = json.loads(refused.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["type"] == "backend_asleep" and "(wake_on)" in body["error"]["message"]
+    assert "GET /health may not wake the backend (wake_on)" in asleep.proxy.log()
+    assert asleep.new_packets() == 0
+    assert status(http_request(asleep.proxy.address, chat_request(stream=False))) == 200
+
+
+def test_wake_from_keeps_other_clients_from_waking_the_box(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup, wake_from=["10.0.0.0/8"])
+    refused = http_request(asleep.proxy.address, chat_request(stream=False))
+    assert status(refused) == 503 and b"(wake_from)" in refused
+    with socket.create_connection(asleep.proxy.address, timeout=10) as raw:  # not HTTP
+        raw.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
+        assert raw.recv(100) == b""
+    assert status(http_request(asleep.proxy.address, GET_MODELS)) == 200  # looking is for all
+    assert asleep.new_packets() == 0
+
+
+def test_a_client_that_does_not_speak_http_is_held_and_woken_as_before(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup)
+    with socket.create_connection(asleep.proxy.address, timeout=30) as raw:
+        # bytes that are not HTTP/1.x reach the backend as they were sent, once it is up
+        raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        wait_for(lambda: asleep.new_packets() >= 1, what="a wake for the HTTP/2 client")
+        answer = raw.recv(65536)
+    assert b"505" in answer  # the fake got the HTTP/2 preface as sent, and speaks no HTTP/2
+    assert "holding" in asleep.proxy.log()
+
+
+def test_bad_input_gets_a_clear_answer_and_leaks_nothing(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup)
+    http_request(asleep.proxy.address, GET_MODELS.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    time.sleep(0.5)
+    fds = asleep.proxy.fd_count()
+    huge_head = b"GET /v1/models HTTP/1.1\r\nHost: box\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n"
+    body_to_cached = (b"GET /v1/models HTTP/1.1\r\nHost: box\r\nContent-Length: 100000000\r\n\r\n"
+                      + b"x" * 65536)
+    garbage = b"GET /v1/models HTTP/1.1\r\nthis is no header\r\n\r\n"
+    cases = [(huge_head, 431), (body_to_cached, 400), (garbage, 400)] * 100
+
+    def send(case: tuple[bytes, int]) -> int:
+        try:
+            return status(http_request(asleep.proxy.address, case[0], timeout=20))
+        except (ConnectionResetError, BrokenPipeError):
+            return -1  # closed while we still wrote: a close is an answer too
+
+    with ThreadPoolExecutor(64) as pool:
+        got = list(pool.map(send, cases))
+    for (_request, wanted), answer in zip(cases, got, strict=True):
+        assert answer in (wanted, -1)
+    assert got.count(-1) < len(got) // 10
+    # a head that trickles in: answered 408 once HEAD_TIMEOUT passes
+    with socket.create_connection(asleep.proxy.address, timeout=30) as slow:
+        slow.sendall(b"GET /v1/models HTTP/1.1\r\nHost: b")
+        assert slow.recv(65536).startswith(b"HTTP/1.1 408")
+    wait_for(lambda: asleep.proxy.fd_count() == fds, timeout=10, what="every fd closed")
+    assert asleep.new_packets() == 0
+    assert status(http_request(asleep.proxy.address, GET_MODELS.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))) == 200  # and it still serves
