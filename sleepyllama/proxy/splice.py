@@ -33,9 +33,11 @@ class Pump:
     """One direction of a spliced connection."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, source: int, destination: int, splice: Splice
+        self, loop: asyncio.AbstractEventLoop, source: int, destination: socket.socket,
+        splice: Splice,
     ) -> None:
-        self.loop, self.source, self.destination, self.splice = loop, source, destination, splice
+        self.loop, self.source, self.splice = loop, source, splice
+        self.destination_socket, self.destination = destination, destination.fileno()
         self.pipe_read, self.pipe_write, self.capacity = _pipe()
         self.fill = 0  # bytes in the pipe
         self.pipe_full = False  # the pipe refused more although `fill` says there is room
@@ -90,7 +92,7 @@ class Pump:
         try:
             os.close(self.pipe_read)
             os.close(self.pipe_write)
-            socket_shutdown_write(self.destination)
+            self.destination_socket.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the peer is gone already; the other direction will notice
         self.splice.pump_done()
@@ -117,15 +119,6 @@ class Pump:
             os.close(self.pipe_write)
 
 
-def socket_shutdown_write(fd: int) -> None:
-    # socket.shutdown needs a socket object; one borrowed by fd must not close the fd after
-    borrowed = socket.socket(fileno=fd)
-    try:
-        borrowed.shutdown(socket.SHUT_WR)
-    finally:
-        borrowed.detach()
-
-
 # errors that mean the backend's host is gone (suspended, unplugged), not one refused request
 BACKEND_LOST = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETUNREACH})
 
@@ -143,8 +136,8 @@ class Splice:
         self.client, self.backend, self.on_close = client, backend, on_close
         self.closed = False
         self.pumps = (
-            Pump(loop, client.fileno(), backend.fileno(), self),
-            Pump(loop, backend.fileno(), client.fileno(), self),
+            Pump(loop, client.fileno(), backend, self),
+            Pump(loop, backend.fileno(), client, self),
         )
 
     def start(self) -> None:
