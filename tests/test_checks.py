@@ -18,13 +18,16 @@ def test_check_lists_every_problem(tmp_path: Path) -> None:
     assert lines[-1].startswith(f"{sum(line.startswith('error:') for line in lines)} error(s)")
 
 
+def program(tmp_path: Path, name: str) -> Path:
+    """An executable file with a server's name: check looks at names and paths, never runs it."""
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
 def test_check_says_what_each_server_kind_cannot_show(tmp_path: Path) -> None:
-    executable = tmp_path / "llama-server"
-    executable.write_text("#!/bin/sh\n")
-    executable.chmod(0o755)
-    whisper = tmp_path / "whisper-server"
-    whisper.write_text("#!/bin/sh\n")
-    whisper.chmod(0o755)
+    executable, whisper = program(tmp_path, "llama-server"), program(tmp_path, "whisper-server")
     config = tmp_path / "sleepyllama.toml"
     config.write_text(f'[server.llama]\ncommand = ["{executable}", "-m", "m.gguf"]\n'
                       f'[server.whisper]\ncommand = ["{whisper}"]\n[idle]\ngpu = "off"\n')
@@ -43,9 +46,7 @@ def test_check_says_what_each_server_kind_cannot_show(tmp_path: Path) -> None:
 
 
 def test_check_finds_missing_model_files_and_loopback_only_servers(tmp_path: Path) -> None:
-    executable = tmp_path / "llama-server"
-    executable.write_text("#!/bin/sh\n")
-    executable.chmod(0o755)
+    executable = program(tmp_path, "llama-server")
     model = tmp_path / "here.gguf"
     model.write_text("")
     config = tmp_path / "sleepyllama.toml"

@@ -67,7 +67,7 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = program_parser(
         "sleepyllama-idle",
-        "One idle check: read the activity signals (GPUs, server slots, sleep inhibitors), "
+        "One idle check: read the activity signals (GPUs, the servers' requests, sleep inhibitors), "
         "update the idle clock, and suspend the box when it has been idle for [idle].timeout. "
         "sleepyllama-idle.timer runs it every 30 s.",
         ["sleepyllama-idle --dry-run       print the verdict and its reasons; stop nothing",

@@ -1,7 +1,7 @@
 """Idle GPUs to P8 without patching llama.cpp, through the nvidia-pstate package (NVAPI).
 
-While every slot of a server is idle its GPUs are forced into P8 (low power); as soon as a slot
-is busy, and when the server stops, they go back to 16 (the driver decides). NVAPI numbers GPUs
+While no request is in flight on a server its GPUs are forced into P8 (low power); as soon as one
+arrives, and when the server stops, they go back to 16 (the driver decides). NVAPI numbers GPUs
 in its own order, not nvidia-smi's, so GPUs are matched by PCI bus number. Without the package,
 libnvidia-api.so.1 or a GPU, GpuPower.open() warns once and returns None: serving goes on.
 """
@@ -98,7 +98,7 @@ class GpuPower:
             log.warning("cannot control GPU pstates (%s; nvidia-pstate needs the driver's "
                         "libnvidia-api.so.1): GPU power control is off", error)
             return None
-        log.info("GPU power control on: NVAPI GPUs %s go to P8 while every slot is idle", ids)
+        log.info("GPU power control on: NVAPI GPUs %s go to P8 while no request is in flight", ids)
         return cls(lambda indexes, pstate: set_pstate(indexes, pstate, silent=True), ids)
 
     def set_idle(self, idle: bool) -> None:
@@ -112,5 +112,5 @@ class GpuPower:
             self.nvapi_ids = []
             return
         self.idle = idle
-        log.info("GPUs %s %s", self.nvapi_ids, "to P8: every slot idle" if idle else
+        log.info("GPUs %s %s", self.nvapi_ids, "to P8: no request in flight" if idle else
                  "back to automatic pstate")
