@@ -72,7 +72,8 @@ def test_the_official_client_lists_models_asleep_and_its_chat_wakes_the_box(tmp_
     client = OpenAI(base_url=f"http://{host}:{port}/v1", api_key="none", max_retries=0)
     assert [model.id for model in client.models.list().data] == ["tiny"]
     assert asleep.new_packets() == 0, "listing the models woke the box"
-    assert "answered GET /v1/models from the cache" in asleep.proxy.log()
+    wait_for(lambda: "answered GET /v1/models from the cache" in asleep.proxy.log(),
+             what="the journal line")  # written just after the answer went out
     # the same client, on the same kept-alive connection: this one needs the model
     stream = client.chat.completions.create(model="tiny", stream=True,
                                             messages=[{"role": "user", "content": "hi"}])

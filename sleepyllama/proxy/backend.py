@@ -21,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import select
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
@@ -34,6 +32,7 @@ from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.reception import Reception, Visitor
 from sleepyllama.proxy.reply import backend_unavailable, looks_like_http
 from sleepyllama.proxy.splice import Splice
+from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
 log = logging.getLogger(__name__)
@@ -42,52 +41,11 @@ PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte la
 READY_TRUST = 5.0  # seconds a 200 from the health probe is believed without asking again
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
 CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
-LINGER = 2.0  # after a 503, read what the client still sends, so close() does not turn into RST
 # a backend socket notices a vanished host within about 30 s instead of hanging forever
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 4
 USER_TIMEOUT_MS = 30_000
 
 Probe = Callable[[], tuple[bool, str]]
-
-
-@dataclass(eq=False)
-class Client:
-    sock: socket.socket
-    peer: str
-    arrived: float
-    deadline: float
-    timer: asyncio.TimerHandle | None = None
-    prefix: bytes = b""  # read from the client already: the backend gets these first
-    request: str = ""  # "METHOD /path" when reception read it
-
-
-class HangupWatcher:
-    """Notices held clients hanging up without reading their queued request.
-
-    A plain reader would fire (and spin) as soon as the client sends its request; EPOLLRDHUP
-    fires only when the client shuts down its side. asyncio cannot ask for EPOLLRDHUP, so the
-    held sockets live in an epoll of their own whose fd the event loop watches.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.epoll = select.epoll()
-        self.callbacks: dict[int, Callable[[], None]] = {}
-        loop.add_reader(self.epoll.fileno(), self._ready)
-
-    def watch(self, fd: int, callback: Callable[[], None]) -> None:
-        self.epoll.register(fd, select.EPOLLRDHUP)
-        self.callbacks[fd] = callback
-
-    def unwatch(self, fd: int) -> None:
-        if self.callbacks.pop(fd, None) is not None:
-            self.epoll.unregister(fd)
-
-    def _ready(self) -> None:
-        for fd, _events in self.epoll.poll(0):
-            callback = self.callbacks.get(fd)
-            if callback is not None:
-                self.unwatch(fd)
-                callback()
 
 
 def tune_backend_socket(sock: socket.socket) -> None:
@@ -122,10 +80,9 @@ class Backend:
         self.known_down = False  # a connect just failed: no grace before the first wake signal
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
-        self.waiting: dict[int, Client] = {}  # by fd, in arrival order
+        self.waiting = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
         self.splices: set[Splice] = set()
         self.schedule = WakeSchedule(config.wol_interval)
-        self.hangups = HangupWatcher(loop)
         self.wake_task: asyncio.Task[None] | None = None
         self.send_timer: asyncio.TimerHandle | None = None
         self.wake_started: float | None = None
@@ -135,7 +92,8 @@ class Backend:
         self.cache = cache or AnswerCache(f"http://{config.backend}", config.answer_while_asleep,
                                           None)
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
-                                   linger=self._linger, closed=on_close, changed=on_change)
+                                   linger=lambda sock: linger(loop, sock, on_close),
+                                   closed=on_close, changed=on_change)
         self.reads_requests = policy.needs_parsing(config) or config.wake_from is not None
 
     # -- readiness ----------------------------------------------------------------------------
@@ -262,31 +220,18 @@ class Backend:
     # -- holding ------------------------------------------------------------------------------
 
     def _hold(self, client: Client) -> None:
-        fd = client.sock.fileno()
-        self.waiting[fd] = client
-        self.hangups.watch(fd, lambda: self._hung_up(client))
-        client.timer = self.loop.call_at(client.deadline, self._give_up, client)
+        self.waiting.add(client)
         log.debug("holding %s while %s wakes", client.peer, self.config.backend)
         if self.wake_task is None:
             self.wake_task = self.loop.create_task(self._wake())
 
-    def _unhold(self, client: Client) -> None:
-        fd = client.sock.fileno()
-        del self.waiting[fd]
-        self.hangups.unwatch(fd)
-        if client.timer is not None:
-            client.timer.cancel()
-            client.timer = None
-
     def _hung_up(self, client: Client) -> None:
-        self._unhold(client)
         log.debug("%s hung up while held", client.peer)
         client.sock.close()
         self.on_close()
         self.on_change()
 
     def _give_up(self, client: Client) -> None:
-        self._unhold(client)
         waited = self.loop.time() - client.arrived
         if not self.gave_up:
             self.gave_up = True
@@ -311,35 +256,8 @@ class Backend:
             client.sock.close()
             self.on_close()
         else:
-            self._linger(client.sock)
+            linger(self.loop, client.sock, self.on_close)
         self.on_change()
-
-    def _linger(self, sock: socket.socket) -> None:
-        """Read and discard until the client closes (or LINGER passes), then close.
-
-        Closing a socket with unread bytes sends RST instead of FIN, and an RST can make the
-        client's kernel discard the 503 it has not read yet.
-        """
-        fd = sock.fileno()
-
-        def close() -> None:
-            self.loop.remove_reader(fd)
-            timer.cancel()
-            sock.close()
-            self.on_close()
-
-        def drain() -> None:
-            try:
-                if sock.recv(65536):
-                    return
-            except BlockingIOError:
-                return
-            except OSError:
-                pass
-            close()
-
-        timer = self.loop.call_later(LINGER, close)
-        self.loop.add_reader(fd, drain)
 
     # -- waking -------------------------------------------------------------------------------
 
@@ -372,8 +290,7 @@ class Backend:
             else:
                 log.debug("backend %s confirmed ready (%s)", self.config.backend, self.last_probe)
             self._believe_ready()
-            for client in list(self.waiting.values()):
-                self._unhold(client)
+            for client in self.waiting.take_all():
                 self._connect(client)
         finally:
             if self.send_timer is not None:
@@ -388,7 +305,7 @@ class Backend:
         if self.waiting and self.schedule.due(now):
             if self.wake_started is None:
                 self.wake_started = now
-                first = next(iter(self.waiting.values()))
+                first = self.waiting.first()
                 # naming the client tells a person who keeps waking the box (a polling frontend)
                 log.info("waking %s with %s: %d client(s) waiting, first %s%s (last probe: %s)",
                          self.config.backend, self.sender.describe(), len(self.waiting),
@@ -418,8 +335,7 @@ class Backend:
 
     def close_all(self) -> None:
         self.reception.close_all()
-        for client in list(self.waiting.values()):
-            self._unhold(client)
+        for client in self.waiting.take_all():
             client.sock.close()
         for splice in list(self.splices):
             splice.close()
