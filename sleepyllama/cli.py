@@ -5,6 +5,7 @@
   sleep-now   the idle checker's sleep sequence, at once
   check       validate the config and the environment: every problem in one list
   restart     after editing the config: validate it, then restart what it names
+  stay-awake  keep the GPU box up for a while (a logind sleep inhibitor), or stop doing so
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 
@@ -113,7 +115,18 @@ EXAMPLES = {
                  "  sudo sleepyllama sleep-now --force   (even if a signal says busy)",
     "check": "  sleepyllama check && echo ready to go",
     "restart": "  sudo sleepyllama restart   (after editing /etc/sleepyllama/sleepyllama.toml)",
+    "stay-awake": "  sudo sleepyllama stay-awake 3h\n  sudo sleepyllama stay-awake --cancel",
 }
+
+
+def positive_duration(text: str) -> float:
+    try:
+        seconds = configuration.parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is less than a second")
+    return seconds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,6 +158,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "Wake-on-LAN, units that failed or restart again and again. Exits 1 on any error.")
     command("restart", "After editing the config: validate it, clear failed units and restart "
             "what it names (proxies' sockets, servers, the idle timer). Needs root.")
+    stay = command("stay-awake", "Keep the GPU box up for DURATION through a logind sleep "
+                   "inhibitor that the idle check, a lid and `systemctl suspend` respect; a new "
+                   "DURATION replaces the old one. Needs root.")
+    group = stay.add_mutually_exclusive_group(required=True)
+    group.add_argument("duration", nargs="?", type=positive_duration,
+                       help="how long: 90m, 3h, 1h30m")
+    group.add_argument("--cancel", action="store_true", help="let the idle check decide again")
     return parser.parse_args(argv)
 
 
@@ -152,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama")
     logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    if args.command == "stay-awake":  # needs no config: it must work while one is broken
+        return stay_awake(args.duration, args.cancel)
     try:
         config = configuration.load(args.config)
     except ConfigError as error:
@@ -182,6 +204,35 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"sleepyllama: {error}", file=sys.stderr)
         return configuration.EX_CONFIG
+
+
+STAY_AWAKE_UNIT = "sleepyllama-stay-awake.service"
+
+
+def stay_awake(duration: float | None, cancel: bool) -> int:
+    """Hold a real logind block inhibitor on sleep for `duration`, in a transient unit, so that
+    the idle check, a lid or `systemctl suspend` all see it; or drop the one held."""
+    if os.geteuid() != 0:
+        print("sleepyllama stay-awake: run as root: sudo sleepyllama stay-awake ...", file=sys.stderr)
+        return 1
+    # one at a time: a new duration replaces the old one
+    subprocess.run(["systemctl", "stop", STAY_AWAKE_UNIT], capture_output=True, check=False)
+    if cancel:
+        print("stay-awake cancelled: the idle check decides again")
+        return 0
+    assert duration is not None
+    until = time.strftime("%a %H:%M", time.localtime(time.time() + duration))
+    command = ["systemd-run", f"--unit={STAY_AWAKE_UNIT}", "--collect", "--quiet",
+               f"--description=sleepyllama: stay awake until {until}", "--",
+               "systemd-inhibit", "--what=sleep", "--mode=block", "--who=sleepyllama",
+               f"--why=stay-awake until {until}", "sleep", str(int(duration))]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        print(f"sleepyllama stay-awake: {result.stderr.strip()}", file=sys.stderr)
+        return 1
+    print(f"staying awake until {until} ({format_duration(duration)}); "
+          "sudo sleepyllama stay-awake --cancel ends it")
+    return 0
 
 
 def sleep_now_command(config: Config, force: bool) -> int:

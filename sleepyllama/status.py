@@ -81,6 +81,12 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
         report["servers"].append(server_report(server, counters.get(server.name)))
     if config.servers:
         report["idle"] = idle_report(config)
+        try:
+            report["stay_awake"] = [why for _what, who, why, mode, _uid, _pid
+                                    in systemd.list_inhibitors()
+                                    if who == "sleepyllama" and why.startswith("stay-awake")]
+        except Exception as error:  # no bus: the idle verdict still says what it saw
+            report["stay_awake_error"] = str(error)
         gpu_status(config.idle.gpu, report)
     return report
 
@@ -180,6 +186,8 @@ def print_status(report: dict) -> None:
     for server in report["servers"]:
         print(f"server {server['reason']} ({server['kind']})")
     idle = report.get("idle")
+    for why in report.get("stay_awake", []):
+        print(f"{why} (sudo sleepyllama stay-awake --cancel ends it)")
     if idle and idle.get("unreadable"):
         print(f"last idle check: {idle['state_file']} is readable by root only: sudo sleepyllama status")
     elif idle and not idle["checked"]:

@@ -151,3 +151,21 @@ def test_a_sleep_inhibitor_keeps_the_box_up(host: Container) -> None:
     assert "going to sleep" not in journal
     assert "stay awake: busy: sleep inhibited by make (building the kernel)" in journal
     assert host.show(SERVER, "ActiveState") == "active"
+
+
+def test_stay_awake_holds_a_real_inhibitor_that_the_idle_check_names(host: Container) -> None:
+    sleepyllama = "/opt/sleepyllama/bin/sleepyllama"
+    said = host.run([sleepyllama, "stay-awake", "2h"]).stdout
+    assert said.startswith("staying awake until ")
+    listed = host.run(["systemd-inhibit", "--list", "--no-pager"]).stdout
+    assert "sleepyllama" in listed and "stay-awake until" in listed and "block" in listed
+    verdict = host.run(["/opt/sleepyllama/bin/sleepyllama-idle", "--dry-run"]).stderr
+    assert "busy: sleep inhibited by sleepyllama (stay-awake until " in verdict, verdict
+    assert "stay-awake until " in host.run([sleepyllama, "status"], check=False).stdout
+    host.run([sleepyllama, "stay-awake", "30m"])  # a new duration replaces the old one
+    assert host.run(["systemd-inhibit", "--list", "--no-pager"]).stdout.count("stay-awake") == 1
+    host.run([sleepyllama, "stay-awake", "--cancel"])
+    wait_for(lambda: "stay-awake" not in host.run(["systemd-inhibit", "--list", "--no-pager"]).stdout,
+             what="the inhibitor to go")
+    assert "sleep inhibited" not in host.run(["/opt/sleepyllama/bin/sleepyllama-idle",
+                                              "--dry-run"]).stderr
