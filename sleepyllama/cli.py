@@ -6,6 +6,7 @@
   check       validate the config and the environment: every problem in one list
   restart     after editing the config: validate it, then restart what it names
   stay-awake  keep the GPU box up for a while (a logind sleep inhibitor), or stop doing so
+  history     how long the box slept, what woke it, and what that saved
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 
 from sleepyllama import config as configuration
-from sleepyllama import logs, systemd
+from sleepyllama import history, logs, systemd
 from sleepyllama.checks import check, print_findings
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
@@ -116,6 +117,7 @@ EXAMPLES = {
     "check": "  sleepyllama check && echo ready to go",
     "restart": "  sudo sleepyllama restart   (after editing /etc/sleepyllama/sleepyllama.toml)",
     "stay-awake": "  sudo sleepyllama stay-awake 3h\n  sudo sleepyllama stay-awake --cancel",
+    "history": "  sleepyllama history\n  sleepyllama history --days 30 --json | jq .kwh_saved",
 }
 
 
@@ -158,6 +160,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "Wake-on-LAN, units that failed or restart again and again. Exits 1 on any error.")
     command("restart", "After editing the config: validate it, clear failed units and restart "
             "what it names (proxies' sockets, servers, the idle timer). Needs root.")
+    past = command("history", "How long the box slept, day by day in half-hours, what woke it "
+                   "and after how long it was ready, and the energy that saved.")
+    past.add_argument("--days", type=int, default=7, choices=range(1, 367), metavar="N",
+                      help="how many days back (default 7)")
+    past.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     stay = command("stay-awake", "Keep the GPU box up for DURATION through a logind sleep "
                    "inhibitor that the idle check, a lid and `systemctl suspend` respect; a new "
                    "DURATION replaces the old one. Needs root.")
@@ -196,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             return wake(config, args.name, args.timeout)
         if args.command == "restart":
             return restart(config)
+        if args.command == "history":
+            return history_command(config, args.days, args.json)
         if args.command == "sleep-now":
             return sleep_now_command(config, args.force)
         found = check(config)
@@ -232,6 +241,16 @@ def stay_awake(duration: float | None, cancel: bool) -> int:
         return 1
     print(f"staying awake until {until} ({format_duration(duration)}); "
           "sudo sleepyllama stay-awake --cancel ends it")
+    return 0
+
+
+def history_command(config: Config, count: int, as_json: bool) -> int:
+    try:
+        idle_watts = state.load(state.state_path())[1].get("idle_watts")
+    except PermissionError:
+        idle_watts = None
+    data = history.report(history.read_ledgers(), config.energy, idle_watts, count, time.time())
+    print(json.dumps(data, indent=2) if as_json else history.render(data, sys.stdout.isatty()))
     return 0
 
 

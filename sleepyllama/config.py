@@ -73,11 +73,20 @@ class IdleConfig:
 
 
 @dataclass(frozen=True)
+class EnergyConfig:
+    base_watts: float | None = None  # the rest of the machine while awake and idle; None: GPUs only
+    asleep_watts: float = 2.0  # the whole machine suspended
+    price_per_kwh: float | None = None
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     proxies: dict[str, ProxyConfig] = field(default_factory=dict)
     servers: dict[str, ServerConfig] = field(default_factory=dict)
     idle: IdleConfig = field(default_factory=IdleConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -376,6 +385,29 @@ def _idle(path: Path, data: object) -> IdleConfig:
     return config
 
 
+def watts(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"expected watts as a number, 0 or more, not {value!r}")
+    return float(value)
+
+
+def _energy(path: Path, data: object) -> EnergyConfig:
+    table = _Table(path, "energy", data)
+    currency = table.get("currency", lambda v: v if isinstance(v, str) else _not_text(v), "")
+    config = EnergyConfig(
+        base_watts=table.get("base_watts", watts),
+        asleep_watts=table.get("asleep_watts", watts, 2.0),
+        price_per_kwh=table.get("price_per_kwh", watts),
+        currency=currency,
+    )
+    table.finish()
+    return config
+
+
+def _not_text(value: object) -> str:
+    raise ValueError(f"expected text, not {value!r}")
+
+
 def _named_tables(path: Path, kind: str, data: object) -> Iterator[tuple[str, object]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: [{kind}] must hold named tables like [{kind}.llama]")
@@ -394,9 +426,9 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     for key in data:
-        if key not in ("proxy", "server", "idle"):
+        if key not in ("proxy", "server", "idle", "energy"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
-                              "[server.NAME], [idle])")
+                              "[server.NAME], [idle], [energy])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -404,6 +436,7 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
             n: _server(path, n, t) for n, t in _named_tables(path, "server", data.get("server", {}))
         },
         idle=_idle(path, data.get("idle", {})),
+        energy=_energy(path, data.get("energy", {})),
     )
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from sleepyllama import systemd
+from sleepyllama import history, systemd
 from sleepyllama.config import Config, ConfigError, ServerConfig, format_duration
 from sleepyllama.host import state
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
@@ -79,6 +80,10 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
         counters = {}
     for server in config.servers.values():
         report["servers"].append(server_report(server, counters.get(server.name)))
+    entries = history.read_ledgers()
+    if entries:
+        week = history.report(entries, config.energy, (report_idle_watts()), 7, time.time())
+        report["history"] = week
     if config.servers:
         report["idle"] = idle_report(config)
         try:
@@ -139,6 +144,13 @@ def server_report(server: ServerConfig, counter: Counter | None) -> dict:
             "reason": reason}
 
 
+def report_idle_watts() -> dict | None:
+    try:
+        return state.load(state.state_path())[1].get("idle_watts")
+    except PermissionError:
+        return None
+
+
 def idle_report(config: Config) -> dict:
     path = state.state_path()
     try:
@@ -176,6 +188,8 @@ def print_status(report: dict) -> None:
         print(f"{unit['unit']:<{width}}  {state:<10}  {unit['status']}".rstrip())
     if any(broken(unit) for unit in report["units"]):
         print(RESTART_HINT)
+    if report.get("history"):
+        print(history.last_day_line(report["history"], sys.stdout.isatty()))
     for proxy in report["proxies"]:
         answer = "ready" if proxy["ready"] else "not ready"
         print(f"proxy {proxy['name']}: backend {proxy['backend']} {answer} ({proxy['answer']})")

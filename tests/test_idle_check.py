@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sleepyllama import config
+from sleepyllama import config, ledger
 from sleepyllama.host import idle_check, state
 from sleepyllama.host.idle import Action, IdleState
 from sleepyllama.host.idle_check import check
@@ -53,6 +53,8 @@ def test_idle_long_enough_stops_suspends_and_restarts_the_clock(tmp_path: Path) 
         Action.SLEEP)
     assert recorder.calls == ["stop", "suspend"]
     assert stored(path)["idle_since"] is None and stored(path)["reason"] == "suspended"
+    asked = [entry for entry in ledger.read(tmp_path / "ledger.jsonl") if entry["event"] == "sleep"]
+    assert len(asked) == 1 and asked[0]["reason"].startswith("idle for 10m")
 
 
 def test_dry_run_keeps_the_clock_and_touches_nothing(tmp_path: Path) -> None:
@@ -122,3 +124,23 @@ def test_a_corrupt_state_file_starts_the_clock_again(tmp_path: Path) -> None:
     path.write_text("{not json")
     check(QUIET, path, dry_run=False, ops=Recorder().ops(), boot_id=BOOT, now=50.0)
     assert state.load(path)[0] == IdleState(BOOT, 50.0)
+
+
+def test_the_gpus_idle_power_is_averaged_over_idle_checks(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    watts = tmp_path / "watts"
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text(f'#!/bin/sh\necho "0, P8, 0, $(cat {watts})"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}:/usr/bin:/bin")
+    gpu = config.parse('[idle]\ntimeout = "10m"\nservers = false\ninhibitors = false\n')
+    path = tmp_path / "idle.json"
+    for now, drawn in ((0.0, "20.0"), (30.0, "30.0"), (60.0, "40.0")):
+        watts.write_text(drawn)
+        check(gpu, path, dry_run=True, boot_id=BOOT, now=now)
+    # the first check starts the idle clock (idle for 0 s): only the two after it count
+    assert stored(path)["idle_watts"] == {"watts": 35.0, "samples": 2}
+    watts.write_text("[N/A]")
+    check(gpu, path, dry_run=True, boot_id=BOOT, now=90.0)
+    assert stored(path)["idle_watts"] == {"watts": 35.0, "samples": 2}  # kept, not spoilt

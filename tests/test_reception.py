@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sleepyllama import ledger
+
 from conftest import (
     GET_HEALTH,
     ProxyRun,
@@ -82,6 +84,11 @@ def test_the_official_client_lists_models_asleep_and_its_chat_wakes_the_box(tmp_
     assert asleep.new_packets() >= 1
     assert "first 127.0.0.1" in asleep.proxy.log() and "POST /v1/chat/completions" in asleep.proxy.log()
     assert any("1 answered from cache" in s for s in asleep.proxy.notify.statuses())
+    recorded = ledger.read(tmp_path / "state" / "llama.ledger.jsonl")
+    assert any(e["event"] == "answered-asleep" and e["request"] == "GET /v1/models" for e in recorded)
+    wake = [e for e in recorded if e["event"] == "wake"][-1]
+    assert wake["request"] == "POST /v1/chat/completions" and wake["signals"] >= 1
+    assert wake["ready_after"] > 0
 
 
 def test_keep_alive_and_pipelining_keep_every_request_in_order(tmp_path, cleanup) -> None:

@@ -67,7 +67,8 @@ def fake_nvidia_smi(tmp_path: Path, output_file: str, status: int = 0) -> str:
     """A fake nvidia-smi that checks it was asked the real query, and prints captured output."""
     script = tmp_path / "nvidia-smi"
     script.write_text(f"""#!/bin/sh
-[ "$1" = "--query-gpu=index,pstate,utilization.gpu" ] && [ "$2" = "--format=csv,noheader,nounits" ] \\
+[ "$1" = "--query-gpu=index,pstate,utilization.gpu,power.draw" ] \\
+    && [ "$2" = "--format=csv,noheader,nounits" ] \\
     || {{ echo "unexpected arguments: $*" >&2; exit 2; }}
 cat {DATA / output_file}
 exit {status}
@@ -89,6 +90,17 @@ def test_gpu_signal_errors_count_as_unknown(tmp_path: Path, file: str, status: i
     reading = GpuSignal("pstate", fake_nvidia_smi(tmp_path, file, status)).read()
     assert reading.activity is Activity.UNKNOWN
     assert words in reading.reason
+
+
+def test_power_drawn_is_read_when_reported(tmp_path: Path) -> None:
+    assert [gpu.power for gpu in smi("two-gpus-idle-with-power.txt")] == [21.37, 18.02]
+    assert smi("one-gpu-idle.txt")[0].power is None  # the older three-column shape still reads
+    assert parse_nvidia_smi("0, P8, 0, [N/A]\n")[0].power is None
+    with pytest.raises(ValueError):
+        parse_nvidia_smi("0, P8, 0, lots\n")
+    signal = GpuSignal("pstate", fake_nvidia_smi(tmp_path, "two-gpus-idle-with-power.txt"))
+    assert signal.read().activity is Activity.IDLE
+    assert sum(gpu.power or 0 for gpu in signal.last) == pytest.approx(39.39)
 
 
 def test_gpu_signal_without_nvidia_smi(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ inhibitor held, nothing of that happens.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -132,6 +133,17 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
         if any(re.search(step, line) for step in steps))
     assert host.power_state.read_text().strip() == "mem"  # systemd-sleep's write, harmless here
     assert host.show(SERVER, "ActiveState") == "active"
+    # the ledger the code wrote on the way, and the history drawn from it
+    entries = [json.loads(line) for line in
+               host.run(["cat", "/var/lib/sleepyllama/ledger.jsonl"]).stdout.splitlines()]
+    events = [entry["event"] for entry in entries]
+    assert events.index("sleep") < events.index("suspend") < events.index("resume"), events
+    assert entries[events.index("sleep")]["reason"].startswith("idle for")
+    ready = [entry for entry in entries if entry["event"] == "server-ready"]
+    assert len(ready) >= 2 and all(entry["load_seconds"] >= 2 for entry in ready)  # loads in 2 s
+    shown = host.run(["/opt/sleepyllama/bin/sleepyllama", "history", "--days", "1"]).stdout
+    assert "1 wake(s)" in shown and "resumed; llama ready after" in shown, shown
+    print("\nsleepyllama history --days 1, in the container:\n" + shown)
     print("\ntimeline (CLOCK_MONOTONIC in the container):")
     for line in journal.splitlines():
         if any(re.search(step, line) for step in steps) or "sleepyllama-idle" in line:

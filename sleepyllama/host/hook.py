@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import sys
 
-from sleepyllama import logs, systemd
+from sleepyllama import ledger, logs, systemd
 from sleepyllama.host import state
 
 log = logging.getLogger("sleepyllama-sleep-hook")
 STOP_TIMEOUT = 60.0
 
 
-def pre() -> int:
+def pre(kind: str | None) -> int:
+    if kind:  # run by systemd-sleep right before the kernel sleeps (not by sleepyllama-sleep.service)
+        ledger.append(state.ledger_path(), "suspend", kind=kind)
     running = systemd.running_servers()
     if not running:
         log.info("pre: no server running")
@@ -31,7 +33,8 @@ def pre() -> int:
     return 0
 
 
-def post() -> int:
+def post(kind: str | None) -> int:
+    ledger.append(state.ledger_path(), "resume", kind=kind or "suspend")
     state.reset(state.state_path(), systemd.boot_id(), "resumed from suspend")
     systemd.start_servers()
     log.info("post: idle clock reset; starting %s", systemd.SERVERS_TARGET)
@@ -47,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
               "  sudo sleepyllama-sleep-hook post   start the servers as after a resume\n"
               "  journalctl -t systemd-sleep        what it did around the last suspend")
         return 0 if args else 64
+    kind = args[1] if len(args) > 1 else None
     if args[0] == "pre":
-        return pre()
+        return pre(kind)
     if args[0] == "post":
-        return post()
+        return post(kind)
     log.error("unknown phase %r: expected pre or post", args[0])
     return 64
 

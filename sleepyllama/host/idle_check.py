@@ -7,6 +7,7 @@ reason, and when the box has been idle for [idle].timeout runs the sleep sequenc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -14,13 +15,13 @@ import time
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import logs, systemd
+from sleepyllama import ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import state
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import Action, decide
-from sleepyllama.host.signals import ServersSignal, Signal, configured_signals
+from sleepyllama.host.signals import GpuSignal, ServersSignal, Signal, configured_signals
 from sleepyllama.host.suspend import SystemOps, sleep_now
 
 log = logging.getLogger("sleepyllama-idle")
@@ -35,6 +36,19 @@ def server_counters(signals: list[Signal]) -> dict[str, Counter]:
     return next((s.counters for s in signals if isinstance(s, ServersSignal)), {})
 
 
+def idle_watts(before: object, signals: list[Signal], idle: bool) -> dict | None:
+    """The GPUs' power while the box sits idle, averaged over idle checks (the last 1000): what
+    sleeping saves, with [energy] base_watts for the rest of the machine."""
+    gpus = next((s.last for s in signals if isinstance(s, GpuSignal)), [])
+    kept = before if isinstance(before, dict) and {"watts", "samples"} <= before.keys() else None
+    if not idle or not gpus or any(gpu.power is None for gpu in gpus):
+        return kept
+    now = sum(gpu.power or 0.0 for gpu in gpus)
+    samples = min(int(kept["samples"]) + 1, 1000) if kept else 1
+    average = now if not kept else float(kept["watts"]) + (now - float(kept["watts"])) / samples
+    return {"watts": round(average, 2), "samples": samples}
+
+
 def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | None = None,
           boot_id: str | None = None, now: float | None = None) -> Action:
     previous, record = state.load(state_file)
@@ -43,8 +57,9 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     boot = boot_id or systemd.boot_id()
     verdict = decide(readings, previous, time.monotonic() if now is None else now, boot,
                      config.idle.timeout)
+    watts = idle_watts(record.get("idle_watts"), signals, verdict.idle_for > 0)
     try:
-        state.save(state_file, verdict, readings, server_counters(signals))
+        state.save(state_file, verdict, readings, server_counters(signals), watts)
     except PermissionError:
         if not dry_run:
             raise
@@ -55,7 +70,16 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     if dry_run:
         log.info("would sleep now (dry run): %s", verdict.reason)
         return verdict.action
-    suspended = sleep_now(config, signals, verdict.reason, ops)
+    ops = ops or SystemOps()
+    ask_logind = ops.suspend
+
+    def suspend_and_say_why() -> None:
+        # before asking: logind returns at once, and the hook records the suspend itself
+        ledger.append(state.ledger_path(state_file), "sleep", reason=verdict.reason)
+        ask_logind()
+
+    suspended = sleep_now(config, signals, verdict.reason,
+                          dataclasses.replace(ops, suspend=suspend_and_say_why))
     # the clock starts again either way: at resume (not trusting the hook's post alone, or a
     # failed post would send the box straight back to sleep), or now after a failed attempt
     # (or the next tick, 30 s on, would stop and start the servers again, forever)

@@ -21,7 +21,8 @@ from typing import Protocol
 from sleepyllama.config import IdleConfig, ServerConfig
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
 
-NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu", "--format=csv,noheader,nounits"]
+NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu,power.draw",
+                    "--format=csv,noheader,nounits"]
 IDLE_PSTATE = 8  # P8 and higher numbers are the low-power states
 
 
@@ -51,15 +52,17 @@ class Gpu:
     index: int
     pstate: int | None  # None: "[N/A]"
     utilization: int | None  # percent; None: "[N/A]" or "[Not Supported]"
+    power: float | None = None  # watts drawn now; None: not reported
 
 
 def parse_nvidia_smi(output: str) -> list[Gpu]:
-    """Lines of `nvidia-smi --query-gpu=index,pstate,utilization.gpu --format=csv,noheader,nounits`,
-    e.g. "0, P8, 0" or "1, P0, [N/A]". Raises ValueError on anything else."""
+    """Lines of `nvidia-smi --query-gpu=index,pstate,utilization.gpu[,power.draw]
+    --format=csv,noheader,nounits`, e.g. "0, P8, 0, 21.37" or "1, P0, [N/A]". Raises ValueError
+    on anything else."""
     gpus = []
     for line in output.strip().splitlines():
         fields = [field.strip() for field in line.split(",")]
-        if len(fields) != 3 or not fields[0].isdigit():
+        if len(fields) not in (3, 4) or not fields[0].isdigit():
             raise ValueError(f"unexpected nvidia-smi line: {line.strip()!r}")
         pstate = re.fullmatch(r"P(\d+)", fields[1])
         if pstate is None and not fields[1].startswith("["):
@@ -67,8 +70,14 @@ def parse_nvidia_smi(output: str) -> list[Gpu]:
         utilization = fields[2] if fields[2].isdigit() else None
         if utilization is None and not fields[2].startswith("["):
             raise ValueError(f"unexpected utilization {fields[2]!r} in {line.strip()!r}")
+        power = None
+        if len(fields) == 4 and not fields[3].startswith("["):
+            try:
+                power = float(fields[3])
+            except ValueError:
+                raise ValueError(f"unexpected power.draw {fields[3]!r} in {line.strip()!r}") from None
         gpus.append(Gpu(int(fields[0]), int(pstate.group(1)) if pstate else None,
-                        int(utilization) if utilization is not None else None))
+                        int(utilization) if utilization is not None else None, power))
     return gpus
 
 
@@ -100,6 +109,7 @@ class GpuSignal:
 
     def __init__(self, mode: str, nvidia_smi: str = "nvidia-smi") -> None:
         self.mode, self.nvidia_smi = mode, nvidia_smi
+        self.last: list[Gpu] = []  # what the last read saw, for the power drawn while idle
 
     def query(self) -> list[Gpu]:
         """The GPUs as nvidia-smi sees them; OSError or ValueError when it cannot say."""
@@ -113,7 +123,8 @@ class GpuSignal:
 
     def read(self) -> Reading:
         try:
-            return gpu_activity(self.query(), self.mode)
+            self.last = self.query()
+            return gpu_activity(self.last, self.mode)
         except FileNotFoundError:
             return Reading(self.name, Activity.UNKNOWN, f"{self.nvidia_smi} not found "
                            "(install the NVIDIA driver's tools, or set gpu = \"off\")")

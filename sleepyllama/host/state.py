@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 DEFAULT_DIRECTORY = Path("/var/lib/sleepyllama")
 
 
+def ledger_path(state_file: Path | None = None) -> Path:
+    """The host's ledger (ledger.py), beside the state file."""
+    return (state_file or state_path()).with_name("ledger.jsonl")
+
+
 def state_path() -> Path:
     """systemd's StateDirectory= (STATE_DIRECTORY), else /var/lib/sleepyllama."""
     directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
@@ -58,8 +63,9 @@ def counters(record: dict) -> dict[str, Counter]:
 
 
 def save(path: Path, verdict: Verdict, readings: list[Reading],
-         server_counters: dict[str, Counter]) -> None:
+         server_counters: dict[str, Counter], idle_watts: dict | None = None) -> None:
     record = {
+        "idle_watts": idle_watts,
         **asdict(verdict.state),
         "counters": {name: asdict(counter) for name, counter in server_counters.items()},
         "checked_at": time.time(),

@@ -26,10 +26,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO
 
 from sleepyllama import config as configuration
-from sleepyllama import logs, systemd, web
+from sleepyllama import ledger, logs, systemd, web
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ServerConfig
 from sleepyllama.host.activity import Look, Unreadable, source_for
@@ -115,6 +116,7 @@ class Supervisor:
                  gpu_power: GpuPower | None = None) -> None:
         self.config, self.notifier, self.gpu_power = config, notifier, gpu_power
         self.source = source_for(config, timeout=2.0, read_slots=False)
+        self.started = 0.0  # CLOCK_MONOTONIC when the child was started
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None
         self.kill_at: float | None = None
@@ -140,6 +142,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         log.info("starting %s: %s", self.config.name, " ".join(self.config.command))
+        self.started = time.monotonic()
         try:
             # its own process group: a stop reaches every process it forked (CUDA helpers, ...)
             self.child = subprocess.Popen(self.config.command, start_new_session=True,
@@ -179,6 +182,7 @@ class Supervisor:
                     ready = True
                     healthy, alive, status = self._look(ready)  # with its activity, for STATUS
                     log.info("%s is ready: %s", self.config.name, status)
+                    self._record_ready(now)
                     self.notifier.ready(status)
                 self.notifier.status(status)
                 # a server that answers, even 503 while it loads, is alive; silence is a hang
@@ -187,6 +191,13 @@ class Supervisor:
                     last_ping = now
                 next_look = now + (READY_POLL if ready else LOADING_POLL)
             time.sleep(TICK)
+
+    def _record_ready(self, now: float) -> None:
+        """Into the host's ledger, where the unit's StateDirectory= says (not when run by hand)."""
+        directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        if directory:
+            ledger.append(Path(directory) / "ledger.jsonl", "server-ready", name=self.config.name,
+                          load_seconds=round(now - self.started, 1))
 
     def _look(self, ready: bool) -> tuple[bool, bool, str]:
         """(healthy, alive, STATUS line). Before READY only health counts; after, activity too."""

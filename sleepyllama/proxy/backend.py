@@ -24,7 +24,9 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from sleepyllama import ledger
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
@@ -69,7 +71,9 @@ class Backend:
         on_close: Callable[[], None] = lambda: None,
         probe: Probe | None = None,
         cache: AnswerCache | None = None,
+        ledger_file: Path | None = None,
     ) -> None:
+        self.ledger_file = ledger_file  # this proxy's record of wakes (ledger.py), if any
         self.config, self.loop, self.sender = config, loop, sender
         self.on_change = on_change  # the status line may have changed
         self.on_close = on_close  # one client's connection is over
@@ -87,13 +91,14 @@ class Backend:
         self.send_timer: asyncio.TimerHandle | None = None
         self.wake_started: float | None = None
         self.wake_signals = 0  # sent during the current wake
+        self.wake_first: dict[str, str] = {}  # its first client and request, for the ledger
         self.last_probe = ""
         self.gave_up = False  # a client of the current (or last) wake was answered 503
         self.cache = cache or AnswerCache(f"http://{config.backend}", config.answer_while_asleep,
                                           None)
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
                                    linger=lambda sock: linger(loop, sock, on_close),
-                                   closed=on_close, changed=on_change)
+                                   closed=on_close, changed=on_change, record=self.record)
         self.reads_requests = policy.needs_parsing(config) or config.wake_from is not None
 
     # -- readiness ----------------------------------------------------------------------------
@@ -231,10 +236,16 @@ class Backend:
         self.on_close()
         self.on_change()
 
+    def record(self, event: str, **fields: object) -> None:
+        if self.ledger_file is not None:
+            ledger.append(self.ledger_file, event, **fields)
+
     def _give_up(self, client: Client) -> None:
         waited = self.loop.time() - client.arrived
         if not self.gave_up:
             self.gave_up = True
+            self.record("wake", **self.wake_first, signals=self.wake_signals,
+                        gave_up_after=round(waited, 1))
             log.warning(
                 "backend %s did not wake within %s (%d wake signals sent, last probe: %s)",
                 self.config.backend, format_duration(self.config.wake_timeout),
@@ -281,12 +292,17 @@ class Backend:
                     if self.wake_signals:
                         log.info("stopped waking %s after %.1f s: no client waits any more",
                                  self.config.backend, self.loop.time() - started)
+                        if not self.gave_up:
+                            self.record("wake", **self.wake_first, signals=self.wake_signals,
+                                        abandoned_after=round(self.loop.time() - started, 1))
                     return
                 await asyncio.sleep(PROBE_INTERVAL)
             if self.wake_signals:
                 log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
                          self.config.backend, self.loop.time() - started, self.wake_signals,
                          len(self.waiting))
+                self.record("wake", **self.wake_first, signals=self.wake_signals,
+                            ready_after=round(self.loop.time() - started, 1))
             else:
                 log.debug("backend %s confirmed ready (%s)", self.config.backend, self.last_probe)
             self._believe_ready()
@@ -306,6 +322,7 @@ class Backend:
             if self.wake_started is None:
                 self.wake_started = now
                 first = self.waiting.first()
+                self.wake_first = {"first": first.peer, "request": first.request}
                 # naming the client tells a person who keeps waking the box (a polling frontend)
                 log.info("waking %s with %s: %d client(s) waiting, first %s%s (last probe: %s)",
                          self.config.backend, self.sender.describe(), len(self.waiting),

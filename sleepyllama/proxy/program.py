@@ -58,7 +58,8 @@ class Proxy:
         self.backend = Backend(config, loop, make_sender(config),
                                on_change=self.refresh_status, on_close=self._closed,
                                cache=AnswerCache(f"http://{config.backend}",
-                                                 config.answer_while_asleep, cache_path(config)))
+                                                 config.answer_while_asleep, cache_path(config)),
+                               ledger_file=state_file(config, "ledger.jsonl"))
         self.connections = 0
         self.stopped = asyncio.Event()
         self.exit_idle = config.exit_idle if exit_when_idle else None
@@ -164,11 +165,15 @@ class Proxy:
         self.loop.call_later(1.0, self._tick_status)
 
 
-def cache_path(config: ProxyConfig) -> Path | None:
-    """Where the answers kept for a sleeping backend live: the unit's StateDirectory= (which
-    outlives exit_idle, restarts and reboots); none when run by hand without one."""
+def state_file(config: ProxyConfig, kind: str) -> Path | None:
+    """A file of this proxy's in the unit's StateDirectory= (which outlives exit_idle, restarts
+    and reboots): NAME.answers.json, NAME.ledger.jsonl; none when run by hand without one."""
     directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(directory) / f"{config.name}.answers.json" if directory else None
+    return Path(directory) / f"{config.name}.{kind}" if directory else None
+
+
+def cache_path(config: ProxyConfig) -> Path | None:
+    return state_file(config, "answers.json")
 
 
 def describe(listener: socket.socket) -> str:

@@ -61,8 +61,10 @@ def _has_body(request: h11.Request) -> bool:
 class Reception:
     def __init__(self, loop: asyncio.AbstractEventLoop, config: ProxyConfig, cache: AnswerCache,
                  *, hold: Callable[[Visitor], None], linger: Callable[[socket.socket], None],
-                 closed: Callable[[], None], changed: Callable[[], None]) -> None:
+                 closed: Callable[[], None], changed: Callable[[], None],
+                 record: Callable[..., None] = lambda event, **fields: None) -> None:
         self.loop, self.config, self.cache = loop, config, cache
+        self.record = record
         self.hold, self.linger, self.closed, self.changed = hold, linger, closed, changed
         self.reading: set[asyncio.Task[None]] = set()
         self.refused = 0
@@ -176,6 +178,7 @@ class Reception:
         close = connection.our_state is h11.MUST_CLOSE
         await self.loop.sock_sendall(visitor.sock, answer)
         self.cache.answered += 1
+        self.record("answered-asleep", request=f"{head.method} {head.target}", client=visitor.peer)
         log.info("answered %s %s from the cache for %s: backend asleep", head.method,
                  head.target, visitor.peer)
         self.changed()

@@ -1,0 +1,212 @@
+"""sleepyllama history: how long the box slept, what woke it, and what that saved.
+
+Read from the ledgers on this host (ledger.py): the GPU box's suspends and resumes (with the
+idle verdict that asked for them) and its servers' load times; the always-on host's wakes with
+their first client and request. Days are drawn as strips of half-hours. Energy saved is hours
+asleep x (awake-idle watts - asleep watts): awake-idle watts are the GPUs' power.draw averaged
+over idle checks, plus [energy] base_watts for the rest of the machine when it is set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sleepyllama import ledger
+from sleepyllama.config import EnergyConfig
+
+HALF_HOUR = 1800
+REASON_WINDOW = 300.0  # a "sleep" entry this close before a suspend asked for it
+HOST_LEDGER = Path("/var/lib/sleepyllama/ledger.jsonl")
+PROXY_LEDGERS = Path("/var/lib/sleepyllama-proxy")
+STRIP = {"awake": "█", "asleep": "·", "woken": "↑"}
+PLAIN = {"awake": "#", "asleep": ".", "woken": "^"}
+
+
+@dataclass
+class Sleep:
+    start: float
+    end: float | None  # None: asleep still, as far as the ledger knows
+    reason: str
+
+
+@dataclass
+class Wake:
+    at: float
+    what: str  # "resumed; llama ready after 8.3s" or "192.168.1.20:5123 POST /v1/chat/..."
+
+
+def sleeps(entries: Sequence[dict]) -> list[Sleep]:
+    """Suspend-resume pairs. A suspend with no resume before entries of another boot ended when
+    that boot began (the box was switched off, or crashed asleep)."""
+    found: list[Sleep] = []
+    asked: tuple[float, str] | None = None
+    current: tuple[Sleep, str] | None = None  # and its boot
+    for entry in entries:
+        event, at, boot = entry["event"], float(entry["at"]), entry.get("boot", "")
+        if current and boot != current[1]:
+            current[0].end = at
+            found.append(current[0])
+            current = None
+        if event == "sleep":
+            asked = (at, str(entry.get("reason", "")))
+        elif event == "suspend" and current is None:
+            reason = asked[1] if asked and at - asked[0] <= REASON_WINDOW else (
+                "suspended by something else (a lid, systemctl suspend)")
+            current, asked = (Sleep(at, None, reason), boot), None
+        elif event == "resume" and current is not None:
+            current[0].end = at
+            found.append(current[0])
+            current = None
+    if current:
+        found.append(current[0])
+    return found
+
+
+def wakes(entries: Sequence[dict]) -> list[Wake]:
+    """The GPU box's resumes (with its servers' load times) and the proxies' wakes (with the
+    client and request that caused them)."""
+    found: list[Wake] = []
+    for index, entry in enumerate(entries):
+        if entry["event"] == "resume":
+            ready = [f"{later['name']} ready after {later['load_seconds']}s"
+                     for later in entries[index + 1:]
+                     if later["event"] == "server-ready" and float(later["at"]) - float(entry["at"]) < 1800]
+            found.append(Wake(float(entry["at"]), "resumed" + (f"; {', '.join(ready)}" if ready else "")))
+        elif entry["event"] == "wake":
+            outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
+                       else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")
+            found.append(Wake(float(entry["at"]), f"{entry.get('first', '?')} "
+                              f"{entry.get('request') or '(not HTTP)'}: {outcome}, "
+                              f"{entry.get('signals', 0)} wake signals"))
+    return sorted(found, key=lambda wake: wake.at)
+
+
+def asleep_seconds(found: Sequence[Sleep], start: float, end: float, now: float) -> float:
+    return sum(max(0.0, min(sleep.end or now, end) - max(sleep.start, start)) for sleep in found)
+
+
+@dataclass
+class Day:
+    date: str  # "Mon 11-23"
+    cells: list[str]  # 48 half-hours: awake, asleep, woken
+    asleep_hours: float
+    wakes: int
+    kwh_saved: float | None
+
+
+def day_start(moment: float) -> float:
+    local = time.localtime(moment)
+    return time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def days(found: Sequence[Sleep], woken: Sequence[Wake], count: int, now: float,
+         saved_watts: float | None, known_from: float | None) -> list[Day]:
+    """Day by day; half-hours before the first record (or in the future) are left blank."""
+    result = []
+    today = day_start(now)
+    for back in range(count - 1, -1, -1):
+        start = day_start(today - back * 86400 + 3600)  # DST-safe: an hour into the day
+        end = day_start(start + 90000)
+        cells = []
+        for cell in range(48):
+            cell_start = start + cell * HALF_HOUR
+            if cell_start >= now or known_from is None or cell_start + HALF_HOUR <= known_from:
+                cells.append("")
+                continue
+            cell_end = min(cell_start + HALF_HOUR, now)
+            if any(cell_start <= wake.at < cell_end for wake in woken):
+                cells.append("woken")
+            elif asleep_seconds(found, cell_start, cell_end, now) * 2 >= cell_end - cell_start:
+                cells.append("asleep")
+            else:
+                cells.append("awake")
+        hours = asleep_seconds(found, start, end, now) / 3600
+        result.append(Day(time.strftime("%a %m-%d", time.localtime(start)), cells, hours,
+                          sum(start <= wake.at < end for wake in woken),
+                          None if saved_watts is None else hours * saved_watts / 1000))
+    return result
+
+
+def power(energy: EnergyConfig, idle_watts: dict | None) -> tuple[float | None, str]:
+    """(watts that sleeping saves, how that figure is made)."""
+    gpus = float(idle_watts["watts"]) if idle_watts else None
+    if gpus is None and energy.base_watts is None:
+        return None, ("no power figure yet: the GPUs' power.draw is averaged over idle checks "
+                      "(nvidia-smi), and [energy] base_watts adds the rest of the machine")
+    awake = (gpus or 0.0) + (energy.base_watts or 0.0)
+    parts = []
+    if gpus is not None:
+        parts.append(f"GPUs {gpus:.0f} W measured over {idle_watts['samples']} idle checks")
+    if energy.base_watts is not None:
+        parts.append(f"base_watts {energy.base_watts:.0f} W")
+    else:
+        parts.append("GPUs only: set [energy] base_watts for the rest of the machine")
+    return max(0.0, awake - energy.asleep_watts), (
+        f"awake and idle {awake:.0f} W ({'; '.join(parts)}), asleep {energy.asleep_watts:.0f} W")
+
+
+def read_ledgers(host: Path = HOST_LEDGER, proxies: Path = PROXY_LEDGERS) -> list[dict]:
+    entries = ledger.read(host)
+    if proxies.is_dir():
+        for path in sorted(proxies.glob("*.ledger.jsonl")):
+            entries += ledger.read(path)
+    return sorted(entries, key=lambda entry: float(entry["at"]))
+
+
+def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | None, count: int,
+           now: float) -> dict:
+    found, woken = sleeps(entries), wakes(entries)
+    saved_watts, how = power(energy, idle_watts)
+    known_from = float(entries[0]["at"]) if entries else None
+    shown = days(found, woken, count, now, saved_watts, known_from)
+    kwh = None if saved_watts is None else sum(day.kwh_saved or 0.0 for day in shown)
+    return {"days": [asdict(day) for day in shown],
+            "asleep_hours": sum(day.asleep_hours for day in shown),
+            "wakes": sum(day.wakes for day in shown), "kwh_saved": kwh,
+            "money_saved": (None if kwh is None or energy.price_per_kwh is None
+                            else kwh * energy.price_per_kwh),
+            "currency": energy.currency, "power": how,
+            "recent_wakes": [asdict(wake) for wake in woken if wake.at >= now - count * 86400][-10:],
+            "sleeps": [asdict(sleep) for sleep in found if (sleep.end or now) >= now - count * 86400]}
+
+
+def strip(cells: Sequence[str], pictures: bool) -> str:
+    symbols = STRIP if pictures else PLAIN
+    return "".join(symbols.get(cell, " ") for cell in cells)
+
+
+def render(data: dict, pictures: bool) -> str:
+    symbols = STRIP if pictures else PLAIN
+    count = len(data["days"])
+    lines = [f"last {count} day(s), each mark half an hour: {symbols['awake']} awake, "
+             f"{symbols['asleep']} asleep, {symbols['woken']} woken, blank: no record"]
+    for day in data["days"]:
+        kwh = "" if day["kwh_saved"] is None else f"  {day['kwh_saved']:.2f} kWh saved"
+        lines.append(f"{day['date']}  {strip(day['cells'], pictures)}  asleep "
+                     f"{day['asleep_hours']:4.1f} h  {day['wakes']} wake(s){kwh}")
+    total = f"total: asleep {data['asleep_hours']:.1f} h of {count * 24} h, {data['wakes']} wake(s)"
+    if data["kwh_saved"] is not None:
+        total += f", {data['kwh_saved']:.2f} kWh saved"
+        if data["money_saved"] is not None:
+            total += f" ({data['money_saved']:.2f} {data['currency']})".replace(" )", ")")
+    lines += [total, data["power"]]
+    if data["recent_wakes"]:
+        lines.append("recent wakes:")
+        lines += [f"  {time.strftime('%a %H:%M', time.localtime(wake['at']))}  {wake['what']}"
+                  for wake in data["recent_wakes"]]
+    asleep_now = [s for s in data["sleeps"] if s["end"] is None]
+    if asleep_now:
+        lines.append(f"asleep since {time.strftime('%a %H:%M', time.localtime(asleep_now[-1]['start']))}")
+    return "\n".join(lines)
+
+
+def last_day_line(data: dict, pictures: bool) -> str:
+    """For sleepyllama status: the last 24 h as one strip, and the totals."""
+    cells = [cell for day in data["days"] for cell in day["cells"] if cell][-48:]
+    return (f"last 24 h: {strip(cells, pictures)}  (week: asleep {data['asleep_hours']:.1f} h, "
+            f"{data['wakes']} wake(s)" + ("" if data["kwh_saved"] is None else
+                                           f", {data['kwh_saved']:.2f} kWh saved") + ")")
+

@@ -1,0 +1,75 @@
+"""A record of what happened on this host, for `sleepyllama history`: one JSON object per line,
+appended to a file in the StateDirectory.
+
+Each entry carries the wall-clock time, CLOCK_MONOTONIC and the boot id. An append is one
+write(2) of one whole line with O_APPEND, so a crash can at worst leave a torn last line, which
+reading skips with a warning. The file is bounded: past MAX_BYTES the oldest half is rolled off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 1 << 20  # about 5000 entries: months of sleeps and wakes
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def append(path: Path, event: str, **fields: object) -> None:
+    """Add one entry; never fatal (a record must not stop a suspend or a wake)."""
+    entry = {"at": round(time.time(), 3), "mono": round(time.monotonic(), 3), "boot": boot_id(),
+             "event": event, **fields}
+    line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size > MAX_BYTES:
+            roll(path)
+    except OSError as error:
+        log.warning("cannot add to %s: %s", path, error)
+
+
+def roll(path: Path) -> None:
+    """Keep the newest half of the file, whole lines only, replacing it atomically."""
+    data = path.read_bytes()
+    keep = data[len(data) // 2:]
+    keep = keep[keep.find(b"\n") + 1:]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(keep)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
+def read(path: Path) -> list[dict]:
+    """Every entry, oldest first; a torn or garbled line is skipped with a warning."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or "event" not in entry or "at" not in entry:
+                raise ValueError("not an entry")
+        except ValueError:
+            log.warning("%s line %d is torn or garbled: skipped", path, number)
+            continue
+        entries.append(entry)
+    return entries

@@ -1,0 +1,110 @@
+"""The ledger (crash-safe, bounded) and sleepyllama history drawn from a ledger the code wrote."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from sleepyllama import history, ledger
+from sleepyllama.config import EnergyConfig
+
+DAY = time.mktime((2026, 11, 23, 0, 0, 0, 0, 0, -1))  # a Monday, local midnight
+
+
+class Clock:
+    """ledger.append's view of time and boot, moved by the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now, self.boot = DAY, "boot-1"
+        monkeypatch.setattr(ledger.time, "time", lambda: self.now)
+        monkeypatch.setattr(ledger, "boot_id", lambda: self.boot)
+
+    def at(self, hours: float) -> Clock:
+        self.now = DAY + hours * 3600
+        return self
+
+
+def test_a_day_of_sleeps_and_wakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
+    clock.at(0)
+    ledger.append(path, "server-ready", name="llama", load_seconds=7.5)
+    clock.at(1)
+    ledger.append(path, "sleep", reason="idle for 1h (timeout 1h): GPU 0 P8")
+    ledger.append(path, "suspend", kind="suspend")
+    clock.at(8)
+    ledger.append(path, "resume", kind="suspend")
+    clock.at(8.01)
+    ledger.append(path, "server-ready", name="llama", load_seconds=8.3)
+    clock.at(20)
+    ledger.append(path, "suspend", kind="suspend")  # a lid: no verdict asked for it
+    clock.boot = "boot-2"  # it never resumed: switched off, started again next morning
+    clock.at(30)
+    ledger.append(path, "server-ready", name="llama", load_seconds=9.0)
+    with path.open("a") as file:
+        file.write('{"at": 1795600000, "event": "res')  # torn by a crash mid-write
+
+    entries = ledger.read(path)
+    assert len(entries) == 7
+    found = history.sleeps(entries)
+    assert [(s.start - DAY) / 3600 for s in found] == [1, 20]
+    assert [(s.end - DAY) / 3600 for s in found] == [8, 30]  # the second ends when boot-2 began
+    assert found[0].reason.startswith("idle for 1h") and "something else" in found[1].reason
+
+    data = history.report(entries, EnergyConfig(base_watts=40.0, asleep_watts=2.0,
+                                                price_per_kwh=0.5, currency="EUR"),
+                          {"watts": 22.0, "samples": 10}, 2, DAY + 36 * 3600)
+    monday, tuesday = data["days"]
+    assert monday["date"].startswith("Mon") and monday["asleep_hours"] == pytest.approx(11.0)
+    assert monday["cells"][:2] == ["awake", "awake"] and monday["cells"][2] == "asleep"
+    assert monday["cells"][16] == "woken" and monday["wakes"] == 1
+    assert tuesday["asleep_hours"] == pytest.approx(6.0) and tuesday["cells"][-1] == ""
+    assert data["kwh_saved"] == pytest.approx(17.0 * 60.0 / 1000)  # (22 + 40 - 2) W for 17 h
+    assert data["money_saved"] == pytest.approx(0.51)
+    text = history.render(data, pictures=False)
+    assert "Mon 11-23  ##" + "." * 14 + "^" in text and "asleep 11.0 h  1 wake(s)  0.66 kWh saved" in text
+    assert "total: asleep 17.0 h of 48 h, 1 wake(s), 1.02 kWh saved (0.51 EUR)" in text
+    assert "GPUs 22 W measured over 10 idle checks; base_watts 40 W" in text
+    assert "resumed; llama ready after 8.3s" in text
+
+
+def test_without_a_power_figure_history_says_how_to_get_one(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
+    clock.at(1)
+    ledger.append(path, "suspend")
+    clock.at(3)
+    ledger.append(path, "resume")
+    data = history.report(ledger.read(path), EnergyConfig(), None, 1, DAY + 4 * 3600)
+    assert data["kwh_saved"] is None and "no power figure yet" in data["power"]
+    data = history.report(ledger.read(path), EnergyConfig(), {"watts": 30.0, "samples": 3}, 1,
+                          DAY + 4 * 3600)
+    assert "GPUs only: set [energy] base_watts" in data["power"]
+    assert data["kwh_saved"] == pytest.approx(2.0 * 28.0 / 1000)
+
+
+def test_proxy_wakes_name_their_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, clock = tmp_path / "llama.ledger.jsonl", Clock(monkeypatch)
+    clock.at(9)
+    ledger.append(path, "wake", first="192.168.1.20:51234", request="POST /v1/chat/completions",
+                  signals=3, ready_after=12.4)
+    clock.at(10)
+    ledger.append(path, "wake", first="192.168.1.30:40000", request="", signals=60,
+                  gave_up_after=180.0)
+    text = history.render(history.report(ledger.read(path), EnergyConfig(), None, 1,
+                                         DAY + 11 * 3600), pictures=True)
+    assert "192.168.1.20:51234 POST /v1/chat/completions: ready after 12.4s, 3 wake signals" in text
+    assert "192.168.1.30:40000 (not HTTP): gave up after 180.0s, 60 wake signals" in text
+    assert "↑" in text
+
+
+def test_the_ledger_stays_bounded_and_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger, "MAX_BYTES", 4096)
+    path = tmp_path / "ledger.jsonl"
+    for number in range(200):
+        ledger.append(path, "answered-asleep", request="GET /v1/models", number=number)
+    assert path.stat().st_size <= 4096
+    entries = ledger.read(path)
+    assert entries[-1]["number"] == 199 and entries[0]["number"] > 100  # the oldest rolled off
+    assert [e["number"] for e in entries] == list(range(entries[0]["number"], 200))
