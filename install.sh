@@ -278,6 +278,9 @@ if [ "$role" = proxy ]; then
 else
     # --no-block: loading a model takes minutes; `systemctl status` shows when it is ready.
     # start is a no-op for a server already running or still loading
+    # [schedule] awake: the wake timer (WakeSystem=yes) follows the config
+    timer=$("$PREFIX/bin/python" -m sleepyllama.host.schedule install --config "$CONFIG")
+    [ "$timer" = unchanged ] || note "$timer /etc/systemd/system/sleepyllama-wake.timer from [schedule] awake"
     systemctl reset-failed "sleepyllama-server@$name.service" 2>/dev/null || true
     if [ "$changed" = 1 ]; then
         systemctl restart --no-block "sleepyllama-server@$name.service"

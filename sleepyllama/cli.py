@@ -24,7 +24,7 @@ from sleepyllama import history, logs, systemd
 from sleepyllama.checks import check, print_findings
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
-from sleepyllama.host import state
+from sleepyllama.host import schedule, state
 from sleepyllama.proxy.probe import probe
 from sleepyllama.proxy.program import make_sender, pick_table
 from sleepyllama.proxy.wol import WakeSchedule
@@ -102,6 +102,9 @@ def restart(config: Config) -> int:
         for name in config.proxies:
             systemd.restart(f"sleepyllama-proxy@{name}.service", only_if_running=True)
     if config.servers:
+        timer = schedule.install(config.schedule)
+        if timer != "unchanged":
+            print(f"{schedule.TIMER}: {timer} from [schedule] awake")
         print("the servers load their models in the background: sleepyllama status shows when")
     return 0
 

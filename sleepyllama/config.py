@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sleepyllama.host.schedule import Window, parse_window
+
 DEFAULT_PATH = Path("/etc/sleepyllama/sleepyllama.toml")
 EX_CONFIG = 78  # sysexits.h: the unit's RestartPreventExitStatus= matches it
 
@@ -87,6 +89,7 @@ class Config:
     servers: dict[str, ServerConfig] = field(default_factory=dict)
     idle: IdleConfig = field(default_factory=IdleConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
+    schedule: tuple[Window, ...] = ()  # [schedule] awake: windows the box stays up in
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -408,6 +411,19 @@ def _not_text(value: object) -> str:
     raise ValueError(f"expected text, not {value!r}")
 
 
+def _schedule(path: Path, data: object) -> tuple[Window, ...]:
+    table = _Table(path, "schedule", data)
+
+    def windows(value: object) -> tuple[Window, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list like [\"Mon..Fri 08:30..18:00\"], not {value!r}")
+        return tuple(parse_window(item) for item in value)
+
+    awake = table.get("awake", windows, ())
+    table.finish()
+    return awake
+
+
 def _named_tables(path: Path, kind: str, data: object) -> Iterator[tuple[str, object]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: [{kind}] must hold named tables like [{kind}.llama]")
@@ -426,9 +442,9 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     for key in data:
-        if key not in ("proxy", "server", "idle", "energy"):
+        if key not in ("proxy", "server", "idle", "energy", "schedule"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
-                              "[server.NAME], [idle], [energy])")
+                              "[server.NAME], [idle], [energy], [schedule])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -437,6 +453,7 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
         },
         idle=_idle(path, data.get("idle", {})),
         energy=_energy(path, data.get("energy", {})),
+        schedule=_schedule(path, data.get("schedule", {})),
     )
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger("sleepyllama-idle")
 
 def signals_for(config: Config, counters: dict[str, Counter]) -> list[Signal]:
     return configured_signals(config.idle, list(config.servers.values()), systemd.list_inhibitors,
-                              os.getpid(), counters)
+                              os.getpid(), counters, config.schedule)
 
 
 def server_counters(signals: list[Signal]) -> dict[str, Counter]:

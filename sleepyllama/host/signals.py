@@ -20,6 +20,7 @@ from typing import Protocol
 
 from sleepyllama.config import IdleConfig, ServerConfig
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
+from sleepyllama.host.schedule import Window, current_window
 
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu,power.draw",
                     "--format=csv,noheader,nounits"]
@@ -235,10 +236,32 @@ class InhibitorsSignal:
         return Reading(self.name, Activity.IDLE, "no sleep inhibitor")
 
 
+# -- awake windows ([schedule]) ------------------------------------------------------------------
+
+class ScheduleSignal:
+    name = "schedule"
+
+    def __init__(self, windows: Sequence[Window],
+                 clock: Callable[[], time.struct_time] = time.localtime) -> None:
+        self.windows, self.clock = windows, clock
+
+    def read(self) -> Reading:
+        now = self.clock()
+        window = current_window(self.windows, now)
+        if window is None:
+            return Reading(self.name, Activity.IDLE, "outside the awake windows")
+        until = f"{window.end // 60:02d}:{window.end % 60:02d}"
+        return Reading(self.name, Activity.BUSY, f"inside the awake window {window.text} "
+                       f"(until {until})")
+
+
 def configured_signals(idle: IdleConfig, servers: Sequence[ServerConfig],
                        list_inhibitors: Callable[[], Sequence[Inhibitor]],
-                       own_pid: int, counters: dict[str, Counter]) -> list[Signal]:
+                       own_pid: int, counters: dict[str, Counter],
+                       schedule: Sequence[Window] = ()) -> list[Signal]:
     signals: list[Signal] = []
+    if schedule:
+        signals.append(ScheduleSignal(schedule))
     if idle.gpu == "amdgpu":
         signals.append(AmdGpuSignal())
     elif idle.gpu != "off":

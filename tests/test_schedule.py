@@ -1,0 +1,69 @@
+"""Awake windows: parsing as systemd's calendar reads the days, being inside one, the timer."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from sleepyllama import config
+from sleepyllama.host.schedule import current_window, parse_window, timer_unit
+from sleepyllama.host.signals import Activity, ScheduleSignal
+
+
+def at(weekday: int, hour: int, minute: int = 0) -> time.struct_time:
+    """A moment on 2026-11-23 (a Monday) + weekday days."""
+    return time.localtime(time.mktime((2026, 11, 23 + weekday, hour, minute, 0, 0, 0, -1)))
+
+
+def test_windows_and_being_inside_one() -> None:
+    workdays = parse_window("Mon..Fri 08:30..18:00")
+    assert workdays.calendar == "Mon,Tue,Wed,Thu,Fri 08:30:00"
+    assert workdays.contains(at(0, 8, 30)) and workdays.contains(at(4, 17, 59))
+    assert not workdays.contains(at(0, 8, 29)) and not workdays.contains(at(0, 18, 0))
+    assert not workdays.contains(at(5, 12))  # Saturday
+    every_day = parse_window("07:00..24:00")
+    assert every_day.days == frozenset(range(7)) and every_day.contains(at(6, 23, 59))
+    mixed = parse_window("Mon,Wed..Fri 10:00..11:00")
+    assert mixed.calendar == "Mon,Wed,Thu,Fri 10:00:00"
+    assert current_window([workdays, mixed], at(2, 10, 30)) == workdays
+
+
+@pytest.mark.parametrize(("window", "words"), [
+    ("Fri..Mon 08:00..09:00", "a range of days goes forward"),
+    ("Mon..Fri 18:00..08:00", "ends before it starts"),
+    ("Monday 08:00..09:00", "expected a window like"),
+    ("Mon 25:00..26:00", "is not a time of day"),
+    ("Mon..Fry 08:00..09:00", "days are Mon Tue"),
+])
+def test_a_bad_window_is_a_config_error_in_one_line(window: str, words: str) -> None:
+    with pytest.raises(config.ConfigError, match=words) as error:
+        config.parse(f'[schedule]\nawake = ["{window}"]\n')
+    assert "[schedule] awake:" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_reads_the_timer_s_calendars_as_meant() -> None:
+    for text in ("Mon..Fri 08:30..18:00", "Sat,Sun 10:00..22:00", "06:15..07:00"):
+        window = parse_window(text)
+        shown = subprocess.run(["systemd-analyze", "calendar", window.calendar],
+                               capture_output=True, text=True, check=True).stdout
+        normalized = shown.split("Normalized form:")[1].splitlines()[0].strip()
+        hours = f"{window.start // 60:02d}:{window.start % 60:02d}:00"
+        assert normalized.endswith(hours) and "*-*-*" in normalized, normalized
+
+
+def test_the_timer_wakes_the_box_at_each_window_s_start() -> None:
+    unit = timer_unit([parse_window("Mon..Fri 08:30..18:00"), parse_window("Sat 10:00..12:00")])
+    assert "OnCalendar=Mon,Tue,Wed,Thu,Fri 08:30:00\nOnCalendar=Sat 10:00:00\n" in unit
+    assert "WakeSystem=yes\n" in unit and "Unit=sleepyllama-servers.target\n" in unit
+
+
+def test_inside_a_window_the_idle_check_stays_awake_and_says_why() -> None:
+    windows = config.parse('[schedule]\nawake = ["Mon..Fri 08:30..18:00"]\n').schedule
+    inside = ScheduleSignal(windows, lambda: at(1, 9)).read()
+    assert inside.activity is Activity.BUSY
+    assert inside.reason == "inside the awake window Mon..Fri 08:30..18:00 (until 18:00)"
+    assert ScheduleSignal(windows, lambda: at(1, 19)).read().activity is Activity.IDLE
