@@ -20,7 +20,7 @@ from sleepyllama.config import EnergyConfig
 HALF_HOUR = 1800
 REASON_WINDOW = 300.0  # a "sleep" entry this close before a suspend asked for it
 HOST_LEDGER = Path("/var/lib/sleepyllama/ledger.jsonl")
-PROXY_LEDGERS = Path("/var/lib/sleepyllama-proxy")
+PROXY_STATE = Path("/var/lib/sleepyllama-proxy")  # the proxy unit's StateDirectory=
 STRIP = {"awake": "█", "asleep": "·", "woken": "↑"}
 PLAIN = {"awake": "#", "asleep": ".", "woken": "^"}
 
@@ -148,7 +148,7 @@ def power(energy: EnergyConfig, idle_watts: dict | None) -> tuple[float | None, 
         f"awake and idle {awake:.0f} W ({'; '.join(parts)}), asleep {energy.asleep_watts:.0f} W")
 
 
-def read_ledgers(host: Path = HOST_LEDGER, proxies: Path = PROXY_LEDGERS) -> list[dict]:
+def read_ledgers(host: Path = HOST_LEDGER, proxies: Path = PROXY_STATE) -> list[dict]:
     entries = ledger.read(host)
     if proxies.is_dir():
         for path in sorted(proxies.glob("*.ledger.jsonl")):

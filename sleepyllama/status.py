@@ -96,15 +96,12 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
     return report
 
 
-PROXY_STATE = Path("/var/lib/sleepyllama-proxy")  # the proxy unit's StateDirectory=
-
-
 def proxy_memory(name: str) -> dict:
     """What the proxy kept for answering while the backend sleeps (the age of each answer), and
     its last wake as the journal has it: who woke the box, with which request."""
     memory: dict = {}
     try:
-        stored = json.loads((PROXY_STATE / f"{name}.answers.json").read_text())
+        stored = json.loads((history.PROXY_STATE / f"{name}.answers.json").read_text())
         memory["cached"] = {target: time.time() - entry["fetched_at"]
                             for target, entry in stored["entries"].items()}
     except (OSError, ValueError, KeyError, TypeError):

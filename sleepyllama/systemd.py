@@ -60,6 +60,12 @@ SERVER_UNITS = "sleepyllama-server@*.service"
 _GONE = ("inactive", "failed")
 
 
+def state_directory() -> Path | None:
+    """The unit's StateDirectory= (systemd passes it in STATE_DIRECTORY); None outside one."""
+    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(directory) if directory else None
+
+
 def boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from sleepyllama import systemd
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import IdleState, Verdict
 from sleepyllama.host.signals import Reading
@@ -31,8 +32,7 @@ def ledger_path(state_file: Path | None = None) -> Path:
 
 def state_path() -> Path:
     """systemd's StateDirectory= (STATE_DIRECTORY), else /var/lib/sleepyllama."""
-    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(directory or DEFAULT_DIRECTORY) / "idle.json"
+    return (systemd.state_directory() or DEFAULT_DIRECTORY) / "idle.json"
 
 
 def load(path: Path) -> tuple[IdleState | None, dict]:

@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import IO
 
 from sleepyllama import config as configuration
@@ -194,9 +193,9 @@ class Supervisor:
 
     def _record_ready(self, now: float) -> None:
         """Into the host's ledger, where the unit's StateDirectory= says (not when run by hand)."""
-        directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-        if directory:
-            ledger.append(Path(directory) / "ledger.jsonl", "server-ready", name=self.config.name,
+        directory = systemd.state_directory()
+        if directory is not None:
+            ledger.append(directory / "ledger.jsonl", "server-ready", name=self.config.name,
                           load_seconds=round(now - self.started, 1))
 
     def _look(self, ready: bool) -> tuple[bool, bool, str]:

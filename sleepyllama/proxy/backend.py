@@ -32,7 +32,7 @@ from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.reception import Reception, Visitor
-from sleepyllama.proxy.reply import backend_unavailable, looks_like_http
+from sleepyllama.proxy.reply import backend_unavailable
 from sleepyllama.proxy.splice import Splice
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
@@ -256,7 +256,7 @@ class Backend:
         except OSError:
             first_bytes = b""
         try:
-            if looks_like_http(first_bytes):
+            if policy.speaks_http1(first_bytes):
                 log.info("answering %s with 503: its backend did not wake", client.peer)
                 client.sock.send(backend_unavailable(str(self.config.backend),
                                                      self.config.wake_timeout, waited))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from sleepyllama import systemd
 from sleepyllama.config import ConfigError, ProxyConfig
-from sleepyllama.proxy.reply import looks_like_http
+from sleepyllama.proxy.policy import speaks_http1
 
 log = logging.getLogger("sleepyllama-proxy")
 
@@ -97,7 +97,7 @@ class Misconfigured:
         client.setblocking(False)
         try:
             first = await asyncio.wait_for(loop.sock_recv(client, 16), FIRST_BYTES_TIMEOUT)
-            if looks_like_http(first):
+            if speaks_http1(first):
                 await loop.sock_sendall(client, config_error_reply(self.error))
                 self.answered += 1
             client.shutdown(socket.SHUT_WR)

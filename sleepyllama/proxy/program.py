@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import resource
 import signal
 import socket
@@ -168,8 +167,8 @@ class Proxy:
 def state_file(config: ProxyConfig, kind: str) -> Path | None:
     """A file of this proxy's in the unit's StateDirectory= (which outlives exit_idle, restarts
     and reboots): NAME.answers.json, NAME.ledger.jsonl; none when run by hand without one."""
-    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(directory) / f"{config.name}.{kind}" if directory else None
+    directory = systemd.state_directory()
+    return directory / f"{config.name}.{kind}" if directory else None
 
 
 def cache_path(config: ProxyConfig) -> Path | None:

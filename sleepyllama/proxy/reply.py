@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 
 from sleepyllama.config import format_duration
 
-# a request line's start: method, space, then a path, an absolute URL or "*"
-_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} (/|https?://|\*)")
 RETRY_AFTER = 30  # seconds: long enough for a slow box to finish waking
-
-
-def looks_like_http(first_bytes: bytes) -> bool:
-    return _REQUEST_LINE.match(first_bytes) is not None
 
 
 def backend_unavailable(backend: str, wake_timeout: float, waited: float) -> bytes:
