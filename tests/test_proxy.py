@@ -248,8 +248,14 @@ def test_a_config_typo_never_closes_the_port_and_the_fix_serves_at_once(tmp_path
     assert any("READY=1" in m for m in proxy.notify.messages)
     assert backend.packets() == []  # nothing woken on a config it cannot read
 
+    early = socket.create_connection(proxy.address, timeout=10)  # connected before the fix
+    time.sleep(0.2)
     proxy.config.write_text(good)  # fixed: the next request is served, no command needed
     wait_for(lambda: "the config is valid now" in proxy.log(), what="the fixed config")
+    # a client met while the config was still broken gets its answer, not a silent close
+    early.sendall(GET_HEALTH)
+    assert early.recv(65536).startswith(b"HTTP/1.1 503"), "closed without an answer"
+    early.close()
     assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
     assert proxy.process.popen.poll() is None
     assert proxy.log().count("answering every client with 503") == 1  # one process all along

@@ -75,8 +75,9 @@ class Misconfigured:
         finally:
             for listener in self.listeners:
                 loop.remove_reader(listener.fileno())
-            for task in list(self.clients):
-                task.cancel()
+            if stop.is_set():  # stopping; once fixed, clients met before still get their answer
+                for task in list(self.clients):
+                    task.cancel()
 
     def _status(self) -> None:
         self.notifier.status(f"config error, answering 503 until fixed: {self.error}")
