@@ -7,13 +7,18 @@ usage() {
     cat <<'EOF'
 usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
-                           [--name NAME] [--broadcast IP]
+                           [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] --command-file FILE
   sudo ./install.sh --uninstall [--name NAME] [--purge]
 
 proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --listen that
         wakes --backend with magic packets for --mac and holds each client until it is ready.
+        --kind: llama-server, ollama, llama-swap, vllm or none (default auto: any, learned
+        from its answers). --api-key-file: a file holding the backend's API key (llama-server
+        --api-key), copied to /etc/sleepyllama/NAME.key (root only) and handed to the proxy as
+        a systemd credential: the model list is then kept and answered while the box sleeps,
+        to clients that present the key.
 server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, suspends the
         box after --idle-timeout (default 1h) with nothing to do, restarts it after resume.
         --command-file: a file with the whole command line, one argument per line.
@@ -41,6 +46,7 @@ CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu=""
+kind="" api_key_file=""
 uninstall=0 purge=0 name_given=0
 command=()
 while [ $# -gt 0 ]; do
@@ -51,6 +57,8 @@ while [ $# -gt 0 ]; do
         --backend) backend=${2:?--backend needs HOST:PORT}; shift ;;
         --mac) mac=${2:?--mac needs a MAC address}; shift ;;
         --broadcast) broadcast=${2:?--broadcast needs an IP address}; shift ;;
+        --kind) kind=${2:?--kind needs auto, llama-server, ollama, llama-swap, vllm or none}; shift ;;
+        --api-key-file) api_key_file=${2:?--api-key-file needs a file}; shift ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
         --gpu) gpu=${2:?--gpu needs pstate, utilization, amdgpu or off}; shift ;;
@@ -81,6 +89,8 @@ elif [ "$role" = proxy ]; then
     mac=$(sed -E 's/(..)/\1:/g; s/:$//' <<< "${hex,,}")
     [ -z "$broadcast" ] || [[ $broadcast =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || fail "--broadcast '$broadcast' is not an IPv4 address"
     [ ${#command[@]} = 0 ] && [ -z "$command_file" ] || fail "proxy takes no command"
+    [[ $kind =~ ^(|auto|llama-server|ollama|llama-swap|vllm|none)$ ]] || fail "--kind '$kind': auto, llama-server, ollama, llama-swap, vllm or none"
+    [ -z "$api_key_file" ] || [ -s "$api_key_file" ] || fail "--api-key-file '$api_key_file' cannot be read or is empty (one line: the key)"
 elif [ "$role" = server ]; then
     if [ -n "$command_file" ]; then
         [ ${#command[@]} = 0 ] || fail "give --command-file or a command after --, not both"
@@ -117,9 +127,10 @@ if [ "$uninstall" = 1 ] && [ "$name_given" = 1 ]; then
             note "stopped and disabled $unit"
         fi
     done
-    if [ -d "$UNIT_DIR/sleepyllama-proxy@$name.socket.d" ]; then
-        rm -rf "$UNIT_DIR/sleepyllama-proxy@$name.socket.d"; note "removed $UNIT_DIR/sleepyllama-proxy@$name.socket.d"
-    fi
+    for path in "$UNIT_DIR/sleepyllama-proxy@$name.socket.d" "$UNIT_DIR/sleepyllama-proxy@$name.service.d" \
+                "/etc/sleepyllama/$name.key"; do
+        if [ -e "$path" ]; then rm -rf "$path"; note "removed $path"; fi
+    done
     if [ -e "$CONFIG" ] && [ -x "$PREFIX/bin/python" ]; then
         for kind in proxy server; do
             result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" "$kind" "$name" --remove)
@@ -218,8 +229,23 @@ fi
 
 # -- the config: only this table changes ------------------------------------------------------
 if [ "$role" = proxy ]; then
+    key_path=""
+    if [ -n "$api_key_file" ]; then
+        # a copy only root may read; the DynamicUser proxy gets it as a systemd credential
+        key_path=/etc/sleepyllama/$name.key
+        if ! cmp -s "$api_key_file" "$key_path" 2>/dev/null; then
+            install -D -m 600 -o root -g root "$api_key_file" "$key_path"
+            note "wrote $key_path (the backend's API key, root only)"
+        fi
+        place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.service.d/api-key.conf" <<EOF
+# written by install.sh: the backend's API key, readable by this proxy alone (CREDENTIALS_DIRECTORY)
+[Service]
+LoadCredential=api-key:$key_path
+EOF
+    fi
     result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" proxy "$name" --backend "$backend" \
-             --mac "$mac" ${broadcast:+--broadcast "$broadcast"})
+             --mac "$mac" ${broadcast:+--broadcast "$broadcast"} ${kind:+--kind "$kind"} \
+             ${key_path:+--api-key-file "$key_path"})
     place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
 # written by install.sh: where frontends connect (an empty ListenStream= drops the default)
 [Socket]

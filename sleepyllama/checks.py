@@ -11,11 +11,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sleepyllama import systemd
+from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ServerConfig
-from sleepyllama.host.activity import CANNOT_SHOW
+from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
-from sleepyllama.host.supervisor import health
+from sleepyllama.host.supervisor import health, ready_status
 from sleepyllama.status import RESTART_HINT, broken, expected_units, failed_words, unit_rows
 
 HOOK = Path("/usr/lib/systemd/system-sleep/sleepyllama")
@@ -107,16 +107,29 @@ def check_activity(server: ServerConfig, servers_signal: bool, found: Findings) 
     table = f"[server.{server.name}]"
     if not servers_signal:
         return
-    if server.activity == "llama-server" and "--metrics" not in server.command:
-        found.warnings.append(
-            f"{table}: llama-server runs without --metrics: the idle check must read /slots "
-            "instead, which counts as use and keeps llama-server's own --sleep-idle-seconds from "
-            "ever unloading the model (add --metrics to its command)")
-    elif CANNOT_SHOW[server.activity]:
-        found.warnings.append(f"{table} activity = \"{server.activity}\": "
-                              f"{CANNOT_SHOW[server.activity]}")
-    else:
-        found.good.append(f"{table}: requests counted from /metrics, model sleep from /props")
+    kind = kinds.get(server.activity)
+    advice = kind.advice(server.command)
+    for line in advice:
+        found.warnings.append(f"{table}: {line}")
+    if kind.cannot_show:
+        found.warnings.append(f"{table} activity = \"{server.activity}\": {kind.cannot_show}")
+    if kind.shows and not advice:
+        found.good.append(f"{table}: {kind.shows}")
+    check_activity_read(server, found)
+
+
+def check_activity_read(server: ServerConfig, found: Findings) -> None:
+    """Read the server once, as the idle check does: an endpoint it cannot read would count as
+    busy at every check, and the box would never sleep."""
+    table = f"[server.{server.name}]"
+    try:
+        look = source_for(server, timeout=2.0, gentle=True).look()
+    except Unreadable as error:
+        found.errors.append(f"{table}: its activity cannot be read ({error}): every idle check "
+                            "counts it busy, so the box never sleeps")
+        return
+    if look.running:
+        found.good.append(f"{table}: activity read: {ready_status(look)}")
 
 
 def check_gpus(mode: str, found: Findings) -> None:
@@ -125,12 +138,8 @@ def check_gpus(mode: str, found: Findings) -> None:
         found.errors.append(f"[idle] gpu = \"{mode}\": {reading.reason}")
         return
     found.good.append(f"{'amdgpu' if mode == 'amdgpu' else 'nvidia-smi'}: {reading.reason}")
-    if mode == "pstate":
-        gpus = GpuSignal(mode).query()
-        if gpus and all(g.pstate == 0 and g.utilization == 0 for g in gpus):
-            found.warnings.append("every GPU is at P0 with 0 % utilization: some GPUs (P100, "
-                                  "V100) have only P0 and would never look idle; set "
-                                  "[idle] gpu = \"utilization\"")
+    if reading.hint:  # a GPU in P0 at 0 %: it may never read idle
+        found.warnings.append(f"[idle] gpu = \"{mode}\": {reading.reason} {reading.hint}")
 
 
 def default_interface() -> str | None:

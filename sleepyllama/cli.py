@@ -55,7 +55,7 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
             sent += 1
             if not interactive:
                 print(f"sent {sender.describe()} ({sent})", file=sys.stderr)
-        ready, why = probe(proxy.health_url, proxy.backend)
+        ready, why = probe(proxy)
         elapsed = time.monotonic() - started
         if interactive:
             print(f"\rwaking {proxy.backend}: {elapsed:.0f} s, {sent} packets, last: {why}\033[K",

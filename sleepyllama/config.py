@@ -7,15 +7,16 @@ so that a unit failing with exit status 78 says in the journal exactly what to f
 from __future__ import annotations
 
 import ipaddress
-import itertools
+import math
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sleepyllama import kinds
 from sleepyllama.host.schedule import Window, parse_window
 
 DEFAULT_PATH = Path("/etc/sleepyllama/sleepyllama.toml")
@@ -40,7 +41,8 @@ class ProxyConfig:
     name: str
     backend: Address
     mac: str | None
-    health_url: str  # "" means a TCP connect is enough
+    health_url: str | None = None  # None: the kind's own ready check; "": a TCP connect is enough
+    kind: str = "auto"  # "auto": any kind's ready answer; its look-only requests (kinds/)
     broadcast: str = "255.255.255.255"
     wol_port: int = 9
     wol_source: str | None = None
@@ -51,19 +53,33 @@ class ProxyConfig:
     exit_idle: float | None = None
     # while the backend is not known to be ready: requests answered from the cache ("GET /path"),
     # requests that may wake it ("METHOD /glob*"; None: all), clients that may wake it (None: all)
-    answer_while_asleep: tuple[str, ...] = ("GET /v1/models", "GET /models")
+    answer_while_asleep: tuple[str, ...] | None = None  # None: the kind's look-only requests
     wake_on: tuple[str, ...] | None = None
     wake_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+    # the backend's API key (llama-server --api-key): sent with the cache's fetches, and a cached
+    # answer goes only to a client that presents it; under systemd read as the credential api-key
+    api_key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.answer_while_asleep is None:  # the kind knows its own; written once, there
+            object.__setattr__(self, "answer_while_asleep", kinds.look_only(self.kind))
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     name: str
     command: tuple[str, ...]
-    health_url: str
+    health_url: str = ""  # "": the kind's ready check where the command says it listens
     stop_timeout: float = 30.0
     pstate: str = "off"  # "auto": idle GPUs to P8 through nvidia-pstate
-    activity: str = "none"  # the kind of server: how its use is read (host/activity.py)
+    activity: str = "auto"  # the kind of server (kinds/); "auto": from the command's program
+
+    def __post_init__(self) -> None:
+        if self.activity == "auto":
+            object.__setattr__(self, "activity", kinds.detect(self.command).name)
+        if not self.health_url:
+            object.__setattr__(self, "health_url",
+                               kinds.get(self.activity).health_url(self.command))
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,9 @@ def parse_duration(value: object) -> float:
     plain_number = isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip())
     if isinstance(value, int | float) or plain_number:
         seconds = float(value)
+        if not math.isfinite(seconds):  # TOML allows nan and inf
+            raise ValueError(f"expected a duration like 90, \"90s\", \"15m\" or \"1h\", "
+                             f"not {value!r}")
     elif isinstance(value, str) and re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", value.strip()):
         seconds = sum(
             float(number) * _UNIT_SECONDS[unit]
@@ -134,6 +153,20 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
     return seconds
+
+
+MIN_WOL_INTERVAL = 0.5  # faster wake signals flood the LAN and wake nothing sooner
+
+
+def at_least(minimum: float):
+    """A duration of at least `minimum` seconds."""
+    def parse(value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds < minimum:
+            raise ValueError(f"must be at least {format_duration(minimum)}, not {value!r}")
+        return seconds
+
+    return parse
 
 
 def format_duration(seconds: float) -> str:
@@ -237,6 +270,13 @@ def parse_argv(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def absolute_path(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"expected an absolute path like \"/etc/sleepyllama/llama.key\", "
+                         f"not {value!r}")
+    return value
+
+
 def parse_port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ValueError(f"expected a port number 1-65535, not {value!r}")
@@ -271,11 +311,14 @@ def one_of(*choices: str):
 class _Table:
     """Reads one TOML table; every key must be read, so unknown keys (typos) become errors."""
 
-    def __init__(self, path: Path, name: str, data: object) -> None:
+    def __init__(self, path: Path, name: str, data: object, record: type | None = None) -> None:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: [{name}] must be a table")
         self.path, self.name, self.data = path, name, data
         self.used: set[str] = set()
+        # each default is the record's own field default, written once there
+        self.defaults = {f.name: f.default for f in fields(record) if f.default is not MISSING
+                         } if record is not None else {}
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: [{self.name}] {key}: {message}")
@@ -285,7 +328,7 @@ class _Table:
         if key not in self.data:
             if required:
                 raise self.error(key, "is required")
-            return default
+            return self.defaults.get(key, default)
         try:
             return parse(self.data[key])
         except ValueError as error:
@@ -299,76 +342,41 @@ class _Table:
 
 
 def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
-    table = _Table(path, f"proxy.{name}", data)
-    backend = table.get("backend", parse_address, required=True)
+    table = _Table(path, f"proxy.{name}", data, ProxyConfig)
     wake_command = table.get("wake_command", parse_argv)
-    mac = table.get("mac", parse_mac, required=wake_command is None)
     config = ProxyConfig(
         name=name,
-        backend=backend,
-        mac=mac,
-        health_url=table.get("health_url", parse_url, f"http://{backend}/health"),
-        broadcast=table.get("broadcast", parse_ip, "255.255.255.255"),
-        wol_port=table.get("wol_port", parse_port, 9),
+        backend=table.get("backend", parse_address, required=True),
+        mac=table.get("mac", parse_mac, required=wake_command is None),
+        health_url=table.get("health_url", parse_url),
+        kind=table.get("kind", one_of("auto", *kinds.NAMES)),
+        broadcast=table.get("broadcast", parse_ip),
+        wol_port=table.get("wol_port", parse_port),
         wol_source=table.get("wol_source", parse_ip),
-        wol_interval=table.get("wol_interval", parse_duration, 3.0),
-        wake_timeout=table.get("wake_timeout", parse_duration, 180.0),
+        wol_interval=table.get("wol_interval", at_least(MIN_WOL_INTERVAL)),
+        wake_timeout=table.get("wake_timeout", at_least(1.0)),
         wake_command=wake_command,
-        max_connections=table.get("max_connections", positive_int, 512),
+        max_connections=table.get("max_connections", positive_int),
         exit_idle=table.get("exit_idle", parse_duration),
         answer_while_asleep=table.get("answer_while_asleep",
-                                      lambda v: parse_requests(v, patterns=False),
-                                      ("GET /v1/models", "GET /models")),
+                                      lambda v: parse_requests(v, patterns=False)),
         wake_on=table.get("wake_on", lambda v: parse_requests(v, patterns=True)),
         wake_from=table.get("wake_from", parse_networks),
+        api_key_file=table.get("api_key_file", absolute_path),
     )
     table.finish()
-    if config.wol_interval <= 0:
-        raise table.error("wol_interval", "must be more than 0")
     return config
 
 
-SERVER_KINDS = ("llama-server", "llama-swap", "ollama", "none")
-
-
-def detect_kind(command: tuple[str, ...]) -> str:
-    """The kind of server a command runs, from its program's name; "none" when not known."""
-    program = command[0].rsplit("/", 1)[-1] if command else ""
-    return next((kind for kind in SERVER_KINDS[:-1] if program.startswith(kind)), "none")
-
-
-def default_server_health_url(command: tuple[str, ...], kind: str = "llama-server") -> str:
-    """Where the server answers once ready, from its command line: llama-server's --host/--port
-    (default 127.0.0.1:8080), llama-swap's --listen (default :8080), Ollama's 127.0.0.1:11434
-    (OLLAMA_HOST in the unit's environment is not seen here: set health_url then)."""
-    if kind == "ollama":
-        return "http://127.0.0.1:11434/api/version"
-    host, port = "127.0.0.1", "8080"
-    for flag, value in itertools.pairwise(command):
-        if flag == "--host":
-            host = value
-        elif flag == "--port":
-            port = value
-        elif flag == "--listen" and kind == "llama-swap":
-            host, _, port = value.rpartition(":")
-            host = host.strip("[]")
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"  # a wildcard listener is reached on loopback
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/health"
-
-
 def _server(path: Path, name: str, data: object) -> ServerConfig:
-    table = _Table(path, f"server.{name}", data)
-    command = table.get("command", parse_argv, required=True)
-    activity = table.get("activity", one_of("auto", *SERVER_KINDS), "auto")
-    kind = detect_kind(command) if activity == "auto" else activity
+    table = _Table(path, f"server.{name}", data, ServerConfig)
     config = ServerConfig(
         name=name,
-        command=command,
-        health_url=table.get("health_url", parse_url, default_server_health_url(command, kind)),
-        stop_timeout=table.get("stop_timeout", parse_duration, 30.0),
-        pstate=table.get("pstate", one_of("off", "auto"), "off"),
-        activity=kind,
+        command=table.get("command", parse_argv, required=True),
+        health_url=table.get("health_url", parse_url),
+        stop_timeout=table.get("stop_timeout", parse_duration),
+        pstate=table.get("pstate", one_of("off", "auto")),
+        activity=table.get("activity", one_of("auto", *kinds.NAMES)),
     )
     table.finish()
     if not config.health_url:
@@ -377,29 +385,30 @@ def _server(path: Path, name: str, data: object) -> ServerConfig:
 
 
 def _idle(path: Path, data: object) -> IdleConfig:
-    table = _Table(path, "idle", data)
+    table = _Table(path, "idle", data, IdleConfig)
     config = IdleConfig(
-        timeout=table.get("timeout", parse_duration, 3600.0),
-        gpu=table.get("gpu", one_of("pstate", "utilization", "amdgpu", "off"), "pstate"),
-        servers=table.get("servers", boolean, True),
-        inhibitors=table.get("inhibitors", boolean, True),
+        timeout=table.get("timeout", parse_duration),
+        gpu=table.get("gpu", one_of("pstate", "utilization", "amdgpu", "off")),
+        servers=table.get("servers", boolean),
+        inhibitors=table.get("inhibitors", boolean),
     )
     table.finish()
     return config
 
 
 def watts(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"expected watts as a number, 0 or more, not {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or value < 0):
+        raise ValueError(f"expected a number, 0 or more, not {value!r}")
     return float(value)
 
 
 def _energy(path: Path, data: object) -> EnergyConfig:
-    table = _Table(path, "energy", data)
-    currency = table.get("currency", lambda v: v if isinstance(v, str) else _not_text(v), "")
+    table = _Table(path, "energy", data, EnergyConfig)
+    currency = table.get("currency", lambda v: v if isinstance(v, str) else _not_text(v))
     config = EnergyConfig(
         base_watts=table.get("base_watts", watts),
-        asleep_watts=table.get("asleep_watts", watts, 2.0),
+        asleep_watts=table.get("asleep_watts", watts),
         price_per_kwh=table.get("price_per_kwh", watts),
         currency=currency,
     )

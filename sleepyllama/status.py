@@ -71,7 +71,7 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
     if config is None:
         return report
     for proxy in config.proxies.values():
-        ready, why = probe(proxy.health_url, proxy.backend)
+        ready, why = probe(proxy)
         report["proxies"].append({"name": proxy.name, "backend": str(proxy.backend),
                                   "ready": ready, "answer": why, **proxy_memory(proxy.name)})
     try:
@@ -132,7 +132,7 @@ def server_report(server: ServerConfig, counter: Counter | None) -> dict:
     """What the server is doing now, read as the idle check reads it (never waking its model),
     compared with the counter the last idle check stored."""
     try:
-        busy, reason = judge(server.name, source_for(server, timeout=2.0, read_slots=False).look(), counter,
+        busy, reason = judge(server.name, source_for(server, timeout=2.0, gentle=True).look(), counter,
                              time.time())
         activity = Activity.BUSY if busy else Activity.IDLE
     except Unreadable as error:

@@ -20,6 +20,10 @@ class Unreachable(OSError):
     """Nothing answers there: refused, reset, no route, no such host."""
 
 
+class Refused(Unreachable):
+    """The host answered that nothing listens on that port: the server is not running."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -35,7 +39,7 @@ class Answer:
         return json.loads(self.body)
 
 
-def get(url: str, timeout: float) -> Answer:
+def get(url: str, timeout: float, headers: dict[str, str] | None = None) -> Answer:
     """GET url. Raises Unreachable when nothing answers, TimeoutError when it does not answer in
     time, and ValueError for an answer that is not HTTP or too large."""
     parts = urlsplit(url)
@@ -46,7 +50,7 @@ def get(url: str, timeout: float) -> Answer:
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        connection.request("GET", target, headers={"Connection": "close"})
+        connection.request("GET", target, headers={**(headers or {}), "Connection": "close"})
         response = connection.getresponse()
         body = response.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
@@ -56,6 +60,8 @@ def get(url: str, timeout: float) -> Answer:
         raise
     except http.client.HTTPException as error:
         raise ValueError(f"{parts.path}: not an HTTP answer ({type(error).__name__})") from None
+    except ConnectionRefusedError as error:
+        raise Refused(error.errno, error.strerror or str(error)) from None
     except OSError as error:
         raise Unreachable(error.errno, error.strerror or str(error)) from None
     finally:

@@ -19,6 +19,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 FAKE_SERVER = TESTS / "fake_llama_server.py"
+FAKE_SERVERS = TESTS / "fake_servers.py"  # Ollama, vLLM, llama-swap
 WOL_LISTENER = TESTS / "wol_listener.py"
 MAC = "ab:cd:ef:01:23:45"
 
@@ -92,16 +93,20 @@ class Process:
 
 
 class SleepingBackend:
-    """A fake llama-server that does not run until a magic packet for MAC reaches its "NIC"."""
+    """A fake server (llama-server, or kind "ollama", "vllm", "llama-swap") that does not run
+    until a magic packet for MAC reaches its "NIC"."""
 
     def __init__(self, directory: Path, *, load_seconds: float, tokens: int = 5,
                  token_delay: float = 0.0, wol_port: int | None = None,
-                 prefix: list[str] | None = None, host: str = "127.0.0.1") -> None:
+                 prefix: list[str] | None = None, host: str = "127.0.0.1",
+                 kind: str = "llama-server") -> None:
         self.port = free_port()
         self.wol_port = wol_port or free_port(socket.SOCK_DGRAM)
         self.ready_file = directory / "backend-ready"
+        self.script = FAKE_SERVER if kind == "llama-server" else FAKE_SERVERS
         self.server_command = [
-            sys.executable, str(FAKE_SERVER), "--host", host, "--port", str(self.port),
+            sys.executable, str(self.script), *([] if kind == "llama-server" else ["--kind", kind]),
+            "--host", host, "--port", str(self.port),
             "--load-seconds", str(load_seconds), "--tokens", str(tokens),
             "--token-delay", str(token_delay), "--ready-file", str(self.ready_file)]
         self.listener = Process(
@@ -117,7 +122,8 @@ class SleepingBackend:
     def kill_server(self) -> None:
         """The box went away (suspended by hand, cable pulled): its server stops answering."""
         # anchored: the wake listener's own command line holds the server's too
-        pattern = f"^{re.escape(self.server_command[0])} {re.escape(str(FAKE_SERVER))} .*--port {self.port} "
+        pattern = (f"^{re.escape(self.server_command[0])} {re.escape(str(self.script))} "
+                   f".*--port {self.port} ")
         subprocess.run(["pkill", "-f", pattern], check=True)
         self.ready_file.unlink()
 

@@ -4,6 +4,7 @@ import pytest
 
 from sleepyllama import config
 from sleepyllama.config import Address, ConfigError
+from sleepyllama.proxy.probe import ready_urls
 
 PATH = Path("/etc/sleepyllama/sleepyllama.toml")
 
@@ -17,7 +18,11 @@ def test_proxy_table_with_defaults() -> None:
         "llama")
     assert proxy.backend == Address("192.168.1.50", 8080)
     assert proxy.mac == "ab:cd:ef:01:23:45"
-    assert proxy.health_url == "http://192.168.1.50:8080/health"
+    # until the backend answers, readiness is any kind's own ready check (proxy/probe.py)
+    assert (proxy.health_url, proxy.kind) == (None, "auto")
+    assert ready_urls(proxy) == ["http://192.168.1.50:8080/health",
+                                 "http://192.168.1.50:8080/api/version"]
+    assert {"GET /v1/models", "GET /api/tags", "GET /props"} <= set(proxy.answer_while_asleep or ())
     assert (proxy.broadcast, proxy.wol_port, proxy.wol_interval) == ("255.255.255.255", 9, 3.0)
     assert (proxy.wake_timeout, proxy.max_connections, proxy.exit_idle) == (180.0, 512, None)
 
@@ -81,6 +86,19 @@ def test_format_duration_round_trips() -> None:
      "health_url", "http://"),
     ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nmax_connections = 0\n',
      "max_connections", "at least 1"),
+    # TOML allows nan and inf: a nan wake_timeout never answered a client, a nan wol_interval
+    # sent one packet per process life
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nwake_timeout = nan\n',
+     "wake_timeout", "duration"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nwol_interval = nan\n',
+     "wol_interval", "duration"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nwake_timeout = inf\n',
+     "wake_timeout", "duration"),
+    # a packet every 3 ms floods the LAN
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nwol_interval = "3ms"\n',
+     "wol_interval", "at least 0.5s"),
+    ('[proxy.a]\nbackend = "h:80"\nmac = "ab:cd:ef:01:23:45"\nkind = "llama"\n',
+     "kind", "'llama-server'"),
 ])
 def test_errors_name_file_table_and_key(text: str, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -106,10 +124,24 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
         config.load(tmp_path / "absent.toml")
 
 
-def test_server_health_url_follows_the_command_line() -> None:
-    assert config.default_server_health_url(("llama-server", "-m", "m.gguf")) == (
-        "http://127.0.0.1:8080/health")
-    assert config.default_server_health_url(
-        ("llama-server", "--host", "0.0.0.0", "--port", "9000")) == "http://127.0.0.1:9000/health"
-    assert config.default_server_health_url(("s", "--host", "::1", "--port", "1")) == (
-        "http://[::1]:1/health")
+def test_server_kind_and_health_url_come_from_the_command() -> None:
+    loaded = parse('[server.a]\ncommand = ["/usr/bin/ollama", "serve"]\n'
+                   '[server.b]\ncommand = ["llama-server", "--port", "9000", "--host", "0.0.0.0"]\n'
+                   '[server.c]\ncommand = ["whisper-server"]\nhealth_url = "http://127.0.0.1:1/h"\n')
+    assert (loaded.server("a").activity, loaded.server("a").health_url) == (
+        "ollama", "http://127.0.0.1:11434/api/version")
+    assert (loaded.server("b").activity, loaded.server("b").health_url) == (
+        "llama-server", "http://127.0.0.1:9000/health")
+    assert (loaded.server("c").activity, loaded.server("c").health_url) == (
+        "none", "http://127.0.0.1:1/h")
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("[idle]\ntimeout = inf\n", "timeout"),
+    ("[idle]\ntimeout = nan\n", "timeout"),
+    ("[energy]\nbase_watts = nan\n", "base_watts"),
+    ("[energy]\nprice_per_kwh = inf\n", "price_per_kwh"),
+])
+def test_nan_and_inf_are_refused_everywhere(text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"\] {key}: "):
+        parse(text)

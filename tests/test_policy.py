@@ -32,6 +32,17 @@ def test_a_cached_model_list_is_answered_and_anything_else_wakes() -> None:
                   "192.168.1.9", CACHED)[0] is Action.WAKE
 
 
+def test_a_client_without_the_backends_key_never_gets_the_cached_model_list() -> None:
+    proxy = table()
+    without = Head("GET", "/v1/models", False, key_ok=False)
+    assert decide(proxy, without, "192.168.1.9", CACHED)[0] is Action.UNAUTHORIZED
+    # not cached: it wakes the box, whose own answer (401) it then gets
+    assert decide(proxy, Head("GET", "/models", False, key_ok=False), "192.168.1.9",
+                  CACHED)[0] is Action.WAKE
+    assert decide(proxy, Head("POST", "/v1/chat/completions", True, key_ok=False),
+                  "192.168.1.9", CACHED)[0] is Action.WAKE
+
+
 def test_wake_on_and_wake_from() -> None:
     proxy = table('wake_on = ["POST /v1/*", "* /completion"]\nwake_from = ["192.168.1.0/24"]\n')
     assert decide(proxy, Head("POST", "/v1/chat/completions", True), "192.168.1.9", CACHED)[0] is (

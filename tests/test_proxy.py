@@ -110,7 +110,7 @@ def test_500_clients_during_one_wake_all_served_with_few_packets(tmp_path, clean
 def test_backend_that_never_wakes_gets_http_503_after_wake_timeout(tmp_path, cleanup) -> None:
     port = free_port()  # nothing will ever listen here
     proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{port}", wol_port=free_port(
-        socket.SOCK_DGRAM), wake_timeout="1s", wol_interval="0.3s"))
+        socket.SOCK_DGRAM), wake_timeout="1s", wol_interval="0.5s"))
     cleanup.append(proxy)
     started = time.monotonic()
     response = http_request(proxy.address, chat_request(stream=False))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,14 +21,16 @@ import pytest
 from sleepyllama import config as configuration
 from sleepyllama.config import ServerConfig
 from sleepyllama.host import state
-from sleepyllama.host.activity import LlamaServer
 from sleepyllama.host.idle import Action
 from sleepyllama.host.idle_check import check, signals_for
 from sleepyllama.host.signals import Activity, ServersSignal
+from sleepyllama.host.supervisor import ready_status
 from sleepyllama.host.suspend import SystemOps, sleep_now
+from sleepyllama.kinds.llama_server import LlamaServerSource
 from sleepyllama.proxy.probe import http
 
 from conftest import (
+    GET_HEALTH,
     MAC,
     WOL_LISTENER,
     NotifySocket,
@@ -35,6 +38,7 @@ from conftest import (
     ProxyRun,
     chat_request,
     free_port,
+    http_request,
     proxy_table,
     wait_for,
 )
@@ -53,28 +57,40 @@ def llama_command(port: int, *extra: str) -> list[str]:
             "-np", "2", *extra]
 
 
+def answers_health(port: int) -> bool:
+    try:
+        return http.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except OSError:
+        return False
+
+
+def router_command(port: int, models: Path, *extra: str) -> list[str]:
+    """Router mode: no model on the command line, one child llama-server per loaded model."""
+    return [BINARY, "--models-dir", str(models), "--host", "127.0.0.1", "--port", str(port),
+            "-c", "512", "-np", "1", *extra]
+
+
 class LlamaServerRun:
-    def __init__(self, directory: Path, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, directory: Path, *extra: str, command: list[str] | None = None,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = Process(llama_command(self.port, *extra), directory / "llama-server.log")
+        self.command = command or llama_command(self.port, *extra)
+        self.process = Process(self.command, directory / "llama-server.log")
         wait_for(self.healthy, timeout=60, what="llama-server to load its model")
 
     def healthy(self) -> bool:
-        try:
-            return http.get(self.url + "/health", timeout=1).status_code == 200
-        except OSError:
-            return False
+        return answers_health(self.port)
 
     def sleeping(self) -> bool:
         return http.get(self.url + "/props", timeout=5).json()["is_sleeping"] is True
 
-    def complete(self, text: str = "Say hi") -> str:
+    def complete(self, text: str = "Say hi", model: str = "tiny", api_key: str = "none") -> str:
         from openai import OpenAI
 
-        client = OpenAI(base_url=self.url + "/v1", api_key="none", max_retries=0)
+        client = OpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0)
         answer = client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": text}], max_tokens=8)
+            model=model, messages=[{"role": "user", "content": text}], max_tokens=8)
         return answer.choices[0].message.content or ""
 
     def stop(self) -> None:
@@ -146,7 +162,7 @@ def test_a_sleeping_model_stays_asleep_under_sleepyllama(tmp_path: Path) -> None
     try:
         wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=60, what="READY")
         config, path = configuration.load(config_file), tmp_path / "idle.json"
-        source = LlamaServer(f"http://127.0.0.1:{port}")
+        source = LlamaServerSource(f"http://127.0.0.1:{port}")
         wait_for(lambda: source.look().unloaded, timeout=20, what="llama-server to sleep")
         for second in range(10):  # 10 s of idle checks, with the supervisor polling too
             check(config, path, dry_run=True, boot_id=BOOT, now=1000.0 + second)
@@ -229,3 +245,130 @@ def test_real_llama_server_woken_through_the_proxy(tmp_path: Path, cleanup: list
     assert response.startswith(b"HTTP/1.1 200"), response[:300]
     assert b"data: " in response and b"[DONE]" in response
     assert "ready after" in proxy.log()
+
+
+def server_config(command: list[str]) -> configuration.Config:
+    arguments = ", ".join(json.dumps(arg) for arg in command)
+    return configuration.parse(f"[server.llama]\ncommand = [{arguments}]\n[idle]\ntimeout = \"10m\"\n"
+                               "gpu = \"off\"\ninhibitors = false\n")
+
+
+def model_states(server: LlamaServerRun, api_key: str = "") -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    answer = http.get(server.url + "/models", headers=headers, timeout=5).json()
+    return {model["id"]: model["status"]["value"] for model in answer["data"]}
+
+
+@pytest.fixture
+def router(tmp_path: Path) -> Iterator[LlamaServerRun]:
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("alpha", "beta"):
+        (models / f"{name}.gguf").symlink_to(MODEL)
+    port = free_port()
+    server = LlamaServerRun(tmp_path, command=router_command(port, models, "--metrics"), port=port)
+    yield server
+    server.stop()
+
+
+def test_router_mode_sleeps_when_idle_and_no_look_loads_a_model(router: LlamaServerRun,
+                                                                tmp_path: Path) -> None:
+    """Router mode answers /metrics without ?model= with 400: read as it was, the box never
+    slept. Read through /models and each loaded model, it is idle with nothing loaded, busy
+    after a request, idle again after, and nothing sleepyllama sends loads a model."""
+    config, path, system = server_config(router.command), tmp_path / "idle.json", NoSystem()
+    assert model_states(router) == {"alpha": "unloaded", "beta": "unloaded"}
+    check(config, path, dry_run=False, ops=system.ops(), boot_id=BOOT, now=100.0)
+    record = json.loads(path.read_text())
+    assert record["idle_since"] == 100.0, record["reason"]
+    assert "no model loaded (llama-server router)" in record["reason"]
+    router.complete(model="alpha")
+    check(config, path, dry_run=False, ops=system.ops(), boot_id=BOOT, now=130.0)
+    record = json.loads(path.read_text())
+    assert record["idle_since"] is None, record["reason"]
+    assert "since the last check" in record["reason"]
+    check(config, path, dry_run=False, ops=system.ops(), boot_id=BOOT, now=160.0)
+    record = json.loads(path.read_text())
+    assert record["idle_since"] == 160.0, record["reason"]
+    # the supervisor's frequent, gentle look and its STATUS line
+    look = LlamaServerSource(router.url, read_slots=False).look()
+    assert ready_status(look) == "ready · 1 of 2 models loaded · 0 requests in flight"
+    assert model_states(router) == {"alpha": "loaded", "beta": "unloaded"}
+    assert system.calls == []
+
+
+def test_api_key_read_from_the_command_reaches_every_look(tmp_path: Path) -> None:
+    """With --api-key only /health is public: /props and /metrics answered 401 and the box never
+    slept. The key on the server's command (or in its --api-key-file) is sent with each look."""
+    key_file = tmp_path / "key"
+    key_file.write_text("sekrit-key\n")
+    server = LlamaServerRun(tmp_path, "--metrics", "--api-key-file", str(key_file))
+    try:
+        config, path = server_config(server.command), tmp_path / "idle.json"
+        check(config, path, dry_run=True, boot_id=BOOT, now=0.0)
+        assert "first look" in json.loads(path.read_text())["reason"]
+        server.complete(api_key="sekrit-key")
+        assert check(config, path, dry_run=True, boot_id=BOOT, now=30.0) is Action.STAY_AWAKE
+        assert "tokens since the last check" in json.loads(path.read_text())["reason"]
+        check(config, path, dry_run=True, boot_id=BOOT, now=60.0)
+        record = json.loads(path.read_text())
+        assert record["idle_since"] == 60.0, record["reason"]
+        assert "sekrit" not in path.read_text()
+        # a config whose command lacks the key: unreadable, counted busy, and it says why
+        keyless = [arg for arg in server.command if arg not in ("--api-key-file", str(key_file))]
+        reading = ServersSignal([server_config(keyless).server("llama")], {}).read()
+        assert reading.activity is Activity.UNKNOWN
+        assert "answered 401" in reading.reason and "--api-key" in reading.reason
+    finally:
+        server.stop()
+
+
+def test_with_api_key_the_cached_model_list_goes_only_to_clients_with_the_key(
+        tmp_path: Path, cleanup: list) -> None:
+    """llama-server --api-key answers /v1/models 401 without the key: the proxy fetches it with
+    the key from api_key_file and answers it while asleep only to a client that presents it."""
+    key_file = tmp_path / "llama.key"
+    key_file.write_text("sekrit-key\n")
+    key_file.chmod(0o600)
+    port, wol_port = free_port(), free_port(socket.SOCK_DGRAM)
+    command = llama_command(port, "--api-key", "sekrit-key", "--alias", "tiny")
+    nic = Process([sys.executable, str(WOL_LISTENER), "--port", str(wol_port), "--mac", MAC, "--",
+                   *command], tmp_path / "llama-server.log")
+    cleanup.append(nic)
+    wait_for(lambda: "listening" in nic.text(), what="the wake listener")
+    state_directory = tmp_path / "state"
+    state_directory.mkdir()
+    table = proxy_table(None, backend=f"127.0.0.1:{port}", wol_port=wol_port, wake_timeout="2m",
+                        api_key_file=str(key_file))
+    (tmp_path / "first").mkdir()
+    first = ProxyRun(tmp_path / "first", table, state_directory=state_directory)
+    try:
+        health = http_request(first.address, GET_HEALTH, timeout=120)
+        assert health.startswith(b"HTTP/1.1 200"), health[:200]
+        answers = state_directory / "llama.answers.json"
+        wait_for(lambda: answers.exists() and "/v1/models" in answers.read_text(), timeout=20,
+                 what="the model list fetched with the key")
+        assert "sekrit" not in answers.read_text() and "sekrit" not in first.log()
+    finally:
+        first.stop()
+    subprocess.run(["pkill", "-f", f"^{BINARY} .*--port {port} "], check=True)
+    wait_for(lambda: not answers_health(port), what="llama-server gone")
+    packets = nic.text().count("packet ")
+    (tmp_path / "second").mkdir()
+    second = ProxyRun(tmp_path / "second", table, state_directory=state_directory)
+    cleanup.append(second)
+
+    def models(headers: str) -> bytes:
+        return http_request(second.address, ("GET /v1/models HTTP/1.1\r\nHost: box\r\n"
+                                             f"{headers}Connection: close\r\n\r\n").encode())
+
+    answer = models("Authorization: Bearer sekrit-key\r\n")
+    assert answer.startswith(b"HTTP/1.1 200") and b'"tiny"' in answer, answer[:300]
+    assert b"x-sleepyllama: from-cache" in answer.lower()
+    assert models("X-Api-Key: sekrit-key\r\n").startswith(b"HTTP/1.1 200")
+    for refused in ("", "Authorization: Bearer wrong\r\n", "Authorization: Bearer sekrit-ke\r\n"):
+        answer = models(refused)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
+        assert b"tiny" not in answer
+    assert nic.text().count("packet ") == packets, "looking woke the box"
+    assert "sekrit" not in second.log()

@@ -38,8 +38,9 @@ class Asleep:
     fell asleep; and a proxy started afresh on the same state directory (as after exit_idle, a
     restart or a reboot of the always-on host) that knows nothing of it but its cache."""
 
-    def __init__(self, tmp_path: Path, cleanup: list, **keys: object) -> None:
-        self.backend = SleepingBackend(tmp_path, load_seconds=0.2)
+    def __init__(self, tmp_path: Path, cleanup: list, kind: str = "llama-server",
+                 **keys: object) -> None:
+        self.backend = SleepingBackend(tmp_path, load_seconds=0.2, kind=kind)
         cleanup.append(self.backend)
         state = tmp_path / "state"
         state.mkdir()
@@ -48,7 +49,8 @@ class Asleep:
         first = ProxyRun(first_dir, proxy_table(self.backend, wol_interval="0.5s"),
                          state_directory=state)
         try:
-            assert http_request(first.address, GET_HEALTH).startswith(b"HTTP/1.1 200")
+            assert http_request(first.address, GET_HEALTH).startswith(
+                b"HTTP/1.1 404" if kind == "ollama" else b"HTTP/1.1 200")  # Ollama has no /health
             wait_for(lambda: (state / "llama.answers.json").exists(), what="the cache on disk")
         finally:
             first.stop()

@@ -45,11 +45,33 @@ def smi(name: str):
     ("p100-only-p0.txt", "utilization", Activity.IDLE, "GPU 0 0 %"),
     ("utilization-na.txt", "utilization", Activity.UNKNOWN, "reports no utilization"),
     ("pstate-na.txt", "pstate", Activity.UNKNOWN, "reports no pstate"),
+    # a real H200 (captured on a lent GPU): P0 with nothing running, P0 at 0 % between requests
+    ("h200-no-process.txt", "pstate", Activity.BUSY, "GPU 0 at P0"),
+    ("h200-model-loaded-between-requests.txt", "pstate", Activity.BUSY, "GPU 0 at P0"),
+    ("h200-model-loaded-between-requests.txt", "utilization", Activity.IDLE, "GPU 0 0 %"),
+    ("h200-under-load.txt", "pstate", Activity.BUSY, "GPU 0 at P0"),
+    ("h200-under-load.txt", "utilization", Activity.BUSY, "GPU 0 at 94 %"),
 ])
 def test_gpu_activity_from_real_output_shapes(file, mode, activity, words) -> None:
     reading = gpu_activity(smi(file), mode)
     assert reading.activity is activity
     assert words in reading.reason
+
+
+def test_a_gpu_stuck_in_p0_names_the_fix_and_only_when_it_alone_keeps_the_box_up() -> None:
+    from sleepyllama.host.idle import Action, decide
+
+    stuck = gpu_activity(smi("h200-model-loaded-between-requests.txt"), "pstate")
+    assert 'gpu = "utilization"' in stuck.hint
+    assert smi("h200-model-loaded-between-requests.txt")[0].power == 122.69
+    assert gpu_activity(smi("h200-under-load.txt"), "pstate").hint == ""  # it works
+    assert gpu_activity(smi("one-gpu-busy.txt"), "pstate").hint == ""
+    servers_idle = Reading("servers", Activity.IDLE, "llama: nothing in flight")
+    verdict = decide([stuck, servers_idle], None, now=10.0, boot_id="b", timeout=60.0)
+    assert verdict.action is Action.STAY_AWAKE and 'gpu = "utilization"' in verdict.reason
+    serving = Reading("servers", Activity.BUSY, "llama: 1 request in flight")
+    verdict = decide([stuck, serving], None, now=10.0, boot_id="b", timeout=60.0)
+    assert "utilization" not in verdict.reason  # the server explains it: no advice
 
 
 def test_parse_several_gpus() -> None:

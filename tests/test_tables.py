@@ -67,3 +67,15 @@ def test_removing_a_table_keeps_every_other_byte() -> None:
         '[proxy.llama]\nbackend = "10.0.0.5:8080"   # old box\nmac = "ab:cd:ef:01:23:45"\n\n', "")
     assert remove_table(USER_FILE, "proxy.whisper") == USER_FILE[:USER_FILE.index("[proxy.whisper]")]
     assert remove_table(USER_FILE, "proxy.nothing") == USER_FILE
+
+
+def test_a_proxy_table_with_kind_and_api_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "sleepyllama.toml"
+    assert main([str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac",
+                 "ab:cd:ef:01:23:45", "--kind", "ollama", "--api-key-file", "/etc/k"]) == 0
+    proxy = config.load(path).proxy("llama")
+    assert (proxy.kind, proxy.api_key_file) == ("ollama", "/etc/k")
+    # auto is the default: not written
+    assert main([str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac",
+                 "ab:cd:ef:01:23:45", "--kind", "auto"]) == 0
+    assert "kind" not in path.read_text()

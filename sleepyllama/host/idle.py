@@ -43,6 +43,8 @@ def decide(readings: Sequence[Reading], state: IdleState | None, now: float, boo
         why = "; ".join(
             r.reason if r.activity is Activity.BUSY else f"{r.signal} unreadable, counted busy: "
             f"{r.reason}" for r in active)
+        if all(r.hint for r in active):  # nothing else keeps it up: say how that may be for good
+            why += " " + "; ".join(dict.fromkeys(r.hint for r in active))
         return Verdict(Action.STAY_AWAKE, f"busy: {why}", IdleState(boot_id, None), 0.0, None)
     idle_since = state.idle_since if state.idle_since is not None else now
     idle_for = now - idle_since

@@ -25,6 +25,12 @@ from sleepyllama.host.schedule import Window, current_window
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu,power.draw",
                     "--format=csv,noheader,nounits"]
 IDLE_PSTATE = 8  # P8 and higher numbers are the low-power states
+# Measured on an H200 (tests/data/nvidia-smi/h200-*.txt): P0 with no process at all, P0 at 0 %
+# with a model loaded between requests; the Tesla P40, P100 and V100 do the same by their users'
+# reports. Such a GPU never reads idle by pstate.
+STUCK_IN_P0 = ("at 0 % utilization: some GPUs (datacenter cards, the Tesla P40, P100, V100) never "
+               "leave P0 while a model is loaded; if no server is busy, set [idle] gpu = "
+               "\"utilization\" (or [server.NAME] pstate = \"auto\" where nvidia-pstate works)")
 
 
 class Activity(enum.Enum):
@@ -38,6 +44,8 @@ class Reading:
     signal: str
     activity: Activity
     reason: str
+    # the fix, where this signal alone might keep the box up for good (a GPU stuck in P0)
+    hint: str = ""
 
 
 class Signal(Protocol):
@@ -91,8 +99,11 @@ def gpu_activity(gpus: Sequence[Gpu], mode: str) -> Reading:
         if unknown:
             return Reading("gpu", Activity.UNKNOWN, f"GPU {unknown[0].index} reports no pstate "
                            "(use gpu = \"utilization\")")
-        busy = [f"GPU {g.index} at P{g.pstate}" for g in gpus if g.pstate < IDLE_PSTATE]
+        busy_gpus = [g for g in gpus if g.pstate < IDLE_PSTATE]
+        busy = [f"GPU {g.index} at P{g.pstate}" for g in busy_gpus]
         states = ", ".join(f"GPU {g.index} P{g.pstate}" for g in gpus)
+        if busy_gpus and all(g.utilization == 0 for g in busy_gpus):
+            return Reading("gpu", Activity.BUSY, ", ".join(busy), hint=STUCK_IN_P0)
     else:
         unknown = [g for g in gpus if g.utilization is None]
         if unknown:
@@ -198,7 +209,7 @@ class ServersSignal:
             busy, reason = judge(name, look, self.counters.get(name), now)
             results.append((Activity.BUSY if busy else Activity.IDLE, reason))
             if look.work is not None:
-                self.counters[name] = Counter(look.work, look.epoch, now)
+                self.counters[name] = Counter(look.work, look.epoch, now, look.fingerprint)
         for wanted in (Activity.UNKNOWN, Activity.BUSY):
             if any(activity is wanted for activity, _ in results):
                 return Reading(self.name, wanted,

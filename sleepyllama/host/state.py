@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict
@@ -56,8 +57,11 @@ def counters(record: dict) -> dict[str, Counter]:
     kept = {}
     for name, value in (record.get("counters") or {}).items():
         try:
-            kept[name] = Counter(value["work"], str(value["epoch"]), float(value["at"]))
-        except (KeyError, TypeError, ValueError):
+            work, at = value["work"], float(value["at"])
+            if isinstance(work, bool) or not isinstance(work, int | str) or not math.isfinite(at):
+                raise ValueError(f"work {work!r} at {at!r}")
+            kept[name] = Counter(work, str(value["epoch"]), at, str(value.get("fingerprint", "")))
+        except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("%s: the counter of %s is unreadable: counting from now", name, name)
     return kept
 

@@ -95,14 +95,16 @@ class OutputTail:
 
 
 def ready_status(look: Look) -> str:
-    """STATUS= once ready: "ready · 1 request in flight", "ready · model unloaded (...)"."""
+    """STATUS= once ready: "ready · 1 request in flight", "ready · model unloaded (...)", and for
+    a server of several models "ready · 1 of 3 models loaded · 1 request in flight"."""
+    parts = ["ready"] + ([look.models] if look.models else [])
     if look.loading:
-        return "ready · loading a model"
-    if look.unloaded:
-        return f"ready · {look.unloaded}"
-    if look.in_flight is not None:
-        return f"ready · {look.in_flight} request{'' if look.in_flight == 1 else 's'} in flight"
-    return "ready"
+        parts.append("loading a model")
+    elif look.unloaded:
+        parts.append(look.unloaded)
+    elif look.in_flight is not None:
+        parts.append(f"{look.in_flight} request{'' if look.in_flight == 1 else 's'} in flight")
+    return " · ".join(parts)
 
 
 def exit_status(returncode: int) -> int:
@@ -114,7 +116,7 @@ class Supervisor:
     def __init__(self, config: ServerConfig, notifier: systemd.Notifier,
                  gpu_power: GpuPower | None = None) -> None:
         self.config, self.notifier, self.gpu_power = config, notifier, gpu_power
-        self.source = source_for(config, timeout=2.0, read_slots=False)
+        self.source = source_for(config, timeout=2.0, gentle=True)
         self.started = 0.0  # CLOCK_MONOTONIC when the child was started
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None

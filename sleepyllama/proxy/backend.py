@@ -72,12 +72,13 @@ class Backend:
         probe: Probe | None = None,
         cache: AnswerCache | None = None,
         ledger_file: Path | None = None,
+        key: str | None = None,
     ) -> None:
         self.ledger_file = ledger_file  # this proxy's record of wakes (ledger.py), if any
         self.config, self.loop, self.sender = config, loop, sender
         self.on_change = on_change  # the status line may have changed
         self.on_close = on_close  # one client's connection is over
-        self.probe = probe or (lambda: probes.probe(config.health_url, config.backend))
+        self.probe = probe or (lambda: probes.probe(config))
         self.ready_until = 0.0  # loop time until which the last successful probe is trusted
         self.last_ready: float | None = None  # loop time of the last successful probe
         self.refreshing = False  # a background probe is in flight
@@ -94,11 +95,12 @@ class Backend:
         self.wake_first: dict[str, str] = {}  # its first client and request, for the ledger
         self.last_probe = ""
         self.gave_up = False  # a client of the current (or last) wake was answered 503
-        self.cache = cache or AnswerCache(f"http://{config.backend}", config.answer_while_asleep,
-                                          None)
+        self.cache = cache or AnswerCache(f"http://{config.backend}",
+                                          config.answer_while_asleep or (), None, config.kind)
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
                                    linger=lambda sock: linger(loop, sock, on_close),
-                                   closed=on_close, changed=on_change, record=self.record)
+                                   closed=on_close, changed=on_change, record=self.record,
+                                   key=key)
         self.reads_requests = policy.needs_parsing(config) or config.wake_from is not None
 
     # -- readiness ----------------------------------------------------------------------------

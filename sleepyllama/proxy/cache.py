@@ -11,8 +11,10 @@ not be told that from the cache.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from sleepyllama import kinds
 from sleepyllama.proxy.probe import http
 
 log = logging.getLogger(__name__)
@@ -43,30 +46,63 @@ def headers(entry: Entry, now: float) -> list[tuple[str, str]]:
             ("X-Sleepyllama", "from-cache; backend-asleep")]
 
 
+def entry(item: object) -> Entry:
+    """One stored answer, checked for shape and range: ValueError when it is not one."""
+    if not isinstance(item, dict):
+        raise ValueError(f"an entry is {type(item).__name__}, not an object")
+    status, content_type, body, at = (item.get(key) for key in
+                                      ("status", "content_type", "body", "fetched_at"))
+    if (isinstance(status, bool) or not isinstance(status, int) or not 200 <= status < 300
+            or not isinstance(content_type, str) or not isinstance(body, str)
+            or isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at)):
+        raise ValueError(f"malformed entry {str(item)[:80]}")
+    return Entry(status, content_type, base64.b64decode(body, validate=True), float(at))
+
+
 class AnswerCache:
-    def __init__(self, base_url: str, requests_: tuple[str, ...], path: Path | None) -> None:
+    def __init__(self, base_url: str, requests_: tuple[str, ...], path: Path | None,
+                 kind: str = "auto", key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.targets = [request.split(" ", 1)[1] for request in requests_]  # "GET /x" -> "/x"
+        self.kind = kind
         self.path = path
         self.entries: dict[str, Entry] = {}
         self.fetching = False
         self.answered = 0  # requests answered from the cache since the proxy started
         self.load()
 
+    def fixed(self) -> dict[str, bytes]:
+        """Answers true whenever the backend sleeps (Ollama's /api/ps: nothing loaded), for the
+        targets asked for, once the backend's kind is known (configured, or from what it
+        answered)."""
+        answers = kinds.asleep_answers(self.kind, self.entries)
+        return {target: body for target, body in answers.items() if target in self.targets}
+
     def cached(self) -> frozenset[str]:
-        return frozenset(f"GET {target}" for target in self.entries)
+        return frozenset(f"GET {target}" for target in (*self.entries, *self.fixed()))
+
+    def answer(self, target: str) -> Entry | None:
+        if target in self.entries:
+            return self.entries[target]
+        body = self.fixed().get(target)
+        return None if body is None else Entry(200, "application/json", body, time.time())
+
+    def fetched_targets(self) -> list[str]:
+        """What is fetched: never a fixed answer, since what is true awake is not asleep."""
+        return [target for target in self.targets if target not in kinds.all_asleep_answers()]
 
     def stale(self, now: float) -> bool:
         return any(target not in self.entries or now - self.entries[target].fetched_at > REFRESH
-                   for target in self.targets)
+                   for target in self.fetched_targets())
 
     def fetch(self) -> None:
         """Fetch every target from the backend (blocking: run it in an executor)."""
         changed = False
-        for target in self.targets:
+        for target in self.fetched_targets():
             try:
                 with http.get(self.base_url + target, timeout=(1.0, 5.0), stream=True,
-                              allow_redirects=False) as answer:
+                              allow_redirects=False, headers=self.headers) as answer:
                     body = answer.raw.read(MAX_BODY + 1, decode_content=True)
                     status, content_type = answer.status_code, answer.headers.get(
                         "Content-Type", "application/octet-stream")
@@ -86,10 +122,10 @@ class AnswerCache:
             return
         try:
             stored = json.loads(self.path.read_text())
-            self.entries = {target: Entry(item["status"], item["content_type"],
-                                          base64.b64decode(item["body"]), item["fetched_at"])
-                            for target, item in stored["entries"].items() if target in self.targets}
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            self.entries = {target: entry(item) for target, item in stored["entries"].items()
+                            if target in self.fetched_targets()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                binascii.Error) as error:
             log.warning("%s is unreadable (%s): starting with an empty cache", self.path, error)
             self.entries = {}
 

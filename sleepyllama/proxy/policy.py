@@ -18,6 +18,7 @@ from sleepyllama.config import ProxyConfig
 
 class Action(enum.Enum):
     ANSWER_FROM_CACHE = "answer from cache"
+    UNAUTHORIZED = "unauthorized"
     BAD_REQUEST = "bad request"
     REFUSE = "refuse"
     WAKE = "wake"
@@ -28,6 +29,7 @@ class Head:
     method: str
     target: str  # path and query, as sent
     has_body: bool
+    key_ok: bool = True  # it presents the backend's API key, or the backend wants none
 
 
 def client_may_wake(config: ProxyConfig, address: str) -> bool:
@@ -56,9 +58,13 @@ def request_may_wake(config: ProxyConfig, head: Head) -> bool:
 def decide(config: ProxyConfig, head: Head, address: str, cached: frozenset[str]) -> tuple[Action, str]:
     """(action, reason for the journal) for one request while the backend is not ready."""
     request = f"{head.method} {head.target}"
-    if request in config.answer_while_asleep and head.has_body:
+    looks_only = request in (config.answer_while_asleep or ())
+    if looks_only and head.has_body:
         return Action.BAD_REQUEST, f"{request} comes with a body, which it does not take"
-    if request in config.answer_while_asleep and request in cached:
+    if looks_only and request in cached and not head.key_ok:
+        # what the backend would say: the model list goes only to those who hold the key
+        return Action.UNAUTHORIZED, f"{request} without the backend's API key"
+    if looks_only and request in cached:
         return Action.ANSWER_FROM_CACHE, f"{request} answered from the cache"
     if not client_may_wake(config, address):
         return Action.REFUSE, f"{address} may not wake the backend (wake_from)"

@@ -1,5 +1,6 @@
-"""Is a backend ready? An HTTP health check (llama-server's /health is 503 while a model loads)
-or, where there is no health URL, a TCP connect. Blocking: the proxy runs probes in a thread."""
+"""Is a backend ready? Its kind's ready check (llama-server's /health is 503 while a model loads;
+Ollama has no /health, and its /api/version answers once it serves), the health_url configured,
+or where that is "", a TCP connect. Blocking: the proxy runs probes in a thread."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import socket
 
 import requests
 
-from sleepyllama.config import Address
+from sleepyllama import kinds
+from sleepyllama.config import Address, ProxyConfig
 
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 3.0
@@ -17,16 +19,32 @@ http = requests.Session()
 http.trust_env = False
 
 
-def probe(health_url: str, backend: Address) -> tuple[bool, str]:
-    """(ready, why): why is "HTTP 200", "HTTP 503" or the connection error, for the journal."""
-    if not health_url:
-        return tcp_probe(backend)
-    try:
-        with http.get(health_url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+def ready_urls(config: ProxyConfig) -> list[str]:
+    """Where readiness is asked, in order: the configured health_url, or each ready path its
+    kind ("auto": any kind) may answer on."""
+    if config.health_url is not None:
+        return [config.health_url] if config.health_url else []
+    return [f"http://{config.backend}{path}" for path in kinds.ready_paths(config.kind)]
+
+
+def probe(config: ProxyConfig) -> tuple[bool, str]:
+    """(ready, why): why is "HTTP 200", "HTTP 503" or the connection error, for the journal.
+    A 404 means "not this kind's ready check": the next kind's is asked."""
+    urls = ready_urls(config)
+    if not urls:
+        return tcp_probe(config.backend)
+    why = ""
+    for url in urls:
+        try:
+            with http.get(url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                           allow_redirects=False, stream=True) as response:
-            return response.status_code == 200, f"HTTP {response.status_code}"
-    except requests.RequestException as error:
-        return False, _short(error)
+                status = response.status_code
+        except requests.RequestException as error:
+            return False, _short(error)
+        if status != 404:
+            return status == 200, f"HTTP {status}"
+        why = why or f"HTTP {status}"
+    return False, why
 
 
 def tcp_probe(backend: Address) -> tuple[bool, str]:

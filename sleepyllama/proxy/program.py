@@ -24,6 +24,7 @@ from sleepyllama import config as configuration
 from sleepyllama import logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, format_duration
+from sleepyllama.proxy import api_key
 from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.misconfigured import Misconfigured
@@ -54,11 +55,13 @@ class Proxy:
         exit_when_idle: bool,
     ) -> None:
         self.config, self.listeners, self.loop, self.notifier = config, listeners, loop, notifier
+        key = api_key.read(config)
         self.backend = Backend(config, loop, make_sender(config),
                                on_change=self.refresh_status, on_close=self._closed,
                                cache=AnswerCache(f"http://{config.backend}",
-                                                 config.answer_while_asleep, cache_path(config)),
-                               ledger_file=state_file(config, "ledger.jsonl"))
+                                                 config.answer_while_asleep or (),
+                                                 cache_path(config), config.kind, key),
+                               ledger_file=state_file(config, "ledger.jsonl"), key=key)
         self.connections = 0
         self.stopped = asyncio.Event()
         self.exit_idle = config.exit_idle if exit_when_idle else None
@@ -269,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     activated = bool(listeners)
 
     def load() -> ProxyConfig:
-        return pick_table(configuration.load(args.config), args.instance)
+        config = pick_table(configuration.load(args.config), args.instance)
+        api_key.read(config)  # a key file that cannot be read is a config error too
+        return config
 
     config: ProxyConfig | ConfigError
     try:

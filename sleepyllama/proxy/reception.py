@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import h11
 
 from sleepyllama.config import ProxyConfig
-from sleepyllama.proxy import policy
+from sleepyllama.proxy import api_key, policy
 from sleepyllama.proxy.cache import AnswerCache, headers
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ class Reception:
     def __init__(self, loop: asyncio.AbstractEventLoop, config: ProxyConfig, cache: AnswerCache,
                  *, hold: Callable[[Visitor], None], linger: Callable[[socket.socket], None],
                  closed: Callable[[], None], changed: Callable[[], None],
-                 record: Callable[..., None] = lambda event, **fields: None) -> None:
-        self.loop, self.config, self.cache = loop, config, cache
+                 record: Callable[..., None] = lambda event, **fields: None,
+                 key: str | None = None) -> None:
+        self.loop, self.config, self.cache, self.key = loop, config, cache, key
         self.record = record
         self.hold, self.linger, self.closed, self.changed = hold, linger, closed, changed
         self.reading: set[asyncio.Task[None]] = set()
@@ -143,7 +144,8 @@ class Reception:
                              "invalid_request_error")
                 return
             head = policy.Head(event.method.decode("ascii", "replace"),
-                               event.target.decode("ascii", "replace"), _has_body(event))
+                               event.target.decode("ascii", "replace"), _has_body(event),
+                               api_key.matches(self.key, api_key.presented(event.headers)))
             action, why = policy.decide(self.config, head, visitor.address, self.cache.cached())
             if action is policy.Action.WAKE:
                 self._hand_over(visitor, pending, f"{head.method} {head.target}")
@@ -154,6 +156,11 @@ class Reception:
                 self._reject(visitor, 503, "Service Unavailable", f"sleepyllama: the backend "
                              f"{self.config.backend} is asleep and {why}; try again later",
                              "backend_asleep")
+                return
+            if action is policy.Action.UNAUTHORIZED:
+                log.info("answering %s with 401: %s", visitor.peer, why)
+                self._reject(visitor, 401, "Unauthorized", "Invalid API Key",
+                             "authentication_error")
                 return
             if action is policy.Action.BAD_REQUEST:
                 self._reject(visitor, 400, "Bad Request", f"sleepyllama: {why}",
@@ -169,7 +176,8 @@ class Reception:
         """Send the cached answer; True when the connection stays open for the next request."""
         while not isinstance(connection.next_event(), h11.EndOfMessage):
             pass  # a GET without a body: its end follows its head at once
-        entry = self.cache.entries[head.target]
+        entry = self.cache.answer(head.target)
+        assert entry is not None  # decide() saw it among the cached
         # h11 writes it and keeps track of keep-alive (Connection: close, HTTP/1.0)
         answer = connection.send(h11.Response(status_code=entry.status, reason=b"OK",
                                               headers=headers(entry, time.time())))

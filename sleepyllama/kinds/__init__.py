@@ -1,0 +1,59 @@
+"""The kinds of model server sleepyllama knows, each one module that both hosts ask.
+
+  llama-server  llama.cpp's server, one model or router mode          kinds/llama_server.py
+  ollama        Ollama                                                kinds/ollama.py
+  llama-swap    llama-swap in front of llama-server and others        kinds/llama_swap.py
+  vllm          vLLM's OpenAI-compatible server                       kinds/vllm.py
+  none          anything else: ready on /health, requests unseen      kinds/none.py
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sleepyllama.kinds import llama_server, llama_swap, none, ollama, vllm
+from sleepyllama.kinds.base import Kind
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    llama_server.KIND, llama_swap.KIND, ollama.KIND, vllm.KIND, none.KIND)}
+NAMES = tuple(KINDS)
+
+
+def get(name: str) -> Kind:
+    return KINDS[name]
+
+
+def detect(command: Sequence[str]) -> Kind:
+    """The kind a command runs, from its program; "none" when sleepyllama does not know it."""
+    return next((kind for kind in KINDS.values() if kind.recognises(command)), none.KIND)
+
+
+def look_only(kind: str) -> tuple[str, ...]:
+    """The requests answered from the cache while asleep: a kind's own, or for "auto" those of
+    every kind (a request the backend does not know is answered 404 and never kept)."""
+    chosen = KINDS.values() if kind == "auto" else (KINDS[kind],)
+    return tuple(dict.fromkeys(request for k in chosen for request in k.look_only))
+
+
+def ready_paths(kind: str) -> tuple[str, ...]:
+    """Where a backend of this kind says it is ready; for "auto" each kind's, tried in order."""
+    chosen = KINDS.values() if kind == "auto" else (KINDS[kind],)
+    return tuple(dict.fromkeys(k.ready_path for k in chosen))
+
+
+def asleep_answers(kind: str, cached: Iterable[str]) -> dict[str, bytes]:
+    """Fixed answers for a backend of this kind while it sleeps. For "auto", those of the kind
+    whose own look-only requests (no other kind's) the backend has answered."""
+    if kind != "auto":
+        return dict(KINDS[kind].asleep_answers)
+    answered = {f"GET {target}" for target in cached}
+    answers: dict[str, bytes] = {}
+    for own in KINDS.values():
+        others = {r for k in KINDS.values() if k is not own for r in k.look_only}
+        if answered & (set(own.look_only) - others - {f"GET {t}" for t in own.asleep_answers}):
+            answers.update(own.asleep_answers)
+    return answers
+
+
+def all_asleep_answers() -> set[str]:
+    return {target for kind in KINDS.values() for target in kind.asleep_answers}

@@ -1,0 +1,200 @@
+"""What every kind of model server shares: the shape of a look at its activity, reading it over
+HTTP (with the server's own API key), and the questions each kind answers about itself.
+
+A kind (llama_server.py, ollama.py, llama_swap.py, vllm.py, none.py) answers every question that
+either host asks about one kind of server: how it is recognised from its command, where it
+listens and what its ready check is, which requests only look (answered by the proxy while the
+box sleeps), how its activity is read without loading a model, and what it cannot show.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from sleepyllama import web
+
+
+class Unreadable(Exception):
+    """The server answered, but not so that its activity can be read: counted busy."""
+
+
+class NotRunning(Exception):
+    """Nothing listens where the server should: its unit is not running (or not yet)."""
+
+
+@dataclass(frozen=True)
+class Look:
+    running: bool = True
+    loading: bool = False
+    unloaded: str = ""  # why there is no model in memory ("" while one is loaded)
+    in_flight: int | None = None  # None: this kind cannot tell
+    work: int | str | None = None  # moves with every request; None: no counter
+    work_unit: str = "requests"
+    epoch: str = ""  # changes when the counter starts again (a restarted process)
+    # every other number the server gives that moves with use: a request too small to move
+    # `work` (llama-server prints counters with 6 significant digits) still moves one of these
+    fingerprint: str = ""
+    models: str = ""  # "1 of 3 models loaded", for servers that hold several
+
+
+class Source(Protocol):
+    kind: str
+
+    def look(self) -> Look: ...
+
+
+class HttpSource:
+    """GETs against one server, with its API key; a refused connection is NotRunning."""
+
+    kind = ""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 5.0) -> None:
+        self.base, self.api_key, self.timeout = base_url.rstrip("/"), api_key, timeout
+
+    def get(self, path: str) -> web.Answer:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            answer = web.get(self.base + path, timeout=self.timeout, headers=headers)
+        except web.Refused:
+            raise NotRunning from None
+        except web.Unreachable as error:
+            # a reset or no route is not "not running": only a refused connect says that
+            raise Unreadable(f"{path.split('?')[0]}: {error.strerror or error}") from None
+        except TimeoutError:
+            raise Unreadable(f"{path}: no answer within {self.timeout:g} s") from None
+        except ValueError as error:
+            raise Unreadable(str(error)) from None
+        if answer.status == 401:
+            raise Unreadable(f"{path.split('?')[0]} answered 401: " + (
+                "the API key sleepyllama read from the server's command was refused"
+                if self.api_key else "it wants an API key, and none was found in the server's "
+                "command (--api-key or --api-key-file)"))
+        return answer
+
+    def json(self, answer: web.Answer, path: str) -> Any:
+        if answer.status != 200:
+            raise Unreadable(f"{path} answered HTTP {answer.status}")
+        try:
+            return answer.json()
+        except ValueError:
+            raise Unreadable(f"{path} did not answer JSON") from None
+
+    def look(self) -> Look:
+        try:
+            return self.read()
+        except NotRunning:
+            return Look(running=False)
+
+    def read(self) -> Look:
+        raise NotImplementedError
+
+
+class BrokenSource:
+    """A source that cannot be built (its API key file unreadable): every look says why."""
+
+    kind = "broken"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def look(self) -> Look:
+        raise Unreadable(self.why)
+
+
+class NoSource:
+    """A server without an activity endpoint: the other signals decide."""
+
+    kind = "none"
+
+    def look(self) -> Look:
+        return Look()
+
+
+# -- parsing, pure -------------------------------------------------------------------------------
+
+_PROMETHEUS_LINE = re.compile(r"^([A-Za-z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)")
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """Prometheus text format: metric name -> value, summed over its label sets (vLLM labels each
+    series by model and engine); comments skipped. A value that is not finite is Unreadable."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _PROMETHEUS_LINE.match(line)
+        if match:
+            try:
+                value = float(match.group(2))
+            except ValueError:
+                raise Unreadable(f"/metrics: {line.strip()!r} is not a number") from None
+            if not math.isfinite(value):
+                raise Unreadable(f"/metrics: {line.strip()!r} is not a finite number")
+            values[match.group(1)] = values.get(match.group(1), 0.0) + value
+    return values
+
+
+def flag_value(command: Sequence[str], *flags: str) -> str | None:
+    """The value of the last of `flags` in a command ("--port 8080" or "--port=8080")."""
+    found = None
+    for flag, value in itertools.pairwise(command):
+        if flag in flags:
+            found = value
+    for argument in command:
+        name, equals, value = argument.partition("=")
+        if equals and name in flags:
+            found = value
+    return found
+
+
+def url(host: str, port: int | str, path: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # a wildcard listener is reached on loopback
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+
+
+class Kind:
+    """One kind of model server. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]
+    programs: ClassVar[tuple[str, ...]] = ()  # program names (prefixes) that run this kind
+    default_host: ClassVar[str] = "127.0.0.1"
+    default_port: ClassVar[int] = 8080
+    ready_path: ClassVar[str] = "/health"  # 200 here once it serves
+    # requests a frontend sends only to look (a model list): answered from the cache while asleep
+    look_only: ClassVar[tuple[str, ...]] = ()
+    # fixed answers that are true whenever the box sleeps (Ollama's /api/ps: nothing loaded)
+    asleep_answers: ClassVar[Mapping[str, bytes]] = {}
+    cannot_show: ClassVar[str] = ""  # what the idle check cannot see of its use ("": nothing)
+    shows: ClassVar[str] = ""  # how the idle check sees its use, for `sleepyllama check`
+
+    def recognises(self, command: Sequence[str]) -> bool:
+        program = Path(command[0]).name if command else ""
+        return any(program.startswith(name) for name in self.programs)
+
+    def listen(self, command: Sequence[str]) -> tuple[str, str]:
+        """(host, port) the server listens on, from its command line."""
+        return (flag_value(command, "--host") or self.default_host,
+                flag_value(command, "--port") or str(self.default_port))
+
+    def health_url(self, command: Sequence[str]) -> str:
+        host, port = self.listen(command)
+        return url(host, port, self.ready_path)
+
+    def api_key(self, command: Sequence[str]) -> str | None:
+        """The key clients must send, where the command says it; None when it wants none."""
+        return None
+
+    def source(self, base_url: str, command: Sequence[str], timeout: float = 5.0,
+               gentle: bool = False) -> Source:
+        """How its activity is read. gentle: for the supervisor's frequent looks, read nothing
+        that counts as use."""
+        return NoSource()
+
+    def advice(self, command: Sequence[str]) -> list[str]:
+        """What to change in the command so that its activity can be read, one line each."""
+        return []

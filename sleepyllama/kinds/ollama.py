@@ -1,0 +1,56 @@
+"""Ollama (`ollama serve`): no /health (404 "404 page not found"); GET / says "Ollama is running"
+and /api/version answers once it serves; a model loads on its first request.
+
+  in flight      cannot tell (a request shows when it ends, or through the GPU signal)
+  work counter   /api/ps: each loaded model's expires_at, set anew as each request ends
+  unloaded       /api/ps: no model loaded
+Open WebUI's Ollama connection asks /api/tags and /api/version on each page load; /api/ps says
+"nothing loaded" whenever the box sleeps, which is true then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from sleepyllama.kinds.base import HttpSource, Kind, Look, Source, Unreadable
+
+
+def ps(answer: object) -> tuple[bool, str]:
+    """(a model is loaded, fingerprint) from /api/ps."""
+    models = answer.get("models") if isinstance(answer, dict) else None
+    if not isinstance(models, list) or not all(isinstance(model, dict) for model in models):
+        raise Unreadable("/api/ps has no list of models")
+    loaded = sorted(f"{model.get('name')}@{model.get('expires_at')}" for model in models)
+    return bool(loaded), ";".join(loaded)
+
+
+class OllamaSource(HttpSource):
+    kind = "ollama"
+
+    def read(self) -> Look:
+        loaded, fingerprint = ps(self.json(self.get("/api/ps"), "/api/ps"))
+        return Look(unloaded="" if loaded else "no model loaded (ollama)", work=fingerprint)
+
+
+class Ollama(Kind):
+    name = "ollama"
+    programs = ("ollama",)
+    default_port = 11434
+    ready_path = "/api/version"
+    look_only = ("GET /api/tags", "GET /api/version", "GET /v1/models", "GET /api/ps")
+    shows = "requests counted from /api/ps (each model's expires_at), loaded models from it too"
+    asleep_answers: ClassVar[Mapping[str, bytes]] = {"/api/ps": b'{"models":[]}'}
+    cannot_show = "a request still in flight shows only when it ends (or through the GPU signal)"
+
+    def listen(self, command: Sequence[str]) -> tuple[str, str]:
+        """Ollama takes its address from OLLAMA_HOST in its own environment, which the command
+        does not show: 127.0.0.1:11434 unless health_url says otherwise."""
+        return self.default_host, str(self.default_port)
+
+    def source(self, base_url: str, command: Sequence[str], timeout: float = 5.0,
+               gentle: bool = False) -> Source:
+        return OllamaSource(base_url, None, timeout)
+
+
+KIND = Ollama()

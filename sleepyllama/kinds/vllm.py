@@ -1,0 +1,72 @@
+"""vLLM's OpenAI-compatible server (`vllm serve MODEL`, or python -m
+vllm.entrypoints.openai.api_server): it listens only once its model is loaded; /health is 200
+then. /metrics (public, prometheus_client's text format, each series labelled by model_name and
+engine) holds the scheduler's gauges and the token counters, printed at full precision.
+
+  in flight      vllm:num_requests_running + vllm:num_requests_waiting
+  work counter   vllm:prompt_tokens_total + vllm:generation_tokens_total
+  unloaded       cannot tell (the model stays loaded while vLLM runs)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sleepyllama.kinds.base import (
+    HttpSource,
+    Kind,
+    Look,
+    Source,
+    Unreadable,
+    flag_value,
+    parse_prometheus,
+)
+
+
+def metrics(text: str) -> tuple[int, int, str]:
+    """(requests running and waiting, tokens so far, fingerprint of every counter)."""
+    values = parse_prometheus(text)
+    wanted = ("num_requests_running", "num_requests_waiting", "prompt_tokens_total",
+              "generation_tokens_total")
+    missing = [name for name in wanted if f"vllm:{name}" not in values]
+    if missing:
+        raise Unreadable(f"/metrics lacks vllm:{missing[0]}")
+    in_flight = values["vllm:num_requests_running"] + values["vllm:num_requests_waiting"]
+    tokens = values["vllm:prompt_tokens_total"] + values["vllm:generation_tokens_total"]
+    fingerprint = ",".join(f"{name}={values[name]:g}" for name in sorted(values)
+                           if name.startswith("vllm:") and name.endswith("_total"))
+    return int(in_flight), int(tokens), fingerprint
+
+
+class VllmSource(HttpSource):
+    kind = "vllm"
+
+    def read(self) -> Look:
+        answer = self.get("/metrics")
+        if answer.status != 200:
+            raise Unreadable(f"/metrics answered HTTP {answer.status}")
+        in_flight, tokens, fingerprint = metrics(answer.text)
+        return Look(in_flight=in_flight, work=tokens, work_unit="tokens", fingerprint=fingerprint)
+
+
+class Vllm(Kind):
+    name = "vllm"
+    programs = ("vllm",)
+    default_host = "0.0.0.0"
+    default_port = 8000
+    look_only = ("GET /v1/models",)
+    shows = "requests in flight and tokens counted from /metrics"
+
+    def recognises(self, command: Sequence[str]) -> bool:
+        return super().recognises(command) or any(
+            argument.startswith("vllm.entrypoints") for argument in command)
+
+    def api_key(self, command: Sequence[str]) -> str | None:
+        return flag_value(command, "--api-key")
+
+    def source(self, base_url: str, command: Sequence[str], timeout: float = 5.0,
+               gentle: bool = False) -> Source:
+        return VllmSource(base_url, self.api_key(command), timeout)
+
+
+KIND = Vllm()

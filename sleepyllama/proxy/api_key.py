@@ -1,0 +1,53 @@
+"""The backend's API key on the proxy: where it is read from, and whether a client presents it.
+
+Under systemd the unit's drop-in says LoadCredential=api-key:PATH, so that the DynamicUser
+proxy reads a file only root may read; by hand, [proxy.NAME] api_key_file is read directly.
+The key is never logged, and a client's key is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+from sleepyllama.config import ConfigError, ProxyConfig
+
+CREDENTIAL = "api-key"  # the name in LoadCredential=api-key:PATH (install.sh writes it)
+MAX_KEY = 4096
+
+
+def read(config: ProxyConfig) -> str | None:
+    """The key, or None when the backend wants none; ConfigError when it cannot be read."""
+    if config.api_key_file is None:
+        return None
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    path = Path(credentials) / CREDENTIAL if credentials and (
+        Path(credentials) / CREDENTIAL).exists() else Path(config.api_key_file)
+    where = f"[proxy.{config.name}] api_key_file: {path}"
+    try:
+        words = path.read_text(encoding="utf-8")[: MAX_KEY + 1].split()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where}: cannot read it ({getattr(error, 'strerror', None) or error}"
+                          "; sudo ./install.sh proxy ... --api-key-file FILE sets it up)") from None
+    if not words or len(words[0]) > MAX_KEY:
+        raise ConfigError(f"{where}: holds no key (one line: the key llama-server's --api-key has)")
+    return words[0]
+
+
+def presented(headers: list[tuple[bytes, bytes]]) -> str:
+    """The key a request presents, as llama-server reads it: Authorization: Bearer KEY or
+    X-Api-Key: KEY; "" when none."""
+    for name, value in headers:
+        if name.lower() == b"authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].strip().decode("latin-1")
+        if name.lower() == b"x-api-key":
+            return value.strip().decode("latin-1")
+    return ""
+
+
+def matches(key: str | None, offered: str) -> bool:
+    """Whether a client may have answers kept for a backend with this key (None: anyone)."""
+    if key is None:
+        return True
+    return hmac.compare_digest(offered.encode("latin-1", "replace"), key.encode("latin-1", "replace"))

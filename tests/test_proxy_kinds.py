@@ -1,0 +1,61 @@
+"""A newcomer's proxy table (backend and mac, nothing else) in front of each kind of server:
+the box wakes for a chat and the chat is answered, and what a frontend asks on page load is
+answered from the cache without a magic packet. Ollama, vLLM and llama-swap are fakes that answer
+as their docs and source say (tests/fake_servers.py); llama-server: test_reception.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_reception import Asleep, status
+
+from sleepyllama import kinds
+
+from conftest import http_request, require
+
+
+@pytest.fixture(autouse=True)
+def socket_activate() -> None:
+    require("systemd-socket-activate")
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n".encode()
+
+
+def post(path: str, body: dict) -> bytes:
+    data = json.dumps(body).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\nContent-Type: "
+            f"application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+CHAT = {"ollama": "/api/chat", "vllm": "/v1/chat/completions",
+        "llama-swap": "/v1/chat/completions"}
+
+
+@pytest.mark.parametrize("kind", sorted(CHAT))
+def test_a_newcomers_table_sleeps_and_wakes_every_kind(kind: str, tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup, kind=kind)
+    for request in kinds.get(kind).look_only:
+        answer = http_request(asleep.proxy.address, get(request.split(" ", 1)[1]))
+        assert status(answer) == 200, (request, answer[:300])
+        assert b"x-sleepyllama: from-cache" in answer.lower(), (request, answer[:300])
+    assert asleep.new_packets() == 0, "a page load woke the box"
+    answer = http_request(asleep.proxy.address, post(CHAT[kind], {
+        "model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": False}))
+    assert status(answer) == 200, answer[:300]
+    assert b"hi there" in answer
+    assert asleep.new_packets() >= 1
+    assert "ready after" in asleep.proxy.log()
+
+
+def test_ollamas_loaded_models_while_asleep_are_none(tmp_path, cleanup) -> None:
+    """Open WebUI's Ollama connection: /api/tags and /api/version from the cache, and /api/ps
+    "nothing loaded", which is true while the box sleeps."""
+    asleep = Asleep(tmp_path, cleanup, kind="ollama")
+    answer = http_request(asleep.proxy.address, get("/api/ps"))
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"models": []}
+    tags = json.loads(http_request(asleep.proxy.address, get("/api/tags")).split(b"\r\n\r\n", 1)[1])
+    assert tags["models"][0]["name"] == "llama3.2:latest"
+    assert asleep.new_packets() == 0
