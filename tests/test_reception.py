@@ -196,3 +196,28 @@ def test_bad_input_gets_a_clear_answer_and_leaks_nothing(tmp_path, cleanup) -> N
     assert asleep.new_packets() == 0
     assert status(http_request(asleep.proxy.address, GET_MODELS.replace(
         b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))) == 200  # and it still serves
+
+
+def test_with_wake_on_only_a_request_it_names_wakes_the_box(tmp_path, cleanup) -> None:
+    """README promises that wake_on keeps scanners from waking the box: bytes that are not an
+    HTTP/1.x request it names are refused, whatever they are."""
+    asleep = Asleep(tmp_path, cleanup, wake_on=["POST /v1/*"])
+    scanners = [
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(32),  # a TLS ClientHello
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2's preface
+        bytes(range(256)),  # random bytes
+        b"get /v1/models HTTP/1.1\r\nHost: box\r\n\r\n",  # a lowercase method
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+    ]
+    for scan in scanners:
+        with socket.create_connection(asleep.proxy.address, timeout=30) as sock:
+            sock.sendall(scan)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer == b"" or status(answer) in (400, 503), (scan[:20], answer[:200])
+    # one that says nothing at all is closed once the head timeout passes
+    with socket.create_connection(asleep.proxy.address, timeout=30) as silent:
+        assert silent.recv(100) == b""
+    assert asleep.new_packets() == 0, asleep.proxy.log()[-2000:]
+    assert status(http_request(asleep.proxy.address, chat_request(stream=False))) == 200

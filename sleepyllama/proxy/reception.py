@@ -205,8 +205,17 @@ class Reception:
             return None
 
     def _hand_over(self, visitor: Visitor, pending: bytes, request: str) -> None:
+        """Hold the client for the wake with what it sent; `request` is "" for bytes that are not
+        an HTTP/1.x request (TLS, HTTP/2, a scanner's probe)."""
         if not policy.client_may_wake(self.config, visitor.address):
             log.info("closing %s: it may not wake the backend (wake_from)", visitor.peer)
+            self.refused += 1
+            self._close(visitor)
+            return
+        if not request and self.config.wake_on is not None:
+            # wake_on names HTTP requests: nothing else may wake the box (a scanner, a TLS probe)
+            log.info("closing %s: it sent no HTTP/1.x request, and only those named in wake_on "
+                     "may wake the backend", visitor.peer)
             self.refused += 1
             self._close(visitor)
             return
