@@ -249,7 +249,7 @@ def stay_awake(duration: float | None, cancel: bool) -> int:
 
 def history_command(config: Config, count: int, as_json: bool) -> int:
     try:
-        idle_watts = state.load(state.state_path())[1].get("idle_watts")
+        idle_watts = state.idle_watts(state.load(state.state_path())[1])
     except PermissionError:
         idle_watts = None
     data = history.report(history.read_ledgers(), config.energy, idle_watts, count, time.time())

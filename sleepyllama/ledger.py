@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
+
+from sleepyllama import files, systemd
 
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 1 << 20  # about 5000 entries: months of sleeps and wakes
 
 
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
 def append(path: Path, event: str, **fields: object) -> None:
     """Add one entry; never fatal (a record must not stop a suspend or a wake)."""
-    entry = {"at": round(time.time(), 3), "mono": round(time.monotonic(), 3), "boot": boot_id(),
+    try:
+        boot = systemd.boot_id()
+    except OSError:
+        boot = ""
+    entry = {"at": round(time.time(), 3), "mono": round(time.monotonic(), 3), "boot": boot,
              "event": event, **fields}
     line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
     try:
@@ -50,10 +50,18 @@ def roll(path: Path) -> None:
     data = path.read_bytes()
     keep = data[len(data) // 2:]
     keep = keep[keep.find(b"\n") + 1:]
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(keep)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    files.write_atomic(path, keep, 0o644)
+
+
+def well_formed(entry: object) -> bool:
+    """An entry of the shape every reader relies on: an event name, finite times, a boot id."""
+    def finite(value: object) -> bool:
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value))
+
+    return (isinstance(entry, dict) and isinstance(entry.get("event"), str)
+            and finite(entry.get("at")) and finite(entry.get("mono", 0))
+            and isinstance(entry.get("boot", ""), str))
 
 
 def read(path: Path) -> list[dict]:
@@ -66,7 +74,7 @@ def read(path: Path) -> list[dict]:
     for number, line in enumerate(lines, 1):
         try:
             entry = json.loads(line)
-            if not isinstance(entry, dict) or "event" not in entry or "at" not in entry:
+            if not well_formed(entry):
                 raise ValueError("not an entry")
         except ValueError:
             log.warning("%s line %d is torn or garbled: skipped", path, number)

@@ -143,7 +143,7 @@ def server_report(server: ServerConfig, counter: Counter | None) -> dict:
 
 def report_idle_watts() -> dict | None:
     try:
-        return state.load(state.state_path())[1].get("idle_watts")
+        return state.idle_watts(state.load(state.state_path())[1])
     except PermissionError:
         return None
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
 from sleepyllama import config as configuration
+from sleepyllama import files
 from sleepyllama.config import ConfigError
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -153,11 +153,7 @@ def _write(file: Path, old: str, new: str) -> int:
     if new == old:
         print("unchanged")
         return 0
-    file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = file.with_suffix(".tmp")
-    temporary.write_text(new)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, file)
+    files.write_atomic(file, new.encode(), 0o644)
     print("written")
     return 0
 

@@ -19,7 +19,7 @@ class Clock:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now, self.boot = DAY, "boot-1"
         monkeypatch.setattr(ledger.time, "time", lambda: self.now)
-        monkeypatch.setattr(ledger, "boot_id", lambda: self.boot)
+        monkeypatch.setattr(ledger.systemd, "boot_id", lambda: self.boot)
 
     def at(self, hours: float) -> Clock:
         self.now = DAY + hours * 3600
@@ -108,3 +108,20 @@ def test_the_ledger_stays_bounded_and_whole(tmp_path: Path, monkeypatch: pytest.
     entries = ledger.read(path)
     assert entries[-1]["number"] == 199 and entries[0]["number"] > 100  # the oldest rolled off
     assert [e["number"] for e in entries] == list(range(entries[0]["number"], 200))
+
+
+def test_a_line_of_the_wrong_shape_is_skipped_not_a_crash(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
+    clock.at(1)
+    ledger.append(path, "sleep", reason="idle")
+    with path.open("a") as file:
+        for line in ('{"at": "yesterday", "event": "resume"}', '{"at": 1, "event": 5}',
+                     '{"at": NaN, "event": "resume"}', '{"at": 1, "event": "x", "boot": 3}',
+                     '[1, 2]'):
+            file.write(line + "\n")
+    clock.at(2)
+    ledger.append(path, "suspend", kind="suspend")
+    entries = ledger.read(path)
+    assert [entry["event"] for entry in entries] == ["sleep", "suspend"]
+    history.report(entries, EnergyConfig(), None, 1, DAY + 86400)  # no crash

@@ -54,3 +54,18 @@ def test_sleep_in_counts_down_and_busy_has_none() -> None:
     assert (verdict.idle_for, verdict.sleep_in) == (600.0, 3000.0)
     busy = decide([BUSY_GPU], IdleState(BOOT, 0.0), 600.0, BOOT, HOUR)
     assert (busy.idle_for, busy.sleep_in) == (0.0, None)
+
+
+def test_time_no_check_looked_at_never_counts_as_idle() -> None:
+    """The timer stopped for 2 h (or the box was too loaded to run it): the first check after
+    must not suspend at once. Only time between looks counts, each gap at most MAX_UNWATCHED."""
+    from sleepyllama.host.idle import MAX_UNWATCHED
+
+    watched = decide([IDLE_GPU], IdleState(BOOT, 0.0, 1800.0), 1830.0, BOOT, HOUR)
+    assert watched.idle_for == 1830.0 and watched.state.looked_at == 1830.0
+    after_a_gap = decide([IDLE_GPU], IdleState(BOOT, 0.0, 1800.0), 1800.0 + 2 * HOUR, BOOT, HOUR)
+    assert after_a_gap.action is Action.STAY_AWAKE
+    assert after_a_gap.idle_for == 1800.0 + MAX_UNWATCHED
+    assert "no check for 2h: that time does not count" in after_a_gap.reason
+    # a state without the time of its look (written before it was kept) is taken as it is
+    assert decide([IDLE_GPU], IdleState(BOOT, 0.0), HOUR, BOOT, HOUR).action is Action.SLEEP

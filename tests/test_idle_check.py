@@ -10,7 +10,7 @@ import pytest
 
 from sleepyllama import config, ledger
 from sleepyllama.host import idle_check, state
-from sleepyllama.host.idle import Action, IdleState
+from sleepyllama.host.idle import Action
 from sleepyllama.host.idle_check import check
 from sleepyllama.host.signals import Activity, Reading
 from sleepyllama.host.suspend import SystemOps, sleep_now
@@ -43,14 +43,23 @@ def stored(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def checks_every_30s(config_: config.Config, path: Path, start: float, end: float,
+                     ops: SystemOps) -> Action:
+    """The timer's checks from start to end: only time between looks counts as idle."""
+    now, action = start, Action.STAY_AWAKE
+    while now <= end and action is Action.STAY_AWAKE:
+        action = check(config_, path, dry_run=False, ops=ops, boot_id=BOOT, now=now)
+        now += 30.0
+    return action
+
+
 def test_idle_long_enough_stops_suspends_and_restarts_the_clock(tmp_path: Path) -> None:
     path = tmp_path / "idle.json"
     assert check(QUIET, path, dry_run=False, ops=Recorder().ops(), boot_id=BOOT, now=100.0) is (
         Action.STAY_AWAKE)
     assert stored(path)["idle_since"] == 100.0
     recorder = Recorder()
-    assert check(QUIET, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=700.0) is (
-        Action.SLEEP)
+    assert checks_every_30s(QUIET, path, 130.0, 700.0, recorder.ops()) is Action.SLEEP
     assert recorder.calls == ["stop", "suspend"]
     assert stored(path)["idle_since"] is None and stored(path)["reason"] == "suspended"
     asked = [entry for entry in ledger.read(tmp_path / "ledger.jsonl") if entry["event"] == "sleep"]
@@ -113,17 +122,41 @@ def test_a_server_of_kind_none_lets_the_box_sleep(tmp_path: Path) -> None:
                            '[idle]\ntimeout = "10m"\ngpu = "off"\ninhibitors = false\n')
     path = tmp_path / "idle.json"
     recorder = Recorder()
-    check(whisper, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=100.0)
-    assert check(whisper, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=700.0) is (
-        Action.SLEEP)
+    assert checks_every_30s(whisper, path, 100.0, 700.0, recorder.ops()) is Action.SLEEP
     assert recorder.calls == ["stop", "suspend"]
 
 
-def test_a_corrupt_state_file_starts_the_clock_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", [
+    "{not json",
+    "[]",
+    '{"boot_id": "boot-1", "idle_since": NaN}',
+    '{"boot_id": "boot-1", "idle_since": "yesterday"}',
+    '{"boot_id": 7, "idle_since": 3.0}',
+    '{"boot_id": "boot-1", "idle_since": 3.0, "looked_at": Infinity}',
+    '{"boot_id": "boot-1", "idle_since": 3.0, "counters": "x"}',
+    '{"boot_id": "boot-1", "idle_since": 3.0, "counters": {"llama": {"work": [1], "epoch": "", '
+    '"at": 1}}}',
+])
+def test_a_malformed_state_file_starts_the_clock_again(tmp_path: Path, text: str) -> None:
+    """Valid JSON of the wrong shape made every idle check exit 1: the box never slept."""
     path = tmp_path / "idle.json"
-    path.write_text("{not json")
-    check(QUIET, path, dry_run=False, ops=Recorder().ops(), boot_id=BOOT, now=50.0)
-    assert state.load(path)[0] == IdleState(BOOT, 50.0)
+    path.write_text(text)
+    assert check(QUIET, path, dry_run=False, ops=Recorder().ops(), boot_id=BOOT, now=50.0) is (
+        Action.STAY_AWAKE)
+    loaded = state.load(path)[0]
+    assert loaded is not None and loaded.boot_id == BOOT and loaded.idle_since in (3.0, 50.0)
+    assert state.counters(state.load(path)[1]) == {}
+
+
+def test_two_checks_at_once_never_share_a_temporary_file(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "idle.json"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda now: check(QUIET, path, dry_run=True, boot_id=BOOT, now=now),
+                      [float(n) for n in range(200)]))
+    assert stored(path)["boot_id"] == BOOT
+    assert [p.name for p in tmp_path.iterdir()] == ["idle.json"]  # no temporary left behind
 
 
 def test_the_gpus_idle_power_is_averaged_over_idle_checks(tmp_path: Path,

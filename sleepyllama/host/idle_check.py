@@ -40,7 +40,7 @@ def idle_watts(before: object, signals: list[Signal], idle: bool) -> dict | None
     """The GPUs' power while the box sits idle, averaged over idle checks (the last 1000): what
     sleeping saves, with [energy] base_watts for the rest of the machine."""
     gpus = next((s.last for s in signals if isinstance(s, GpuSignal)), [])
-    kept = before if isinstance(before, dict) and {"watts", "samples"} <= before.keys() else None
+    kept = before if state.well_formed_watts(before) else None
     if not idle or not gpus or any(gpu.power is None for gpu in gpus):
         return kept
     now = sum(gpu.power or 0.0 for gpu in gpus)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from sleepyllama import systemd
+from sleepyllama import files, systemd
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import IdleState, Verdict
 from sleepyllama.host.signals import Reading
@@ -37,11 +36,22 @@ def state_path() -> Path:
 
 
 def load(path: Path) -> tuple[IdleState | None, dict]:
-    """The idle state and the whole record; (None, {}) when there is none or it is corrupt."""
+    """The idle state and the whole record; (None, {}) when there is none or it is malformed
+    (valid JSON of the wrong shape included: a NaN clock, a string where counters go)."""
     try:
         record = json.loads(path.read_text())
-        since = record["idle_since"]
-        state = IdleState(str(record["boot_id"]), None if since is None else float(since))
+        if not isinstance(record, dict):
+            raise ValueError(f"a {type(record).__name__}, not an object")
+        since, boot = record["idle_since"], record["boot_id"]
+        looked = record.get("looked_at")
+        if not isinstance(boot, str):
+            raise ValueError(f"boot_id {boot!r}")
+        for name, value in (("idle_since", since), ("looked_at", looked)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value) or value < 0):
+                raise ValueError(f"{name} {value!r}")
+        state = IdleState(boot, None if since is None else float(since),
+                          None if looked is None else float(looked))
     except FileNotFoundError:
         return None, {}
     except PermissionError:
@@ -54,8 +64,12 @@ def load(path: Path) -> tuple[IdleState | None, dict]:
 
 def counters(record: dict) -> dict[str, Counter]:
     """The servers' work counters from a loaded record; a malformed one is dropped."""
+    stored = record.get("counters") or {}
+    if not isinstance(stored, dict):
+        log.warning("the stored counters are unreadable (%r): counting from now", stored)
+        return {}
     kept = {}
-    for name, value in (record.get("counters") or {}).items():
+    for name, value in stored.items():
         try:
             work, at = value["work"], float(value["at"])
             if isinstance(work, bool) or not isinstance(work, int | str) or not math.isfinite(at):
@@ -64,6 +78,22 @@ def counters(record: dict) -> dict[str, Counter]:
         except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("%s: the counter of %s is unreadable: counting from now", name, name)
     return kept
+
+
+def well_formed_watts(record: object) -> bool:
+    """{"watts": finite >= 0, "samples": whole >= 1}, as idle_check.idle_watts() writes it."""
+    if not isinstance(record, dict):
+        return False
+    watts, samples = record.get("watts"), record.get("samples")
+    return (isinstance(watts, int | float) and not isinstance(watts, bool)
+            and math.isfinite(watts) and watts >= 0
+            and isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1)
+
+
+def idle_watts(record: dict) -> dict | None:
+    """The GPUs' averaged idle power from a loaded record; None when absent or malformed."""
+    value = record.get("idle_watts")
+    return value if well_formed_watts(value) else None
 
 
 def save(path: Path, verdict: Verdict, readings: list[Reading],
@@ -91,8 +121,5 @@ def reset(path: Path, boot_id: str, reason: str) -> None:
 
 
 def write(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=1) + "\n")
-    os.chmod(temporary, 0o644)  # the unit's UMask=0077 would hide it from `sleepyllama status`
-    os.replace(temporary, path)
+    # readable by everyone: `sleepyllama status` runs as any user, and it holds no secret
+    files.write_atomic(path, (json.dumps(record, indent=1) + "\n").encode(), 0o644)

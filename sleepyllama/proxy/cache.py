@@ -15,14 +15,13 @@ import binascii
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
 
-from sleepyllama import kinds
+from sleepyllama import files, kinds
 from sleepyllama.proxy.probe import http
 
 log = logging.getLogger(__name__)
@@ -135,8 +134,6 @@ class AnswerCache:
         record = {"entries": {target: {**asdict(entry), "body": base64.b64encode(entry.body).decode()}
                               for target, entry in self.entries.items()}}
         try:
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(record))
-            os.replace(temporary, self.path)
+            files.write_atomic(self.path, json.dumps(record).encode(), 0o600)
         except OSError as error:
             log.warning("cannot keep the cache in %s: %s", self.path, error)
