@@ -35,11 +35,12 @@ def socket_activate() -> None:
 
 class Asleep:
     """A backend that served once through the proxy (so the proxy kept its model list), then
-    fell asleep; and a proxy started afresh on the same state directory (as after exit_idle, a
-    restart or a reboot of the always-on host) that knows nothing of it but its cache."""
+    fell asleep (unless awake=True); and a proxy started afresh on the same state directory (as
+    after exit_idle, a restart or a reboot of the always-on host) that knows nothing of it but
+    its cache."""
 
     def __init__(self, tmp_path: Path, cleanup: list, kind: str = "llama-server",
-                 **keys: object) -> None:
+                 awake: bool = False, **keys: object) -> None:
         self.backend = SleepingBackend(tmp_path, load_seconds=0.2, kind=kind)
         cleanup.append(self.backend)
         state = tmp_path / "state"
@@ -54,7 +55,8 @@ class Asleep:
             wait_for(lambda: (state / "llama.answers.json").exists(), what="the cache on disk")
         finally:
             first.stop()
-        self.backend.kill_server()
+        if not awake:
+            self.backend.kill_server()
         self.packets_asleep = len(self.backend.packets())
         keys.setdefault("wol_interval", "0.5s")
         self.proxy = ProxyRun(second_dir, proxy_table(self.backend, **keys), state_directory=state)
@@ -221,3 +223,22 @@ def test_with_wake_on_only_a_request_it_names_wakes_the_box(tmp_path, cleanup) -
         assert silent.recv(100) == b""
     assert asleep.new_packets() == 0, asleep.proxy.log()[-2000:]
     assert status(http_request(asleep.proxy.address, chat_request(stream=False))) == 200
+
+
+def test_an_awake_backend_answers_the_model_list_itself(tmp_path, cleanup) -> None:
+    """The proxy's readiness is only stale (a fresh proxy, or 5 s after its last probe) while the
+    box runs: one quick probe, and the backend answers; the cache, and "asleep", only when it
+    does not."""
+    awake = Asleep(tmp_path, cleanup, awake=True)
+    for _ in range(2):
+        answer = http_request(awake.proxy.address, GET_MODELS.replace(
+            b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        assert status(answer) == 200 and b"x-sleepyllama" not in answer.lower(), answer[:400]
+        time.sleep(5.5)  # past the 5 s a ready verdict is trusted
+    assert "answered GET /v1/models from the cache" not in awake.proxy.log()
+    assert "backend asleep" not in awake.proxy.log()
+    assert awake.new_packets() == 0
+    awake.backend.kill_server()
+    answer = http_request(awake.proxy.address, GET_MODELS.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert b"x-sleepyllama: from-cache; backend-asleep" in answer.lower(), answer[:400]

@@ -40,6 +40,10 @@ from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte lag is about half this
+# before answering from the cache: an awake backend on a LAN answers its ready check in
+# milliseconds; once it did not, it is believed asleep for a while (each look would wait again)
+QUICK_PROBE_TIMEOUT = 0.25
+ASLEEP_TRUST = 30.0
 READY_TRUST = 5.0  # seconds a 200 from the health probe is believed without asking again
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
 CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
@@ -79,6 +83,8 @@ class Backend:
         self.on_change = on_change  # the status line may have changed
         self.on_close = on_close  # one client's connection is over
         self.probe = probe or (lambda: probes.probe(config))
+        self.quick_probe = probe or (lambda: probes.probe(config, timeout=QUICK_PROBE_TIMEOUT))
+        self.asleep_until = 0.0  # loop time until which the backend is believed asleep
         self.ready_until = 0.0  # loop time until which the last successful probe is trusted
         self.last_ready: float | None = None  # loop time of the last successful probe
         self.refreshing = False  # a background probe is in flight
@@ -100,7 +106,7 @@ class Backend:
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
                                    linger=lambda sock: linger(loop, sock, on_close),
                                    closed=on_close, changed=on_change, record=self.record,
-                                   key=key)
+                                   key=key, backend_state=self.state_for_cache)
         self.reads_requests = policy.needs_parsing(config) or config.wake_from is not None
 
     # -- readiness ----------------------------------------------------------------------------
@@ -123,6 +129,28 @@ class Backend:
             self.cache.fetching = False
 
         self.loop.run_in_executor(None, self.cache.fetch).add_done_callback(done)
+
+    async def state_for_cache(self) -> str:
+        """"awake", "waking" or "asleep", asked before a look-only request is answered from the
+        cache: a backend whose readiness is only stale gets one quick probe, and if awake it
+        answers the request itself (the cache is "asleep" only when the backend does not
+        answer)."""
+        if self.ready:
+            return "awake"
+        if self.wake_task is not None:
+            return "waking"
+        if self.loop.time() < self.asleep_until:
+            return "asleep"
+        ready, why = await self.loop.run_in_executor(None, self.quick_probe)
+        if ready and await self._resolve():  # the address to connect to, as a wake finds it
+            log.info("backend %s answered its ready check (%s): passing requests on",
+                     self.config.backend, why)
+            self._believe_ready()
+            return "awake"
+        self.asleep_until = self.loop.time() + ASLEEP_TRUST
+        log.info("backend %s does not answer (%s): answering from the cache", self.config.backend,
+                 why)
+        return "asleep"
 
     def _not_ready(self) -> None:
         self.ready_until = 0.0
@@ -197,6 +225,7 @@ class Backend:
             log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
             self._not_ready()
         self.known_down = True
+        self.asleep_until = self.loop.time() + ASLEEP_TRUST
         self._hold(client)
 
     def _splice(self, client: Client, backend: socket.socket) -> None:

@@ -38,11 +38,12 @@ class Entry:
     fetched_at: float  # wall-clock seconds
 
 
-def headers(entry: Entry, now: float) -> list[tuple[str, str]]:
-    """The cached answer's headers: the backend's own type and length, and where it came from."""
+def headers(entry: Entry, now: float, backend: str = "asleep") -> list[tuple[str, str]]:
+    """The cached answer's headers: the backend's own type and length, and where it came from
+    (backend "asleep", or "waking" while a wake is under way)."""
     return [("Content-Type", entry.content_type), ("Content-Length", str(len(entry.body))),
             ("Age", str(max(0, int(now - entry.fetched_at)))),
-            ("X-Sleepyllama", "from-cache; backend-asleep")]
+            ("X-Sleepyllama", f"from-cache; backend-{backend}")]
 
 
 def entry(item: object) -> Entry:

@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import h11
@@ -51,6 +51,10 @@ def error_reply(status: int, reason: str, message: str, kind: str) -> bytes:
     return head.encode() + body
 
 
+async def _asleep() -> str:
+    return "asleep"
+
+
 def _has_body(request: h11.Request) -> bool:
     for name, value in request.headers:
         if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
@@ -63,8 +67,12 @@ class Reception:
                  *, hold: Callable[[Visitor], None], linger: Callable[[socket.socket], None],
                  closed: Callable[[], None], changed: Callable[[], None],
                  record: Callable[..., None] = lambda event, **fields: None,
-                 key: str | None = None) -> None:
+                 key: str | None = None,
+                 backend_state: Callable[[], Awaitable[str]] | None = None) -> None:
         self.loop, self.config, self.cache, self.key = loop, config, cache, key
+        # "awake", "asleep" or "waking": asked before answering from the cache, since a backend
+        # whose readiness is merely stale is most often awake, and then it answers itself
+        self.backend_state = backend_state or _asleep
         self.record = record
         self.hold, self.linger, self.closed, self.changed = hold, linger, closed, changed
         self.reading: set[asyncio.Task[None]] = set()
@@ -166,13 +174,20 @@ class Reception:
                 self._reject(visitor, 400, "Bad Request", f"sleepyllama: {why}",
                              "invalid_request_error")
                 return
-            if not await self._answer_from_cache(visitor, connection, head):
+            backend = await self.backend_state()
+            if backend == "awake":
+                log.debug("%s %s from %s goes to the backend: it is awake", head.method,
+                          head.target, visitor.peer)
+                visitor.prefix, visitor.request = pending, f"{head.method} {head.target}"
+                self.hold(visitor)  # connected at once: the backend is ready
+                return
+            if not await self._answer_from_cache(visitor, connection, head, backend):
                 return
             pending = connection.trailing_data[0]  # the next request's bytes, if pipelined
             deadline = self.loop.time() + KEEPALIVE_IDLE
 
     async def _answer_from_cache(self, visitor: Visitor, connection: h11.Connection,
-                                 head: policy.Head) -> bool:
+                                 head: policy.Head, backend: str) -> bool:
         """Send the cached answer; True when the connection stays open for the next request."""
         while not isinstance(connection.next_event(), h11.EndOfMessage):
             pass  # a GET without a body: its end follows its head at once
@@ -180,15 +195,15 @@ class Reception:
         assert entry is not None  # decide() saw it among the cached
         # h11 writes it and keeps track of keep-alive (Connection: close, HTTP/1.0)
         answer = connection.send(h11.Response(status_code=entry.status, reason=b"OK",
-                                              headers=headers(entry, time.time())))
+                                              headers=headers(entry, time.time(), backend)))
         answer += connection.send(h11.Data(data=entry.body))  # the body as the backend sent it
         answer += connection.send(h11.EndOfMessage())
         close = connection.our_state is h11.MUST_CLOSE
         await self.loop.sock_sendall(visitor.sock, answer)
         self.cache.answered += 1
         self.record("answered-asleep", request=f"{head.method} {head.target}", client=visitor.peer)
-        log.info("answered %s %s from the cache for %s: backend asleep", head.method,
-                 head.target, visitor.peer)
+        log.info("answered %s %s from the cache for %s: backend %s", head.method,
+                 head.target, visitor.peer, backend)
         self.changed()
         if close:
             visitor.sock.shutdown(socket.SHUT_WR)
