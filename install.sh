@@ -301,6 +301,9 @@ if [ "$role" = proxy ]; then
         systemctl restart "sleepyllama-proxy@$name.socket"
         systemctl try-restart "sleepyllama-proxy@$name.service"
     fi
+    # started now, not at the first client: with the box awake it keeps the model list at once,
+    # so the first page load while the box sleeps is already answered
+    systemctl start --no-block "sleepyllama-proxy@$name.service"
 else
     # --no-block: loading a model takes minutes; `systemctl status` shows when it is ready.
     # start is a no-op for a server already running or still loading

@@ -16,6 +16,7 @@ from sleepyllama import ledger
 
 from conftest import (
     GET_HEALTH,
+    MAC,
     ProxyRun,
     SleepingBackend,
     chat_request,
@@ -242,3 +243,21 @@ def test_an_awake_backend_answers_the_model_list_itself(tmp_path, cleanup) -> No
     answer = http_request(awake.proxy.address, GET_MODELS.replace(
         b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
     assert b"x-sleepyllama: from-cache; backend-asleep" in answer.lower(), answer[:400]
+
+
+def test_a_new_proxy_keeps_the_answers_of_an_awake_backend_at_once(tmp_path, cleanup) -> None:
+    """A newcomer's first page load while the box sleeps must not wake it for the model list:
+    the proxy's first start, with the box awake (as install.sh leaves it), fetches the answers."""
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # the box is up
+        udp.sendto(b"\xff" * 6 + bytes.fromhex(MAC.replace(":", "")) * 16,
+                   ("127.0.0.1", backend.wol_port))
+    wait_for(backend.ready_file.exists, what="the backend up")
+    state = tmp_path / "state"
+    state.mkdir()
+    proxy = ProxyRun(tmp_path, proxy_table(backend), activate=False, state_directory=state)
+    cleanup.append(proxy)
+    wait_for(lambda: (state / "llama.answers.json").exists(), what="the answers kept at start")
+    assert "/v1/models" in (state / "llama.answers.json").read_text()
+    assert len(backend.packets()) == 1  # ours, above: the proxy sent none

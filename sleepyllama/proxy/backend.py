@@ -152,6 +152,19 @@ class Backend:
                  why)
         return "asleep"
 
+    async def fill_cache_if_awake(self) -> None:
+        """At start: one quick look, and if the backend is awake its look-only answers are
+        fetched now; asleep, nothing is sent (no wake)."""
+        if not self.cache.targets or not self.cache.stale(time.time()):
+            return
+        ready, why = await self.loop.run_in_executor(None, self.quick_probe)
+        if ready and not self.ready:
+            log.info("backend %s is awake (%s): keeping its look-only answers now",
+                     self.config.backend, why)
+            self._believe_ready()
+        elif not ready:
+            log.debug("backend %s does not answer at start (%s)", self.config.backend, why)
+
     def _not_ready(self) -> None:
         self.ready_until = 0.0
         self.on_change()

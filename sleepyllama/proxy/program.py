@@ -79,6 +79,8 @@ class Proxy:
         log.info("serving %s on %s; backend %s, wakes with %s", self.config.name,
                  ", ".join(describe(listener) for listener in self.listeners),
                  self.config.backend, self.backend.sender.describe())
+        # a new install's first page load while the box sleeps should already find its answers
+        self.loop.create_task(self.backend.fill_cache_if_awake())
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
