@@ -17,6 +17,7 @@ from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
 from sleepyllama.status import RESTART_HINT, broken, expected_units, failed_words, unit_rows
+from sleepyllama.words import count
 
 HOOK = Path("/usr/lib/systemd/system-sleep/sleepyllama")
 
@@ -193,7 +194,7 @@ def check_units(config: Config, found: Findings) -> None:
     for row in rows:
         if broken(row):
             how = (failed_words(row) if row["active"] == "failed"
-                   else f"restarting again and again ({row['restarts']} restarts)")
+                   else f"restarting again and again ({count(row['restarts'], 'restarts')})")
             why = row["status"] or " | ".join(systemd.journal_errors(row["unit"])) or (
                 f"journalctl -u {row['unit']}")
             found.errors.append(f"{row['unit']} {how}: {why}; {RESTART_HINT}")

@@ -78,8 +78,9 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
         elif entry["event"] == "wake":
             outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
                        else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")
+            agent = f" ({entry['agent']})" if entry.get("agent") else ""
             found.append(Wake(float(entry["at"]), f"{entry.get('first', '?')} "
-                              f"{entry.get('request') or '(not HTTP)'}: {outcome}, "
+                              f"{entry.get('request') or '(not HTTP)'}{agent}: {outcome}, "
                               f"{entry.get('signals', 0)} wake signals"))
     return sorted(found, key=lambda wake: wake.at)
 

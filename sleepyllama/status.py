@@ -20,6 +20,7 @@ from sleepyllama.host import state
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
 from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
 from sleepyllama.proxy.probe import probe
+from sleepyllama.words import count
 
 
 def expected_units(config: Config) -> list[str]:
@@ -51,7 +52,7 @@ def unit_rows(expected: list[str]) -> list[dict]:
 def failed_words(row: dict) -> str:
     """"failed (exit-code) after 5 restarts": systemd stopped restarting it."""
     words = "failed" + (f" ({row['result']})" if row["result"] not in ("", "success") else "")
-    return words + (f" after {row['restarts']} restarts" if row["restarts"] else "")
+    return words + (f" after {count(row['restarts'], 'restarts')}" if row["restarts"] else "")
 
 
 def broken(row: dict) -> bool:
@@ -181,7 +182,7 @@ def print_status(report: dict) -> None:
         if state == "failed":
             state = failed_words(unit)
         elif broken(unit):
-            state = f"restarting ({unit['restarts']} restarts)"
+            state = f"restarting ({count(unit['restarts'], 'restarts')})"
         print(f"{unit['unit']:<{width}}  {state:<10}  {unit['status']}".rstrip())
     if any(broken(unit) for unit in report["units"]):
         print(RESTART_HINT)

@@ -65,7 +65,7 @@ def test_held_request_is_served_once_the_backend_is_ready_never_503(tmp_path, cl
     assert backend.ready_at() > backend.packets()[0] + 1.0
     assert "ready after" in proxy.log()
     statuses = proxy.notify.statuses()
-    assert any(s.startswith("waking 127.0.0.1 · ") and "clients waiting" in s for s in statuses)
+    assert any(s.startswith("waking 127.0.0.1 · ") and "1 client waiting" in s for s in statuses), statuses
     wait_for(lambda: "backend awake · " in " ".join(proxy.notify.statuses()), what="awake status")
     assert any("READY=1" in message for message in proxy.notify.messages)
 

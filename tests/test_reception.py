@@ -88,11 +88,14 @@ def test_the_official_client_lists_models_asleep_and_its_chat_wakes_the_box(tmp_
     assert "token0" in text
     assert asleep.new_packets() >= 1
     assert "first 127.0.0.1" in asleep.proxy.log() and "POST /v1/chat/completions" in asleep.proxy.log()
+    # who woke it, by its User-Agent: LiteLLM's health checks are chats, but for this
+    assert "(User-Agent: OpenAI/Python " in asleep.proxy.log()
     assert any("1 answered from cache" in s for s in asleep.proxy.notify.statuses())
     recorded = ledger.read(tmp_path / "state" / "llama.ledger.jsonl")
     assert any(e["event"] == "answered-asleep" and e["request"] == "GET /v1/models" for e in recorded)
     wake = [e for e in recorded if e["event"] == "wake"][-1]
     assert wake["request"] == "POST /v1/chat/completions" and wake["signals"] >= 1
+    assert wake["agent"].startswith("OpenAI/Python ")
     assert wake["ready_after"] > 0
 
 

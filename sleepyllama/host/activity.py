@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from sleepyllama import kinds
 from sleepyllama.config import ServerConfig, format_duration
 from sleepyllama.kinds.base import Look, Source, Unreadable
+from sleepyllama.words import count
 
 __all__ = ["Counter", "Look", "Unreadable", "judge", "moved", "source_for"]
 
@@ -50,11 +51,11 @@ def judge(name: str, look: Look, before: Counter | None, now: float) -> tuple[bo
     if look.loading:
         return True, f"{name}: loading its model"
     if look.in_flight:
-        return True, f"{name}: {_count(look.in_flight, 'request')} in flight"
+        return True, f"{name}: {count(look.in_flight, 'requests')} in flight"
     distance = moved(before, look)
     if distance and before is not None:
         ago = format_duration(max(0, round(now - before.at)))
-        amount = "used" if distance is True else f"{_count(distance, look.work_unit)}"
+        amount = "used" if distance is True else count(distance, look.work_unit)
         return True, f"{name}: {amount} since the last check, {ago} ago"
     if look.unloaded:
         return False, f"{name}: {look.unloaded}"
@@ -64,10 +65,6 @@ def judge(name: str, look: Look, before: Counter | None, now: float) -> tuple[bo
     if look.in_flight is None:
         return False, f"{name}: {since}"
     return False, f"{name}: nothing in flight, {since}"
-
-
-def _count(number: int, unit: str) -> str:
-    return f"{number} {unit[:-1] if number == 1 and unit.endswith('s') else unit}"
 
 
 def base_url(health_url: str) -> str:

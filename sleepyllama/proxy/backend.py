@@ -201,7 +201,7 @@ class Backend:
     def _hold_visitor(self, visitor: Visitor) -> None:
         now = self.loop.time()
         client = Client(visitor.sock, visitor.peer, now, now + self.config.wake_timeout,
-                        prefix=visitor.prefix, request=visitor.request)
+                        prefix=visitor.prefix, request=visitor.request, agent=visitor.agent)
         if now < self.ready_until:  # woken meanwhile, by another client
             self._connect(client)
         else:
@@ -366,11 +366,14 @@ class Backend:
             if self.wake_started is None:
                 self.wake_started = now
                 first = self.waiting.first()
-                self.wake_first = {"first": first.peer, "request": first.request}
-                # naming the client tells a person who keeps waking the box (a polling frontend)
-                log.info("waking %s with %s: %d client(s) waiting, first %s%s (last probe: %s)",
+                self.wake_first = {"first": first.peer, "request": first.request,
+                                   **({"agent": first.agent} if first.agent else {})}
+                # naming the client tells a person who keeps waking the box (a polling frontend,
+                # LiteLLM's background health checks: chats, but for their User-Agent)
+                log.info("waking %s with %s: %d client(s) waiting, first %s%s%s (last probe: %s)",
                          self.config.backend, self.sender.describe(), len(self.waiting),
                          first.peer, f" {first.request}" if first.request else "",
+                         f" (User-Agent: {first.agent})" if first.agent else "",
                          self.last_probe or "none yet")
             self.sender.send()
             self.schedule.mark_sent(now)

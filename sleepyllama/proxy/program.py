@@ -29,6 +29,7 @@ from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.misconfigured import Misconfigured
 from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSender
+from sleepyllama.words import count
 
 log = logging.getLogger("sleepyllama-proxy")
 
@@ -148,17 +149,18 @@ class Proxy:
         if backend.wake_started is not None:
             waited = self.loop.time() - backend.wake_started
             return (f"waking {self.config.backend.host} · {waited:.0f} s · "
-                    f"{backend.wake_signals} packets · {len(backend.waiting)} clients waiting")
+                    f"{count(backend.wake_signals, 'packets')} · "
+                    f"{count(len(backend.waiting), 'clients')} waiting")
         cached = (f" · {backend.cache.answered} answered from cache"
                   if backend.cache.answered else "")
         if backend.ready:
-            return f"backend awake · {self.connections} connections{cached}"
+            return f"backend awake · {count(self.connections, 'connections')}{cached}"
         if backend.gave_up:
             return f"backend did not wake within {format_duration(self.config.wake_timeout)}"
         if backend.last_ready is not None:  # trusted no longer, but known to have answered
             ago = format_duration(round(self.loop.time() - backend.last_ready))
-            return f"backend answered {ago} ago · {self.connections} connections{cached}"
-        return f"backend not contacted yet · {self.connections} connections{cached}"
+            return f"backend answered {ago} ago · {count(self.connections, 'connections')}{cached}"
+        return f"backend not contacted yet · {count(self.connections, 'connections')}{cached}"
 
     def refresh_status(self) -> None:
         self.notifier.status(self.status_line())

@@ -39,6 +39,7 @@ class Visitor:
     address: str  # the client's IP address, for wake_from
     prefix: bytes = b""  # bytes read from it that the backend must get first
     request: str = ""  # its first request's method and path, for the journal
+    agent: str = ""  # its User-Agent (LiteLLM's health checks look like chats but for this)
 
 
 def error_reply(status: int, reason: str, message: str, kind: str) -> bytes:
@@ -49,6 +50,15 @@ def error_reply(status: int, reason: str, message: str, kind: str) -> bytes:
             + (f"Retry-After: {RETRY_AFTER}\r\n" if status == 503 else "")
             + "Connection: close\r\n\r\n")
     return head.encode() + body
+
+
+def user_agent(headers: list[tuple[bytes, bytes]]) -> str:
+    """The User-Agent, printable and short enough for a journal line."""
+    for name, value in headers:
+        if name.lower() == b"user-agent":
+            text = value.decode("ascii", "replace")
+            return "".join(c if c.isprintable() else "?" for c in text)[:100]
+    return ""
 
 
 async def _asleep() -> str:
@@ -151,6 +161,7 @@ class Reception:
                              f"a request head is limited to {MAX_HEAD} bytes",
                              "invalid_request_error")
                 return
+            visitor.agent = user_agent(event.headers)
             head = policy.Head(event.method.decode("ascii", "replace"),
                                event.target.decode("ascii", "replace"), _has_body(event),
                                api_key.matches(self.key, api_key.presented(event.headers)))

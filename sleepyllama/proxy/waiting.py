@@ -26,6 +26,7 @@ class Client:
     timer: asyncio.TimerHandle | None = None
     prefix: bytes = b""  # read from the client already: the backend gets these first
     request: str = ""  # "METHOD /path" when reception read it
+    agent: str = ""  # its User-Agent, when reception read it: who keeps waking the box
 
 
 class HangupWatcher:
