@@ -252,8 +252,13 @@ def history_command(config: Config, count: int, as_json: bool) -> int:
         idle_watts = state.idle_watts(state.load(state.state_path())[1])
     except PermissionError:
         idle_watts = None
-    data = history.report(history.read_ledgers(), config.energy, idle_watts, count, time.time())
+    unreadable: list[str] = []
+    data = history.report(history.read_ledgers(unreadable=unreadable), config.energy, idle_watts,
+                          count, time.time())
     print(json.dumps(data, indent=2) if as_json else history.render(data, sys.stdout.isatty()))
+    if unreadable:
+        print(f"(not shown: {', '.join(unreadable)} can be read by root only: "
+              "sudo sleepyllama history)", file=sys.stderr)
     return 0
 
 

@@ -149,11 +149,22 @@ def power(energy: EnergyConfig, idle_watts: dict | None) -> tuple[float | None, 
         f"awake and idle {awake:.0f} W ({'; '.join(parts)}), asleep {energy.asleep_watts:.0f} W")
 
 
-def read_ledgers(host: Path = HOST_LEDGER, proxies: Path = PROXY_STATE) -> list[dict]:
-    entries = ledger.read(host)
-    if proxies.is_dir():
-        for path in sorted(proxies.glob("*.ledger.jsonl")):
+def read_ledgers(host: Path = HOST_LEDGER, proxies: Path = PROXY_STATE,
+                 unreadable: list[str] | None = None) -> list[dict]:
+    """Every entry of this host's ledgers. What a non-root user may not read (the proxy's
+    DynamicUser directory is private) is left out and named in `unreadable`."""
+    entries: list[dict] = []
+    paths = [host]
+    try:
+        if proxies.is_dir():
+            paths += sorted(proxies.glob("*.ledger.jsonl"))
+    except PermissionError:
+        (unreadable if unreadable is not None else []).append(str(proxies))
+    for path in paths:
+        try:
             entries += ledger.read(path)
+        except PermissionError:
+            (unreadable if unreadable is not None else []).append(str(path))
     return sorted(entries, key=lambda entry: float(entry["at"]))
 
 

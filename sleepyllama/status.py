@@ -81,7 +81,10 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
         counters = {}
     for server in config.servers.values():
         report["servers"].append(server_report(server, counters.get(server.name)))
-    entries = history.read_ledgers()
+    unreadable: list[str] = []
+    entries = history.read_ledgers(unreadable=unreadable)
+    if unreadable:
+        report["needs_root"] = unreadable
     if entries:
         week = history.report(entries, config.energy, (report_idle_watts()), 7, time.time())
         report["history"] = week
@@ -195,6 +198,9 @@ def print_status(report: dict) -> None:
             print(f"  answers GET {target} while asleep: kept {format_duration(round(age))} ago")
         if proxy.get("last_wake"):
             print(f"  last wake: {proxy['last_wake']}")
+    if report.get("needs_root"):
+        print(f"(the proxy's records in {', '.join(report['needs_root'])} are readable by root "
+              "only: sudo sleepyllama status)")
     for server in report["servers"]:
         print(f"server {server['reason']} ({server['kind']})")
     idle = report.get("idle")

@@ -125,3 +125,40 @@ def test_a_line_of_the_wrong_shape_is_skipped_not_a_crash(tmp_path: Path,
     entries = ledger.read(path)
     assert [entry["event"] for entry in entries] == ["sleep", "suspend"]
     history.report(entries, EnergyConfig(), None, 1, DAY + 86400)  # no crash
+
+
+def test_a_user_who_may_not_read_the_proxys_records_gets_the_rest() -> None:
+    """The proxy's StateDirectory is its DynamicUser's, private: status and history as a
+    non-root user crashed with PermissionError on the always-on host."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a directory another user may not read")
+    with tempfile.TemporaryDirectory(dir="/tmp") as directory:  # pytest's tmp_path is root's only
+        Path(directory).chmod(0o755)
+        _read_as_nobody(Path(directory))
+
+
+def _read_as_nobody(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    host = tmp_path / "ledger.jsonl"
+    host.write_text('{"at": 1795600000, "event": "resume", "boot": "b"}\n')
+    host.chmod(0o644)
+    private = tmp_path / "private"
+    (private / "sleepyllama-proxy").mkdir(parents=True)
+    (private / "sleepyllama-proxy" / "llama.ledger.jsonl").write_text(
+        '{"at": 1795600001, "event": "wake", "boot": "b"}\n')
+    private.chmod(0o700)
+    code = ("import sys; from pathlib import Path; from sleepyllama import history; missed = []; "
+            "entries = history.read_ledgers(Path(sys.argv[1]), Path(sys.argv[2]), missed); "
+            "print(len(entries), missed)")
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             sys.executable, "-c", code, str(host),
+                             str(private / "sleepyllama-proxy")],
+                            capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"1 ['{private / 'sleepyllama-proxy'}']"
