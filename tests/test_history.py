@@ -131,8 +131,6 @@ def test_a_user_who_may_not_read_the_proxys_records_gets_the_rest() -> None:
     """The proxy's StateDirectory is its DynamicUser's, private: status and history as a
     non-root user crashed with PermissionError on the always-on host."""
     import os
-    import subprocess
-    import sys
     import tempfile
 
     if os.geteuid() != 0:
