@@ -50,11 +50,11 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
     while True:
         now = time.monotonic()
         if schedule.due(now):
-            sender.send()
+            if sender.send():
+                sent += 1
+                if not interactive:
+                    print(f"sent {sender.describe()} ({sent})", file=sys.stderr)
             schedule.mark_sent(now)
-            sent += 1
-            if not interactive:
-                print(f"sent {sender.describe()} ({sent})", file=sys.stderr)
         ready, why = probe(proxy)
         elapsed = time.monotonic() - started
         if interactive:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSchedule
 
+from conftest import wait_for
+
 
 def test_schedule_sends_at_once_then_once_per_interval() -> None:
     schedule = WakeSchedule(interval=3.0)
@@ -44,14 +46,15 @@ def test_magic_packet_failure_is_logged_not_raised(caplog) -> None:
 def test_wake_command_is_not_started_twice_while_running(tmp_path: Path) -> None:
     marker = tmp_path / "runs"
     script = f"open({str(marker)!r}, 'a').write('x'); import time; time.sleep(1)"
-    command = WakeCommand((sys.executable, "-c", script))
-    command.send()
+    command = WakeCommand((sys.executable, "-c", script), timeout=30)
+    assert command.send()
     time.sleep(0.3)
-    command.send()  # still running: skipped
+    assert not command.send()  # still running: skipped, and not counted as sent
     time.sleep(1.2)
-    command.send()  # finished: runs again
+    assert command.send()  # finished: runs again
     time.sleep(0.3)
     assert marker.read_text() == "xx"
+    command.close()
 
 
 def test_wake_command_failure_is_reported(caplog, tmp_path: Path) -> None:
@@ -62,3 +65,45 @@ def test_wake_command_failure_is_reported(caplog, tmp_path: Path) -> None:
     time.sleep(0.5)
     command.send()
     assert "exited with status 3" in caplog.text
+
+
+def test_a_hung_wake_command_is_killed_with_its_children_and_waking_goes_on(
+        caplog, tmp_path: Path) -> None:
+    """One wake_command that hung disabled waking for the proxy's life, while the journal still
+    counted signals sent."""
+    import os
+
+    pids = tmp_path / "pids"
+    # a shell whose child sleeps: both must go
+    script = f"echo $$ >> {pids}; sleep 300 & echo $! >> {pids}; wait"
+    command = WakeCommand(("/bin/sh", "-c", script), timeout=0.5)
+    assert command.send()
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, what="the command's pids")
+    first = [int(pid) for pid in pids.read_text().split()]
+    assert not command.send()  # still within its interval
+    time.sleep(0.6)
+    assert command.send()  # hung: killed, and a new one started
+    assert "still runs after" in caplog.text
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # an unreaped child
+
+    wait_for(lambda: all(gone(pid) for pid in first), what="the hung command and its child gone")
+    command.close()
+    later = [int(pid) for pid in pids.read_text().split()][2:]
+    wait_for(lambda: all(gone(pid) for pid in later), what="the last command gone on close")
+
+
+def test_a_chatty_wake_command_never_floods_the_journal(caplog) -> None:
+    command = WakeCommand((sys.executable, "-c",
+                           "import sys; sys.stdout.write('x' * 10_000_000); sys.exit(2)"),
+                          timeout=0.5)
+    command.send()
+    time.sleep(0.7)
+    command.send()  # blocked on its full pipe: killed as hung
+    command.close()
+    assert len(caplog.text) < 10_000

@@ -375,10 +375,10 @@ class Backend:
                          first.peer, f" {first.request}" if first.request else "",
                          f" (User-Agent: {first.agent})" if first.agent else "",
                          self.last_probe or "none yet")
-            self.sender.send()
+            if self.sender.send():  # count only what went out
+                self.wake_signals += 1
+                log.debug("sent %s (%d)", self.sender.describe(), self.wake_signals)
             self.schedule.mark_sent(now)
-            self.wake_signals += 1
-            log.debug("sent %s (%d)", self.sender.describe(), self.wake_signals)
             self.on_change()
         delay = self.schedule.seconds_until_due(now) or self.schedule.interval
         self.send_timer = self.loop.call_later(delay, self._send_when_due)
@@ -405,3 +405,4 @@ class Backend:
             splice.close()
         if self.wake_task is not None:
             self.wake_task.cancel()
+        self.sender.close()

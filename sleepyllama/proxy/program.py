@@ -40,7 +40,7 @@ FULL_WARNING_EVERY = 10.0  # seconds between "too many connections" warnings
 
 def make_sender(config: ProxyConfig) -> WakeSender:
     if config.wake_command:
-        return WakeCommand(config.wake_command)
+        return WakeCommand(config.wake_command, timeout=config.wol_interval)
     assert config.mac is not None  # config.py requires mac unless wake_command is set
     return MagicPacket(config.mac, config.broadcast, config.wol_port, config.wol_source)
 
