@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleepyllama import kinds, systemd
-from sleepyllama.config import Config, ServerConfig
+from sleepyllama.config import Config, ProxyConfig, ServerConfig
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
+from sleepyllama.proxy.probe import hint as probe_hint
+from sleepyllama.proxy.probe import probe
 from sleepyllama.status import RESTART_HINT, broken, expected_units, failed_words, unit_rows
 from sleepyllama.words import count
 
@@ -38,6 +40,8 @@ def check(config: Config) -> Findings:
         except OSError as error:
             found.warnings.append(f"[proxy.{proxy.name}] backend {proxy.backend.host}: cannot "
                                   f"resolve it ({error.strerror})")
+            continue
+        check_backend(proxy, found)
     for server in config.servers.values():
         program = server.command[0]
         if not (shutil.which(program) or (os.path.isfile(program) and os.access(program, os.X_OK))):
@@ -59,6 +63,21 @@ def check(config: Config) -> Findings:
                                 "(sudo ./install.sh server ...)")
     check_units(config, found)
     return found
+
+
+def check_backend(proxy: ProxyConfig, found: Findings) -> None:
+    """Try the backend as the proxy would: ready, asleep (no answer), or up with nothing on its
+    port (a wrong port or a loopback-only server, reported as "did not wake" 3 min later)."""
+    table = f"[proxy.{proxy.name}]"
+    ready, why = probe(proxy)
+    hint = probe_hint(why, proxy.backend)
+    if ready:
+        found.good.append(f"{table} backend {proxy.backend} is ready ({why})")
+    elif hint:
+        found.errors.append(f"{table} backend: {hint}")
+    else:
+        found.good.append(f"{table} backend {proxy.backend} does not answer now ({why}): asleep, "
+                          "or not there (sleepyllama wake tries to wake it)")
 
 
 # flags whose value is a file the server reads at start (llama-server, whisper-server, llama-swap)

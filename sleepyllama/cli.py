@@ -25,6 +25,7 @@ from sleepyllama.checks import check, print_findings
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
 from sleepyllama.host import schedule, state
+from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.probe import probe
 from sleepyllama.proxy.program import make_sender, pick_table
 from sleepyllama.proxy.wol import WakeSchedule
@@ -65,9 +66,10 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
                   f"({sent} wake signals)", file=sys.stderr)
             return 0
         if elapsed >= limit:
+            hint = probe_hint(why, proxy.backend)
             print(("\n" if interactive else "") + f"sleepyllama: {proxy.backend} did not wake within "
-                  f"{format_duration(limit)} (last answer: {why}); see README, Troubleshooting",
-                  file=sys.stderr)
+                  f"{format_duration(limit)} (last answer: {why}); "
+                  + (f"{hint}" if hint else "see README, Troubleshooting"), file=sys.stderr)
             return 1
         time.sleep(WAKE_PROBE_INTERVAL)
 

@@ -62,3 +62,15 @@ def test_check_finds_missing_model_files_and_loopback_only_servers(tmp_path: Pat
     assert not any(str(model) in line for line in lines)
     assert any(line.startswith("warning: [server.llama] listens on 127.0.0.1 only") and
                "--host 0.0.0.0" in line for line in lines), lines
+
+
+def test_check_tries_the_backend_and_names_a_wrong_port(tmp_path: Path) -> None:
+    from conftest import free_port, proxy_table
+
+    config = tmp_path / "sleepyllama.toml"
+    port = free_port()
+    config.write_text(proxy_table(None, backend=f"127.0.0.1:{port}"))
+    lines = sleepyllama_command(config, "check").stdout.splitlines()
+    assert (f"error: [proxy.llama] backend: the box at 127.0.0.1 answers, but nothing listens on "
+            f"port {port}: a wrong port, or a server listening on 127.0.0.1 only (give it --host "
+            "0.0.0.0)?") in lines, lines

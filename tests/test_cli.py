@@ -25,6 +25,8 @@ def test_wake_gives_up_with_the_reason(tmp_path: Path) -> None:
     result = sleepyllama_command(config, "wake", "--timeout", "1s")
     assert result.returncode == 1
     assert "did not wake within 1s (last answer: Connection refused)" in result.stderr
+    # refused comes from the box's own kernel: it is up, and the port is wrong
+    assert "answers, but nothing listens on port" in result.stderr
 
 
 def test_config_errors_exit_78_and_help_has_examples(tmp_path: Path) -> None:

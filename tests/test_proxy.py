@@ -121,6 +121,9 @@ def test_backend_that_never_wakes_gets_http_503_after_wake_timeout(tmp_path, cle
     error = json.loads(body)["error"]
     assert error["type"] == "backend_unavailable"
     assert f"127.0.0.1:{port}" in error["message"] and "within 1s" in error["message"]
+    # refused: the box is up, its port is wrong; the client and the journal are told so
+    assert f"nothing listens on port {port}" in error["message"]
+    assert f"nothing listens on port {port}" in proxy.log()
     assert waited >= 1.0
     assert "did not wake within 1s" in proxy.log()
     wait_for(lambda: "backend did not wake within 1s" in proxy.notify.statuses(), what="status")

@@ -290,10 +290,11 @@ class Backend:
             self.gave_up = True
             self.record("wake", **self.wake_first, signals=self.wake_signals,
                         gave_up_after=round(waited, 1))
+            hint = probes.hint(self.last_probe, self.config.backend)
             log.warning(
-                "backend %s did not wake within %s (%d wake signals sent, last probe: %s)",
+                "backend %s did not wake within %s (%d wake signals sent, last probe: %s)%s",
                 self.config.backend, format_duration(self.config.wake_timeout),
-                self.wake_signals, self.last_probe or "none yet",
+                self.wake_signals, self.last_probe or "none yet", f": {hint}" if hint else "",
             )
         try:
             first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
@@ -302,8 +303,9 @@ class Backend:
         try:
             if policy.speaks_http1(first_bytes):
                 log.info("answering %s with 503: its backend did not wake", client.peer)
-                client.sock.send(backend_unavailable(str(self.config.backend),
-                                                     self.config.wake_timeout, waited))
+                client.sock.send(backend_unavailable(
+                    str(self.config.backend), self.config.wake_timeout, waited,
+                    probes.hint(self.last_probe, self.config.backend)))
             else:
                 log.info("closing %s: its backend did not wake", client.peer)
             client.sock.shutdown(socket.SHUT_WR)

@@ -48,6 +48,16 @@ def probe(config: ProxyConfig, timeout: float | None = None) -> tuple[bool, str]
     return False, why
 
 
+def hint(why: str, backend: Address) -> str:
+    """What a probe's answer tells a person. "Connection refused" comes from the box's own
+    kernel: the box is up, and nothing listens on that port."""
+    if why == "Connection refused":
+        return (f"the box at {backend.host} answers, but nothing listens on port "
+                f"{backend.port}: a wrong port, or a server listening on 127.0.0.1 only "
+                "(give it --host 0.0.0.0)?")
+    return ""
+
+
 def tcp_probe(backend: Address, timeout: float = CONNECT_TIMEOUT) -> tuple[bool, str]:
     try:
         socket.create_connection((backend.host, backend.port), timeout=timeout).close()

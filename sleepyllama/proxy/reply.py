@@ -9,12 +9,12 @@ from sleepyllama.config import format_duration
 RETRY_AFTER = 30  # seconds: long enough for a slow box to finish waking
 
 
-def backend_unavailable(backend: str, wake_timeout: float, waited: float) -> bytes:
+def backend_unavailable(backend: str, wake_timeout: float, waited: float, hint: str = "") -> bytes:
     """HTTP/1.1 503 with Retry-After and an OpenAI-style error body naming the backend."""
     message = (
         f"sleepyllama: the backend {backend} did not wake up within "
         f"{format_duration(wake_timeout)} (this request waited {waited:.0f} s); "
-        f"try again in {RETRY_AFTER} seconds"
+        + (f"{hint}; " if hint else "") + f"try again in {RETRY_AFTER} seconds"
     )
     body = json.dumps(
         {"error": {"message": message, "type": "backend_unavailable", "code": 503}}
