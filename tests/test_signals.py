@@ -226,3 +226,21 @@ def test_inhibitors() -> None:
         raise OSError("no bus")
 
     assert InhibitorsSignal(broken, 1).read().activity is Activity.UNKNOWN
+
+
+def test_nvidia_smi_output_is_bounded_in_size_and_time(tmp_path: Path) -> None:
+    from sleepyllama.host.signals import bounded_output
+
+    chatty = tmp_path / "chatty"
+    chatty.write_text("#!/bin/sh\nhead -c 5000000 /dev/zero\n")
+    chatty.chmod(0o755)
+    with pytest.raises(ValueError, match="more than"):
+        bounded_output([str(chatty)], 10.0, 1 << 20)
+    slow = tmp_path / "slow"
+    slow.write_text("#!/bin/sh\necho '0, P8, 0'\nsleep 30\n")
+    slow.chmod(0o755)
+    with pytest.raises(subprocess.TimeoutExpired):
+        bounded_output([str(slow)], 0.5, 1 << 20)
+    assert bounded_output(["/bin/echo", "0, P8, 0"], 5.0, 100) == (0, "0, P8, 0\n")
+    reading = GpuSignal("pstate", nvidia_smi=str(chatty)).read()
+    assert reading.activity is Activity.UNKNOWN and "more than" in reading.reason

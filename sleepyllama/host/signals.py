@@ -9,8 +9,12 @@ on an error. Parsing is kept in pure functions so tests feed them real output.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import re
+import selectors
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +29,8 @@ from sleepyllama.host.schedule import Window, current_window
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu,power.draw",
                     "--format=csv,noheader,nounits"]
 IDLE_PSTATE = 8  # P8 and higher numbers are the low-power states
+MAX_SMI_OUTPUT = 1 << 20  # a line per GPU; past this nvidia-smi is not saying what we asked
+SMI_TIMEOUT = 15.0
 # Measured on an H200 (tests/data/nvidia-smi/h200-*.txt): P0 with no process at all, P0 at 0 %
 # with a model loaded between requests; the Tesla P40, P100 and V100 do the same by their users'
 # reports. Such a GPU never reads idle by pstate.
@@ -90,6 +96,37 @@ def parse_nvidia_smi(output: str) -> list[Gpu]:
     return gpus
 
 
+def bounded_output(argv: Sequence[str], timeout: float, limit: int) -> tuple[int, str]:
+    """(exit status, stdout and stderr) of a command, read up to `limit` bytes within
+    `timeout`: ValueError past the limit, subprocess.TimeoutExpired past the time. Either way
+    the command is killed: a broken tool must not cost the idle check its memory or its turn."""
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, start_new_session=True) as process:
+        assert process.stdout is not None
+        deadline, chunks, size = time.monotonic() + timeout, [], 0
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    raise subprocess.TimeoutExpired(argv, timeout)
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise ValueError(f"{argv[0]} printed more than {limit} bytes")
+                chunks.append(chunk)
+            returncode = process.wait(max(0.1, deadline - time.monotonic()))
+        finally:
+            selector.close()
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # and whatever it started
+    return returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
 def gpu_activity(gpus: Sequence[Gpu], mode: str) -> Reading:
     """mode "pstate": idle when every GPU is at P8 or lower power; "utilization": at 0 %."""
     if not gpus:
@@ -125,13 +162,13 @@ class GpuSignal:
 
     def query(self) -> list[Gpu]:
         """The GPUs as nvidia-smi sees them; OSError or ValueError when it cannot say."""
-        result = subprocess.run([self.nvidia_smi, *NVIDIA_SMI_QUERY], capture_output=True,
-                                text=True, timeout=15)
-        if result.returncode != 0:
+        returncode, output = bounded_output([self.nvidia_smi, *NVIDIA_SMI_QUERY], SMI_TIMEOUT,
+                                            MAX_SMI_OUTPUT)
+        if returncode != 0:
             # nvidia-smi writes its errors to stdout ("NVIDIA-SMI has failed because ...")
-            message = (result.stdout.strip() or result.stderr.strip() or "no output").splitlines()
-            raise ValueError(f"nvidia-smi exited with status {result.returncode}: {message[0]}")
-        return parse_nvidia_smi(result.stdout)
+            message = (output.strip() or "no output").splitlines()
+            raise ValueError(f"nvidia-smi exited with status {returncode}: {message[0]}")
+        return parse_nvidia_smi(output)
 
     def read(self) -> Reading:
         try:
