@@ -325,7 +325,7 @@ class Backend:
         unconfirmed (a stale verdict, a fresh proxy) is not sent packets or logged as woken; one
         whose connect just failed is known to be down and gets its first signal at once.
         """
-        started = self.loop.time()
+        started, finished = self.loop.time(), False
         self.wake_signals, self.gave_up, self.last_probe = 0, False, ""
         grace, self.known_down = (0.0 if self.known_down else SEND_GRACE), False
         self.send_timer = self.loop.call_later(grace, self._send_when_due)
@@ -354,11 +354,16 @@ class Backend:
             self._believe_ready()
             for client in self.waiting.take_all():
                 self._connect(client)
+            finished = True
         finally:
             if self.send_timer is not None:
                 self.send_timer.cancel()
             self.wake_task = None
             self.wake_started = None
+            if finished and self.waiting:
+                # held again while the others were connected (a connect failed right after the
+                # 200): it needs a wake of its own, not a 503 with nothing probing for it
+                self.wake_task = self.loop.create_task(self._wake())
             self.on_change()
 
     def _send_when_due(self) -> None:

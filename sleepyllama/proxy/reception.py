@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024  # a request head larger than this is answered 431
 HEAD_TIMEOUT = 10.0  # a request head must arrive within this (a trickling head is answered 408)
 KEEPALIVE_IDLE = 30.0  # a kept-alive connection without a next request is closed after this
+SEND_TIMEOUT = 30.0  # a cached answer must be taken by the client within this
 RETRY_AFTER = 30
 
 
@@ -210,7 +211,15 @@ class Reception:
         answer += connection.send(h11.Data(data=entry.body))  # the body as the backend sent it
         answer += connection.send(h11.EndOfMessage())
         close = connection.our_state is h11.MUST_CLOSE
-        await self.loop.sock_sendall(visitor.sock, answer)
+        try:
+            # a client that never reads its answer must not hold its slot for ever
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self.loop.sock_sendall(visitor.sock, answer)
+        except TimeoutError:
+            log.info("closing %s: it did not read its answer within %g s", visitor.peer,
+                     SEND_TIMEOUT)
+            self._close(visitor)
+            return False
         self.cache.answered += 1
         self.record("answered-asleep", request=f"{head.method} {head.target}", client=visitor.peer)
         log.info("answered %s %s from the cache for %s: backend %s", head.method,

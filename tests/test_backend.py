@@ -1,0 +1,79 @@
+"""The proxy's Backend in one process, its readiness probe replaced: what a real network makes
+hard to time (a connect that fails right after a 200)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+from sleepyllama import config
+
+from conftest import free_port
+
+
+class NoSignal:
+    sent = 0
+
+    def send(self) -> bool:
+        self.sent += 1
+        return True
+
+    def describe(self) -> str:
+        return "nothing"
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_client_held_again_after_the_200_gets_a_wake_of_its_own(monkeypatch) -> None:
+    """The probe said 200, but the connect failed at once (the server went away in between):
+    the client was held again with no wake loop probing for it, and got its 503 at the timeout
+    though the backend came back a second later."""
+    from sleepyllama.proxy.backend import Backend
+
+    port = free_port()
+    proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{port}"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'wake_timeout = "20s"\nanswer_while_asleep = []\n').proxy("t")
+    listener: list[socket.socket] = []
+    probes = []
+
+    def probe() -> tuple[bool, str]:
+        probes.append(1)
+        if len(probes) == 1:
+            return True, "HTTP 200"  # and yet nothing listens: the connect is refused
+        return (True, "HTTP 200") if listener else (False, "Connection refused")
+
+    real_connect_ex, refused_once = socket.socket.connect_ex, []
+
+    def connect_ex(sock: socket.socket, address: object) -> int:
+        if not refused_once:  # at once, as a connect to a vanished LAN host can fail
+            refused_once.append(address)
+            return errno.ECONNREFUSED
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=probe)
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        backend.serve(theirs, "client")
+        await loop.sock_sendall(ours, b"hello")
+        await asyncio.sleep(1.0)
+        server = socket.create_server(("127.0.0.1", port))  # the backend is back
+        listener.append(server)
+        server.setblocking(False)
+        accepted, _ = await asyncio.wait_for(loop.sock_accept(server), 10)
+        accepted.setblocking(False)
+        received = await asyncio.wait_for(loop.sock_recv(accepted, 100), 10)
+        await loop.sock_sendall(accepted, b"world")
+        answer = await asyncio.wait_for(loop.sock_recv(ours, 100), 10)
+        for sock in (accepted, server, ours):
+            sock.close()
+        backend.close_all()
+        return received + b" " + answer
+
+    assert asyncio.run(scenario()) == b"hello world"
+    assert len(probes) > 2  # probed again after the failed connect
