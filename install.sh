@@ -8,6 +8,7 @@ usage() {
 usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
+                           [--wake-progress]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] --command-file FILE
   sudo ./install.sh --uninstall [--name NAME] [--purge]
@@ -18,7 +19,8 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
         from its answers). --api-key-file: a file holding the backend's API key (llama-server
         --api-key), copied to /etc/sleepyllama/NAME.key (root only) and handed to the proxy as
         a systemd credential: the model list is then kept and answered while the box sleeps,
-        to clients that present the key.
+        to clients that present the key. --wake-progress: a streamed chat that must wait for
+        a wake shows the wake's progress in its thinking block, then the answer.
 server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, suspends the
         box after --idle-timeout (default 1h) with nothing to do, restarts it after resume.
         --command-file: a file with the whole command line, one argument per line.
@@ -46,7 +48,7 @@ CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu=""
-kind="" api_key_file=""
+kind="" api_key_file="" wake_progress=0
 uninstall=0 purge=0 name_given=0
 command=()
 while [ $# -gt 0 ]; do
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
         --broadcast) broadcast=${2:?--broadcast needs an IP address}; shift ;;
         --kind) kind=${2:?--kind needs auto, llama-server, ollama, llama-swap, vllm or none}; shift ;;
         --api-key-file) api_key_file=${2:?--api-key-file needs a file}; shift ;;
+        --wake-progress) wake_progress=1 ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
         --gpu) gpu=${2:?--gpu needs pstate, utilization, amdgpu or off}; shift ;;
@@ -245,7 +248,8 @@ EOF
     fi
     result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" proxy "$name" --backend "$backend" \
              --mac "$mac" ${broadcast:+--broadcast "$broadcast"} ${kind:+--kind "$kind"} \
-             ${key_path:+--api-key-file "$key_path"})
+             ${key_path:+--api-key-file "$key_path"} \
+             $([ "$wake_progress" = 1 ] && echo --wake-progress))
     place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
 # written by install.sh: where frontends connect (an empty ListenStream= drops the default)
 [Socket]

@@ -59,6 +59,9 @@ class ProxyConfig:
     # the backend's API key (llama-server --api-key): sent with the cache's fetches, and a cached
     # answer goes only to a client that presents it; under systemd read as the credential api-key
     api_key_file: str | None = None
+    # a streamed chat completion that must wait for a wake is answered at once, with the wake's
+    # progress as reasoning in the stream, then the backend's own answer (proxy/progress.py)
+    wake_progress: bool = False
 
     def __post_init__(self) -> None:
         if self.answer_while_asleep is None:  # the kind knows its own; written once, there
@@ -363,6 +366,7 @@ def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
         wake_on=table.get("wake_on", lambda v: parse_requests(v, patterns=True)),
         wake_from=table.get("wake_from", parse_networks),
         api_key_file=table.get("api_key_file", absolute_path),
+        wake_progress=table.get("wake_progress", boolean),
     )
     table.finish()
     return config

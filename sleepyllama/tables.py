@@ -5,7 +5,7 @@ keeping, so this edits text: the [kind.NAME] table (and [idle] timeout) is repla
 every other line stays byte for byte. The result is validated before it is written.
 
   python -m sleepyllama.tables FILE proxy NAME --backend H:P --mac M [--broadcast IP]
-                                            [--kind KIND] [--api-key-file PATH]
+                                            [--kind KIND] [--api-key-file PATH] [--wake-progress]
   python -m sleepyllama.tables FILE server NAME [--idle-timeout 1h] -- COMMAND...
 Prints "unchanged" or "written".
 """
@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broadcast")
     parser.add_argument("--kind", dest="backend_kind", help="the backend's kind (auto: any)")
     parser.add_argument("--api-key-file", help="the backend's API key, for the proxy's cache")
+    parser.add_argument("--wake-progress", action="store_true",
+                        help="show a wake's progress in streamed chats")
     parser.add_argument("--idle-timeout")
     parser.add_argument("--gpu", help="set [idle] gpu")
     parser.add_argument("--remove", action="store_true", help="remove the table instead")
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             body.append(f"kind = {toml_string(args.backend_kind)}")
         if args.api_key_file:
             body.append(f"api_key_file = {toml_string(args.api_key_file)}")
+        if args.wake_progress:
+            body.append("wake_progress = true")
     else:
         body = ["command = [" + ", ".join(toml_string(arg) for arg in args.command) + "]"]
     new = set_table(old, f"{args.kind}.{args.name}", body)

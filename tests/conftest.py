@@ -184,7 +184,9 @@ def proxy_table(sleeping: SleepingBackend | None, **keys: object) -> str:
     values |= keys
     lines = ["[proxy.llama]"]
     for key, value in values.items():
-        if isinstance(value, str):
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, str):
             lines.append(f'{key} = "{value}"')
         elif isinstance(value, list | tuple):
             lines.append(f"{key} = [" + ", ".join(f'"{v}"' for v in value) + "]")

@@ -130,6 +130,10 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"code": 404, "message": "File Not Found",
                                        "type": "not_found_error"}})
             return
+        if request.get("model") == "no-such-model":  # as llama-server answers a bad request
+            self._json(400, {"error": {"code": 400, "message": "model 'no-such-model' not found",
+                                       "type": "invalid_request_error"}})
+            return
         slot = self._take_slot()
         with self.state.lock:
             self.state.prompt_tokens += 10

@@ -74,7 +74,10 @@ def test_a_proxy_table_with_kind_and_api_key_file(tmp_path: Path) -> None:
     assert main([str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac",
                  "ab:cd:ef:01:23:45", "--kind", "ollama", "--api-key-file", "/etc/k"]) == 0
     proxy = config.load(path).proxy("llama")
-    assert (proxy.kind, proxy.api_key_file) == ("ollama", "/etc/k")
+    assert (proxy.kind, proxy.api_key_file, proxy.wake_progress) == ("ollama", "/etc/k", False)
+    assert main([str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac",
+                 "ab:cd:ef:01:23:45", "--wake-progress"]) == 0
+    assert config.load(path).proxy("llama").wake_progress is True
     # auto is the default: not written
     assert main([str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac",
                  "ab:cd:ef:01:23:45", "--kind", "auto"]) == 0

@@ -24,6 +24,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama import ledger
@@ -31,6 +32,7 @@ from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
+from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.reception import Reception, Visitor
 from sleepyllama.proxy.reply import backend_unavailable
 from sleepyllama.proxy.splice import Splice
@@ -52,6 +54,17 @@ KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 4
 USER_TIMEOUT_MS = 30_000
 
 Probe = Callable[[], tuple[bool, str]]
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A client that waits for the backend in a task of its own (a stream with progress) rather
+    than unread in the waiting room."""
+
+    ready: asyncio.Future[bool]
+    peer: str
+    request: str
+    agent: str = ""
 
 
 def tune_backend_socket(sock: socket.socket) -> None:
@@ -92,6 +105,7 @@ class Backend:
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
         self.waiting = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
+        self.waiters: list[Waiter] = []
         self.splices: set[Splice] = set()
         self.schedule = WakeSchedule(config.wol_interval)
         self.wake_task: asyncio.Task[None] | None = None
@@ -103,10 +117,14 @@ class Backend:
         self.gave_up = False  # a client of the current (or last) wake was answered 503
         self.cache = cache or AnswerCache(f"http://{config.backend}",
                                           config.answer_while_asleep or (), None, config.kind)
+        self.progress = Progress(loop, config, Waker(
+            ready=self.wait_ready, phase=self.phase, packets=lambda: self.wake_signals,
+            address=lambda: (self.family, self.sockaddr)), closed=on_close)
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
                                    linger=lambda sock: linger(loop, sock, on_close),
                                    closed=on_close, changed=on_change, record=self.record,
-                                   key=key, backend_state=self.state_for_cache)
+                                   key=key, backend_state=self.state_for_cache,
+                                   progress=self.progress.serve)
         self.reads_requests = policy.needs_parsing(config) or config.wake_from is not None
 
     # -- readiness ----------------------------------------------------------------------------
@@ -280,22 +298,42 @@ class Backend:
         self.on_close()
         self.on_change()
 
+    def clients_waiting(self) -> int:
+        return len(self.waiting) + len(self.waiters)
+
+    def phase(self) -> str:
+        """"loading" once the box answers its ready check, not yet with 200; else "waking"."""
+        return "loading" if self.last_probe.startswith("HTTP ") else "waking"
+
+    async def wait_ready(self, peer: str, request: str, agent: str = "") -> bool:
+        """Wake the backend for a client that waits in a task of its own; True once it is ready,
+        False when it did not wake within wake_timeout."""
+        if self.ready and self.sockaddr is not None:
+            return True
+        waiter = Waiter(self.loop.create_future(), peer, request, agent)
+        self.waiters.append(waiter)
+        if self.wake_task is None:
+            self.wake_task = self.loop.create_task(self._wake())
+        self.on_change()
+        started = self.loop.time()
+        try:
+            async with asyncio.timeout(self.config.wake_timeout):
+                return await asyncio.shield(waiter.ready)
+        except TimeoutError:
+            self._note_give_up(self.loop.time() - started)
+            return False
+        finally:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+            self.on_change()
+
     def record(self, event: str, **fields: object) -> None:
         if self.ledger_file is not None:
             ledger.append(self.ledger_file, event, **fields)
 
     def _give_up(self, client: Client) -> None:
         waited = self.loop.time() - client.arrived
-        if not self.gave_up:
-            self.gave_up = True
-            self.record("wake", **self.wake_first, signals=self.wake_signals,
-                        gave_up_after=round(waited, 1))
-            hint = probes.hint(self.last_probe, self.config.backend)
-            log.warning(
-                "backend %s did not wake within %s (%d wake signals sent, last probe: %s)%s",
-                self.config.backend, format_duration(self.config.wake_timeout),
-                self.wake_signals, self.last_probe or "none yet", f": {hint}" if hint else "",
-            )
+        self._note_give_up(waited)
         try:
             first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
         except OSError:
@@ -316,6 +354,19 @@ class Backend:
             linger(self.loop, client.sock, self.on_close)
         self.on_change()
 
+    def _note_give_up(self, waited: float) -> None:
+        """The journal line and the ledger entry of a wake that gave up: once per wake."""
+        if not self.gave_up:
+            self.gave_up = True
+            self.record("wake", **self.wake_first, signals=self.wake_signals,
+                        gave_up_after=round(waited, 1))
+            hint = probes.hint(self.last_probe, self.config.backend)
+            log.warning(
+                "backend %s did not wake within %s (%d wake signals sent, last probe: %s)%s",
+                self.config.backend, format_duration(self.config.wake_timeout),
+                self.wake_signals, self.last_probe or "none yet", f": {hint}" if hint else "",
+            )
+
     # -- waking -------------------------------------------------------------------------------
 
     async def _wake(self) -> None:
@@ -334,7 +385,7 @@ class Backend:
                 ready, self.last_probe = await self.loop.run_in_executor(None, self.probe)
                 if ready and await self._resolve():
                     break
-                if not self.waiting:
+                if not self.waiting and not self.waiters:
                     if self.wake_signals:
                         log.info("stopped waking %s after %.1f s: no client waits any more",
                                  self.config.backend, self.loop.time() - started)
@@ -346,7 +397,7 @@ class Backend:
             if self.wake_signals:
                 log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
                          self.config.backend, self.loop.time() - started, self.wake_signals,
-                         len(self.waiting))
+                         self.clients_waiting())
                 self.record("wake", **self.wake_first, signals=self.wake_signals,
                             ready_after=round(self.loop.time() - started, 1))
             else:
@@ -354,6 +405,9 @@ class Backend:
             self._believe_ready()
             for client in self.waiting.take_all():
                 self._connect(client)
+            for waiter in self.waiters:
+                if not waiter.ready.done():
+                    waiter.ready.set_result(True)
             finished = True
         finally:
             if self.send_timer is not None:
@@ -369,16 +423,16 @@ class Backend:
     def _send_when_due(self) -> None:
         """Send a wake signal now if the schedule allows; re-armed for as long as clients wait."""
         now = self.loop.time()
-        if self.waiting and self.schedule.due(now):
+        if self.clients_waiting() and self.schedule.due(now):
             if self.wake_started is None:
                 self.wake_started = now
-                first = self.waiting.first()
+                first: Client | Waiter = self.waiting.first() if self.waiting else self.waiters[0]
                 self.wake_first = {"first": first.peer, "request": first.request,
                                    **({"agent": first.agent} if first.agent else {})}
                 # naming the client tells a person who keeps waking the box (a polling frontend,
                 # LiteLLM's background health checks: chats, but for their User-Agent)
                 log.info("waking %s with %s: %d client(s) waiting, first %s%s%s (last probe: %s)",
-                         self.config.backend, self.sender.describe(), len(self.waiting),
+                         self.config.backend, self.sender.describe(), self.clients_waiting(),
                          first.peer, f" {first.request}" if first.request else "",
                          f" (User-Agent: {first.agent})" if first.agent else "",
                          self.last_probe or "none yet")
@@ -406,6 +460,7 @@ class Backend:
 
     def close_all(self) -> None:
         self.reception.close_all()
+        self.progress.close_all()
         for client in self.waiting.take_all():
             client.sock.close()
         for splice in list(self.splices):

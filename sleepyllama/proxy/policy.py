@@ -75,7 +75,7 @@ def decide(config: ProxyConfig, head: Head, address: str, cached: frozenset[str]
 
 def needs_parsing(config: ProxyConfig) -> bool:
     """Whether requests must be read at all while the backend is not ready."""
-    return bool(config.answer_while_asleep) or config.wake_on is not None
+    return bool(config.answer_while_asleep) or config.wake_on is not None or config.wake_progress
 
 
 # an HTTP/1.x request line's start: a method, a space, a path, an absolute URL or "*"

@@ -150,7 +150,7 @@ class Proxy:
             waited = self.loop.time() - backend.wake_started
             return (f"waking {self.config.backend.host} · {waited:.0f} s · "
                     f"{count(backend.wake_signals, 'packets')} · "
-                    f"{count(len(backend.waiting), 'clients')} waiting")
+                    f"{count(backend.clients_waiting(), 'clients')} waiting")
         cached = (f" · {backend.cache.answered} answered from cache"
                   if backend.cache.answered else "")
         if backend.ready:

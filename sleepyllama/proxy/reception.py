@@ -22,6 +22,7 @@ import h11
 
 from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import api_key, policy
+from sleepyllama.proxy import progress as progress_module
 from sleepyllama.proxy.cache import AnswerCache, headers
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ MAX_HEAD = 64 * 1024  # a request head larger than this is answered 431
 HEAD_TIMEOUT = 10.0  # a request head must arrive within this (a trickling head is answered 408)
 KEEPALIVE_IDLE = 30.0  # a kept-alive connection without a next request is closed after this
 SEND_TIMEOUT = 30.0  # a cached answer must be taken by the client within this
+BODY_TIMEOUT = 30.0  # a chat request's body, read to tell whether it is streamed
+MAX_STREAM_BODY = progress_module.MAX_BODY
 RETRY_AFTER = 30
 
 
@@ -79,11 +82,13 @@ class Reception:
                  closed: Callable[[], None], changed: Callable[[], None],
                  record: Callable[..., None] = lambda event, **fields: None,
                  key: str | None = None,
-                 backend_state: Callable[[], Awaitable[str]] | None = None) -> None:
+                 backend_state: Callable[[], Awaitable[str]] | None = None,
+                 progress: Callable[..., None] | None = None) -> None:
         self.loop, self.config, self.cache, self.key = loop, config, cache, key
         # "awake", "asleep" or "waking": asked before answering from the cache, since a backend
         # whose readiness is merely stale is most often awake, and then it answers itself
         self.backend_state = backend_state or _asleep
+        self.progress = progress  # serves a streamed chat with the wake's progress in it
         self.record = record
         self.hold, self.linger, self.closed, self.changed = hold, linger, closed, changed
         self.reading: set[asyncio.Task[None]] = set()
@@ -168,6 +173,11 @@ class Reception:
                                api_key.matches(self.key, api_key.presented(event.headers)))
             action, why = policy.decide(self.config, head, visitor.address, self.cache.cached())
             if action is policy.Action.WAKE:
+                if self.progress is not None and self.config.wake_progress and (
+                        head.method == "POST" and head.target.split("?")[0].endswith(
+                            "/chat/completions")):
+                    await self._stream_with_progress(visitor, connection, event, pending)
+                    return
                 self._hand_over(visitor, pending, f"{head.method} {head.target}")
                 return
             if action is policy.Action.REFUSE:
@@ -197,6 +207,43 @@ class Reception:
                 return
             pending = connection.trailing_data[0]  # the next request's bytes, if pipelined
             deadline = self.loop.time() + KEEPALIVE_IDLE
+
+    async def _stream_with_progress(self, visitor: Visitor, connection: h11.Connection,
+                                    request: h11.Request, pending: bytes) -> None:
+        """Read the whole request; a streamed chat is served with the wake's progress in its
+        stream, anything else (not streamed, too large, pipelined) is held as before with every
+        byte read."""
+        target = request.target.decode("ascii", "replace")
+        body, deadline = b"", self.loop.time() + BODY_TIMEOUT
+        while True:
+            try:
+                item = connection.next_event()
+            except h11.RemoteProtocolError as error:
+                self._reject(visitor, 400, "Bad Request", f"not a request sleepyllama can read: "
+                             f"{error}", "invalid_request_error")
+                return
+            if item is h11.NEED_DATA:
+                data = await self._recv(visitor, deadline) if len(pending) < MAX_STREAM_BODY else None
+                if not data:  # hung up, too slow or too large: held as before, all bytes kept
+                    if data == b"":
+                        self._close(visitor)
+                    else:
+                        self._hand_over(visitor, pending, f"POST {target}")
+                    return
+                pending += data
+                connection.receive_data(data)
+                continue
+            if isinstance(item, h11.Data):
+                body += item.data
+                continue
+            break  # EndOfMessage (or a protocol error's ConnectionClosed)
+        model = progress_module.wants_progress(self.config, "POST", target, body)
+        if model is None or not isinstance(item, h11.EndOfMessage) or connection.trailing_data[0]:
+            self._hand_over(visitor, pending, f"POST {target}")
+            return
+        log.info("%s POST %s: a streamed chat, answered with the wake's progress", visitor.peer,
+                 target)
+        self.progress(visitor.sock, visitor.peer, request, body, model, visitor.agent)
 
     async def _answer_from_cache(self, visitor: Visitor, connection: h11.Connection,
                                  head: policy.Head, backend: str) -> bool:

@@ -1,0 +1,231 @@
+"""A wake the user can see: a streamed chat completion that must wait for the box is answered at
+once with an event stream whose chunks tell, as `reasoning_content`, what is happening (Open
+WebUI shows it in its thinking block); then the request goes to the backend and the backend's
+own events follow. The shape is llama-swap's loading state (internal/router/loading.go): each
+line `data: {"choices": [{"delta": {"reasoning_content": ...}}]}`, the backend's body after it.
+
+The stream always ends properly: the backend's own end, or an error event naming what failed
+(the OpenAI clients raise it as an APIError), then the connection closes. Pure parts (the
+events, whether a request wants progress) are apart from the one coroutine that does I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import h11
+
+from sleepyllama.config import ProxyConfig, format_duration
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 << 20  # a chat request with its whole history; past this it is held as before
+QUIET = 0.3  # an awake backend confirms within this: no progress is shown for it
+TICK = 1.0  # a dot a second, so the user sees it is alive
+LINE_EVERY = 10.0  # and a line with the time and the packets every so often
+MAX_ERROR_BODY = 64 << 10
+
+HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        b"X-Sleepyllama: wake-progress\r\nConnection: close\r\n\r\n")
+
+
+def wants_progress(config: ProxyConfig, method: str, target: str, body: bytes) -> str | None:
+    """The model of a streamed chat completion to show progress for; None for anything else."""
+    path = target.split("?", 1)[0]
+    if not (config.wake_progress and method == "POST" and path.endswith("/chat/completions")):
+        return None
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or request.get("stream") is not True:
+        return None
+    model = request.get("model")
+    return model if isinstance(model, str) else ""
+
+
+def event(payload: object) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def reasoning(text: str, model: str, created: int) -> bytes:
+    """One chunk whose delta carries `text` as reasoning, as a chat.completion.chunk."""
+    return event({"id": "sleepyllama-wake", "object": "chat.completion.chunk", "created": created,
+                  "model": model, "choices": [{"index": 0, "finish_reason": None, "delta": {
+                      "role": "assistant", "reasoning_content": text}}]})
+
+
+def error(message: str, kind: str, code: int) -> bytes:
+    """An error event (OpenAI's clients raise it as an APIError), then the end."""
+    return event({"error": {"message": message, "type": kind, "code": code}}) + b"data: [DONE]\n\n"
+
+
+def error_message(status: int, body: bytes) -> str:
+    """What an error answer of the backend says, for the error event."""
+    try:
+        answer = json.loads(body)
+        inner = answer.get("error", answer) if isinstance(answer, dict) else answer
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(message, str):
+            return message
+    except ValueError:
+        pass
+    text = body.decode("utf-8", "replace").strip()
+    return text[:500] or f"HTTP {status}"
+
+
+@dataclass
+class Waker:
+    """What the progress needs of the Backend: a wake for this client, and news of it."""
+
+    ready: Callable[[str, str, str], Awaitable[bool]]  # (peer, request, agent): ready in time?
+    phase: Callable[[], str]  # "waking", "loading" (it answers, not ready yet)
+    packets: Callable[[], int]
+    address: Callable[[], tuple[int, tuple]]  # (family, sockaddr) once ready
+
+
+class ClientGone(Exception):
+    """The client hung up or stopped reading: nothing more can be told to it."""
+
+
+class Progress:
+    """Serves one streamed chat completion through a wake, with progress in the stream."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: ProxyConfig, waker: Waker,
+                 closed: Callable[[], None]) -> None:
+        self.loop, self.config, self.waker, self.closed = loop, config, waker, closed
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def serve(self, sock: socket.socket, peer: str, request: h11.Request, body: bytes,
+              model: str, agent: str) -> None:
+        task = self.loop.create_task(self._serve(sock, peer, request, body, model, agent))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def close_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def _serve(self, sock: socket.socket, peer: str, request: h11.Request, body: bytes,
+                     model: str, agent: str) -> None:
+        created, started = int(time.time()), self.loop.time()
+        target = request.target.decode("ascii", "replace")
+        try:
+            async with asyncio.timeout(self.config.wake_timeout + 600):  # never for ever
+                await self._send(sock, HEAD)
+                ready = await self._wait(sock, peer, f"POST {target}", agent, model, created,
+                                         started)
+                if not ready:
+                    waited = self.loop.time() - started
+                    log.info("ending the stream of %s with an error: its backend did not wake",
+                             peer)
+                    await self._send(sock, error(
+                        f"sleepyllama: the backend {self.config.backend} did not wake up within "
+                        f"{format_duration(self.config.wake_timeout)} (waited {waited:.0f} s)",
+                        "backend_unavailable", 503))
+                    return
+                await self._pass_on(sock, peer, request, body)
+        except (ClientGone, TimeoutError) as problem:
+            log.info("stream with progress for %s ended early: %s", peer, problem or "hung up")
+        finally:
+            sock.close()
+            self.closed()
+
+    async def _wait(self, sock: socket.socket, peer: str, request: str, agent: str, model: str,
+                    created: int, started: float) -> bool:
+        """Wait for the backend with a dot a second and a line on each change, so that the
+        frontend (and the user) sees it is alive; a client that hangs up ends it."""
+        wake = self.loop.create_task(self.waker.ready(peer, request, agent))
+        phase, last_line = "waking", started
+        try:
+            # a backend merely unconfirmed (awake, its last probe a few seconds old) answers at
+            # once: then nothing is said about a wake that did not happen
+            await asyncio.wait([wake], timeout=QUIET)
+            if wake.done():
+                return wake.result()
+            await self._send(sock, reasoning(
+                f"sleepyllama: waking the GPU box {self.config.backend.host}…\n", model, created))
+            while not wake.done():
+                await asyncio.wait([wake], timeout=TICK)
+                if wake.done():
+                    break
+                now = self.loop.time()
+                seen = self.waker.phase()
+                if seen != phase:
+                    phase = seen
+                    text = f"\nthe box is up after {now - started:.0f} s, loading the model…"
+                elif now - last_line >= LINE_EVERY:
+                    text = (f"\nstill waking · {now - started:.0f} s · "
+                            f"{self.waker.packets()} packets")
+                else:
+                    text = "."
+                if text != ".":
+                    last_line = now
+                await self._send(sock, reasoning(text, model, created))
+            ready = wake.result()
+            if ready:
+                await self._send(sock, reasoning(
+                    f"\nready after {self.loop.time() - started:.0f} s\n\n", model, created))
+            return ready
+        finally:
+            if not wake.done():
+                wake.cancel()
+
+    async def _pass_on(self, sock: socket.socket, peer: str, request: h11.Request,
+                       body: bytes) -> None:
+        """The request to the backend; its events to the client, or its error as an event."""
+        family, address = self.waker.address()
+        backend = socket.socket(family, socket.SOCK_STREAM)
+        backend.setblocking(False)
+        try:
+            await asyncio.wait_for(self.loop.sock_connect(backend, address), 5)
+            client = h11.Connection(h11.CLIENT)
+            headers = [(name, value) for name, value in request.headers
+                       if name.lower() not in (b"connection", b"content-length",
+                                               b"transfer-encoding")]
+            await self.loop.sock_sendall(backend, client.send(h11.Request(
+                method=request.method, target=request.target,
+                headers=[*headers, (b"Content-Length", str(len(body)).encode()),
+                         (b"Connection", b"close")])) + client.send(h11.Data(data=body))
+                + client.send(h11.EndOfMessage()))
+            status, error_body = None, b""
+            while True:
+                item = client.next_event()
+                if item is h11.NEED_DATA:
+                    data = await self.loop.sock_recv(backend, 65536)
+                    client.receive_data(data)
+                    continue
+                if isinstance(item, h11.Response):
+                    status = item.status_code
+                elif isinstance(item, h11.Data) and status == 200:
+                    await self._send(sock, bytes(item.data))  # the backend's own events
+                elif isinstance(item, h11.Data):
+                    error_body = (error_body + bytes(item.data))[:MAX_ERROR_BODY]
+                elif isinstance(item, h11.EndOfMessage | h11.ConnectionClosed):
+                    break
+            if status != 200:
+                log.info("the backend answered %s with HTTP %s: ending its stream with the error",
+                         peer, status)
+                await self._send(sock, error(error_message(status or 502, error_body),
+                                             "backend_error", status or 502))
+        except (OSError, h11.RemoteProtocolError, TimeoutError) as problem:
+            log.info("the backend's answer to %s broke off (%s): ending its stream with the error",
+                     peer, problem)
+            await self._send(sock, error(f"sleepyllama: the backend's answer broke off "
+                                         f"({problem or type(problem).__name__})",
+                                         "backend_error", 502))
+        finally:
+            backend.close()
+
+    async def _send(self, sock: socket.socket, data: bytes) -> None:
+        try:
+            async with asyncio.timeout(30):  # a client that stopped reading is let go
+                await self.loop.sock_sendall(sock, data)
+        except (OSError, TimeoutError) as problem:
+            raise ClientGone(str(problem)) from None

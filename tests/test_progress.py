@@ -1,0 +1,127 @@
+"""A wake the user can see: a streamed chat completion through a wake, read by the official
+openai client as a frontend would, with the wake's progress as reasoning before the backend's
+own tokens; a backend error and a give-up end the stream with an error the client raises."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from sleepyllama import config
+from sleepyllama.proxy.progress import error_message, wants_progress
+
+from conftest import ProxyRun, SleepingBackend, chat_request, free_port, http_request, proxy_table, require
+
+
+@pytest.fixture(autouse=True)
+def socket_activate() -> None:
+    require("systemd-socket-activate")
+
+
+def table(**keys: str) -> config.ProxyConfig:
+    extra = "".join(f"{key} = {value}\n" for key, value in keys.items())
+    return config.parse(f'[proxy.t]\nbackend = "h:1"\nmac = "ab:cd:ef:01:23:45"\n{extra}'
+                        ).proxy("t")
+
+
+def test_only_a_streamed_chat_gets_progress_and_only_when_asked() -> None:
+    on = table(wake_progress="true")
+    streamed = b'{"model": "qwen", "stream": true, "messages": []}'
+    assert wants_progress(on, "POST", "/v1/chat/completions", streamed) == "qwen"
+    assert wants_progress(on, "POST", "/v1/chat/completions", streamed.replace(b"true", b"false")) is None
+    assert wants_progress(on, "POST", "/v1/completions", streamed) is None
+    assert wants_progress(on, "POST", "/v1/chat/completions", b"not json") is None
+    assert wants_progress(table(), "POST", "/v1/chat/completions", streamed) is None
+
+
+def test_the_backends_error_message_is_what_the_error_event_says() -> None:
+    assert error_message(400, b'{"error": {"message": "bad", "code": 400}}') == "bad"
+    assert error_message(500, b"boom\n") == "boom"
+    assert error_message(502, b"") == "HTTP 502"
+
+
+def client_for(proxy: ProxyRun):
+    from openai import OpenAI
+
+    host, port = proxy.address
+    return OpenAI(base_url=f"http://{host}:{port}/v1", api_key="none", max_retries=0, timeout=60)
+
+
+def test_the_official_client_reads_the_wake_then_the_tokens(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=2.5, tokens=4)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, wol_interval="0.5s", wake_progress=True))
+    cleanup.append(proxy)
+    stream = client_for(proxy).chat.completions.create(
+        model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
+    reasoning, content, order = "", "", []
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        thought = (delta.model_extra or {}).get("reasoning_content")
+        if thought:
+            reasoning += thought
+            order.append("reasoning")
+        if delta.content:
+            content += delta.content
+            order.append("content")
+    assert reasoning.startswith("sleepyllama: waking the GPU box 127.0.0.1")
+    assert "the box is up after" in reasoning and "loading the model" in reasoning, reasoning
+    assert "ready after" in reasoning
+    assert content == "token0 token1 token2 token3 "
+    assert order.index("content") > max(i for i, kind in enumerate(order) if kind == "reasoning")
+    assert backend.packets()
+    assert "answered with the wake's progress" in proxy.log()
+
+
+def test_a_backend_error_after_the_wake_is_the_streams_error(tmp_path, cleanup) -> None:
+    from openai import APIError
+
+    backend = SleepingBackend(tmp_path, load_seconds=0.5)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, wol_interval="0.5s", wake_progress=True))
+    cleanup.append(proxy)
+    stream = client_for(proxy).chat.completions.create(
+        model="no-such-model", stream=True, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(APIError, match="model 'no-such-model' not found"):
+        for _chunk in stream:
+            pass
+
+
+def test_a_give_up_while_streaming_progress_is_the_streams_error(tmp_path, cleanup) -> None:
+    from openai import APIError
+
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
+                                           wol_port=free_port(socket.SOCK_DGRAM),
+                                           wake_timeout="2s", wol_interval="0.5s",
+                                           wake_progress=True))
+    cleanup.append(proxy)
+    stream = client_for(proxy).chat.completions.create(
+        model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(APIError, match="did not wake up within 2s"):
+        for _chunk in stream:
+            pass
+    assert "did not wake within 2s" in proxy.log()
+
+
+def test_a_chat_that_is_not_streamed_is_held_as_before(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.5)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, wol_interval="0.5s", wake_progress=True))
+    cleanup.append(proxy)
+    answer = http_request(proxy.address, chat_request(stream=False))
+    assert answer.startswith(b"HTTP/1.1 200") and b"chat.completion" in answer
+    assert b"wake-progress" not in answer
+
+
+def test_an_awake_backend_merely_unconfirmed_gets_no_progress_text(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.0, tokens=2)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, wol_interval="0.5s", wake_progress=True))
+    cleanup.append(proxy)
+    assert http_request(proxy.address, chat_request(stream=False)).startswith(b"HTTP/1.1 200")
+    time.sleep(5.5)  # the proxy's ready verdict is stale now; the backend still runs
+    answer = http_request(proxy.address, chat_request(stream=True))
+    assert b"token0" in answer and b"data: [DONE]" in answer
+    assert b"reasoning_content" not in answer, answer[:600]
