@@ -284,3 +284,31 @@ def test_ipv6_on_both_sides_and_wake_command(tmp_path, cleanup) -> None:
         assert f"waking [::1]:{port} with wake_command" in proxy.log()
     finally:
         subprocess.run(["pkill", "-f", "--", f"--host ::1 --port {port} "], check=False)
+
+
+def test_a_box_that_does_not_wake_is_reported_once_not_three_times(tmp_path, cleanup) -> None:
+    """The openai client retries a 503 twice: a box that never woke cost its user 3 x the
+    wake_timeout. After a give-up, the next clients are held only as long as a fresh attempt
+    needs (a sixth of wake_timeout, at least 5 s), and told of the attempt before."""
+    from openai import APIStatusError, OpenAI
+
+    port = free_port()
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{port}", wol_port=free_port(
+        socket.SOCK_DGRAM), wake_timeout="12s", wol_interval="0.5s"))
+    cleanup.append(proxy)
+    host, proxy_port = proxy.address
+    client = OpenAI(base_url=f"http://{host}:{proxy_port}/v1", api_key="none", max_retries=0,
+                    timeout=60)
+
+    def ask() -> tuple[float, str]:
+        started = time.monotonic()
+        with pytest.raises(APIStatusError) as caught:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.status_code == 503
+        return time.monotonic() - started, str(caught.value)
+
+    first_wait, first = ask()
+    second_wait, second = ask()
+    assert first_wait >= 12 and "within 12s" in first and "either" not in first
+    assert 5 <= second_wait < 9, second_wait
+    assert "within 5s" in second and "did not wake within 12s at the attempt" in second, second

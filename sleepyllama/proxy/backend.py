@@ -46,6 +46,11 @@ PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte la
 # milliseconds; once it did not, it is believed asleep for a while (each look would wait again)
 QUICK_PROBE_TIMEOUT = 0.25
 ASLEEP_TRUST = 30.0
+# after a wake gave up, a client arriving within RECENT_GIVE_UP is held only as long as a fresh
+# attempt needs to show the box is still down: the openai client's two retries of a 503 (and a
+# user pressing "regenerate") no longer cost 3 x wake_timeout each
+RECENT_GIVE_UP = 600.0
+RECHECK_FRACTION, RECHECK_MIN = 1 / 6, 5.0
 READY_TRUST = 5.0  # seconds a 200 from the health probe is believed without asking again
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
 CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
@@ -115,6 +120,7 @@ class Backend:
         self.wake_first: dict[str, str] = {}  # its first client and request, for the ledger
         self.last_probe = ""
         self.gave_up = False  # a client of the current (or last) wake was answered 503
+        self.last_give_up: float | None = None  # loop time of the last wake that gave up
         self.cache = cache or AnswerCache(f"http://{config.backend}",
                                           config.answer_while_asleep or (), None, config.kind)
         self.progress = Progress(loop, config, Waker(
@@ -210,15 +216,15 @@ class Backend:
         if now < self.ready_until:
             if now > self.ready_until - READY_TRUST / 2 and not self.refreshing:
                 self._refresh_in_background()
-            self._connect(Client(sock, peer, now, now + self.config.wake_timeout))
+            self._connect(Client(sock, peer, now, now + self.hold_limit()))
         elif self.reads_requests:
             self.reception.receive(Visitor(sock, peer, address))
         else:
-            self._hold(Client(sock, peer, now, now + self.config.wake_timeout))
+            self._hold(Client(sock, peer, now, now + self.hold_limit()))
 
     def _hold_visitor(self, visitor: Visitor) -> None:
         now = self.loop.time()
-        client = Client(visitor.sock, visitor.peer, now, now + self.config.wake_timeout,
+        client = Client(visitor.sock, visitor.peer, now, now + self.hold_limit(),
                         prefix=visitor.prefix, request=visitor.request, agent=visitor.agent)
         if now < self.ready_until:  # woken meanwhile, by another client
             self._connect(client)
@@ -298,6 +304,25 @@ class Backend:
         self.on_close()
         self.on_change()
 
+    def hold_limit(self) -> float:
+        """How long a new client is held: wake_timeout, or after a recent give-up only as long
+        as a fresh attempt needs to show that the box is still down."""
+        if self.last_give_up is not None and self.loop.time() - self.last_give_up < RECENT_GIVE_UP:
+            return min(self.config.wake_timeout,
+                       max(RECHECK_MIN, self.config.wake_timeout * RECHECK_FRACTION))
+        return self.config.wake_timeout
+
+    def give_up_hint(self, arrived: float) -> str:
+        """What a 503 adds: why the box may not answer, and an attempt that had failed before
+        this client came."""
+        parts = [probes.hint(self.last_probe, self.config.backend)]
+        before = self.last_give_up
+        if before is not None and before < arrived:
+            ago = format_duration(round(self.loop.time() - before))
+            parts.append(f"it did not wake within {format_duration(self.config.wake_timeout)} "
+                         f"at the attempt {ago} ago either")
+        return "; ".join(part for part in parts if part)
+
     def clients_waiting(self) -> int:
         return len(self.waiting) + len(self.waiters)
 
@@ -317,7 +342,7 @@ class Backend:
         self.on_change()
         started = self.loop.time()
         try:
-            async with asyncio.timeout(self.config.wake_timeout):
+            async with asyncio.timeout(self.hold_limit()):
                 return await asyncio.shield(waiter.ready)
         except TimeoutError:
             self._note_give_up(self.loop.time() - started)
@@ -333,6 +358,7 @@ class Backend:
 
     def _give_up(self, client: Client) -> None:
         waited = self.loop.time() - client.arrived
+        hint = self.give_up_hint(client.arrived)  # before this give-up is noted
         self._note_give_up(waited)
         try:
             first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
@@ -342,8 +368,8 @@ class Backend:
             if policy.speaks_http1(first_bytes):
                 log.info("answering %s with 503: its backend did not wake", client.peer)
                 client.sock.send(backend_unavailable(
-                    str(self.config.backend), self.config.wake_timeout, waited,
-                    probes.hint(self.last_probe, self.config.backend)))
+                    str(self.config.backend), round(client.deadline - client.arrived, 1), waited,
+                    hint))
             else:
                 log.info("closing %s: its backend did not wake", client.peer)
             client.sock.shutdown(socket.SHUT_WR)
@@ -358,12 +384,13 @@ class Backend:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""
         if not self.gave_up:
             self.gave_up = True
+            self.last_give_up = self.loop.time()
             self.record("wake", **self.wake_first, signals=self.wake_signals,
                         gave_up_after=round(waited, 1))
             hint = probes.hint(self.last_probe, self.config.backend)
             log.warning(
                 "backend %s did not wake within %s (%d wake signals sent, last probe: %s)%s",
-                self.config.backend, format_duration(self.config.wake_timeout),
+                self.config.backend, format_duration(round(waited)),
                 self.wake_signals, self.last_probe or "none yet", f": {hint}" if hint else "",
             )
 
@@ -403,6 +430,7 @@ class Backend:
             else:
                 log.debug("backend %s confirmed ready (%s)", self.config.backend, self.last_probe)
             self._believe_ready()
+            self.last_give_up = None
             for client in self.waiting.take_all():
                 self._connect(client)
             for waiter in self.waiters:
