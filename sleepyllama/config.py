@@ -62,6 +62,9 @@ class ProxyConfig:
     # a streamed chat completion that must wait for a wake is answered at once, with the wake's
     # progress as reasoning in the stream, then the backend's own answer (proxy/progress.py)
     wake_progress: bool = False
+    # requests answered from the cache that also start a wake in the background ("GET /path"):
+    # opening the chat UI wakes the box while the user types
+    prewake_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.answer_while_asleep is None:  # the kind knows its own; written once, there
@@ -367,6 +370,7 @@ def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
         wake_from=table.get("wake_from", parse_networks),
         api_key_file=table.get("api_key_file", absolute_path),
         wake_progress=table.get("wake_progress", boolean),
+        prewake_on=table.get("prewake_on", lambda v: parse_requests(v, patterns=False)),
     )
     table.finish()
     return config

@@ -264,3 +264,31 @@ def test_a_new_proxy_keeps_the_answers_of_an_awake_backend_at_once(tmp_path, cle
     wait_for(lambda: (state / "llama.answers.json").exists(), what="the answers kept at start")
     assert "/v1/models" in (state / "llama.answers.json").read_text()
     assert len(backend.packets()) == 1  # ours, above: the proxy sent none
+
+
+def test_prewake_answers_the_look_at_once_and_wakes_the_box_meanwhile(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup, prewake_on=["GET /v1/models"])
+    started = time.monotonic()
+    answer = http_request(asleep.proxy.address, GET_MODELS.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert b"x-sleepyllama: from-cache" in answer.lower() and time.monotonic() - started < 2
+    wait_for(lambda: asleep.new_packets() >= 1, what="a magic packet for the pre-wake")
+    assert "pre-wake of 127.0.0.1:" in asleep.proxy.log()
+    wait_for(lambda: "ready after" in asleep.proxy.log(), what="the box up before any chat")
+    wake = [e for e in ledger.read(tmp_path / "state" / "llama.ledger.jsonl")
+            if e["event"] == "wake"][-1]
+    assert wake["request"] == "GET /v1/models (pre-wake)" and wake["ready_after"] > 0
+    # a look that is not named, and a client not allowed to wake it, do not pre-wake
+    assert status(http_request(asleep.proxy.address, chat_request(stream=False))) == 200
+
+
+def test_prewake_respects_wake_from(tmp_path, cleanup) -> None:
+    asleep = Asleep(tmp_path, cleanup, prewake_on=["GET /v1/models"], wake_from=["10.0.0.0/8"])
+    answer = http_request(asleep.proxy.address, GET_MODELS.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert status(answer) == 200
+    # a pre-wake is decided, and logged, before the answer goes out
+    wait_for(lambda: "answered GET /v1/models from the cache" in asleep.proxy.log(),
+             what="the journal line of the answer")
+    assert "pre-wake" not in asleep.proxy.log()
+    assert asleep.new_packets() == 0

@@ -111,6 +111,7 @@ class Backend:
         self.family = socket.AF_INET
         self.waiting = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
         self.waiters: list[Waiter] = []
+        self.prewakes: set[asyncio.Task[bool]] = set()
         self.splices: set[Splice] = set()
         self.schedule = WakeSchedule(config.wol_interval)
         self.wake_task: asyncio.Task[None] | None = None
@@ -130,7 +131,7 @@ class Backend:
                                    linger=lambda sock: linger(loop, sock, on_close),
                                    closed=on_close, changed=on_change, record=self.record,
                                    key=key, backend_state=self.state_for_cache,
-                                   progress=self.progress.serve)
+                                   progress=self.progress.serve, prewake=self.prewake)
         self.reads_requests = policy.needs_parsing(config) or config.wake_from is not None
 
     # -- readiness ----------------------------------------------------------------------------
@@ -330,6 +331,16 @@ class Backend:
         """"loading" once the box answers its ready check, not yet with 200; else "waking"."""
         return "loading" if self.last_probe.startswith("HTTP ") else "waking"
 
+    def prewake(self, peer: str, request: str, agent: str = "") -> None:
+        """Start a wake in the background for a request that only looks (prewake_on): the box
+        comes up while the user types."""
+        if self.ready or self.wake_task is not None:
+            return
+        log.info("pre-wake of %s: %s from %s", self.config.backend, request, peer)
+        task = self.loop.create_task(self.wait_ready(peer, f"{request} (pre-wake)", agent))
+        self.prewakes.add(task)
+        task.add_done_callback(self.prewakes.discard)
+
     async def wait_ready(self, peer: str, request: str, agent: str = "") -> bool:
         """Wake the backend for a client that waits in a task of its own; True once it is ready,
         False when it did not wake within wake_timeout."""
@@ -489,6 +500,8 @@ class Backend:
     def close_all(self) -> None:
         self.reception.close_all()
         self.progress.close_all()
+        for task in list(self.prewakes):
+            task.cancel()
         for client in self.waiting.take_all():
             client.sock.close()
         for splice in list(self.splices):

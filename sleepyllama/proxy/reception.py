@@ -83,12 +83,14 @@ class Reception:
                  record: Callable[..., None] = lambda event, **fields: None,
                  key: str | None = None,
                  backend_state: Callable[[], Awaitable[str]] | None = None,
-                 progress: Callable[..., None] | None = None) -> None:
+                 progress: Callable[..., None] | None = None,
+                 prewake: Callable[[str, str, str], None] | None = None) -> None:
         self.loop, self.config, self.cache, self.key = loop, config, cache, key
         # "awake", "asleep" or "waking": asked before answering from the cache, since a backend
         # whose readiness is merely stale is most often awake, and then it answers itself
         self.backend_state = backend_state or _asleep
         self.progress = progress  # serves a streamed chat with the wake's progress in it
+        self.prewake = prewake  # (peer, request, agent): a wake in the background
         self.record = record
         self.hold, self.linger, self.closed, self.changed = hold, linger, closed, changed
         self.reading: set[asyncio.Task[None]] = set()
@@ -203,6 +205,11 @@ class Reception:
                 visitor.prefix, visitor.request = pending, f"{head.method} {head.target}"
                 self.hold(visitor)  # connected at once: the backend is ready
                 return
+            request = f"{head.method} {head.target}"
+            if (backend == "asleep" and self.prewake is not None
+                    and request in self.config.prewake_on
+                    and policy.client_may_wake(self.config, visitor.address)):
+                self.prewake(visitor.peer, request, visitor.agent)
             if not await self._answer_from_cache(visitor, connection, head, backend):
                 return
             pending = connection.trailing_data[0]  # the next request's bytes, if pipelined
