@@ -9,7 +9,8 @@ usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
                            [--wake-progress]
-  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] -- COMMAND [ARGS...]
+  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--proxy HOST:PORT]
+                           -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] --command-file FILE
   sudo ./install.sh --uninstall [--name NAME] [--purge]
 
@@ -24,6 +25,8 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
 server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, suspends the
         box after --idle-timeout (default 1h) with nothing to do, restarts it after resume.
         --command-file: a file with the whole command line, one argument per line.
+        --proxy HOST:PORT (the proxy's --listen, repeatable): tell it when the server is ready
+        and right before the box suspends, so it never waits on a poll or a failed connect.
         A llama-server command gets --metrics if it lacks it: requests are counted from /metrics.
         --gpu: what tells that the GPUs are busy: pstate or utilization (nvidia-smi), amdgpu
         (sysfs), off (the servers and sleep inhibitors decide). Default: what this box has.
@@ -49,6 +52,7 @@ STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu=""
 kind="" api_key_file="" wake_progress=0
+notify=()
 uninstall=0 purge=0 name_given=0
 command=()
 while [ $# -gt 0 ]; do
@@ -62,6 +66,7 @@ while [ $# -gt 0 ]; do
         --kind) kind=${2:?--kind needs auto, llama-server, ollama, llama-swap, vllm or none}; shift ;;
         --api-key-file) api_key_file=${2:?--api-key-file needs a file}; shift ;;
         --wake-progress) wake_progress=1 ;;
+        --proxy) notify+=("${2:?--proxy needs HOST:PORT of the proxy}"); shift ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
         --gpu) gpu=${2:?--gpu needs pstate, utilization, amdgpu or off}; shift ;;
@@ -104,6 +109,7 @@ elif [ "$role" = server ]; then
     [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
     [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"
     [[ $gpu =~ ^(|pstate|utilization|amdgpu|off)$ ]] || fail "--gpu '$gpu': pstate, utilization, amdgpu or off"
+    for proxy in "${notify[@]}"; do address_ok "$proxy" || fail "--proxy '$proxy' is not HOST:PORT"; done
 else
     usage >&2; exit 64
 fi
@@ -251,10 +257,13 @@ EOF
              ${key_path:+--api-key-file "$key_path"} \
              $([ "$wake_progress" = 1 ] && echo --wake-progress))
     place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
-# written by install.sh: where frontends connect (an empty ListenStream= drops the default)
+# written by install.sh: where frontends connect, and the GPU box's hints (UDP, same port); an
+# empty Listen line drops the default
 [Socket]
 ListenStream=
 ListenStream=$listen
+ListenDatagram=
+ListenDatagram=$listen
 EOF
 else
     # /metrics counts every request, even one that came and went between two idle checks, and
@@ -277,7 +286,9 @@ else
         gpu_option=(--gpu-if-unset "$gpu")
     fi
     result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" server "$name" \
-             ${idle_timeout:+--idle-timeout "$idle_timeout"} "${gpu_option[@]}" -- "${command[@]}")
+             ${idle_timeout:+--idle-timeout "$idle_timeout"} "${gpu_option[@]}" \
+             $(for proxy in "${notify[@]}"; do printf -- '--notify-proxy %s ' "$proxy"; done) \
+             -- "${command[@]}")
     echo "  GPU signal: [idle] gpu = \"$("$PREFIX/bin/python" -c 'import pathlib, sys; from sleepyllama import config; print(config.load(pathlib.Path(sys.argv[1])).idle.gpu)' "$CONFIG")\"${why:+ ($why)}"
 fi
 [ "$result" = unchanged ] || note "wrote [$role.$name] into $CONFIG"

@@ -105,6 +105,13 @@ class EnergyConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    # the proxies (their listen address, HOST:PORT) told when a server is ready and right before
+    # the box suspends (hints.py)
+    proxies: tuple[Address, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     proxies: dict[str, ProxyConfig] = field(default_factory=dict)
@@ -112,6 +119,7 @@ class Config:
     idle: IdleConfig = field(default_factory=IdleConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     schedule: tuple[Window, ...] = ()  # [schedule] awake: windows the box stays up in
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -441,6 +449,19 @@ def _schedule(path: Path, data: object) -> tuple[Window, ...]:
     return awake
 
 
+def _notify(path: Path, data: object) -> NotifyConfig:
+    table = _Table(path, "notify", data, NotifyConfig)
+
+    def addresses(value: object) -> tuple[Address, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list like [\"192.168.1.2:3939\"], not {value!r}")
+        return tuple(parse_address(item) for item in value)
+
+    config = NotifyConfig(proxies=table.get("proxies", addresses))
+    table.finish()
+    return config
+
+
 def _named_tables(path: Path, kind: str, data: object) -> Iterator[tuple[str, object]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: [{kind}] must hold named tables like [{kind}.llama]")
@@ -459,9 +480,9 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     for key in data:
-        if key not in ("proxy", "server", "idle", "energy", "schedule"):
+        if key not in ("proxy", "server", "idle", "energy", "schedule", "notify"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
-                              "[server.NAME], [idle], [energy], [schedule])")
+                              "[server.NAME], [idle], [energy], [schedule], [notify])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -471,6 +492,7 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
         idle=_idle(path, data.get("idle", {})),
         energy=_energy(path, data.get("energy", {})),
         schedule=_schedule(path, data.get("schedule", {})),
+        notify=_notify(path, data.get("notify", {})),
     )
 
 

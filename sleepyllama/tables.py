@@ -6,7 +6,7 @@ every other line stays byte for byte. The result is validated before it is writt
 
   python -m sleepyllama.tables FILE proxy NAME --backend H:P --mac M [--broadcast IP]
                                             [--kind KIND] [--api-key-file PATH] [--wake-progress]
-  python -m sleepyllama.tables FILE server NAME [--idle-timeout 1h] -- COMMAND...
+  python -m sleepyllama.tables FILE server NAME [--idle-timeout 1h] [--notify-proxy H:P] -- COMMAND...
 Prints "unchanged" or "written".
 """
 
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wake-progress", action="store_true",
                         help="show a wake's progress in streamed chats")
     parser.add_argument("--idle-timeout")
+    parser.add_argument("--notify-proxy", action="append", default=[],
+                        help="set [notify] proxies: HOST:PORT of a proxy to tell (repeatable)")
     parser.add_argument("--gpu", help="set [idle] gpu")
     parser.add_argument("--remove", action="store_true", help="remove the table instead")
     parser.add_argument("--gpu-if-unset", help="set [idle] gpu unless the file already sets it")
@@ -142,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     new = set_table(old, f"{args.kind}.{args.name}", body)
     if args.idle_timeout:
         new = set_key(new, "idle", "timeout", toml_string(args.idle_timeout))
+    if args.notify_proxy:
+        new = set_key(new, "notify", "proxies",
+                      "[" + ", ".join(toml_string(p) for p in args.notify_proxy) + "]")
     gpu_is_set = bool(re.search(r"^\s*gpu\s*=", _table_text(old, "idle"), re.MULTILINE))
     if args.gpu or (args.gpu_if_unset and not gpu_is_set):
         new = set_key(new, "idle", "gpu", toml_string(args.gpu or args.gpu_if_unset))

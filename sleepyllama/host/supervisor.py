@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from typing import IO
 
 from sleepyllama import config as configuration
-from sleepyllama import ledger, logs, systemd, web
+from sleepyllama import hints, ledger, logs, systemd, web
 from sleepyllama.command_line import program_parser
-from sleepyllama.config import ConfigError, ServerConfig
+from sleepyllama.config import Address, ConfigError, ServerConfig
 from sleepyllama.host.activity import Look, Unreadable, source_for
 from sleepyllama.host.pstate import GpuPower
 
@@ -114,8 +114,9 @@ def exit_status(returncode: int) -> int:
 
 class Supervisor:
     def __init__(self, config: ServerConfig, notifier: systemd.Notifier,
-                 gpu_power: GpuPower | None = None) -> None:
+                 gpu_power: GpuPower | None = None, proxies: Sequence[Address] = ()) -> None:
         self.config, self.notifier, self.gpu_power = config, notifier, gpu_power
+        self.proxies = proxies  # told when the server is ready ([notify] proxies)
         self.source = source_for(config, timeout=2.0, gentle=True)
         self.started = 0.0  # CLOCK_MONOTONIC when the child was started
         self.child: subprocess.Popen[bytes] | None = None
@@ -185,6 +186,7 @@ class Supervisor:
                     log.info("%s is ready: %s", self.config.name, status)
                     self._record_ready(now)
                     self.notifier.ready(status)
+                    hints.send(self.proxies, hints.Hint("ready", self.config.name))
                 self.notifier.status(status)
                 # a server that answers, even 503 while it loads, is alive; silence is a hang
                 if alive and self.watchdog_every and now - last_ping >= self.watchdog_every:
@@ -255,12 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama-server", args.verbose)
     try:
-        server = configuration.load(args.config).server(args.instance)
+        config = configuration.load(args.config)
+        server = config.server(args.instance)
     except ConfigError as error:
         log.error("%s", error)
         return configuration.EX_CONFIG
     gpu_power = GpuPower.open() if server.pstate == "auto" else None
-    return Supervisor(server, systemd.Notifier(), gpu_power).run()
+    return Supervisor(server, systemd.Notifier(), gpu_power, config.notify.proxies).run()
 
 
 if __name__ == "__main__":

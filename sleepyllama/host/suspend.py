@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sleepyllama import systemd
+from sleepyllama import hints, systemd
 from sleepyllama.config import Config
 from sleepyllama.host.signals import Activity, Reading, Signal
 
@@ -53,6 +53,9 @@ def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
         _restart(ops)
         return False
     log.info("servers stopped")
+    # the proxies mark the box asleep now: their next client wakes it without first waiting for
+    # a connect to fail
+    hints.send(config.notify.proxies, hints.Hint("sleeping"))
     try:
         ops.suspend()
     except Exception as error:

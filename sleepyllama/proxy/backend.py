@@ -19,6 +19,7 @@ refuse it; the clients it hands over carry the bytes it read, sent to the backen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepyllama import ledger
+from sleepyllama import hints, ledger
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
@@ -112,6 +113,7 @@ class Backend:
         self.waiting = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
         self.waiters: list[Waiter] = []
         self.prewakes: set[asyncio.Task[bool]] = set()
+        self.probe_now = asyncio.Event()  # a "ready" hint: the wake loop probes at once
         self.splices: set[Splice] = set()
         self.schedule = WakeSchedule(config.wol_interval)
         self.wake_task: asyncio.Task[None] | None = None
@@ -138,7 +140,8 @@ class Backend:
 
     @property
     def ready(self) -> bool:
-        return self.loop.time() < self.ready_until
+        # a verdict from a probe outside a wake (a hint, a look) has no address yet: not ready
+        return self.loop.time() < self.ready_until and self.sockaddr is not None
 
     def _believe_ready(self) -> None:
         self.last_ready = self.loop.time()
@@ -177,13 +180,13 @@ class Backend:
                  why)
         return "asleep"
 
-    async def fill_cache_if_awake(self) -> None:
-        """At start: one quick look, and if the backend is awake its look-only answers are
-        fetched now; asleep, nothing is sent (no wake)."""
-        if not self.cache.targets or not self.cache.stale(time.time()):
+    async def fill_cache_if_awake(self, ready_hint: bool = False) -> None:
+        """One quick look (at start, or on a "ready" hint): if the backend is awake it is
+        believed ready and its look-only answers are fetched now; asleep, nothing is sent."""
+        if not ready_hint and (not self.cache.targets or not self.cache.stale(time.time())):
             return
         ready, why = await self.loop.run_in_executor(None, self.quick_probe)
-        if ready and not self.ready:
+        if ready and not self.ready and await self._resolve():
             log.info("backend %s is awake (%s): keeping its look-only answers now",
                      self.config.backend, why)
             self._believe_ready()
@@ -214,7 +217,7 @@ class Backend:
 
     def serve(self, sock: socket.socket, peer: str, address: str = "") -> None:
         now = self.loop.time()
-        if now < self.ready_until:
+        if self.ready:
             if now > self.ready_until - READY_TRUST / 2 and not self.refreshing:
                 self._refresh_in_background()
             self._connect(Client(sock, peer, now, now + self.hold_limit()))
@@ -227,7 +230,7 @@ class Backend:
         now = self.loop.time()
         client = Client(visitor.sock, visitor.peer, now, now + self.hold_limit(),
                         prefix=visitor.prefix, request=visitor.request, agent=visitor.agent)
-        if now < self.ready_until:  # woken meanwhile, by another client
+        if self.ready:  # woken meanwhile, by another client
             self._connect(client)
         else:
             self._hold(client)
@@ -331,6 +334,23 @@ class Backend:
         """"loading" once the box answers its ready check, not yet with 200; else "waking"."""
         return "loading" if self.last_probe.startswith("HTTP ") else "waking"
 
+    def hinted(self, hint: hints.Hint, sender: str) -> None:
+        """A hint from the GPU box (hints.py): it can cause a probe, or mark the backend asleep
+        so that the next client starts a wake at once; a spoofed one, nothing worse."""
+        if hint.event == "ready":
+            log.info("hint from %s: %s is ready%s", sender, hint.name or "a server",
+                     "" if self.ready else "; probing now")
+            if self.wake_task is not None:
+                self.probe_now.set()
+            elif not self.ready:
+                self.loop.create_task(self.fill_cache_if_awake(ready_hint=True))
+        else:
+            log.info("hint from %s: the box is going to sleep", sender)
+            self.ready_until = 0.0
+            self.asleep_until = self.loop.time() + ASLEEP_TRUST
+            self.known_down = True  # the next client's wake sends its first packet at once
+            self.on_change()
+
     def prewake(self, peer: str, request: str, agent: str = "") -> None:
         """Start a wake in the background for a request that only looks (prewake_on): the box
         comes up while the user types."""
@@ -431,7 +451,9 @@ class Backend:
                             self.record("wake", **self.wake_first, signals=self.wake_signals,
                                         abandoned_after=round(self.loop.time() - started, 1))
                     return
-                await asyncio.sleep(PROBE_INTERVAL)
+                self.probe_now.clear()
+                with contextlib.suppress(TimeoutError):  # a "ready" hint cuts the wait short
+                    await asyncio.wait_for(self.probe_now.wait(), PROBE_INTERVAL)
             if self.wake_signals:
                 log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
                          self.config.backend, self.loop.time() - started, self.wake_signals,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import logs, systemd
+from sleepyllama import hints, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, format_duration
 from sleepyllama.proxy import api_key
@@ -54,8 +54,11 @@ class Proxy:
         notifier: systemd.Notifier,
         *,
         exit_when_idle: bool,
+        hint_sockets: list[socket.socket] | None = None,
     ) -> None:
         self.config, self.listeners, self.loop, self.notifier = config, listeners, loop, notifier
+        self.hint_sockets = hint_sockets or []  # UDP on the same port: the GPU box's hints
+        self.hint_limit = hints.RateLimit()
         key = api_key.read(config)
         self.backend = Backend(config, loop, make_sender(config),
                                on_change=self.refresh_status, on_close=self._closed,
@@ -74,6 +77,9 @@ class Proxy:
         for listener in self.listeners:
             listener.setblocking(False)
             self.loop.add_reader(listener.fileno(), self._accept, listener)
+        for hint_socket in self.hint_sockets:
+            hint_socket.setblocking(False)
+            self.loop.add_reader(hint_socket.fileno(), self._hint, hint_socket)
         self._arm_idle_exit()
         self._tick_status()
         self.notifier.ready(self.status_line())
@@ -82,6 +88,25 @@ class Proxy:
                  self.config.backend, self.backend.sender.describe())
         # a new install's first page load while the box sleeps should already find its answers
         self.loop.create_task(self.backend.fill_cache_if_awake())
+
+    def _hint(self, hint_socket: socket.socket) -> None:
+        """Datagrams from the GPU box: read all that came, act on at most one a second."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                datagram, sender = hint_socket.recvfrom(hints.MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.debug("reading a hint failed: %s", error.strerror)
+                return
+            hint = hints.decode(datagram)
+            if hint is None:
+                log.debug("ignored a datagram of %d bytes from %s: not a hint", len(datagram),
+                          peer_name(sender))
+            elif not self.hint_limit.allow(self.loop.time()):
+                log.debug("ignored a hint from %s: too many", peer_name(sender))
+            else:
+                self.backend.hinted(hint, peer_name(sender))
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -207,6 +232,15 @@ def open_listener(address: configuration.Address) -> socket.socket:
     return listener
 
 
+def open_hint_socket(address: configuration.Address) -> socket.socket:
+    """UDP on the listen address, for the GPU box's hints (as ListenDatagram= under systemd)."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        address.host, address.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)[0]
+    hint_socket = socket.socket(family, socket.SOCK_DGRAM)
+    hint_socket.bind(sockaddr)
+    return hint_socket
+
+
 def raise_open_file_limit() -> None:
     """Each connection holds six fds (two sockets, two pipes); systemd's soft limit is 1024."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -220,15 +254,19 @@ async def serve(load: Callable[[], ProxyConfig], config: ProxyConfig | ConfigErr
     """Serve `config`; or, given the config's error, answer 503s until `load` succeeds."""
     loop = asyncio.get_running_loop()
     notifier = systemd.Notifier()
+    # the socket unit passes the TCP listener and, on the same port, the UDP one for hints
+    streams = [sock for sock in listeners if sock.type == socket.SOCK_STREAM]
+    datagrams = [sock for sock in listeners if sock.type == socket.SOCK_DGRAM]
     if isinstance(config, ConfigError):
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        fixed = await Misconfigured(load, config, listeners, notifier).wait_for_valid_config(stop)
+        fixed = await Misconfigured(load, config, streams, notifier).wait_for_valid_config(stop)
         if fixed is None:
             return
         config = fixed
-    proxy = Proxy(config, listeners, loop, notifier, exit_when_idle=activated)
+    proxy = Proxy(config, streams, loop, notifier, exit_when_idle=activated,
+                  hint_sockets=datagrams)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proxy.stop)
     proxy.start()
@@ -290,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         config = error
     try:
         listeners += [open_listener(address) for address in args.listen]
+        listeners += [open_hint_socket(address) for address in args.listen]
     except OSError as error:
         log.error("cannot listen on %s: %s", ", ".join(map(str, args.listen)), error.strerror)
         return EX_UNAVAILABLE

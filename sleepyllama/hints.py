@@ -1,0 +1,75 @@
+"""The GPU box tells the proxy: one UDP datagram when its server is ready, one right before it
+suspends. Hints only: "ready" makes the proxy probe at once (instead of at its next poll),
+"sleeping" marks the backend asleep at once (so the next client starts a wake without first
+waiting for a connect to fail). A spoofed datagram can cause no more than a probe or a magic
+packet, so they carry no secret; they are small, checked for shape, and rate-limited.
+
+  sleepyllama-hint 1 ready llama
+  sleepyllama-hint 1 sleeping
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sleepyllama.config import Address
+
+log = logging.getLogger(__name__)
+
+MAGIC = "sleepyllama-hint 1"
+MAX_DATAGRAM = 256
+EVENTS = ("ready", "sleeping")
+_HINT = re.compile(rf"{re.escape(MAGIC)} (ready|sleeping)(?: ([A-Za-z0-9_.:-]{{1,64}}))?\n?")
+
+
+@dataclass(frozen=True)
+class Hint:
+    event: str  # "ready" or "sleeping"
+    name: str = ""  # the server that is ready
+
+
+def encode(hint: Hint) -> bytes:
+    return f"{MAGIC} {hint.event}{' ' + hint.name if hint.name else ''}\n".encode()
+
+
+def decode(datagram: bytes) -> Hint | None:
+    """The hint in a datagram; None for anything else (too large, not ours, garbled)."""
+    if len(datagram) > MAX_DATAGRAM:
+        return None
+    match = _HINT.fullmatch(datagram.decode("ascii", "replace"))
+    return Hint(match.group(1), match.group(2) or "") if match else None
+
+
+def send(proxies: Sequence[Address], hint: Hint) -> None:
+    """One datagram to each proxy; never fatal (a hint lost only costs the proxy a poll)."""
+    for proxy in proxies:
+        try:
+            family = socket.AF_INET6 if ":" in proxy.host else socket.AF_INET
+            for info in socket.getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_DGRAM)[:1]:
+                with socket.socket(info[0], socket.SOCK_DGRAM) as sock:
+                    sock.sendto(encode(hint), info[4])
+            log.info("told the proxy at %s: %s", proxy, hint.event)
+        except OSError as error:
+            log.warning("cannot tell the proxy at %s that %s: %s", proxy, hint.event, error)
+
+
+class RateLimit:
+    """At most `burst` hints, refilled at `per_second`: a flood costs one probe a second."""
+
+    def __init__(self, per_second: float = 1.0, burst: int = 3) -> None:
+        self.per_second, self.burst = per_second, burst
+        self.tokens = float(burst)
+        self.at: float | None = None
+
+    def allow(self, now: float) -> bool:
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.per_second)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False

@@ -1,0 +1,136 @@
+"""The GPU box tells the proxy: the datagram's format, what a proxy does with one, and who
+sends them (the supervisor when READY)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+from sleepyllama import hints
+from sleepyllama.config import Address
+from sleepyllama.hints import Hint, RateLimit, decode, encode
+
+from conftest import (
+    FAKE_SERVER,
+    MAC,
+    NotifySocket,
+    Process,
+    ProxyRun,
+    SleepingBackend,
+    free_port,
+    http_request,
+    proxy_table,
+    wait_for,
+)
+
+
+def test_format_round_trip_and_what_is_not_a_hint() -> None:
+    for hint in (Hint("ready", "llama"), Hint("sleeping")):
+        assert decode(encode(hint)) == hint
+    assert encode(Hint("ready", "llama")) == b"sleepyllama-hint 1 ready llama\n"
+    for junk in (b"", b"hello", b"sleepyllama-hint 2 ready", b"sleepyllama-hint 1 reboot",
+                 b"sleepyllama-hint 1 ready " + b"x" * 300, b"\xff" * 50,
+                 b"sleepyllama-hint 1 ready a b"):
+        assert decode(junk) is None, junk
+
+
+def test_a_flood_costs_one_action_a_second() -> None:
+    limit = RateLimit(per_second=1.0, burst=3)
+    assert [limit.allow(0.0) for _ in range(10)].count(True) == 3
+    assert limit.allow(0.5) is False and limit.allow(1.1) is True
+
+
+def udp_to(address: tuple[str, int], data: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(data, address)
+
+
+def wake_directly(backend: SleepingBackend) -> None:
+    """The box woke by itself (a person pressed its button): the proxy had no part in it."""
+    udp_to(("127.0.0.1", backend.wol_port), b"\xff" * 6 + bytes.fromhex(MAC.replace(":", "")) * 16)
+    wait_for(backend.ready_file.exists, what="the backend up")
+
+
+def test_a_ready_hint_makes_the_proxy_look_and_keep_the_answers(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    state = tmp_path / "state"
+    state.mkdir()
+    proxy = ProxyRun(tmp_path, proxy_table(backend), activate=False, state_directory=state)
+    cleanup.append(proxy)
+    wait_for(lambda: "serving llama" in proxy.log(), what="the proxy")
+    wake_directly(backend)
+    assert not (state / "llama.answers.json").exists()
+    udp_to(proxy.address, encode(Hint("ready", "llama")))
+    wait_for(lambda: (state / "llama.answers.json").exists(), what="the answers kept on the hint")
+    assert "hint from 127.0.0.1:" in proxy.log() and "llama is ready" in proxy.log()
+    assert len(backend.packets()) == 1  # ours: the proxy sent none
+
+
+def test_a_sleeping_hint_starts_the_next_wake_at_once(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.2)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, wol_interval="0.5s"), activate=False)
+    cleanup.append(proxy)
+    get = b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    assert http_request(proxy.address, get).startswith(b"HTTP/1.1 200")  # woken, trusted 5 s
+    backend.kill_server()
+    udp_to(proxy.address, encode(Hint("sleeping")))
+    wait_for(lambda: "the box is going to sleep" in proxy.log(), what="the hint taken")
+    assert http_request(proxy.address, get).startswith(b"HTTP/1.1 200")
+    # no connect was tried and failed first: the wake began with a packet at once
+    assert "it may be asleep" not in proxy.log()
+    assert len(backend.packets()) == 2
+
+
+def test_spoofed_oversized_and_flooding_datagrams_do_nothing_worse(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend), activate=False)
+    cleanup.append(proxy)
+    for junk in (b"x" * 2000, b"GET / HTTP/1.1\r\n\r\n", b"sleepyllama-hint 1 reboot"):
+        udp_to(proxy.address, junk)
+    for _ in range(200):
+        udp_to(proxy.address, encode(Hint("ready", "llama")))
+    def acted() -> int:
+        return proxy.log().count("INFO: hint from")
+
+    wait_for(lambda: proxy.log().count("ignored a hint from") + acted() >= 200,
+             what="the flood read")
+    # three at once, then one a second: the flood is read within a second or two
+    assert acted() <= 5, "a flood of hints each caused a probe"
+    assert backend.packets() == []  # asleep, and nothing woke it
+    answer = http_request(proxy.address, b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")  # and it still serves
+
+
+def test_the_supervisor_tells_the_proxies_when_its_server_is_ready(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(30)
+    port = free_port()
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["{sys.executable}", "{FAKE_SERVER}", "--port", '
+                      f'"{port}", "--load-seconds", "0.5"]\n'
+                      f'[notify]\nproxies = ["127.0.0.1:{listener.getsockname()[1]}"]\n')
+    notify = NotifySocket(tmp_path / "notify")
+    supervisor = Process([sys.executable, "-m", "sleepyllama.host.supervisor", "--config",
+                          str(config), "--instance", "llama"], tmp_path / "supervisor.log",
+                         {"NOTIFY_SOCKET": str(notify.path), "PATH": "/usr/bin:/bin"})
+    try:
+        datagram, _ = listener.recvfrom(1024)
+        assert decode(datagram) == Hint("ready", "llama")
+        wait_for(lambda: any("READY=1" in message for message in notify.messages), what="READY=1")
+    finally:
+        supervisor.stop()
+        notify.close()
+        listener.close()
+
+
+def test_send_never_raises() -> None:
+    hints.send([Address("no-such-host.invalid", 9)], Hint("sleeping"))
+    started = time.monotonic()
+    hints.send([Address("127.0.0.1", free_port())], Hint("sleeping"))
+    assert time.monotonic() - started < 5
