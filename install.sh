@@ -74,7 +74,11 @@ while [ $# -gt 0 ]; do
         --purge) purge=1 ;;
         -h|--help) usage; exit 0 ;;
         --) shift; command=("$@"); break ;;
-        *) fail "unknown argument '$1' (./install.sh --help)" ;;
+        *)  if [ "$role" = server ]; then
+                # the server's command without the -- before it
+                fail "unknown argument '$1': the server's command goes after --, as in ./install.sh server [options] -- $*"
+            fi
+            fail "unknown argument '$1' (./install.sh --help)" ;;
     esac
     shift
 done
@@ -131,8 +135,12 @@ place_text() {  # place_text MODE TARGET <<< TEXT
 if [ "$uninstall" = 1 ] && [ "$name_given" = 1 ]; then
     # one proxy or server: its units, its listen drop-in and its table; the rest stays
     for unit in "sleepyllama-proxy@$name.socket" "sleepyllama-proxy@$name.service" "sleepyllama-server@$name.service"; do
-        if [ -n "$(systemctl list-unit-files --no-legend "$unit" 2>/dev/null)" ] || systemctl is-active --quiet "$unit"; then
+        # systemd 252's list-unit-files prints nothing for an instance: ask is-enabled and
+        # is-active, so that one enabled but not running is disabled too (restart would start it)
+        enabled=$(systemctl is-enabled "$unit" 2>/dev/null || true)
+        if [ "$enabled" = enabled ] || systemctl is-active --quiet "$unit" || systemctl is-failed --quiet "$unit"; then
             systemctl disable --now --quiet "$unit" 2>/dev/null || true
+            systemctl reset-failed "$unit" 2>/dev/null || true
             note "stopped and disabled $unit"
         fi
     done
@@ -359,6 +367,7 @@ fi
 echo
 if [ "$checked" = failed ]; then
     echo "Not ready as configured: fix the errors above, then: sudo sleepyllama restart"
+    exit 1
 elif [ "$role" = server ]; then
     timeout=$("$PREFIX/bin/python" -c 'import pathlib, sys; from sleepyllama import config; print(config.format_duration(config.load(pathlib.Path(sys.argv[1])).idle.timeout))' "$CONFIG")
     echo "This box can go to sleep as configured: it suspends after $timeout with nothing to do."

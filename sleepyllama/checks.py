@@ -11,13 +11,16 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+
 from sleepyllama import kinds, systemd
-from sleepyllama.config import Config, ProxyConfig, ServerConfig
+from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
+from sleepyllama.proxy import api_key
 from sleepyllama.proxy.probe import hint as probe_hint
-from sleepyllama.proxy.probe import probe
+from sleepyllama.proxy.probe import http, probe
 from sleepyllama.status import RESTART_HINT, broken, expected_units, failed_words, unit_rows
 from sleepyllama.words import count
 
@@ -73,11 +76,38 @@ def check_backend(proxy: ProxyConfig, found: Findings) -> None:
     hint = probe_hint(why, proxy.backend)
     if ready:
         found.good.append(f"{table} backend {proxy.backend} is ready ({why})")
+        check_backend_key(proxy, found)
     elif hint:
         found.errors.append(f"{table} backend: {hint}")
     else:
         found.good.append(f"{table} backend {proxy.backend} does not answer now ({why}): asleep, "
                           "or not there (sleepyllama wake tries to wake it)")
+
+
+def check_backend_key(proxy: ProxyConfig, found: Findings) -> None:
+    """Whether the proxy can keep the model list of an awake backend: a key it wants and was
+    not given, or a key it refuses, would leave every page load waking the box."""
+    table = f"[proxy.{proxy.name}]"
+    try:
+        key = api_key.read(proxy)
+    except ConfigError as error:
+        found.errors.append(str(error))
+        return
+    looks = [request.split(" ", 1)[1] for request in proxy.answer_while_asleep or ()]
+    if not looks:
+        return
+    try:
+        answer = http.get(f"http://{proxy.backend}{looks[0]}", timeout=5, allow_redirects=False,
+                          headers={"Authorization": f"Bearer {key}"} if key else {})
+    except requests.RequestException:
+        return
+    if answer.status_code == 401 and key:
+        found.errors.append(f"{table} api_key_file: the backend refuses the key in "
+                            f"{proxy.api_key_file} (GET {looks[0]} answered 401)")
+    elif answer.status_code == 401:
+        found.warnings.append(f"{table}: the backend wants an API key (GET {looks[0]} answered "
+                              "401), so its model list cannot be kept for while it sleeps: give "
+                              "the proxy the key (install.sh proxy ... --api-key-file FILE)")
 
 
 # flags whose value is a file the server reads at start (llama-server, whisper-server, llama-swap)

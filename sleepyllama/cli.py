@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import history, logs, systemd
@@ -143,9 +144,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=text, description=text,
-                                   epilog="examples:\n" + EXAMPLES[name],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(name, help=text, description=text,
+                                  epilog="examples:\n" + EXAMPLES[name],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        # as people type it: `sleepyllama check --config FILE` as well as before the command
+        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                         help=f"config file (default: {configuration.DEFAULT_PATH})")
+        return sub
 
     status = command("status", "What is installed and what it is doing: each unit's state and "
                      "STATUS line, whether each backend answers, the last idle verdict, the GPUs.")

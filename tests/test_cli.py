@@ -47,3 +47,16 @@ def test_wake_on_the_gpu_box_says_where_it_runs(tmp_path: Path) -> None:
     assert result.returncode == 78
     assert "sleepyllama wake runs on the always-on host" in result.stderr
     assert "--instance" not in result.stderr
+
+
+def test_every_command_takes_its_options_on_either_side(tmp_path: Path) -> None:
+    """`sleepyllama check --config FILE` (the option after the command, as people type it) was
+    refused."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text("[idle]\ntimeout = \"forever\"\n")
+    after = subprocess.run([sys.executable, "-m", "sleepyllama.cli", "check", "--config",
+                            str(config)], capture_output=True, text=True, timeout=60)
+    assert after.returncode == 78 and str(config) in after.stderr, after.stderr

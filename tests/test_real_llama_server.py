@@ -40,6 +40,7 @@ from conftest import (
     free_port,
     http_request,
     proxy_table,
+    sleepyllama_command,
     wait_for,
 )
 
@@ -372,3 +373,30 @@ def test_with_api_key_the_cached_model_list_goes_only_to_clients_with_the_key(
         assert b"tiny" not in answer
     assert nic.text().count("packet ") == packets, "looking woke the box"
     assert "sekrit" not in second.log()
+
+
+def test_check_names_a_missing_or_refused_api_key(tmp_path: Path) -> None:
+    server = LlamaServerRun(tmp_path, "--api-key", "sekrit-key")
+    try:
+        config = tmp_path / "sleepyllama.toml"
+        backend = f"127.0.0.1:{server.port}"
+
+        def check_lines(*extra: str) -> list[str]:
+            config.write_text(proxy_table(None, backend=backend, **dict(
+                item.split("=", 1) for item in extra)))
+            return sleepyllama_command(config, "check").stdout.splitlines()
+
+        without = check_lines()
+        assert any(line.startswith("warning: [proxy.llama]: the backend wants an API key")
+                   for line in without), without
+        wrong = tmp_path / "wrong.key"
+        wrong.write_text("not-the-key\n")
+        refused = check_lines(f"api_key_file={wrong}")
+        assert f"error: [proxy.llama] api_key_file: the backend refuses the key in {wrong} " \
+               "(GET /v1/models answered 401)" in refused, refused
+        right = tmp_path / "right.key"
+        right.write_text("sekrit-key\n")
+        good = check_lines(f"api_key_file={right}")
+        assert not any("API key" in line or "api_key_file" in line for line in good), good
+    finally:
+        server.stop()

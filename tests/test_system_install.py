@@ -80,6 +80,9 @@ def test_bad_arguments_change_nothing(box: Container) -> None:
         (["server", "--idle-timeout", "soon", "--", "/opt/fake/llama-server"], "is not a duration"),
         (["server", "--name", "bad name", "--", "/opt/fake/llama-server"], "letters, digits"),
         (["frobnicate"], "unknown argument"),
+        (["server", "/opt/fake/llama-server", "-m", "x.gguf"],
+         "the server's command goes after --, as in ./install.sh server [options] -- "
+         "/opt/fake/llama-server -m x.gguf"),
     ]
     for args, words in cases:
         result = install(box, *args, check=False)
@@ -187,7 +190,8 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
               "[Service]\nRestartSec=1\n")
     install(box, *SERVER_ARGS)
     installed = install(box, "server", "--name", "bad", "--", "/opt/fake/llama-server", "-m",
-                        "/models/nope.gguf", "--host", "127.0.0.1", "--port", "8081")
+                        "/models/nope.gguf", "--host", "127.0.0.1", "--port", "8081", check=False)
+    assert installed.returncode == 1  # its own last line says it is not ready
     assert "error: [server.bad] command: -m /models/nope.gguf: no such file" in installed.stdout
     assert "Not ready as configured: fix the errors above, then: sudo sleepyllama restart" in (
         installed.stdout)
@@ -247,8 +251,11 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
     assert "config error" not in box.show("sleepyllama-proxy@llama.service", "StatusText")
     assert "sekrit" not in box.run(["journalctl", "-u", "sleepyllama-proxy@llama"]).stdout
 
-    # one name goes, the rest stays
+    # one name goes, the rest stays; an instance enabled but not running is disabled too
+    box.run(["systemctl", "stop", "sleepyllama-server@bad.service"])
     removed = install(box, "--uninstall", "--name", "bad")
+    assert box.run(["systemctl", "is-enabled", "sleepyllama-server@bad.service"],
+                   check=False).stdout.strip() != "enabled"
     assert "stopped and disabled sleepyllama-server@bad.service" in removed.stdout
     assert "removed [server.bad] from /etc/sleepyllama/sleepyllama.toml" in removed.stdout
     config = box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
