@@ -9,13 +9,15 @@ over idle checks, plus [energy] base_watts for the rest of the machine when it i
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sleepyllama import ledger
-from sleepyllama.config import EnergyConfig
+from sleepyllama.config import EnergyConfig, format_duration
+from sleepyllama.words import count as count_words
 
 HALF_HOUR = 1800
 REASON_WINDOW = 300.0  # a "sleep" entry this close before a suspend asked for it
@@ -83,6 +85,15 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
                               f"{entry.get('request') or '(not HTTP)'}{agent}: {outcome}, "
                               f"{entry.get('signals', 0)} wake signals"))
     return sorted(found, key=lambda wake: wake.at)
+
+
+def typical_wake(entries: Sequence[dict], last: int = 10) -> tuple[float, int] | None:
+    """(median seconds from the first wake signal to ready, how many wakes) over the proxies'
+    last `last` wakes that succeeded; None before the first."""
+    times = [float(entry["ready_after"]) for entry in entries
+             if entry.get("event") == "wake" and isinstance(entry.get("ready_after"), int | float)
+             and not isinstance(entry.get("ready_after"), bool)][-last:]
+    return (statistics.median(times), len(times)) if times else None
 
 
 def asleep_seconds(found: Sequence[Sleep], start: float, end: float, now: float) -> float:
@@ -182,6 +193,7 @@ def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | Non
                             else kwh * energy.price_per_kwh),
             "currency": energy.currency, "power": how,
             "recent_wakes": [asdict(wake) for wake in woken if wake.at >= now - count * 86400][-10:],
+            "typical_wake": typical_wake(entries),
             "sleeps": [asdict(sleep) for sleep in found if (sleep.end or now) >= now - count * 86400]}
 
 
@@ -205,6 +217,10 @@ def render(data: dict, pictures: bool) -> str:
         if data["money_saved"] is not None:
             total += f" ({data['money_saved']:.2f} {data['currency']})".replace(" )", ")")
     lines += [total, data["power"]]
+    if data.get("typical_wake"):
+        median, wakes = data["typical_wake"]
+        lines.append(f"wakes take {format_duration(round(median))} (the median of the last "
+                     f"{count_words(wakes, 'wakes')})")
     if data["recent_wakes"]:
         lines.append("recent wakes:")
         lines += [f"  {time.strftime('%a %H:%M', time.localtime(wake['at']))}  {wake['what']}"

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from sleepyllama import history, systemd
+from sleepyllama import history, ledger, systemd
 from sleepyllama.config import Config, ConfigError, ServerConfig, format_duration
 from sleepyllama.host import state
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
@@ -118,6 +118,12 @@ def proxy_memory(name: str) -> dict:
         last = ""
     if last.startswith("waking "):
         memory["last_wake"] = last
+    try:
+        typical = history.typical_wake(ledger.read(history.PROXY_STATE / f"{name}.ledger.jsonl"))
+    except PermissionError:
+        typical = None
+    if typical is not None:
+        memory["typical_wake"] = typical
     return memory
 
 
@@ -198,6 +204,10 @@ def print_status(report: dict) -> None:
             print(f"  answers GET {target} while asleep: kept {format_duration(round(age))} ago")
         if proxy.get("last_wake"):
             print(f"  last wake: {proxy['last_wake']}")
+        if proxy.get("typical_wake"):
+            median, wakes = proxy["typical_wake"]
+            print(f"  wakes take {format_duration(round(median))} (the median of the last "
+                  f"{count(wakes, 'wakes')})")
     if report.get("needs_root"):
         print(f"(the proxy's records in {', '.join(report['needs_root'])} are readable by root "
               "only: sudo sleepyllama status)")

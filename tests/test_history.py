@@ -160,3 +160,12 @@ def _read_as_nobody(tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"1 ['{private / 'sleepyllama-proxy'}']"
+
+
+def test_what_a_wake_costs_is_the_median_of_the_last_ten() -> None:
+    wakes = [{"event": "wake", "at": n, "ready_after": seconds}
+             for n, seconds in enumerate([100, 100, 100, 12, 13, 14, 11, 12, 15, 16, 14, 13])]
+    assert history.typical_wake(wakes) == (13.5, 10)  # the two oldest left out
+    gave_up = [{"event": "wake", "at": 1, "gave_up_after": 180}]
+    assert history.typical_wake(gave_up) is None
+    assert history.typical_wake([]) is None

@@ -312,3 +312,21 @@ def test_a_box_that_does_not_wake_is_reported_once_not_three_times(tmp_path, cle
     assert first_wait >= 12 and "within 12s" in first and "either" not in first
     assert 5 <= second_wait < 9, second_wait
     assert "within 5s" in second and "did not wake within 12s at the attempt" in second, second
+
+
+def test_retry_after_is_what_a_wake_takes_here(tmp_path, cleanup) -> None:
+    """The give-up 503 said 'try again in 30 seconds' whatever the box takes; it says what
+    the last wakes took (their median), learned from the proxy's own ledger."""
+    state = tmp_path / "state"
+    state.mkdir()
+    with (state / "llama.ledger.jsonl").open("w") as ledger_file:
+        for seconds in (11.2, 12.4, 40.0):
+            ledger_file.write(json.dumps({"at": 1795600000.0, "mono": 1.0, "boot": "b",
+                                          "event": "wake", "ready_after": seconds}) + "\n")
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
+                                           wol_port=free_port(socket.SOCK_DGRAM),
+                                           wake_timeout="1s", wol_interval="0.5s"),
+                     state_directory=state)
+    cleanup.append(proxy)
+    head = http_request(proxy.address, chat_request(stream=False)).split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nRetry-After: 13\r\n" in head, head

@@ -22,20 +22,21 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepyllama import hints, ledger
+from sleepyllama import hints, history, ledger
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.reception import Reception, Visitor
-from sleepyllama.proxy.reply import backend_unavailable
+from sleepyllama.proxy.reply import RETRY_AFTER, backend_unavailable
 from sleepyllama.proxy.splice import Splice
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
@@ -98,6 +99,9 @@ class Backend:
         key: str | None = None,
     ) -> None:
         self.ledger_file = ledger_file  # this proxy's record of wakes (ledger.py), if any
+        # what a wake costs here, learned: the last ten (ledger.py keeps them across restarts)
+        self.wakes: list[dict] = ([e for e in ledger.read(ledger_file) if e["event"] == "wake"]
+                                  if ledger_file is not None else [])[-10:]
         self.config, self.loop, self.sender = config, loop, sender
         self.on_change = on_change  # the status line may have changed
         self.on_close = on_close  # one client's connection is over
@@ -327,6 +331,12 @@ class Backend:
                          f"at the attempt {ago} ago either")
         return "; ".join(part for part in parts if part)
 
+    def retry_after(self) -> int:
+        """What a 503's Retry-After says: as long as a wake takes here (the median of the last
+        ones), 30 s before any was seen."""
+        typical = history.typical_wake(self.wakes)
+        return RETRY_AFTER if typical is None else max(5, min(300, math.ceil(typical[0])))
+
     def clients_waiting(self) -> int:
         return len(self.waiting) + len(self.waiters)
 
@@ -400,7 +410,7 @@ class Backend:
                 log.info("answering %s with 503: its backend did not wake", client.peer)
                 client.sock.send(backend_unavailable(
                     str(self.config.backend), round(client.deadline - client.arrived, 1), waited,
-                    hint))
+                    hint, self.retry_after()))
             else:
                 log.info("closing %s: its backend did not wake", client.peer)
             client.sock.shutdown(socket.SHUT_WR)
@@ -460,6 +470,8 @@ class Backend:
                          self.clients_waiting())
                 self.record("wake", **self.wake_first, signals=self.wake_signals,
                             ready_after=round(self.loop.time() - started, 1))
+                self.wakes = [*self.wakes, {"event": "wake",
+                                            "ready_after": self.loop.time() - started}][-10:]
             else:
                 log.debug("backend %s confirmed ready (%s)", self.config.backend, self.last_probe)
             self._believe_ready()

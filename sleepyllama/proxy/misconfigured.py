@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from sleepyllama import systemd
 from sleepyllama.config import ConfigError, ProxyConfig
 from sleepyllama.proxy.policy import speaks_http1
+from sleepyllama.proxy.reply import error_reply
 
 log = logging.getLogger("sleepyllama-proxy")
 
@@ -31,13 +31,9 @@ RETRY_AFTER = 5
 
 def config_error_reply(error: str) -> bytes:
     """HTTP/1.1 503 with Retry-After and an OpenAI-style body naming the config error."""
-    message = (f"sleepyllama-proxy cannot serve: {error}. Fix the file; the proxy reads it again "
-               "every second and serves as soon as it is valid.")
-    body = json.dumps({"error": {"message": message, "type": "config_error", "code": 503}}).encode()
-    head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER}\r\n"
-            "Connection: close\r\n\r\n")
-    return head.encode() + body
+    return error_reply(503, f"sleepyllama-proxy cannot serve: {error}. Fix the file; the proxy "
+                       "reads it again every second and serves as soon as it is valid.",
+                       "config_error", RETRY_AFTER)
 
 
 class Misconfigured:

@@ -11,7 +11,6 @@ its first bytes as it is. Nothing here runs once the backend is ready: then clie
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import time
@@ -24,6 +23,7 @@ from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import api_key, policy
 from sleepyllama.proxy import progress as progress_module
 from sleepyllama.proxy.cache import AnswerCache, headers
+from sleepyllama.proxy.reply import error_reply
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ KEEPALIVE_IDLE = 30.0  # a kept-alive connection without a next request is close
 SEND_TIMEOUT = 30.0  # a cached answer must be taken by the client within this
 BODY_TIMEOUT = 30.0  # a chat request's body, read to tell whether it is streamed
 MAX_STREAM_BODY = progress_module.MAX_BODY
-RETRY_AFTER = 30
 
 
 @dataclass(eq=False)
@@ -44,16 +43,6 @@ class Visitor:
     prefix: bytes = b""  # bytes read from it that the backend must get first
     request: str = ""  # its first request's method and path, for the journal
     agent: str = ""  # its User-Agent (LiteLLM's health checks look like chats but for this)
-
-
-def error_reply(status: int, reason: str, message: str, kind: str) -> bytes:
-    """An HTTP/1.1 error with an OpenAI-style body; the connection closes after it."""
-    body = json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            + (f"Retry-After: {RETRY_AFTER}\r\n" if status == 503 else "")
-            + "Connection: close\r\n\r\n")
-    return head.encode() + body
 
 
 def user_agent(headers: list[tuple[bytes, bytes]]) -> str:
@@ -127,8 +116,7 @@ class Reception:
                 event = connection.next_event()
             except h11.RemoteProtocolError as error:
                 status = error.error_status_hint
-                self._reject(visitor, status, "Request Header Fields Too Large" if status == 431
-                             else "Bad Request", f"not a request sleepyllama can read: {error}",
+                self._reject(visitor, status, f"not a request sleepyllama can read: {error}",
                              "invalid_request_error")
                 return
             if event is h11.NEED_DATA:
@@ -138,7 +126,7 @@ class Reception:
                         # silent from the start: a protocol whose server speaks first
                         self._hand_over(visitor, b"", "")
                     elif pending:
-                        self._reject(visitor, 408, "Request Timeout", "the request head did not "
+                        self._reject(visitor, 408, "the request head did not "
                                      f"arrive within {HEAD_TIMEOUT:g} s", "invalid_request_error")
                     else:
                         self._close(visitor)  # an idle keep-alive connection: just close it
@@ -165,8 +153,7 @@ class Reception:
                 continue  # the rest of a request already answered
             end_of_head = pending.find(b"\r\n\r\n")
             if not 0 <= end_of_head <= MAX_HEAD:  # h11 limits heads that arrive in parts only
-                self._reject(visitor, 431, "Request Header Fields Too Large",
-                             f"a request head is limited to {MAX_HEAD} bytes",
+                self._reject(visitor, 431, f"a request head is limited to {MAX_HEAD} bytes",
                              "invalid_request_error")
                 return
             visitor.agent = user_agent(event.headers)
@@ -185,17 +172,17 @@ class Reception:
             if action is policy.Action.REFUSE:
                 log.info("answering %s with 503: %s", visitor.peer, why)
                 self.refused += 1
-                self._reject(visitor, 503, "Service Unavailable", f"sleepyllama: the backend "
+                self._reject(visitor, 503, f"sleepyllama: the backend "
                              f"{self.config.backend} is asleep and {why}; try again later",
                              "backend_asleep")
                 return
             if action is policy.Action.UNAUTHORIZED:
                 log.info("answering %s with 401: %s", visitor.peer, why)
-                self._reject(visitor, 401, "Unauthorized", "Invalid API Key",
+                self._reject(visitor, 401, "Invalid API Key",
                              "authentication_error")
                 return
             if action is policy.Action.BAD_REQUEST:
-                self._reject(visitor, 400, "Bad Request", f"sleepyllama: {why}",
+                self._reject(visitor, 400, f"sleepyllama: {why}",
                              "invalid_request_error")
                 return
             backend = await self.backend_state()
@@ -226,7 +213,7 @@ class Reception:
             try:
                 item = connection.next_event()
             except h11.RemoteProtocolError as error:
-                self._reject(visitor, 400, "Bad Request", f"not a request sleepyllama can read: "
+                self._reject(visitor, 400, f"not a request sleepyllama can read: "
                              f"{error}", "invalid_request_error")
                 return
             if item is h11.NEED_DATA:
@@ -311,9 +298,9 @@ class Reception:
         visitor.prefix, visitor.request = pending, request
         self.hold(visitor)
 
-    def _reject(self, visitor: Visitor, status: int, reason: str, message: str, kind: str) -> None:
+    def _reject(self, visitor: Visitor, status: int, message: str, kind: str) -> None:
         try:
-            visitor.sock.send(error_reply(status, reason, message, kind))
+            visitor.sock.send(error_reply(status, message, kind))
             visitor.sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._close(visitor)
