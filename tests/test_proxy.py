@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sleepyllama.proxy.backend import READY_TRUST
+from sleepyllama.proxy.readiness import READY_TRUST
 
 from conftest import (
     FAKE_SERVER,

@@ -1,13 +1,11 @@
-"""One backend as the proxy sees it: whether it is ready, the clients held for it, and its wake.
+"""One backend as the proxy sees it: the clients held for it, its wake, and the connects.
 
-"Ready" is evidence with a shelf life: a health probe's 200 is trusted for READY_TRUST seconds
-(refreshed in the background while clients keep coming). A client arriving while it holds is
-connected straight away. Otherwise (first client, a stale verdict, a connect refused or timed
-out, a lost backend) it is held: its bytes stay queued in its socket, unread, while the wake
-loop probes readiness and, unless the first probe succeeds at once, sends wake signals on
-WakeSchedule. The shelf life is what keeps a client from meeting llama-server's 503 "Loading
-model" when the box was woken by something else or the server restarted: a connect that
-succeeds proves nothing, only /health does.
+What the proxy believes of the backend (readiness.py) and the record of its wake
+(wake_record.py) are pure and kept apart; this is the I/O around them. A client arriving while
+the backend is believed ready is connected straight away. Otherwise (first client, a stale
+verdict, a connect refused or timed out, a lost backend) it is held: its bytes stay queued in
+its socket, unread, while the wake loop probes readiness and, unless the first probe succeeds
+at once, sends wake signals on WakeSchedule.
 
 When the backend is ready every held client is connected, in arrival order. A held client that
 hangs up is dropped at once; one held past wake_timeout gets an HTTP 503 (if it spoke HTTP) or a
@@ -22,23 +20,24 @@ import asyncio
 import contextlib
 import errno
 import logging
-import math
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepyllama import hints, history, ledger
+from sleepyllama import hints, ledger
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.progress import Progress, Waker
+from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.reception import Reception, Visitor
-from sleepyllama.proxy.reply import RETRY_AFTER, backend_unavailable
+from sleepyllama.proxy.reply import backend_unavailable
 from sleepyllama.proxy.splice import Splice
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
+from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,6 @@ PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte la
 # before answering from the cache: an awake backend on a LAN answers its ready check in
 # milliseconds; once it did not, it is believed asleep for a while (each look would wait again)
 QUICK_PROBE_TIMEOUT = 0.25
-ASLEEP_TRUST = 30.0
-# after a wake gave up, a client arriving within RECENT_GIVE_UP is held only as long as a fresh
-# attempt needs to show the box is still down: the openai client's two retries of a 503 (and a
-# user pressing "regenerate") no longer cost 3 x wake_timeout each
-RECENT_GIVE_UP = 600.0
-RECHECK_FRACTION, RECHECK_MIN = 1 / 6, 5.0
-READY_TRUST = 5.0  # seconds a 200 from the health probe is believed without asking again
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
 CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
 # a backend socket notices a vanished host within about 30 s instead of hanging forever
@@ -99,19 +91,15 @@ class Backend:
         key: str | None = None,
     ) -> None:
         self.ledger_file = ledger_file  # this proxy's record of wakes (ledger.py), if any
-        # what a wake costs here, learned: the last ten (ledger.py keeps them across restarts)
-        self.wakes: list[dict] = ([e for e in ledger.read(ledger_file) if e["event"] == "wake"]
-                                  if ledger_file is not None else [])[-10:]
+        # what past wakes took here (the ledger keeps them across restarts)
+        self.wake = WakeRecord.remembering(ledger.read(ledger_file) if ledger_file else [])
+        self.belief = Readiness()
         self.config, self.loop, self.sender = config, loop, sender
         self.on_change = on_change  # the status line may have changed
         self.on_close = on_close  # one client's connection is over
         self.probe = probe or (lambda: probes.probe(config))
         self.quick_probe = probe or (lambda: probes.probe(config, timeout=QUICK_PROBE_TIMEOUT))
-        self.asleep_until = 0.0  # loop time until which the backend is believed asleep
-        self.ready_until = 0.0  # loop time until which the last successful probe is trusted
-        self.last_ready: float | None = None  # loop time of the last successful probe
         self.refreshing = False  # a background probe is in flight
-        self.known_down = False  # a connect just failed: no grace before the first wake signal
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
         self.waiting = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
@@ -122,16 +110,10 @@ class Backend:
         self.schedule = WakeSchedule(config.wol_interval)
         self.wake_task: asyncio.Task[None] | None = None
         self.send_timer: asyncio.TimerHandle | None = None
-        self.wake_started: float | None = None
-        self.wake_signals = 0  # sent during the current wake
-        self.wake_first: dict[str, str] = {}  # its first client and request, for the ledger
-        self.last_probe = ""
-        self.gave_up = False  # a client of the current (or last) wake was answered 503
-        self.last_give_up: float | None = None  # loop time of the last wake that gave up
         self.cache = cache or AnswerCache(f"http://{config.backend}",
                                           config.answer_while_asleep or (), None, config.kind)
         self.progress = Progress(loop, config, Waker(
-            ready=self.wait_ready, phase=self.phase, packets=lambda: self.wake_signals,
+            ready=self.wait_ready, phase=self.wake.phase, packets=lambda: self.wake.signals,
             address=lambda: (self.family, self.sockaddr)), closed=on_close)
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
                                    linger=lambda sock: linger(loop, sock, on_close),
@@ -145,11 +127,10 @@ class Backend:
     @property
     def ready(self) -> bool:
         # a verdict from a probe outside a wake (a hint, a look) has no address yet: not ready
-        return self.loop.time() < self.ready_until and self.sockaddr is not None
+        return self.belief.is_ready(self.loop.time()) and self.sockaddr is not None
 
     def _believe_ready(self) -> None:
-        self.last_ready = self.loop.time()
-        self.ready_until = self.last_ready + READY_TRUST
+        self.belief.believe_ready(self.loop.time())
         if self.cache.targets and not self.cache.fetching and self.cache.stale(time.time()):
             self._fill_cache()
 
@@ -171,7 +152,7 @@ class Backend:
             return "awake"
         if self.wake_task is not None:
             return "waking"
-        if self.loop.time() < self.asleep_until:
+        if self.belief.is_asleep(self.loop.time()):
             return "asleep"
         ready, why = await self.loop.run_in_executor(None, self.quick_probe)
         if ready and await self._resolve():  # the address to connect to, as a wake finds it
@@ -179,7 +160,7 @@ class Backend:
                      self.config.backend, why)
             self._believe_ready()
             return "awake"
-        self.asleep_until = self.loop.time() + ASLEEP_TRUST
+        self.belief.believe_asleep(self.loop.time())
         log.info("backend %s does not answer (%s): answering from the cache", self.config.backend,
                  why)
         return "asleep"
@@ -198,7 +179,7 @@ class Backend:
             log.debug("backend %s does not answer at start (%s)", self.config.backend, why)
 
     def _not_ready(self) -> None:
-        self.ready_until = 0.0
+        self.belief.not_ready()
         self.on_change()
 
     def _refresh_in_background(self) -> None:
@@ -222,7 +203,7 @@ class Backend:
     def serve(self, sock: socket.socket, peer: str, address: str = "") -> None:
         now = self.loop.time()
         if self.ready:
-            if now > self.ready_until - READY_TRUST / 2 and not self.refreshing:
+            if self.belief.stale_soon(now) and not self.refreshing:
                 self._refresh_in_background()
             self._connect(Client(sock, peer, now, now + self.hold_limit()))
         elif self.reads_requests:
@@ -269,8 +250,7 @@ class Backend:
         if self.ready:
             log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
             self._not_ready()
-        self.known_down = True
-        self.asleep_until = self.loop.time() + ASLEEP_TRUST
+        self.belief.believe_asleep(self.loop.time(), down=True)
         self._hold(client)
 
     def _splice(self, client: Client, backend: socket.socket) -> None:
@@ -313,36 +293,10 @@ class Backend:
         self.on_change()
 
     def hold_limit(self) -> float:
-        """How long a new client is held: wake_timeout, or after a recent give-up only as long
-        as a fresh attempt needs to show that the box is still down."""
-        if self.last_give_up is not None and self.loop.time() - self.last_give_up < RECENT_GIVE_UP:
-            return min(self.config.wake_timeout,
-                       max(RECHECK_MIN, self.config.wake_timeout * RECHECK_FRACTION))
-        return self.config.wake_timeout
-
-    def give_up_hint(self, arrived: float) -> str:
-        """What a 503 adds: why the box may not answer, and an attempt that had failed before
-        this client came."""
-        parts = [probes.hint(self.last_probe, self.config.backend)]
-        before = self.last_give_up
-        if before is not None and before < arrived:
-            ago = format_duration(round(self.loop.time() - before))
-            parts.append(f"it did not wake within {format_duration(self.config.wake_timeout)} "
-                         f"at the attempt {ago} ago either")
-        return "; ".join(part for part in parts if part)
-
-    def retry_after(self) -> int:
-        """What a 503's Retry-After says: as long as a wake takes here (the median of the last
-        ones), 30 s before any was seen."""
-        typical = history.typical_wake(self.wakes)
-        return RETRY_AFTER if typical is None else max(5, min(300, math.ceil(typical[0])))
+        return self.wake.hold_limit(self.loop.time(), self.config.wake_timeout)
 
     def clients_waiting(self) -> int:
         return len(self.waiting) + len(self.waiters)
-
-    def phase(self) -> str:
-        """"loading" once the box answers its ready check, not yet with 200; else "waking"."""
-        return "loading" if self.last_probe.startswith("HTTP ") else "waking"
 
     def hinted(self, hint: hints.Hint, sender: str) -> None:
         """A hint from the GPU box (hints.py): it can cause a probe, or mark the backend asleep
@@ -356,9 +310,8 @@ class Backend:
                 self.loop.create_task(self.fill_cache_if_awake(ready_hint=True))
         else:
             log.info("hint from %s: the box is going to sleep", sender)
-            self.ready_until = 0.0
-            self.asleep_until = self.loop.time() + ASLEEP_TRUST
-            self.known_down = True  # the next client's wake sends its first packet at once
+            # the next client's wake sends its first packet at once
+            self.belief.believe_asleep(self.loop.time(), down=True)
             self.on_change()
 
     def prewake(self, peer: str, request: str, agent: str = "") -> None:
@@ -398,8 +351,12 @@ class Backend:
             ledger.append(self.ledger_file, event, **fields)
 
     def _give_up(self, client: Client) -> None:
-        waited = self.loop.time() - client.arrived
-        hint = self.give_up_hint(client.arrived)  # before this give-up is noted
+        now = self.loop.time()
+        waited = now - client.arrived
+        # read before this give-up is noted: an attempt that failed before this client came
+        hint = "; ".join(part for part in (
+            probes.hint(self.wake.last_probe, self.config.backend),
+            self.wake.earlier_attempt(now, client.arrived, self.config.wake_timeout)) if part)
         self._note_give_up(waited)
         try:
             first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
@@ -410,7 +367,7 @@ class Backend:
                 log.info("answering %s with 503: its backend did not wake", client.peer)
                 client.sock.send(backend_unavailable(
                     str(self.config.backend), round(client.deadline - client.arrived, 1), waited,
-                    hint, self.retry_after()))
+                    hint, self.wake.retry_after()))
             else:
                 log.info("closing %s: its backend did not wake", client.peer)
             client.sock.shutdown(socket.SHUT_WR)
@@ -423,16 +380,14 @@ class Backend:
 
     def _note_give_up(self, waited: float) -> None:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""
-        if not self.gave_up:
-            self.gave_up = True
-            self.last_give_up = self.loop.time()
-            self.record("wake", **self.wake_first, signals=self.wake_signals,
+        if self.wake.give_up(self.loop.time()):
+            self.record("wake", **self.wake.first, signals=self.wake.signals,
                         gave_up_after=round(waited, 1))
-            hint = probes.hint(self.last_probe, self.config.backend)
+            hint = probes.hint(self.wake.last_probe, self.config.backend)
             log.warning(
                 "backend %s did not wake within %s (%d wake signals sent, last probe: %s)%s",
                 self.config.backend, format_duration(round(waited)),
-                self.wake_signals, self.last_probe or "none yet", f": {hint}" if hint else "",
+                self.wake.signals, self.wake.last_probe or "none yet", f": {hint}" if hint else "",
             )
 
     # -- waking -------------------------------------------------------------------------------
@@ -445,37 +400,36 @@ class Backend:
         whose connect just failed is known to be down and gets its first signal at once.
         """
         started, finished = self.loop.time(), False
-        self.wake_signals, self.gave_up, self.last_probe = 0, False, ""
-        grace, self.known_down = (0.0 if self.known_down else SEND_GRACE), False
+        self.wake.begin()
+        grace = 0.0 if self.belief.take_known_down() else SEND_GRACE
         self.send_timer = self.loop.call_later(grace, self._send_when_due)
         try:
             while True:
-                ready, self.last_probe = await self.loop.run_in_executor(None, self.probe)
+                ready, self.wake.last_probe = await self.loop.run_in_executor(None, self.probe)
                 if ready and await self._resolve():
                     break
                 if not self.waiting and not self.waiters:
-                    if self.wake_signals:
+                    if self.wake.signals:
                         log.info("stopped waking %s after %.1f s: no client waits any more",
                                  self.config.backend, self.loop.time() - started)
-                        if not self.gave_up:
-                            self.record("wake", **self.wake_first, signals=self.wake_signals,
+                        if not self.wake.gave_up:
+                            self.record("wake", **self.wake.first, signals=self.wake.signals,
                                         abandoned_after=round(self.loop.time() - started, 1))
                     return
                 self.probe_now.clear()
                 with contextlib.suppress(TimeoutError):  # a "ready" hint cuts the wait short
                     await asyncio.wait_for(self.probe_now.wait(), PROBE_INTERVAL)
-            if self.wake_signals:
+            took = self.loop.time() - started
+            if self.wake.signals:
                 log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
-                         self.config.backend, self.loop.time() - started, self.wake_signals,
-                         self.clients_waiting())
-                self.record("wake", **self.wake_first, signals=self.wake_signals,
-                            ready_after=round(self.loop.time() - started, 1))
-                self.wakes = [*self.wakes, {"event": "wake",
-                                            "ready_after": self.loop.time() - started}][-10:]
+                         self.config.backend, took, self.wake.signals, self.clients_waiting())
+                self.record("wake", **self.wake.first, signals=self.wake.signals,
+                            ready_after=round(took, 1))
             else:
-                log.debug("backend %s confirmed ready (%s)", self.config.backend, self.last_probe)
+                log.debug("backend %s confirmed ready (%s)", self.config.backend,
+                          self.wake.last_probe)
+            self.wake.ready(took)
             self._believe_ready()
-            self.last_give_up = None
             for client in self.waiting.take_all():
                 self._connect(client)
             for waiter in self.waiters:
@@ -486,7 +440,7 @@ class Backend:
             if self.send_timer is not None:
                 self.send_timer.cancel()
             self.wake_task = None
-            self.wake_started = None
+            self.wake.started = None
             if finished and self.waiting:
                 # held again while the others were connected (a connect failed right after the
                 # 200): it needs a wake of its own, not a 503 with nothing probing for it
@@ -497,21 +451,19 @@ class Backend:
         """Send a wake signal now if the schedule allows; re-armed for as long as clients wait."""
         now = self.loop.time()
         if self.clients_waiting() and self.schedule.due(now):
-            if self.wake_started is None:
-                self.wake_started = now
+            if self.wake.started is None:
                 first: Client | Waiter = self.waiting.first() if self.waiting else self.waiters[0]
-                self.wake_first = {"first": first.peer, "request": first.request,
-                                   **({"agent": first.agent} if first.agent else {})}
+                self.wake.first_signal(now, first.peer, first.request, first.agent)
                 # naming the client tells a person who keeps waking the box (a polling frontend,
                 # LiteLLM's background health checks: chats, but for their User-Agent)
                 log.info("waking %s with %s: %d client(s) waiting, first %s%s%s (last probe: %s)",
                          self.config.backend, self.sender.describe(), self.clients_waiting(),
                          first.peer, f" {first.request}" if first.request else "",
                          f" (User-Agent: {first.agent})" if first.agent else "",
-                         self.last_probe or "none yet")
+                         self.wake.last_probe or "none yet")
             if self.sender.send():  # count only what went out
-                self.wake_signals += 1
-                log.debug("sent %s (%d)", self.sender.describe(), self.wake_signals)
+                self.wake.signals += 1
+                log.debug("sent %s (%d)", self.sender.describe(), self.wake.signals)
             self.schedule.mark_sent(now)
             self.on_change()
         delay = self.schedule.seconds_until_due(now) or self.schedule.interval
@@ -524,7 +476,7 @@ class Backend:
             infos = await self.loop.getaddrinfo(address.host, address.port,
                                                 type=socket.SOCK_STREAM)
         except OSError as error:
-            self.last_probe = f"cannot resolve {address.host}: {error}"
+            self.wake.last_probe = f"cannot resolve {address.host}: {error}"
             return False
         self.family, _, _, _, self.sockaddr = infos[0]
         return True

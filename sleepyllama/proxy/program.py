@@ -171,19 +171,19 @@ class Proxy:
 
     def status_line(self) -> str:
         backend = self.backend
-        if backend.wake_started is not None:
-            waited = self.loop.time() - backend.wake_started
+        if backend.wake.started is not None:
+            waited = self.loop.time() - backend.wake.started
             return (f"waking {self.config.backend.host} · {waited:.0f} s · "
-                    f"{count(backend.wake_signals, 'packets')} · "
+                    f"{count(backend.wake.signals, 'packets')} · "
                     f"{count(backend.clients_waiting(), 'clients')} waiting")
         cached = (f" · {backend.cache.answered} answered from cache"
                   if backend.cache.answered else "")
         if backend.ready:
             return f"backend awake · {count(self.connections, 'connections')}{cached}"
-        if backend.gave_up:
+        if backend.wake.gave_up:
             return f"backend did not wake within {format_duration(self.config.wake_timeout)}"
-        if backend.last_ready is not None:  # trusted no longer, but known to have answered
-            ago = format_duration(round(self.loop.time() - backend.last_ready))
+        if backend.belief.last_ready is not None:  # trusted no longer, but known to have answered
+            ago = format_duration(round(self.loop.time() - backend.belief.last_ready))
             return f"backend answered {ago} ago · {count(self.connections, 'connections')}{cached}"
         return f"backend not contacted yet · {count(self.connections, 'connections')}{cached}"
 

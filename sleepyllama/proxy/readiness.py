@@ -1,0 +1,51 @@
+"""What the proxy believes of its backend, and for how long: pure, driven by the clock it is
+handed (the event loop's), so tests drive it with plain numbers.
+
+"Ready" is evidence with a shelf life: a ready check's 200 is trusted for READY_TRUST seconds (a
+connect that succeeds proves nothing: llama-server accepts while it loads and answers 503).
+"Asleep" too: once the backend did not answer, it is believed asleep for ASLEEP_TRUST, so that
+each look at the model list does not wait on a probe again. "Known down" (a connect just
+failed, or the box said it is going to sleep) lets the next wake send its first signal at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+READY_TRUST = 5.0  # seconds a 200 from the ready check is believed without asking again
+ASLEEP_TRUST = 30.0  # seconds a backend that did not answer is believed asleep
+
+
+@dataclass
+class Readiness:
+    ready_until: float = 0.0  # until when the last successful ready check is trusted
+    last_ready: float | None = None  # when the backend last answered its ready check
+    asleep_until: float = 0.0  # until when the backend is believed asleep
+    known_down: bool = False  # no grace before the next wake's first signal
+
+    def is_ready(self, now: float) -> bool:
+        return now < self.ready_until
+
+    def believe_ready(self, now: float) -> None:
+        self.last_ready, self.ready_until, self.asleep_until = now, now + READY_TRUST, 0.0
+
+    def stale_soon(self, now: float) -> bool:
+        """Half of the trust is spent: time to ask again in the background, before a client
+        has to wait for it."""
+        return now > self.ready_until - READY_TRUST / 2
+
+    def not_ready(self) -> None:
+        self.ready_until = 0.0
+
+    def believe_asleep(self, now: float, *, down: bool = False) -> None:
+        """It did not answer (down: a connect failed, or it said it goes to sleep)."""
+        self.ready_until, self.asleep_until = 0.0, now + ASLEEP_TRUST
+        self.known_down = self.known_down or down
+
+    def is_asleep(self, now: float) -> bool:
+        return now < self.asleep_until
+
+    def take_known_down(self) -> bool:
+        """Whether the backend is known down, for one wake: its first signal goes out at once."""
+        down, self.known_down = self.known_down, False
+        return down

@@ -1,0 +1,85 @@
+"""The record of the current wake and what past ones taught: pure, handed the clock's times.
+
+One wake runs from its first client to ready (or to no client waiting). It keeps its first
+client (who keeps waking the box?), the signals that went out and the last probe's answer; once
+it gives up, clients arriving within RECENT_GIVE_UP are held only as long as a fresh attempt
+needs, and what past wakes took sets a 503's Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sleepyllama import history
+from sleepyllama.config import format_duration
+from sleepyllama.proxy.reply import RETRY_AFTER
+
+# after a wake gave up, a client arriving within RECENT_GIVE_UP is held only as long as a fresh
+# attempt needs to show the box is still down: the openai client's two retries of a 503 (and a
+# user pressing "regenerate") no longer cost 3 x wake_timeout each
+RECENT_GIVE_UP = 600.0
+RECHECK_FRACTION, RECHECK_MIN = 1 / 6, 5.0
+REMEMBERED = 10  # past wakes that set what a wake costs
+
+
+@dataclass
+class WakeRecord:
+    started: float | None = None  # when the first signal of the current wake went out
+    signals: int = 0  # signals that went out in the current wake
+    first: dict[str, str] = field(default_factory=dict)  # its first client, for the ledger
+    last_probe: str = ""  # the last ready check's answer ("HTTP 503", "Connection refused")
+    gave_up: bool = False  # a client of the current (or last) wake was given up on
+    last_give_up: float | None = None  # when the last wake gave up
+    past: list[dict] = field(default_factory=list)  # the last wakes, as the ledger has them
+
+    def begin(self) -> None:
+        self.signals, self.gave_up, self.last_probe = 0, False, ""
+
+    def first_signal(self, now: float, peer: str, request: str, agent: str) -> None:
+        self.started = now
+        self.first = {"first": peer, "request": request, **({"agent": agent} if agent else {})}
+
+    def ready(self, seconds: float) -> None:
+        """The backend answered 200 `seconds` after the wake began."""
+        self.last_give_up = None
+        if self.signals:
+            self.past = [*self.past, {"event": "wake", "ready_after": seconds}][-REMEMBERED:]
+
+    def give_up(self, now: float) -> bool:
+        """A client waited too long; True the first time in this wake (log and record it)."""
+        if self.gave_up:
+            return False
+        self.gave_up, self.last_give_up = True, now
+        return True
+
+    def phase(self) -> str:
+        """"loading" once the box answers its ready check, not yet with 200; else "waking"."""
+        return "loading" if self.last_probe.startswith("HTTP ") else "waking"
+
+    def hold_limit(self, now: float, wake_timeout: float) -> float:
+        """How long a new client is held: wake_timeout, or after a recent give-up only as long
+        as a fresh attempt needs to show that the box is still down."""
+        if self.last_give_up is not None and now - self.last_give_up < RECENT_GIVE_UP:
+            return min(wake_timeout, max(RECHECK_MIN, wake_timeout * RECHECK_FRACTION))
+        return wake_timeout
+
+    def earlier_attempt(self, now: float, arrived: float, wake_timeout: float) -> str:
+        """For a 503: the attempt that had failed before this client came, if one did."""
+        before = self.last_give_up
+        if before is None or before >= arrived:
+            return ""
+        return (f"it did not wake within {format_duration(wake_timeout)} at the attempt "
+                f"{format_duration(round(now - before))} ago either")
+
+    def retry_after(self) -> int:
+        """What a 503's Retry-After says: as long as a wake takes here (the median of the last
+        ones), RETRY_AFTER before any was seen."""
+        typical = history.typical_wake(self.past)
+        return RETRY_AFTER if typical is None else max(5, min(300, math.ceil(typical[0])))
+
+    @classmethod
+    def remembering(cls, entries: Sequence[dict]) -> WakeRecord:
+        """A record that knows the past wakes of a ledger."""
+        return cls(past=[entry for entry in entries if entry.get("event") == "wake"][-REMEMBERED:])

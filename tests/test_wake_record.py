@@ -1,0 +1,44 @@
+"""The record of a wake and what past ones taught, with plain numbers for the clock."""
+
+from sleepyllama.proxy.wake_record import RECENT_GIVE_UP, WakeRecord
+
+
+def test_a_give_up_is_noted_once_and_shortens_holds_for_a_while() -> None:
+    record = WakeRecord()
+    record.begin()
+    assert record.hold_limit(0.0, 180.0) == 180.0
+    assert record.give_up(100.0) is True and record.give_up(101.0) is False
+    assert record.hold_limit(110.0, 180.0) == 30.0  # a sixth
+    assert record.hold_limit(110.0, 12.0) == 5.0  # at least 5 s
+    assert record.hold_limit(100.0 + RECENT_GIVE_UP, 180.0) == 180.0
+    assert record.earlier_attempt(160.0, 150.0, 180.0) == (
+        "it did not wake within 3m at the attempt 1m ago either")
+    assert record.earlier_attempt(160.0, 90.0, 180.0) == ""  # that client's own attempt
+    record.begin()
+    record.ready(20.0)
+    assert record.hold_limit(130.0, 180.0) == 180.0  # it woke: full holds again
+
+
+def test_what_wakes_took_sets_retry_after() -> None:
+    record = WakeRecord.remembering([{"event": "wake", "ready_after": 40.0},
+                                     {"event": "resume"}, {"event": "wake", "gave_up_after": 3}])
+    assert record.retry_after() == 40
+    record.signals = 3
+    record.ready(11.5)
+    record.ready(12.2)
+    assert record.retry_after() == 13  # the median of 40, 11.5, 12.2, rounded up
+    assert WakeRecord().retry_after() == 30
+    unsignalled = WakeRecord()
+    unsignalled.ready(0.1)  # confirmed ready with no signal sent: not a wake
+    assert unsignalled.retry_after() == 30
+
+
+def test_phase_and_first_client() -> None:
+    record = WakeRecord()
+    record.begin()
+    assert record.phase() == "waking"
+    record.last_probe = "HTTP 503"
+    assert record.phase() == "loading"
+    record.first_signal(5.0, "10.0.0.2:5000", "POST /v1/chat/completions", "")
+    assert record.started == 5.0 and record.first == {"first": "10.0.0.2:5000",
+                                                      "request": "POST /v1/chat/completions"}
