@@ -265,12 +265,11 @@ EOF
              ${key_path:+--api-key-file "$key_path"} \
              $([ "$wake_progress" = 1 ] && echo --wake-progress))
     place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
-# written by install.sh: where frontends connect, and the GPU box's hints (UDP, same port); an
-# empty Listen line drops the default
+# written by install.sh: where frontends connect, and the GPU box's hints (UDP, same port); the
+# empty line drops the unit's defaults, of every Listen kind (one such line resets them all)
 [Socket]
 ListenStream=
 ListenStream=$listen
-ListenDatagram=
 ListenDatagram=$listen
 EOF
 else

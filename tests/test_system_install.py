@@ -105,6 +105,9 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     wait_for(lambda: box.show("sleepyllama-server@llama.service", "ActiveState") == "active",
              timeout=60, what="the server")
     assert box.show("sleepyllama-proxy@llama.socket", "ActiveState") == "active"
+    # TCP for clients, UDP on the same port for the GPU box's hints
+    listen = box.show("sleepyllama-proxy@llama.socket", "Listen")
+    assert "127.0.0.1:3939 (Stream)" in listen and "127.0.0.1:3939 (Datagram)" in listen, listen
     # through the proxy's socket and its DynamicUser, capability-less service
     response = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3939/health"]).stdout
     assert json.loads(response) == {"status": "ok"}
@@ -157,8 +160,11 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
                          "mac = \"ab:cd:ef:01:23:46\"\\n' >> /etc/sleepyllama/sleepyllama.toml"])
     before = snapshot(box)
     for args in (SERVER_ARGS, PROXY_ARGS):
-        again = install(box, *args)
+        again = install(box, *args, check=False)
         assert "nothing changed: already installed as asked" in again.stdout, again.stdout
+        # the user's own [proxy.other] has no units: check says so, and so does the exit status
+        assert again.returncode == 1 and (
+            "error: sleepyllama-proxy@other.socket is disabled" in again.stdout), again.stdout
     assert snapshot(box) == before
     assert "# mine\n[proxy.other]" in box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
 
