@@ -34,7 +34,7 @@ from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.reception import Reception, Visitor
-from sleepyllama.proxy.reply import backend_unavailable
+from sleepyllama.proxy.reply import backend_unavailable, error_reply
 from sleepyllama.proxy.splice import Splice
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
 from sleepyllama.proxy.wake_record import WakeRecord
@@ -221,7 +221,11 @@ class Backend:
             self._hold(client)
 
     def _connect(self, client: Client) -> None:
-        backend = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            backend = socket.socket(self.family, socket.SOCK_STREAM)
+        except OSError as error:  # EMFILE, ENFILE, ENOBUFS: this client only
+            self._cannot_serve(client, error)
+            return
         tune_backend_socket(backend)
         error = backend.connect_ex(self.sockaddr)
         if error == 0:
@@ -253,8 +257,28 @@ class Backend:
         self.belief.believe_asleep(self.loop.time(), down=True)
         self._hold(client)
 
+    def _cannot_serve(self, client: Client, error: OSError) -> None:
+        """An error of the proxy's own (out of file descriptors, of memory) costs this client
+        only: its 503 if it spoke HTTP, its socket closed, its slot given back."""
+        log.warning("cannot serve %s: %s", client.peer, error.strerror or error)
+        try:
+            first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
+            if policy.speaks_http1(first_bytes):
+                client.sock.send(error_reply(503, "sleepyllama: the proxy cannot open a "
+                                             f"connection now ({error.strerror or error}); "
+                                             "try again", "proxy_overloaded", 5))
+        except OSError:
+            pass
+        client.sock.close()
+        self.on_close()
+
     def _splice(self, client: Client, backend: socket.socket) -> None:
-        splice = Splice(self.loop, client.sock, backend, self._splice_closed)
+        try:
+            splice = Splice(self.loop, client.sock, backend, self._splice_closed)
+        except OSError as error:
+            backend.close()
+            self._cannot_serve(client, error)
+            return
         self.splices.add(splice)
         if client.prefix:  # what reception read goes first, then the rest of the stream
             self.loop.create_task(self._send_prefix_then_splice(client.prefix, backend, splice))

@@ -135,10 +135,13 @@ class Splice:
     ) -> None:
         self.client, self.backend, self.on_close = client, backend, on_close
         self.closed = False
-        self.pumps = (
-            Pump(loop, client.fileno(), backend, self),
-            Pump(loop, backend.fileno(), client, self),
-        )
+        upstream = Pump(loop, client.fileno(), backend, self)
+        try:
+            downstream = Pump(loop, backend.fileno(), client, self)
+        except OSError:  # out of fds for the second pipe: give back the first
+            upstream.close()
+            raise
+        self.pumps = (upstream, downstream)
 
     def start(self) -> None:
         for pump in self.pumps:
