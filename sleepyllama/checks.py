@@ -10,6 +10,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -57,6 +58,7 @@ def check(config: Config) -> Findings:
             found.warnings.append(f"[server.{server.name}] shows no requests and [idle] gpu = "
                                   "\"off\": nothing keeps the box up while it serves but a sleep "
                                   "inhibitor")
+    check_ports(config, found)
     if config.servers and config.idle.gpu != "off":
         check_gpus(config.idle.gpu, found)
     if config.servers:
@@ -66,6 +68,17 @@ def check(config: Config) -> Findings:
                                 "(sudo ./install.sh server ...)")
     check_units(config, found)
     return found
+
+
+def check_ports(config: Config, found: Findings) -> None:
+    """Two servers on one port: the second fails to start, or worse, its READY is the first's."""
+    holders: dict[str, str] = {}
+    for server in config.servers.values():
+        where = urlsplit(server.health_url).netloc
+        if where in holders:
+            found.errors.append(f"[server.{server.name}] and [server.{holders[where]}] both listen "
+                                f"on {where}: give one of them another --port")
+        holders.setdefault(where, server.name)
 
 
 def check_backend(proxy: ProxyConfig, found: Findings) -> None:

@@ -74,3 +74,14 @@ def test_check_tries_the_backend_and_names_a_wrong_port(tmp_path: Path) -> None:
     assert (f"error: [proxy.llama] backend: the box at 127.0.0.1 answers, but nothing listens on "
             f"port {port}: a wrong port, or a server listening on 127.0.0.1 only (give it --host "
             "0.0.0.0)?") in lines, lines
+
+
+def test_check_names_two_servers_on_one_port(tmp_path: Path) -> None:
+    one, two = program(tmp_path, "llama-server"), program(tmp_path, "whisper-server")
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.a]\ncommand = ["{one}", "--metrics", "--port", "8080"]\n'
+                      f'[server.b]\ncommand = ["{two}"]\nhealth_url = "http://127.0.0.1:8080/health"\n'
+                      '[idle]\ngpu = "off"\n')
+    lines = sleepyllama_command(config, "check").stdout.splitlines()
+    assert ("error: [server.b] and [server.a] both listen on 127.0.0.1:8080: give one of them "
+            "another --port") in lines, lines

@@ -179,3 +179,45 @@ def test_a_dying_server_says_why_and_its_output_reaches_the_journal(tmp_path: Pa
     assert "loading the model\nerror: cannot open /models/x.gguf\n" in result.stderr  # passed on
     assert "llama exited unasked (status 1): error: cannot open /models/x.gguf" in result.stderr
     assert notify.statuses()[-1] == "exited unasked (status 1): error: cannot open /models/x.gguf"
+
+
+def test_a_port_another_server_holds_is_named_not_taken_for_ours(tmp_path: Path) -> None:
+    """A second server on a port already used: the supervisor saw the first one's /health 200
+    and called READY for a server that never started."""
+    port = free_port()
+    first = subprocess.Popen(fake_server(port), stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/health"],
+                                        capture_output=True).returncode == 0, what="the first")
+        config = write_config(tmp_path, fake_server(port, "--api-key", "sekrit"),
+                              health_url=f"http://127.0.0.1:{port}/health")
+        process, notify = supervise(tmp_path, config)
+        try:
+            assert process.wait(30) == 1
+            assert not any("READY=1" in message for message in notify.messages)
+            assert any("another server holds its port" in s for s in notify.statuses())
+        finally:
+            notify.close()
+    finally:
+        first.terminate()
+        first.wait(10)
+
+
+def test_an_api_key_on_the_command_is_never_logged(tmp_path: Path) -> None:
+    from sleepyllama.kinds.base import redacted
+
+    assert redacted(["llama-server", "--api-key", "k1", "--port", "8080", "--api-key=k2"]) == [
+        "llama-server", "--api-key", "***", "--port", "8080", "--api-key=***"]
+    port = free_port()
+    config = write_config(tmp_path, fake_server(port, "--api-key", "sekrit-key"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sleepyllama.host.supervisor", "--config", str(config),
+         "--instance", "llama"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/health"],
+                                        capture_output=True).returncode == 0, what="the server")
+    finally:
+        process.terminate()
+        _out, err = process.communicate(timeout=30)
+    assert "starting llama:" in err and "--api-key ***" in err
+    assert "sekrit" not in err

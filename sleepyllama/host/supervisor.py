@@ -34,6 +34,7 @@ from sleepyllama.command_line import program_parser
 from sleepyllama.config import Address, ConfigError, ServerConfig
 from sleepyllama.host.activity import Look, Unreadable, source_for
 from sleepyllama.host.pstate import GpuPower
+from sleepyllama.kinds.base import redacted
 
 log = logging.getLogger("sleepyllama-server")
 
@@ -143,7 +144,14 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        log.info("starting %s: %s", self.config.name, " ".join(self.config.command))
+        log.info("starting %s: %s", self.config.name, " ".join(redacted(self.config.command)))
+        if health(self.config.health_url)[1]:
+            # READY would be another server's: its /health answers before ours has started
+            why = (f"{self.config.health_url} answers before {self.config.name} has started: "
+                   "another server holds its port; give this one another --port")
+            log.error("%s", why)
+            self.notifier.status(why)
+            return 1
         self.started = time.monotonic()
         try:
             # its own process group: a stop reaches every process it forked (CUDA helpers, ...)

@@ -151,6 +151,25 @@ def flag_value(command: Sequence[str], *flags: str) -> str | None:
     return found
 
 
+SECRET_FLAGS = ("--api-key", "--hf-token", "-hft", "--token")
+
+
+def redacted(command: Sequence[str]) -> list[str]:
+    """The command with the values of its secret flags (--api-key KEY, --api-key=KEY) hidden,
+    for the journal: an API key is never logged."""
+    shown, hide_next = [], False
+    for argument in command:
+        name, equals, _value = argument.partition("=")
+        if hide_next:
+            shown.append("***")
+        elif equals and name in SECRET_FLAGS:
+            shown.append(f"{name}=***")
+        else:
+            shown.append(argument)
+        hide_next = argument in SECRET_FLAGS
+    return shown
+
+
 def url(host: str, port: int | str, path: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # a wildcard listener is reached on loopback
