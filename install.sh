@@ -297,6 +297,11 @@ else
              $(for proxy in "${notify[@]}"; do printf -- '--notify-proxy %s ' "$proxy"; done) \
              -- "${command[@]}")
     echo "  GPU signal: [idle] gpu = \"$("$PREFIX/bin/python" -c 'import pathlib, sys; from sleepyllama import config; print(config.load(pathlib.Path(sys.argv[1])).idle.gpu)' "$CONFIG")\"${why:+ ($why)}"
+    if command -v nvidia-smi >/dev/null && ldconfig -p 2>/dev/null | grep -q 'libnvidia-api\.so\.1'; then
+        # many GPUs stay in P0 with a model loaded: NVAPI can hold them in P8 between requests
+        echo "  this box can hold idle GPUs in P8 (NVAPI found): $PREFIX/bin/pip install nvidia-pstate,"
+        echo "    then pstate = \"auto\" in [server.$name] (README, GPU power while awake)"
+    fi
 fi
 [ "$result" = unchanged ] || note "wrote [$role.$name] into $CONFIG"
 chown root:root "$CONFIG" && chmod 644 "$CONFIG"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import history, logs, systemd
-from sleepyllama.checks import check, print_findings
+from sleepyllama.checks import check, missing_inputs, print_findings
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
 from sleepyllama.host import schedule, state
@@ -82,6 +82,15 @@ def restart(config: Config) -> int:
     if os.geteuid() != 0:
         print("sleepyllama restart: run as root: sudo sleepyllama restart", file=sys.stderr)
         return 1
+    # what check would say: a model file that is not there fails each start, so nothing is
+    # restarted into a loop of failures
+    missing = [f"[server.{server.name}] command: {item}: no such file"
+               for server in config.servers.values() for item in missing_inputs(server.command)]
+    if missing:
+        for line in missing:
+            print(f"sleepyllama restart: {line}", file=sys.stderr)
+        print("sleepyllama restart: nothing restarted; fix the above first", file=sys.stderr)
+        return 1
     # the servers are PartOf= their target: restarting it restarts each of them once
     actions: list[tuple[str, list[str]]] = []  # (unit to restart, units to clear first)
     for name in config.proxies:
@@ -89,7 +98,9 @@ def restart(config: Config) -> int:
         actions.append((socket_unit, [socket_unit, service]))
     if config.servers:
         servers = [f"sleepyllama-server@{name}.service" for name in config.servers]
-        actions += [("sleepyllama-servers.target", servers), ("sleepyllama-idle.timer", [])]
+        # a failed idle check (a broken state file, say) is cleared with its timer
+        actions += [("sleepyllama-servers.target", servers),
+                    ("sleepyllama-idle.timer", ["sleepyllama-idle.service"])]
     for unit, clear in actions:
         if systemd.unit_details(unit).active == "not-found":
             print(f"{unit}: not installed (sudo ./install.sh ...)")

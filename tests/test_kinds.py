@@ -38,3 +38,9 @@ def test_fixed_asleep_answers_only_once_the_kind_is_known() -> None:
     assert "/api/ps" in kinds.asleep_answers("auto", ["/v1/models", "/api/tags"])
     assert "/api/ps" in kinds.asleep_answers("ollama", [])
     assert kinds.asleep_answers("llama-server", ["/api/tags"]) == {}
+
+
+def test_a_backends_answers_tell_its_kind() -> None:
+    assert kinds.identify(["/v1/models", "/api/tags", "/api/version"]) == "ollama"
+    assert kinds.identify(["/v1/models", "/models", "/props"]) == "llama-server"
+    assert kinds.identify(["/v1/models"]) is None  # every kind answers it

@@ -48,6 +48,8 @@ def test_a_newcomers_table_sleeps_and_wakes_every_kind(kind: str, tmp_path, clea
     assert b"hi there" in answer
     assert asleep.new_packets() >= 1
     assert "ready after" in asleep.proxy.log()
+    stored = json.loads((tmp_path / "state" / "llama.answers.json").read_text())
+    assert stored["kind"] == {"ollama": "ollama"}.get(kind)  # told apart by its answers
 
 
 def test_ollamas_loaded_models_while_asleep_are_none(tmp_path, cleanup) -> None:

@@ -400,3 +400,36 @@ def test_check_names_a_missing_or_refused_api_key(tmp_path: Path) -> None:
         assert not any("API key" in line or "api_key_file" in line for line in good), good
     finally:
         server.stop()
+
+
+def test_a_short_request_past_a_million_tokens_is_still_seen(tmp_path: Path) -> None:
+    """/metrics prints its counters with 6 significant digits: past 1e6 prompt tokens an
+    8-token embedding can leave every token counter as it was (measured by a reporter: 4 of 20).
+    Each look keeps a fingerprint of every counter, whose seconds and decode counts move."""
+    port = free_port()
+    command = [BINARY, "-m", MODEL, "--host", "127.0.0.1", "--port", str(port), "-c", "2048",
+               "-np", "1", "-b", "2048", "-ub", "2048", "--metrics", "--embeddings",
+               "--pooling", "mean"]
+    server = LlamaServerRun(tmp_path, command=command, port=port)
+    try:
+        filler = "a " * 2000  # 2004 tokens of the tiny model's vocabulary
+        for number in range(530):  # past 1.06e6 prompt tokens
+            answer = http.post(f"{server.url}/completion", timeout=60, json={
+                "prompt": f"{number} {filler}", "n_predict": 1, "cache_prompt": False})
+            assert answer.status_code == 200, answer.text[:200]
+        metrics = http.get(f"{server.url}/metrics", timeout=5).text
+        assert "llamacpp:prompt_tokens_total 1.06" in metrics and "e+06" in metrics, metrics[:500]
+        config, path = server_config(command), tmp_path / "idle.json"
+        check(config, path, dry_run=True, boot_id=BOOT, now=0.0)
+        unseen = []
+        for number in range(10):
+            answer = http.post(f"{server.url}/v1/embeddings", timeout=60,
+                               json={"input": f"hello {number}"})
+            assert answer.status_code == 200, answer.text[:200]
+            check(config, path, dry_run=True, boot_id=BOOT, now=30.0 * (number + 1))
+            record = json.loads(path.read_text())
+            if record["idle_since"] is not None:
+                unseen.append(record["reason"])
+        assert unseen == [], unseen
+    finally:
+        server.stop()

@@ -217,6 +217,10 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
     status = box.run(["sleepyllama", "status"], check=False).stdout
     assert "failed (exit-code) after 5 restarts" in status and RESTART_HINT in status
 
+    # restart validates as check does: the model file still missing, nothing is restarted
+    refused = box.run(["sleepyllama", "restart"], check=False)
+    assert refused.returncode == 1 and ("[server.bad] command: -m /models/nope.gguf: no such "
+                                        "file") in refused.stderr, refused.stderr
     box.run(["sh", "-c", "mkdir -p /models && touch /models/nope.gguf"])  # the fix
     restarted = box.run(["sleepyllama", "restart"])
     assert "sleepyllama-server@bad.service: failed state cleared" in restarted.stdout

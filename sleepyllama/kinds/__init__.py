@@ -41,18 +41,23 @@ def ready_paths(kind: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k.ready_path for k in chosen))
 
 
-def asleep_answers(kind: str, cached: Iterable[str]) -> dict[str, bytes]:
-    """Fixed answers for a backend of this kind while it sleeps. For "auto", those of the kind
-    whose own look-only requests (no other kind's) the backend has answered."""
-    if kind != "auto":
-        return dict(KINDS[kind].asleep_answers)
-    answered = {f"GET {target}" for target in cached}
-    answers: dict[str, bytes] = {}
+def identify(answered: Iterable[str]) -> str | None:
+    """The kind of a backend from the look-only requests it answered (paths): the kind whose
+    own requests, asked of no other kind, are among them (Ollama's /api/tags, llama-server's
+    /props); None when they tell nothing (every kind answers /v1/models)."""
+    asked = {f"GET {target}" for target in answered}
     for own in KINDS.values():
         others = {r for k in KINDS.values() if k is not own for r in k.look_only}
-        if answered & (set(own.look_only) - others - {f"GET {t}" for t in own.asleep_answers}):
-            answers.update(own.asleep_answers)
-    return answers
+        if asked & (set(own.look_only) - others - {f"GET {t}" for t in own.asleep_answers}):
+            return own.name
+    return None
+
+
+def asleep_answers(kind: str, cached: Iterable[str]) -> dict[str, bytes]:
+    """Fixed answers for a backend of this kind while it sleeps; for "auto", once the backend's
+    answers say which kind it is."""
+    known = kind if kind != "auto" else identify(cached)
+    return dict(KINDS[known].asleep_answers) if known else {}
 
 
 def all_asleep_answers() -> set[str]:

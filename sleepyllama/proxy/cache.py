@@ -66,6 +66,7 @@ class AnswerCache:
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.targets = [request.split(" ", 1)[1] for request in requests_]  # "GET /x" -> "/x"
         self.kind = kind
+        self.learned: str | None = None  # the kind its answers show, for kind = "auto"
         self.path = path
         self.entries: dict[str, Entry] = {}
         self.fetching = False
@@ -116,6 +117,11 @@ class AnswerCache:
             changed = True
         if changed:
             self.save()
+            learned = kinds.identify(self.entries)
+            if self.kind == "auto" and learned and learned != self.learned:
+                log.info("the backend answers as %s: its look-only answers are kept as such",
+                         learned)
+            self.learned = learned
 
     def load(self) -> None:
         if self.path is None or not self.path.exists():
@@ -124,6 +130,7 @@ class AnswerCache:
             stored = json.loads(self.path.read_text())
             self.entries = {target: entry(item) for target, item in stored["entries"].items()
                             if target in self.fetched_targets()}
+            self.learned = kinds.identify(self.entries)
         except (OSError, ValueError, KeyError, TypeError, AttributeError,
                 binascii.Error) as error:
             log.warning("%s is unreadable (%s): starting with an empty cache", self.path, error)
@@ -132,7 +139,8 @@ class AnswerCache:
     def save(self) -> None:
         if self.path is None:
             return
-        record = {"entries": {target: {**asdict(entry), "body": base64.b64encode(entry.body).decode()}
+        record = {"kind": kinds.identify(self.entries),
+                  "entries": {target: {**asdict(entry), "body": base64.b64encode(entry.body).decode()}
                               for target, entry in self.entries.items()}}
         try:
             files.write_atomic(self.path, json.dumps(record).encode(), 0o600)
