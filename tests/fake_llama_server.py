@@ -234,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
             os.replace(args.ready_file + ".tmp", args.ready_file)
 
         threading.Thread(target=mark_ready, daemon=True).start()
+    return serve(server, f"fake llama-server listening on {args.host}:{args.port}")
+
+
+def serve(server: ThreadingHTTPServer, listening: str) -> int:
+    """Serve until SIGTERM; the line a test waits for goes out first. (fake_servers.py too.)"""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"fake llama-server listening on {args.host}:{args.port}", flush=True)
+    print(listening, flush=True)
     try:
         server.serve_forever(poll_interval=0.05)
     finally:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fake_llama_server import serve
 
 MODEL = {"ollama": "llama3.2:latest", "vllm": "Qwen/Qwen3-8B", "llama-swap": "qwen"}
 
@@ -148,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.ready_file + ".tmp", "w") as file:
             file.write(repr(time.monotonic()))
         os.replace(args.ready_file + ".tmp", args.ready_file)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"fake {args.kind} listening on {args.host}:{args.port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.05)
-    finally:
-        server.server_close()
-    return 0
+    return serve(server, f"fake {args.kind} listening on {args.host}:{args.port}")
 
 
 if __name__ == "__main__":

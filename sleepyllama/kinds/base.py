@@ -138,6 +138,24 @@ def parse_prometheus(text: str) -> dict[str, float]:
     return values
 
 
+def totals(text: str, prefix: str, in_flight: Sequence[str], tokens: Sequence[str],
+           more_tokens: Sequence[str] = ()) -> tuple[int, int, str]:
+    """(requests in flight, tokens so far, a fingerprint of every *_total counter) from a
+    server's /metrics, its metric names under `prefix`; Unreadable without the ones named."""
+    values = parse_prometheus(text)
+    missing = [name for name in (*in_flight, *tokens) if f"{prefix}{name}" not in values]
+    if missing:
+        raise Unreadable(f"/metrics lacks {prefix}{missing[0]}")
+    busy = sum(values[f"{prefix}{name}"] for name in in_flight)
+    count = sum(values[f"{prefix}{name}"] for name in tokens) + sum(
+        values.get(f"{prefix}{name}", 0.0) for name in more_tokens)
+    # every counter that moves with use: seconds and decode counts move where a token count,
+    # printed with 6 significant digits, may not
+    fingerprint = ",".join(f"{name}={values[name]:g}" for name in sorted(values)
+                           if name.startswith(prefix) and name.endswith("_total"))
+    return int(busy), int(count), fingerprint
+
+
 def flag_value(command: Sequence[str], *flags: str) -> str | None:
     """The value of the last of `flags` in a command ("--port 8080" or "--port=8080")."""
     found = None

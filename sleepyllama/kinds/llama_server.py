@@ -29,7 +29,7 @@ from sleepyllama.kinds.base import (
     Source,
     Unreadable,
     flag_value,
-    parse_prometheus,
+    totals,
 )
 
 MODEL_FLAGS = ("-m", "--model", "-hf", "--hf-repo", "-hfr", "-mu", "--model-url", "-dr",
@@ -42,22 +42,10 @@ def is_router(command: Sequence[str]) -> bool:
 
 
 def metrics(text: str) -> tuple[int, int, str]:
-    """(requests in flight, tokens processed so far, fingerprint of every counter)."""
-    values = parse_prometheus(text)
-    wanted = ("requests_processing", "requests_deferred", "prompt_tokens_total",
-              "tokens_predicted_total")
-    missing = [name for name in wanted if f"llamacpp:{name}" not in values]
-    if missing:
-        raise Unreadable(f"/metrics lacks llamacpp:{missing[0]}")
-    in_flight = values["llamacpp:requests_processing"] + values["llamacpp:requests_deferred"]
-    # cached prompt tokens count too: a request whose whole prompt was cached is still a request
-    tokens = (values["llamacpp:prompt_tokens_total"] + values["llamacpp:tokens_predicted_total"]
-              + values.get("llamacpp:prompt_tokens_cached_total", 0.0))
-    # n_decode_total and the seconds totals move with every request even where the token
-    # counters, rounded to 6 significant digits, do not
-    fingerprint = ",".join(f"{values[name]:g}" for name in sorted(values)
-                           if name.endswith("_total"))
-    return int(in_flight), int(tokens), fingerprint
+    """(requests in flight, tokens processed so far, fingerprint of every counter); cached
+    prompt tokens count too: a request whose whole prompt was cached is still a request."""
+    return totals(text, "llamacpp:", ("requests_processing", "requests_deferred"),
+                  ("prompt_tokens_total", "tokens_predicted_total"), ("prompt_tokens_cached_total",))
 
 
 def slots(answer: object) -> tuple[int, str]:

@@ -19,23 +19,14 @@ from sleepyllama.kinds.base import (
     Source,
     Unreadable,
     flag_value,
-    parse_prometheus,
+    totals,
 )
 
 
 def metrics(text: str) -> tuple[int, int, str]:
     """(requests running and waiting, tokens so far, fingerprint of every counter)."""
-    values = parse_prometheus(text)
-    wanted = ("num_requests_running", "num_requests_waiting", "prompt_tokens_total",
-              "generation_tokens_total")
-    missing = [name for name in wanted if f"vllm:{name}" not in values]
-    if missing:
-        raise Unreadable(f"/metrics lacks vllm:{missing[0]}")
-    in_flight = values["vllm:num_requests_running"] + values["vllm:num_requests_waiting"]
-    tokens = values["vllm:prompt_tokens_total"] + values["vllm:generation_tokens_total"]
-    fingerprint = ",".join(f"{name}={values[name]:g}" for name in sorted(values)
-                           if name.startswith("vllm:") and name.endswith("_total"))
-    return int(in_flight), int(tokens), fingerprint
+    return totals(text, "vllm:", ("num_requests_running", "num_requests_waiting"),
+                  ("prompt_tokens_total", "generation_tokens_total"))
 
 
 class VllmSource(HttpSource):
