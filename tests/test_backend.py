@@ -124,3 +124,43 @@ def test_out_of_file_descriptors_costs_one_client_its_503_and_leaks_nothing(monk
     server.close()
     assert answer.startswith(b"HTTP/1.1 503") and b"Too many open files" in answer
     assert closed == [1]
+
+
+def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> None:
+    """A hint that came while a probe was under way was cleared with it: the proxy waited for
+    its next poll (the bench's wake lag with hints stayed at 60 ms)."""
+    import threading
+
+    from sleepyllama import hints
+    from sleepyllama.proxy import backend as backend_module
+    from sleepyllama.proxy.backend import Backend
+
+    monkeypatch.setattr(backend_module, "PROBE_INTERVAL", 30.0)  # only a hint can be this quick
+    proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'answer_while_asleep = []\n').proxy("t")
+    in_probe, release, probes = threading.Event(), threading.Event(), []
+
+    def probe() -> tuple[bool, str]:
+        probes.append(1)
+        if len(probes) == 1:
+            in_probe.set()
+            release.wait(10)  # the hint comes while this one runs
+            return False, "HTTP 503"
+        return False, "HTTP 503"
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=probe)
+        ours, theirs = socket.socketpair()
+        backend.serve(theirs, "client")
+        await loop.run_in_executor(None, in_probe.wait, 10)
+        backend.hinted(hints.Hint("ready", "llama"), "box")
+        release.set()
+        started = loop.time()
+        while len(probes) < 2 and loop.time() - started < 10:
+            await asyncio.sleep(0.01)
+        backend.close_all()
+        ours.close()
+        return len(probes)
+
+    assert asyncio.run(scenario()) >= 2, "the hint was lost: no probe until the next poll"

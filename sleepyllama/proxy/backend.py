@@ -429,6 +429,7 @@ class Backend:
         self.send_timer = self.loop.call_later(grace, self._send_when_due)
         try:
             while True:
+                self.probe_now.clear()  # a hint that comes during this probe asks for the next
                 ready, self.wake.last_probe = await self.loop.run_in_executor(None, self.probe)
                 if ready and await self._resolve():
                     break
@@ -440,7 +441,6 @@ class Backend:
                             self.record("wake", **self.wake.first, signals=self.wake.signals,
                                         abandoned_after=round(self.loop.time() - started, 1))
                     return
-                self.probe_now.clear()
                 with contextlib.suppress(TimeoutError):  # a "ready" hint cuts the wait short
                     await asyncio.wait_for(self.probe_now.wait(), PROBE_INTERVAL)
             took = self.loop.time() - started
