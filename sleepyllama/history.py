@@ -80,6 +80,8 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
         elif entry["event"] == "wake":
             outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
                        else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")
+            if isinstance(entry.get("up_after"), int | float) and "ready_after" in entry:
+                outcome += f" (the box up after {entry['up_after']}s, then the model)"
             agent = f" ({entry['agent']})" if entry.get("agent") else ""
             found.append(Wake(float(entry["at"]), f"{entry.get('first', '?')} "
                               f"{entry.get('request') or '(not HTTP)'}{agent}: {outcome}, "

@@ -96,6 +96,8 @@ def test_the_official_client_lists_models_asleep_and_its_chat_wakes_the_box(tmp_
     wake = [e for e in recorded if e["event"] == "wake"][-1]
     assert wake["request"] == "POST /v1/chat/completions" and wake["signals"] >= 1
     assert wake["agent"].startswith("OpenAI/Python ")
+    # the fake loads for 0.2 s once its "box" is up: up first, ready after
+    assert 0 <= wake["up_after"] <= wake["ready_after"]
     assert wake["ready_after"] > 0
 
 

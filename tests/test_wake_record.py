@@ -42,3 +42,14 @@ def test_phase_and_first_client() -> None:
     record.first_signal(5.0, "10.0.0.2:5000", "POST /v1/chat/completions", "")
     assert record.started == 5.0 and record.first == {"first": "10.0.0.2:5000",
                                                       "request": "POST /v1/chat/completions"}
+
+
+def test_the_box_is_up_when_it_first_answers_anything() -> None:
+    record = WakeRecord()
+    record.begin()
+    record.probed("timed out", 1.0)
+    record.probed("No route to host", 3.0)
+    assert record.up_after is None
+    record.probed("Connection refused", 6.2)  # its kernel answers: up, the server not yet
+    record.probed("HTTP 503", 7.0)
+    assert record.up_after == 6.2 and record.last_probe == "HTTP 503"

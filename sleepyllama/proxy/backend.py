@@ -430,7 +430,8 @@ class Backend:
         try:
             while True:
                 self.probe_now.clear()  # a hint that comes during this probe asks for the next
-                ready, self.wake.last_probe = await self.loop.run_in_executor(None, self.probe)
+                ready, answer = await self.loop.run_in_executor(None, self.probe)
+                self.wake.probed(answer, self.loop.time() - started)
                 if ready and await self._resolve():
                     break
                 if not self.waiting and not self.waiters:
@@ -448,7 +449,9 @@ class Backend:
                 log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
                          self.config.backend, took, self.wake.signals, self.clients_waiting())
                 self.record("wake", **self.wake.first, signals=self.wake.signals,
-                            ready_after=round(took, 1))
+                            ready_after=round(took, 1),
+                            **({"up_after": round(self.wake.up_after, 1)}
+                               if self.wake.up_after is not None else {}))
             else:
                 log.debug("backend %s confirmed ready (%s)", self.config.backend,
                           self.wake.last_probe)

@@ -30,12 +30,20 @@ class WakeRecord:
     signals: int = 0  # signals that went out in the current wake
     first: dict[str, str] = field(default_factory=dict)  # its first client, for the ledger
     last_probe: str = ""  # the last ready check's answer ("HTTP 503", "Connection refused")
+    up_after: float | None = None  # seconds into the wake when the box itself first answered
     gave_up: bool = False  # a client of the current (or last) wake was given up on
     last_give_up: float | None = None  # when the last wake gave up
     past: list[dict] = field(default_factory=list)  # the last wakes, as the ledger has them
 
     def begin(self) -> None:
-        self.signals, self.gave_up, self.last_probe = 0, False, ""
+        self.signals, self.gave_up, self.last_probe, self.up_after = 0, False, "", None
+
+    def probed(self, answer: str, seconds: float) -> None:
+        """A ready check's answer, `seconds` into the wake. Any HTTP answer, or a refusal (its
+        kernel answers), says the box itself is up: the rest is the server loading."""
+        self.last_probe = answer
+        if self.up_after is None and (answer.startswith("HTTP ") or answer == "Connection refused"):
+            self.up_after = seconds
 
     def first_signal(self, now: float, peer: str, request: str, agent: str) -> None:
         self.started = now
