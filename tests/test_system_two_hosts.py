@@ -25,7 +25,7 @@ import pytest
 from container import INSTALL_TREES, Container, build_install_tree, missing_requirement
 from test_system_cycle import SERVER, install
 
-from conftest import MAC, WOL_LISTENER, ProxyRun, chat_request, require, wait_for
+from conftest import MAC, WOL_LISTENER, ProxyRun, chat_request, free_port, require, wait_for
 
 SUBNET = "10.79.0"
 
@@ -71,9 +71,15 @@ def monotonic_of(pattern: str, journal: str) -> float:
 def test_a_chat_completion_wakes_the_inference_host(inference_host: Container, tmp_path: Path,
                                                     cleanup: list) -> None:
     assert inference_host.show(SERVER, "ActiveState") == "inactive"
+    # on the LAN address, TCP for clients and UDP for the GPU box's hints
+    listen = f"{SUBNET}.1:{free_port()}"
     proxy = ProxyRun(tmp_path, f'[proxy.llama]\nbackend = "{SUBNET}.2:8080"\nmac = "{MAC}"\n'
-                     f'broadcast = "{SUBNET}.255"\nwol_interval = "1s"\n')
+                     f'broadcast = "{SUBNET}.255"\nwol_interval = "1s"\n', activate=False,
+                     listen=listen)
     cleanup.append(proxy)
+    # the GPU box tells the proxy when its server is ready ([notify] proxies)
+    inference_host.run(["sh", "-c", 'cat >> "$0"', "/etc/sleepyllama/sleepyllama.toml"],
+                       input=f'\n[notify]\nproxies = ["{listen}"]\n')
 
     sent_at = time.monotonic()
     events = []
@@ -95,6 +101,8 @@ def test_a_chat_completion_wakes_the_inference_host(inference_host: Container, t
     # the proxy forwards as soon as /health says 200 (it asks every 0.1 s); the supervisor's
     # READY follows within its own 0.5 s poll, so it may come just after the first byte
     wait_for(lambda: "llama is ready" in inference_host.journal("-u", SERVER), what="READY")
+    wait_for(lambda: f"hint from {SUBNET}.2:" in proxy.log(), what="the ready hint at the proxy")
+    assert "llama is ready" in proxy.log()
     journal = inference_host.journal()
     packet = monotonic_of(r"\]: packet 1 ", journal)
     resumed = monotonic_of(r"post: idle clock reset", journal)
