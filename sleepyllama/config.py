@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sleepyllama import kinds
-from sleepyllama.host.schedule import Window, parse_window
+from sleepyllama.windows import Window, parse_window
 
 DEFAULT_PATH = Path("/etc/sleepyllama/sleepyllama.toml")
 EX_CONFIG = 78  # sysexits.h: the unit's RestartPreventExitStatus= matches it

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from sleepyllama import config
-from sleepyllama.host.schedule import current_window, parse_window, timer_unit
+from sleepyllama.host.schedule import timer_unit
 from sleepyllama.host.signals import Activity, ScheduleSignal
+from sleepyllama.windows import current_window, parse_window
 
 
 def at(weekday: int, hour: int, minute: int = 0) -> time.struct_time:

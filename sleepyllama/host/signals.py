@@ -24,7 +24,7 @@ from typing import Protocol
 
 from sleepyllama.config import IdleConfig, ServerConfig
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
-from sleepyllama.host.schedule import Window, current_window
+from sleepyllama.windows import Window, current_window
 
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu,power.draw",
                     "--format=csv,noheader,nounits"]
