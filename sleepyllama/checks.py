@@ -63,6 +63,9 @@ def check(config: Config) -> Findings:
         check_gpus(config.idle.gpu, found)
     if config.servers:
         check_wake_on_lan(found)
+        check_macs(found)
+        if config.schedule:
+            check_rtc(found)
         if not (HOOK.exists() and os.access(HOOK, os.X_OK)):
             found.errors.append(f"{HOOK} is missing: the servers would not restart after a resume "
                                 "(sudo ./install.sh server ...)")
@@ -213,6 +216,34 @@ def default_interface() -> str | None:
         return None
     match = re.search(r"\bdev (\S+)", routes)
     return match.group(1) if match else None
+
+
+def network_cards(net: Path = Path("/sys/class/net")) -> dict[str, str]:
+    """Each network card's MAC (loopback and cards without one left out)."""
+    cards = {}
+    for card in sorted(net.iterdir()) if net.is_dir() else []:
+        try:
+            mac = (card / "address").read_text().strip()
+        except OSError:
+            continue
+        if card.name != "lo" and mac and mac != "00:00:00:00:00:00":
+            cards[card.name] = mac
+    return cards
+
+
+def check_macs(found: Findings) -> None:
+    """The MAC the proxy's table wants, from the box itself (a newcomer copies it from here)."""
+    for card, mac in network_cards().items():
+        found.good.append(f"{card} has MAC {mac} (the proxy's mac = \"{mac}\" if this card "
+                          "wakes the box)")
+
+
+def check_rtc(found: Findings, alarm: Path = Path("/sys/class/rtc/rtc0/wakealarm")) -> None:
+    """[schedule] awake wakes the box through its RTC alarm (WakeSystem=yes)."""
+    if not alarm.exists():
+        found.warnings.append(f"this box has no RTC wake alarm ({alarm}: not supported here): "
+                              "[schedule] awake keeps it up in its windows but cannot resume it "
+                              "from suspend for them")
 
 
 def check_wake_on_lan(found: Findings) -> None:

@@ -85,3 +85,16 @@ def test_check_names_two_servers_on_one_port(tmp_path: Path) -> None:
     lines = sleepyllama_command(config, "check").stdout.splitlines()
     assert ("error: [server.b] and [server.a] both listen on 127.0.0.1:8080: give one of them "
             "another --port") in lines, lines
+
+
+def test_check_shows_each_cards_mac_and_a_missing_rtc_alarm(tmp_path: Path) -> None:
+    from sleepyllama.checks import Findings, check_rtc, network_cards
+
+    net = tmp_path / "net"
+    for card, mac in (("lo", "00:00:00:00:00:00"), ("enp3s0", "ab:cd:ef:01:23:45")):
+        (net / card).mkdir(parents=True)
+        (net / card / "address").write_text(mac + "\n")
+    assert network_cards(net) == {"enp3s0": "ab:cd:ef:01:23:45"}
+    found = Findings()
+    check_rtc(found, tmp_path / "no-rtc" / "wakealarm")
+    assert found.warnings and "no RTC wake alarm" in found.warnings[0]
