@@ -279,6 +279,11 @@ else
         command+=(--metrics)
         echo "  added --metrics to the llama-server command: the idle check counts requests from /metrics"
     fi
+    if printf '%s\n' "${command[@]}" | grep -qx -- --api-key; then
+        # the config is readable by everyone (sleepyllama status runs as any user)
+        echo "  warning: --api-key puts the key in $CONFIG, which every user can read: give the server"
+        echo "    --api-key-file FILE (a file only root reads) instead; sleepyllama reads the key from either"
+    fi
     # what tells that the GPUs are busy; a choice already in the config is kept unless --gpu
     if [ -n "$gpu" ]; then
         gpu_option=(--gpu "$gpu")

@@ -196,8 +196,10 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
               "[Service]\nRestartSec=1\n")
     install(box, *SERVER_ARGS)
     installed = install(box, "server", "--name", "bad", "--", "/opt/fake/llama-server", "-m",
-                        "/models/nope.gguf", "--host", "127.0.0.1", "--port", "8081", check=False)
+                        "/models/nope.gguf", "--host", "127.0.0.1", "--port", "8081",
+                        "--api-key", "sekrit", check=False)
     assert installed.returncode == 1  # its own last line says it is not ready
+    assert "warning: --api-key puts the key in /etc/sleepyllama/sleepyllama.toml" in installed.stdout
     assert "error: [server.bad] command: -m /models/nope.gguf: no such file" in installed.stdout
     assert "Not ready as configured: fix the errors above, then: sudo sleepyllama restart" in (
         installed.stdout)
