@@ -76,13 +76,14 @@ def test_a_sleeping_hint_starts_the_next_wake_at_once(tmp_path, cleanup) -> None
     cleanup.append(proxy)
     get = b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
     assert http_request(proxy.address, get).startswith(b"HTTP/1.1 200")  # woken, trusted 5 s
+    packets = len(backend.packets())
     backend.kill_server()
     udp_to(proxy.address, encode(Hint("sleeping")))
     wait_for(lambda: "the box is going to sleep" in proxy.log(), what="the hint taken")
     assert http_request(proxy.address, get).startswith(b"HTTP/1.1 200")
     # no connect was tried and failed first: the wake began with a packet at once
     assert "it may be asleep" not in proxy.log()
-    assert len(backend.packets()) == 2
+    assert len(backend.packets()) > packets
 
 
 def test_spoofed_oversized_and_flooding_datagrams_do_nothing_worse(tmp_path, cleanup) -> None:
