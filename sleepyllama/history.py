@@ -38,6 +38,7 @@ class Sleep:
 class Wake:
     at: float
     what: str  # "resumed; llama ready after 8.3s" or "192.168.1.20:5123 POST /v1/chat/..."
+    woke: bool = True  # False: a proxy's wake that gave up (or was abandoned): no wake at all
 
 
 def sleeps(entries: Sequence[dict]) -> list[Sleep]:
@@ -85,7 +86,7 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
             agent = f" ({entry['agent']})" if entry.get("agent") else ""
             found.append(Wake(float(entry["at"]), f"{entry.get('first', '?')} "
                               f"{entry.get('request') or '(not HTTP)'}{agent}: {outcome}, "
-                              f"{entry.get('signals', 0)} wake signals"))
+                              f"{entry.get('signals', 0)} wake signals", "ready_after" in entry))
     return sorted(found, key=lambda wake: wake.at)
 
 
@@ -131,7 +132,7 @@ def days(found: Sequence[Sleep], woken: Sequence[Wake], count: int, now: float,
                 cells.append("")
                 continue
             cell_end = min(cell_start + HALF_HOUR, now)
-            if any(cell_start <= wake.at < cell_end for wake in woken):
+            if any(cell_start <= wake.at < cell_end for wake in woken if wake.woke):
                 cells.append("woken")
             elif asleep_seconds(found, cell_start, cell_end, now) * 2 >= cell_end - cell_start:
                 cells.append("asleep")
@@ -139,7 +140,7 @@ def days(found: Sequence[Sleep], woken: Sequence[Wake], count: int, now: float,
                 cells.append("awake")
         hours = asleep_seconds(found, start, end, now) / 3600
         result.append(Day(time.strftime("%a %m-%d", time.localtime(start)), cells, hours,
-                          sum(start <= wake.at < end for wake in woken),
+                          sum(start <= wake.at < end for wake in woken if wake.woke),
                           None if saved_watts is None else hours * saved_watts / 1000))
     return result
 

@@ -97,6 +97,9 @@ def test_proxy_wakes_name_their_cause(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "192.168.1.20:51234 POST /v1/chat/completions: ready after 12.4s, 3 wake signals" in text
     assert "192.168.1.30:40000 (not HTTP): gave up after 180.0s, 60 wake signals" in text
     assert "↑" in text
+    # a wake that gave up is listed, but it woke nothing: one wake in the day's count
+    data = history.report(ledger.read(path), EnergyConfig(), None, 1, DAY + 11 * 3600)
+    assert data["wakes"] == 1 and len(data["recent_wakes"]) == 2
 
 
 def test_the_ledger_stays_bounded_and_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
