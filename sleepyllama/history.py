@@ -145,9 +145,13 @@ def days(found: Sequence[Sleep], woken: Sequence[Wake], count: int, now: float,
     return result
 
 
-def power(energy: EnergyConfig, idle_watts: dict | None) -> tuple[float | None, str]:
-    """(watts that sleeping saves, how that figure is made)."""
+def power(energy: EnergyConfig, idle_watts: dict | None,
+          gpu_box: bool = True) -> tuple[float | None, str]:
+    """(watts that sleeping saves, how that figure is made). On the always-on host (no
+    [server.*]) there is nothing to measure: the figure is the GPU box's."""
     gpus = float(idle_watts["watts"]) if idle_watts else None
+    if gpus is None and energy.base_watts is None and not gpu_box:
+        return None, "the energy saved is measured on the GPU box: sleepyllama history there"
     if gpus is None and energy.base_watts is None:
         return None, ("no power figure yet: the GPUs' power.draw is averaged over idle checks "
                       "(nvidia-smi), and [energy] base_watts adds the rest of the machine")
@@ -183,9 +187,9 @@ def read_ledgers(host: Path = HOST_LEDGER, proxies: Path = PROXY_STATE,
 
 
 def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | None, count: int,
-           now: float) -> dict:
+           now: float, gpu_box: bool = True) -> dict:
     found, woken = sleeps(entries), wakes(entries)
-    saved_watts, how = power(energy, idle_watts)
+    saved_watts, how = power(energy, idle_watts, gpu_box)
     known_from = float(entries[0]["at"]) if entries else None
     shown = days(found, woken, count, now, saved_watts, known_from)
     kwh = None if saved_watts is None else sum(day.kwh_saved or 0.0 for day in shown)

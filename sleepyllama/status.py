@@ -86,7 +86,8 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
     if unreadable:
         report["needs_root"] = unreadable
     if entries:
-        week = history.report(entries, config.energy, (report_idle_watts()), 7, time.time())
+        week = history.report(entries, config.energy, report_idle_watts(), 7, time.time(),
+                              gpu_box=bool(config.servers))
         report["history"] = week
     if config.servers:
         report["idle"] = idle_report(config)

@@ -172,3 +172,9 @@ def test_what_a_wake_costs_is_the_median_of_the_last_ten() -> None:
     gave_up = [{"event": "wake", "at": 1, "gave_up_after": 180}]
     assert history.typical_wake(gave_up) is None
     assert history.typical_wake([]) is None
+
+
+def test_the_always_on_host_points_to_the_gpu_box_for_the_energy_figure() -> None:
+    assert history.power(EnergyConfig(), None, gpu_box=False) == (
+        None, "the energy saved is measured on the GPU box: sleepyllama history there")
+    assert "power.draw is averaged" in history.power(EnergyConfig(), None)[1]
