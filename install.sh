@@ -103,6 +103,13 @@ elif [ "$role" = proxy ]; then
     [ ${#command[@]} = 0 ] && [ -z "$command_file" ] || fail "proxy takes no command"
     [[ $kind =~ ^(|auto|llama-server|ollama|llama-swap|vllm|none)$ ]] || fail "--kind '$kind': auto, llama-server, ollama, llama-swap, vllm or none"
     [ -z "$api_key_file" ] || [ -s "$api_key_file" ] || fail "--api-key-file '$api_key_file' cannot be read or is empty (one line: the key)"
+    # a port something else holds makes the socket fail with a bare "Job failed": name the holder
+    port=${listen##*:}
+    holder=$(ss -Hltnp "sport = :$port" 2>/dev/null || true)
+    if [ -n "$holder" ] && ! systemctl is-active --quiet "sleepyllama-proxy@$name.socket"; then
+        who=$(grep -o 'users:(("[^"]*"' <<< "$holder" | head -1 | cut -d'"' -f2)
+        fail "--listen $listen: port $port is already in use${who:+ by $who} (ss -ltnp 'sport = :$port'): choose another port"
+    fi
 elif [ "$role" = server ]; then
     if [ -n "$command_file" ]; then
         [ ${#command[@]} = 0 ] || fail "give --command-file or a command after --, not both"

@@ -68,8 +68,14 @@ def snapshot(box: Container) -> str:
 
 
 def test_bad_arguments_change_nothing(box: Container) -> None:
+    # something of the user's already listens on 3941
+    box.run(["systemd-run", "--unit=squatter", "python3", "-m", "http.server", "--bind",
+             "127.0.0.1", "3941"])
+    wait_for(lambda: box.run(["ss", "-Hltn", "sport = :3941"]).stdout.strip(), what="squatter")
     before = snapshot(box)
     cases = [
+        (["proxy", "--listen", "127.0.0.1:3941", "--backend", "10.0.0.5:8080", "--mac",
+          "ab:cd:ef:01:23:45"], "--listen 127.0.0.1:3941: port 3941 is already in use by python3"),
         (["proxy", "--listen", "0.0.0.0:3939", "--backend", "10.0.0.5:8080", "--mac", "nope"],
          "is not a MAC address"),
         (["proxy", "--listen", "0.0.0.0", "--backend", "10.0.0.5:8080", "--mac", "ab:cd:ef:01:23:45"],
