@@ -20,6 +20,7 @@ from sleepyllama import systemd
 from sleepyllama.config import ConfigError, ProxyConfig
 from sleepyllama.proxy.policy import speaks_http1
 from sleepyllama.proxy.reply import error_reply
+from sleepyllama.proxy.waiting import linger
 
 log = logging.getLogger("sleepyllama-proxy")
 
@@ -98,12 +99,7 @@ class Misconfigured:
                 await loop.sock_sendall(client, config_error_reply(self.error))
                 self.answered += 1
             client.shutdown(socket.SHUT_WR)
-            # read what the client still sends until it closes: closing with unread bytes
-            # would send RST, which can destroy the answer before the client reads it
-            async with asyncio.timeout(FIRST_BYTES_TIMEOUT):
-                while await loop.sock_recv(client, 65536):
-                    pass
         except (OSError, TimeoutError):
-            pass
-        finally:
             client.close()
+            return
+        linger(loop, client, lambda: None)  # FIN, never RST: the answer is read whole
