@@ -77,6 +77,27 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
 
 # -- restart ----------------------------------------------------------------------------------
 
+def reload_proxy(name: str) -> None:
+    """A proxy reads its table anew without a restart: the clients it holds, answers or splices
+    stay (an edit of the config dropped every held request and cut every stream). Its socket,
+    whose address install.sh writes, is started again only if it is not listening."""
+    socket_unit, service = f"sleepyllama-proxy@{name}.socket", f"sleepyllama-proxy@{name}.service"
+    if systemd.unit_details(socket_unit).active == "not-found":
+        print(f"{socket_unit}: not installed (sudo ./install.sh ...)")
+        return
+    for unit in (socket_unit, service):
+        details = systemd.unit_details(unit)
+        if details.active == "failed" or details.restarts:
+            systemd.reset_failed(unit)
+            print(f"{unit}: failed state cleared")
+    if systemd.unit_details(socket_unit).active != "active":
+        systemd.restart(socket_unit)
+        print(f"{socket_unit}: listening again")
+    if systemd.unit_details(service).active == "active":
+        systemd.reload(service)
+        print(f"{service}: config reloaded (held clients and streams kept)")
+
+
 def restart(config: Config) -> int:
     """Validated already: clear failed units and restart what the config names."""
     if os.geteuid() != 0:
@@ -94,8 +115,7 @@ def restart(config: Config) -> int:
     # the servers are PartOf= their target: restarting it restarts each of them once
     actions: list[tuple[str, list[str]]] = []  # (unit to restart, units to clear first)
     for name in config.proxies:
-        socket_unit, service = f"sleepyllama-proxy@{name}.socket", f"sleepyllama-proxy@{name}.service"
-        actions.append((socket_unit, [socket_unit, service]))
+        reload_proxy(name)
     if config.servers:
         servers = [f"sleepyllama-server@{name}.service" for name in config.servers]
         # a failed idle check (a broken state file, say) is cleared with its timer
@@ -112,9 +132,6 @@ def restart(config: Config) -> int:
                 print(f"{cleared}: failed state cleared")
         systemd.restart(unit)
         print(f"{unit}: restarting" + (f" ({', '.join(clear)})" if clear else ""))
-    if config.proxies:  # a running proxy reads its table anew
-        for name in config.proxies:
-            systemd.restart(f"sleepyllama-proxy@{name}.service", only_if_running=True)
     if config.servers:
         timer = schedule.install(config.schedule)
         if timer != "unchanged":

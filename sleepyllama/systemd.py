@@ -169,6 +169,14 @@ def restart(name: str, *, only_if_running: bool = False) -> None:
             manager.Manager.RestartUnit(name.encode(), b"replace")
 
 
+def reload(name: str) -> None:
+    """Reload a running unit (its ExecReload=), or restart one that cannot; nothing if stopped."""
+    from pystemd.systemd1 import Manager
+
+    with Manager() as manager:
+        manager.Manager.ReloadOrTryRestartUnit(name.encode(), b"replace")
+
+
 def journal_errors(unit: str, lines: int = 3) -> list[str]:
     """The unit's last error lines in the journal (none when we may not read it)."""
     try:

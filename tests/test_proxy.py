@@ -330,3 +330,43 @@ def test_retry_after_is_what_a_wake_takes_here(tmp_path, cleanup) -> None:
     cleanup.append(proxy)
     head = http_request(proxy.address, chat_request(stream=False)).split(b"\r\n\r\n", 1)[0]
     assert b"\r\nRetry-After: 13\r\n" in head, head
+
+
+def test_a_reload_keeps_held_clients_and_streams_and_refuses_a_broken_config(tmp_path,
+                                                                          cleanup) -> None:
+    """sleepyllama restart after any config edit restarted the proxy: every held client got a
+    bare EOF and every stream was cut. SIGHUP (systemctl reload) reads the config anew for new
+    clients; those held or spliced finish as they were."""
+    import signal
+
+    backend = SleepingBackend(tmp_path, load_seconds=1.0, tokens=6, token_delay=0.3)
+    cleanup.append(backend)
+    table = proxy_table(backend, wol_interval="0.5s")
+    proxy = ProxyRun(tmp_path, table, activate=False)
+    cleanup.append(proxy)
+    with socket.create_connection(proxy.address, timeout=60) as held:
+        held.sendall(chat_request(stream=True))
+        wait_for(lambda: backend.packets(), what="the wake under way")
+        proxy.config.write_text(table + 'answer_while_asleep = []\n')  # an edit
+        proxy.process.popen.send_signal(signal.SIGHUP)
+        wait_for(lambda: "config reloaded: new clients go to" in proxy.log(), what="the reload")
+        response = b""
+        while chunk := held.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200") and b"token5" in response and b"[DONE]" in response
+    # a stream under way when the config is read again runs to its end
+    with socket.create_connection(proxy.address, timeout=60) as streaming:
+        streaming.sendall(chat_request(stream=True))
+        first = streaming.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        proxy.process.popen.send_signal(signal.SIGHUP)  # nothing changed: taken as it is
+        rest = b""
+        while chunk := streaming.recv(65536):
+            rest += chunk
+    assert b"token5" in first + rest and b"[DONE]" in rest
+    assert "config reloaded: nothing changed" in proxy.log()
+    # a broken config is not taken: it serves on as before, and says why
+    proxy.config.write_text(table.replace('mac = "', 'mac = "zz'))
+    proxy.process.popen.send_signal(signal.SIGHUP)
+    wait_for(lambda: "not reloaded, serving on as before" in proxy.log(), what="the refusal")
+    assert status_code(http_request(proxy.address, chat_request(stream=False))) == 200

@@ -161,6 +161,15 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
                               "%{http_code}", "http://127.0.0.1:3939/health"],
                              check=False).stdout == "200", timeout=15, what="the proxy serving again")
 
+    # sleepyllama restart reads the proxy's table anew by a reload: the same process serves on
+    pid = box.show("sleepyllama-proxy@llama.service", "MainPID")
+    restarted = box.run(["sleepyllama", "restart"]).stdout
+    assert "sleepyllama-proxy@llama.service: config reloaded (held clients and streams kept)" in (
+        restarted)
+    wait_for(lambda: "config reloaded" in box.journal("-u", "sleepyllama-proxy@llama.service"),
+             timeout=15, what="the proxy's reload")
+    assert box.show("sleepyllama-proxy@llama.service", "MainPID") == pid
+
     # a user's own table and comment survive, and a second run changes nothing at all
     box.run(["sh", "-c", "printf '\\n# mine\\n[proxy.other]\\nbackend = \"10.0.0.9:80\"\\n"
                          "mac = \"ab:cd:ef:01:23:46\"\\n' >> /etc/sleepyllama/sleepyllama.toml"])

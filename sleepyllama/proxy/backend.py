@@ -319,6 +319,11 @@ class Backend:
     def hold_limit(self) -> float:
         return self.wake.hold_limit(self.loop.time(), self.config.wake_timeout)
 
+    def busy(self) -> bool:
+        """Whether it still holds, answers or splices anyone (a retired one is let finish)."""
+        return bool(self.clients_waiting() or self.splices or self.reception.reading
+                    or self.progress.tasks or self.wake_task is not None)
+
     def clients_waiting(self) -> int:
         return len(self.waiting) + len(self.waiters)
 

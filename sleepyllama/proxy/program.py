@@ -59,19 +59,44 @@ class Proxy:
         self.config, self.listeners, self.loop, self.notifier = config, listeners, loop, notifier
         self.hint_sockets = hint_sockets or []  # UDP on the same port: the GPU box's hints
         self.hint_limit = hints.RateLimit()
-        key = api_key.read(config)
-        self.backend = Backend(config, loop, make_sender(config),
-                               on_change=self.refresh_status, on_close=self._closed,
-                               cache=AnswerCache(f"http://{config.backend}",
-                                                 config.answer_while_asleep or (),
-                                                 cache_path(config), config.kind, key),
-                               ledger_file=state_file(config, "ledger.jsonl"), key=key)
+        self.backend = self._backend(config)
+        self.retired: list[Backend] = []  # of earlier configs: they finish what they hold
         self.connections = 0
         self.stopped = asyncio.Event()
+        self.exit_when_idle = exit_when_idle
         self.exit_idle = config.exit_idle if exit_when_idle else None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.last_full_warning = -FULL_WARNING_EVERY
         self.refused = 0  # since the last "too many connections" warning
+
+    def _backend(self, config: ProxyConfig) -> Backend:
+        key = api_key.read(config)
+        return Backend(config, self.loop, make_sender(config),
+                       on_change=self.refresh_status, on_close=self._closed,
+                       cache=AnswerCache(f"http://{config.backend}", config.answer_while_asleep or (),
+                                         cache_path(config), config.kind, key),
+                       ledger_file=state_file(config, "ledger.jsonl"), key=key)
+
+    def reload(self, load: Callable[[], ProxyConfig]) -> None:
+        """SIGHUP (systemctl reload, sleepyllama restart): the config read anew, for new
+        clients. Those held, answered or spliced stay with the backend of the config they
+        came under, until they are done: an edit of the config drops nothing. A config with
+        an error is not taken: the proxy serves on as it was, and says why."""
+        try:
+            config = load()
+        except ConfigError as error:
+            log.error("not reloaded, serving on as before: %s", error)
+            self.notifier.status(f"config not reloaded: {error}")
+            return
+        if config == self.config:
+            log.info("config reloaded: nothing changed for [proxy.%s]", config.name)
+            return
+        self.retired = [old for old in self.retired if old.busy()] + [self.backend]
+        self.config, self.backend = config, self._backend(config)
+        self.exit_idle = config.exit_idle if self.exit_when_idle else None
+        log.info("config reloaded: new clients go to %s; %d connection(s) stay as they were",
+                 config.backend, self.connections)
+        self.refresh_status()
 
     def start(self) -> None:
         for listener in self.listeners:
@@ -164,7 +189,8 @@ class Proxy:
         self.notifier.stopping("stopping")
         for listener in self.listeners:
             self.loop.remove_reader(listener.fileno())
-        self.backend.close_all()
+        for backend in (*self.retired, self.backend):
+            backend.close_all()
         self.stopped.set()
 
     # -- status -------------------------------------------------------------------------------
@@ -269,6 +295,7 @@ async def serve(load: Callable[[], ProxyConfig], config: ProxyConfig | ConfigErr
                   hint_sockets=datagrams)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proxy.stop)
+    loop.add_signal_handler(signal.SIGHUP, proxy.reload, load)
     proxy.start()
     await proxy.stopped.wait()
 
