@@ -179,8 +179,9 @@ if [ "$uninstall" = 1 ]; then
         if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
     done
     if [ "$purge" = 1 ]; then
-        for path in /etc/sleepyllama "$STATE"; do
-            if [ -e "$path" ]; then rm -rf "$path"; note "removed $path"; fi
+        # the proxy's StateDirectory belongs to its DynamicUser: /var/lib/private, and a link
+        for path in /etc/sleepyllama "$STATE" /var/lib/sleepyllama-proxy /var/lib/private/sleepyllama-proxy; do
+            if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
         done
     else
         [ ! -e "$CONFIG" ] || echo "  kept $CONFIG (--purge removes it)"

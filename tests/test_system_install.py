@@ -202,6 +202,8 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
         raise AssertionError(f"{error}; still listed:\n{listed()}") from None
     install(box, "--uninstall", "--purge")
     assert box.run(["test", "-e", "/etc/sleepyllama"], check=False).returncode != 0
+    for state in ("/var/lib/sleepyllama-proxy", "/var/lib/private/sleepyllama-proxy"):
+        assert box.run(["test", "-e", state], check=False).returncode != 0, state
 
 
 def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
