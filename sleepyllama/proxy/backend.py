@@ -35,7 +35,7 @@ from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.reception import Reception, Visitor
 from sleepyllama.proxy.reply import backend_unavailable, error_reply
-from sleepyllama.proxy.splice import Splice
+from sleepyllama.proxy.splice import Splice, tune_backend_socket
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
@@ -48,9 +48,6 @@ PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte la
 QUICK_PROBE_TIMEOUT = 0.25
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
 CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
-# a backend socket notices a vanished host within about 30 s instead of hanging forever
-KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 4
-USER_TIMEOUT_MS = 30_000
 
 Probe = Callable[[], tuple[bool, str]]
 
@@ -64,16 +61,6 @@ class Waiter:
     peer: str
     request: str
     agent: str = ""
-
-
-def tune_backend_socket(sock: socket.socket) -> None:
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # SSE tokens go out at once
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
 class Backend:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import h11
 
 from sleepyllama.config import ProxyConfig, format_duration
+from sleepyllama.proxy.splice import tune_backend_socket
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +118,21 @@ class Progress:
         created, started = int(time.time()), self.loop.time()
         target = request.target.decode("ascii", "replace")
         try:
-            async with asyncio.timeout(self.config.wake_timeout + 600):  # never for ever
-                await self._send(sock, HEAD)
+            await self._send(sock, HEAD)
+            # the wait is bounded (wake_timeout); the answer is not: a long generation streams
+            # for as long as it takes, and a vanished backend is noticed by its socket
+            async with asyncio.timeout(self.config.wake_timeout + 60):
                 ready = await self._wait(sock, peer, f"POST {target}", agent, model, created,
                                          started)
-                if not ready:
-                    waited = self.loop.time() - started
-                    log.info("ending the stream of %s with an error: its backend did not wake",
-                             peer)
-                    await self._send(sock, error(
-                        f"sleepyllama: the backend {self.config.backend} did not wake up within "
-                        f"{format_duration(self.config.wake_timeout)} (waited {waited:.0f} s)",
-                        "backend_unavailable", 503))
-                    return
-                await self._pass_on(sock, peer, request, body)
+            if not ready:
+                waited = self.loop.time() - started
+                log.info("ending the stream of %s with an error: its backend did not wake", peer)
+                await self._send(sock, error(
+                    f"sleepyllama: the backend {self.config.backend} did not wake up within "
+                    f"{format_duration(self.config.wake_timeout)} (waited {waited:.0f} s)",
+                    "backend_unavailable", 503))
+                return
+            await self._pass_on(sock, peer, request, body)
         except (ClientGone, TimeoutError) as problem:
             log.info("stream with progress for %s ended early: %s", peer, problem or "hung up")
         finally:
@@ -182,7 +184,7 @@ class Progress:
         """The request to the backend; its events to the client, or its error as an event."""
         family, address = self.waker.address()
         backend = socket.socket(family, socket.SOCK_STREAM)
-        backend.setblocking(False)
+        tune_backend_socket(backend)
         try:
             await asyncio.wait_for(self.loop.sock_connect(backend, address), 5)
             client = h11.Connection(h11.CLIENT)

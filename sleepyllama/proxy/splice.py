@@ -119,6 +119,23 @@ class Pump:
             os.close(self.pipe_write)
 
 
+# a backend socket notices a vanished host within about 30 s instead of hanging forever
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 4
+USER_TIMEOUT_MS = 30_000
+
+
+def tune_backend_socket(sock: socket.socket) -> None:
+    """A socket to the backend: non-blocking, no Nagle (SSE tokens go out at once), and a host
+    that vanished (suspended by hand, unplugged) noticed within about 30 s."""
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+
+
 # errors that mean the backend's host is gone (suspended, unplugged), not one refused request
 BACKEND_LOST = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETUNREACH})
 
