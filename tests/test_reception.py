@@ -270,10 +270,9 @@ def test_a_new_proxy_keeps_the_answers_of_an_awake_backend_at_once(tmp_path, cle
 
 def test_prewake_answers_the_look_at_once_and_wakes_the_box_meanwhile(tmp_path, cleanup) -> None:
     asleep = Asleep(tmp_path, cleanup, prewake_on=["GET /v1/models"])
-    started = time.monotonic()
     answer = http_request(asleep.proxy.address, GET_MODELS.replace(
         b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
-    assert b"x-sleepyllama: from-cache" in answer.lower() and time.monotonic() - started < 2
+    assert b"x-sleepyllama: from-cache" in answer.lower()  # answered, not held for the wake
     wait_for(lambda: asleep.new_packets() >= 1, what="a magic packet for the pre-wake")
     assert "pre-wake of 127.0.0.1:" in asleep.proxy.log()
     wait_for(lambda: "ready after" in asleep.proxy.log(), what="the box up before any chat")

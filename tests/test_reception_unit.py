@@ -22,7 +22,7 @@ def test_a_client_that_never_reads_its_cached_answers_is_closed(monkeypatch) -> 
     cache.entries["/v1/models"] = Entry(200, "application/json", b"x" * 60_000, time.time())
     closed: list[int] = []
 
-    async def scenario() -> float:
+    async def scenario() -> bool:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         for sock in (ours, theirs):
@@ -35,11 +35,11 @@ def test_a_client_that_never_reads_its_cached_answers_is_closed(monkeypatch) -> 
         room.receive(Visitor(theirs, "client", "127.0.0.1"))
         ours.sendall(b"GET /v1/models HTTP/1.1\r\nHost: b\r\n\r\n" * 20)  # and never reads
         started = loop.time()
-        while not closed and loop.time() - started < 10:
+        while not closed and loop.time() - started < 10:  # 20 times SEND_TIMEOUT
             await asyncio.sleep(0.05)
+        closed_by_the_proxy = bool(closed)  # before our own close below
         ours.close()
-        return loop.time() - started
+        return closed_by_the_proxy
 
-    waited = asyncio.run(scenario())
-    assert closed == [1], "the client that never reads still holds its slot"
-    assert waited < 5
+    assert asyncio.run(scenario()), "the client that never reads still holds its slot"
+    assert closed == [1]

