@@ -1,8 +1,10 @@
-"""Files written whole: a reader sees the old content or the new, never a part of either."""
+"""Files written whole (a reader sees the old content or the new, never a part of either), and
+the numbers read back from them checked: JSON and TOML hold NaN and Infinity too."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -22,3 +24,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def finite(value: object) -> bool:
+    """A number as a state file should hold it: an int or float, not a bool, not NaN or
+    infinite."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))

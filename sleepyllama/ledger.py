@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -55,12 +54,8 @@ def roll(path: Path) -> None:
 
 def well_formed(entry: object) -> bool:
     """An entry of the shape every reader relies on: an event name, finite times, a boot id."""
-    def finite(value: object) -> bool:
-        return (isinstance(value, int | float) and not isinstance(value, bool)
-                and math.isfinite(value))
-
     return (isinstance(entry, dict) and isinstance(entry.get("event"), str)
-            and finite(entry.get("at")) and finite(entry.get("mono", 0))
+            and files.finite(entry.get("at")) and files.finite(entry.get("mono", 0))
             and isinstance(entry.get("boot", ""), str))
 
 

@@ -47,8 +47,7 @@ def load(path: Path) -> tuple[IdleState | None, dict]:
         if not isinstance(boot, str):
             raise ValueError(f"boot_id {boot!r}")
         for name, value in (("idle_since", since), ("looked_at", looked)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not math.isfinite(value) or value < 0):
+            if value is not None and (not files.finite(value) or value < 0):
                 raise ValueError(f"{name} {value!r}")
         state = IdleState(boot, None if since is None else float(since),
                           None if looked is None else float(looked))
@@ -85,8 +84,7 @@ def well_formed_watts(record: object) -> bool:
     if not isinstance(record, dict):
         return False
     watts, samples = record.get("watts"), record.get("samples")
-    return (isinstance(watts, int | float) and not isinstance(watts, bool)
-            and math.isfinite(watts) and watts >= 0
+    return (files.finite(watts) and watts >= 0
             and isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1)
 
 

@@ -141,11 +141,10 @@ class Backend:
             return "waking"
         if self.belief.is_asleep(self.loop.time()):
             return "asleep"
-        ready, why = await self.loop.run_in_executor(None, self.quick_probe)
-        if ready and await self._resolve():  # the address to connect to, as a wake finds it
+        ready, why = await self._look_once()
+        if ready:
             log.info("backend %s answered its ready check (%s): passing requests on",
                      self.config.backend, why)
-            self._believe_ready()
             return "awake"
         self.belief.believe_asleep(self.loop.time())
         log.info("backend %s does not answer (%s): answering from the cache", self.config.backend,
@@ -157,13 +156,23 @@ class Backend:
         believed ready and its look-only answers are fetched now; asleep, nothing is sent."""
         if not ready_hint and (not self.cache.targets or not self.cache.stale(time.time())):
             return
-        ready, why = await self.loop.run_in_executor(None, self.quick_probe)
-        if ready and not self.ready and await self._resolve():
+        if self.ready:
+            return
+        ready, why = await self._look_once()
+        if ready:
             log.info("backend %s is awake (%s): keeping its look-only answers now",
                      self.config.backend, why)
-            self._believe_ready()
-        elif not ready:
+        else:
             log.debug("backend %s does not answer at start (%s)", self.config.backend, why)
+
+    async def _look_once(self) -> tuple[bool, str]:
+        """One quick ready check outside a wake; ready, the backend is believed so (with the
+        address to connect to, as a wake finds it) and its look-only answers are kept."""
+        ready, why = await self.loop.run_in_executor(None, self.quick_probe)
+        if ready and await self._resolve():
+            self._believe_ready()
+            return True, why
+        return False, why
 
     def _not_ready(self) -> None:
         self.belief.not_ready()
@@ -248,14 +257,10 @@ class Backend:
         """An error of the proxy's own (out of file descriptors, of memory) costs this client
         only: its 503 if it spoke HTTP, its socket closed, its slot given back."""
         log.warning("cannot serve %s: %s", client.peer, error.strerror or error)
-        try:
-            first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
-            if policy.speaks_http1(first_bytes):
-                client.sock.send(error_reply(503, "sleepyllama: the proxy cannot open a "
-                                             f"connection now ({error.strerror or error}); "
-                                             "try again", "proxy_overloaded", 5))
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            self._reply_if_http(client, error_reply(
+                503, f"sleepyllama: the proxy cannot open a connection now "
+                f"({error.strerror or error}); try again", "proxy_overloaded", 5))
         client.sock.close()
         self.on_close()
 
@@ -343,7 +348,7 @@ class Backend:
     async def wait_ready(self, peer: str, request: str, agent: str = "") -> bool:
         """Wake the backend for a client that waits in a task of its own; True once it is ready,
         False when it did not wake within wake_timeout."""
-        if self.ready and self.sockaddr is not None:
+        if self.ready:
             return True
         waiter = Waiter(self.loop.create_future(), peer, request, agent)
         self.waiters.append(waiter)
@@ -375,17 +380,11 @@ class Backend:
             self.wake.earlier_attempt(now, client.arrived, self.config.wake_timeout)) if part)
         self._note_give_up(waited)
         try:
-            first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
-        except OSError:
-            first_bytes = b""
-        try:
-            if policy.speaks_http1(first_bytes):
-                log.info("answering %s with 503: its backend did not wake", client.peer)
-                client.sock.send(backend_unavailable(
-                    str(self.config.backend), round(client.deadline - client.arrived, 1), waited,
-                    hint, self.wake.retry_after()))
-            else:
-                log.info("closing %s: its backend did not wake", client.peer)
+            answered = self._reply_if_http(client, backend_unavailable(
+                str(self.config.backend), round(client.deadline - client.arrived, 1), waited,
+                hint, self.wake.retry_after()))
+            log.info("%s %s: its backend did not wake",
+                     "answered with 503" if answered else "closing", client.peer)
             client.sock.shutdown(socket.SHUT_WR)
         except OSError:
             client.sock.close()
@@ -393,6 +392,16 @@ class Backend:
         else:
             linger(self.loop, client.sock, self.on_close)
         self.on_change()
+
+    def _reply_if_http(self, client: Client, reply: bytes) -> bool:
+        """Send `reply` to a client whose first bytes (still unread in its socket, or read by
+        reception into its prefix) are an HTTP/1.x request; False for any other. OSError
+        passes on to the caller, who closes the client either way."""
+        first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
+        if not policy.speaks_http1(first_bytes):
+            return False
+        client.sock.send(reply)
+        return True
 
     def _note_give_up(self, waited: float) -> None:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""

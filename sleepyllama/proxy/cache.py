@@ -14,7 +14,6 @@ import base64
 import binascii
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ def entry(item: object) -> Entry:
                                       ("status", "content_type", "body", "fetched_at"))
     if (isinstance(status, bool) or not isinstance(status, int) or not 200 <= status < 300
             or not isinstance(content_type, str) or not isinstance(body, str)
-            or isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at)):
+            or not files.finite(at)):
         raise ValueError(f"malformed entry {str(item)[:80]}")
     return Entry(status, content_type, base64.b64decode(body, validate=True), float(at))
 

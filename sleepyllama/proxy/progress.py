@@ -36,10 +36,15 @@ HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: n
         b"X-Sleepyllama: wake-progress\r\nConnection: close\r\n\r\n")
 
 
+def may_want_progress(config: ProxyConfig, method: str, target: str) -> bool:
+    """Whether a request's body must be read to tell (a chat completion, with wake_progress)."""
+    return (config.wake_progress and method == "POST"
+            and target.split("?", 1)[0].endswith("/chat/completions"))
+
+
 def wants_progress(config: ProxyConfig, method: str, target: str, body: bytes) -> str | None:
     """The model of a streamed chat completion to show progress for; None for anything else."""
-    path = target.split("?", 1)[0]
-    if not (config.wake_progress and method == "POST" and path.endswith("/chat/completions")):
+    if not may_want_progress(config, method, target):
         return None
     try:
         request = json.loads(body)

@@ -162,9 +162,8 @@ class Reception:
                                api_key.matches(self.key, api_key.presented(event.headers)))
             action, why = policy.decide(self.config, head, visitor.address, self.cache.cached())
             if action is policy.Action.WAKE:
-                if self.progress is not None and self.config.wake_progress and (
-                        head.method == "POST" and head.target.split("?")[0].endswith(
-                            "/chat/completions")):
+                if self.progress is not None and progress_module.may_want_progress(
+                        self.config, head.method, head.target):
                     await self._stream_with_progress(visitor, connection, event, pending)
                     return
                 self._hand_over(visitor, pending, f"{head.method} {head.target}")
