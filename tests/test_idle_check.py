@@ -177,3 +177,24 @@ def test_the_gpus_idle_power_is_averaged_over_idle_checks(tmp_path: Path,
     watts.write_text("[N/A]")
     check(gpu, path, dry_run=True, boot_id=BOOT, now=90.0)
     assert stored(path)["idle_watts"] == {"watts": 35.0, "samples": 2}  # kept, not spoilt
+
+
+def test_the_sleep_sequence_tells_the_proxies_right_before_the_suspend() -> None:
+    import socket
+
+    from sleepyllama.hints import Hint, decode
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.settimeout(10)
+        told = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
+                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
+        recorder = Recorder()
+        assert sleep_now(told, [], "idle for 10m", recorder.ops())
+        assert recorder.calls == ["stop", "suspend"]
+        assert decode(proxy.recv(1024)) == Hint("sleeping")
+        # a sequence that stays awake tells nobody
+        assert not sleep_now(told, [], "idle", Recorder(left=["x.service"]).ops())
+        proxy.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            proxy.recv(1024)
