@@ -47,6 +47,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PREFIX=${SLEEPYLLAMA_PREFIX:-/opt/sleepyllama}
 UNIT_DIR=/etc/systemd/system
 HOOK=/usr/lib/systemd/system-sleep/sleepyllama
+SYSUSERS=/etc/sysusers.d/sleepyllama.conf
 CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
@@ -175,7 +176,7 @@ if [ "$uninstall" = 1 ]; then
     # enabled instances live as symlinks in .wants directories
     find "$UNIT_DIR" -lname "*sleepyllama-*" -delete 2>/dev/null || true
     for file in $files; do rm -rf "${UNIT_DIR:?}/$file"; note "removed $UNIT_DIR/$file"; done
-    for path in "$HOOK" /usr/local/bin/sleepyllama /usr/local/bin/sleepyllama-idle "$PREFIX"; do
+    for path in "$HOOK" "$SYSUSERS" /usr/local/bin/sleepyllama /usr/local/bin/sleepyllama-idle "$PREFIX"; do
         if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
     done
     if [ "$purge" = 1 ]; then
@@ -250,6 +251,12 @@ for unit in "$HERE"/units/*; do
 done
 if [ "$role" = server ]; then
     place 755 "$HERE/bin/sleepyllama-sleep" "$HOOK"
+    # the servers run as the system user sleepyllama (in the GPU devices' groups), not as root
+    place 644 "$HERE/sysusers.d/sleepyllama.conf" "$SYSUSERS"
+    if ! id sleepyllama >/dev/null 2>&1; then
+        systemd-sysusers "$SYSUSERS"
+        note "created the system user sleepyllama ($(id -nG sleepyllama | tr ' ' ','))"
+    fi
 fi
 
 # -- the config: only this table changes ------------------------------------------------------
@@ -290,7 +297,8 @@ else
     if printf '%s\n' "${command[@]}" | grep -qx -- --api-key; then
         # the config is readable by everyone (sleepyllama status runs as any user)
         echo "  warning: --api-key puts the key in $CONFIG, which every user can read: give the server"
-        echo "    --api-key-file FILE (a file only root reads) instead; sleepyllama reads the key from either"
+        echo "    --api-key-file FILE instead (sudo chown root:sleepyllama FILE; sudo chmod 640 FILE:"
+        echo "    root and the servers' user read it); sleepyllama reads the key from either"
     fi
     # what tells that the GPUs are busy; a choice already in the config is kept unless --gpu
     if [ -n "$gpu" ]; then

@@ -16,6 +16,7 @@ import requests
 
 from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
+from sleepyllama.host import ports, server_user
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
@@ -82,6 +83,26 @@ def check_ports(config: Config, found: Findings) -> None:
             found.errors.append(f"[server.{server.name}] and [server.{holders[where]}] both listen "
                                 f"on {where}: give one of them another --port")
         holders.setdefault(where, server.name)
+        check_port_holder(server, found)
+
+
+def check_port_holder(server: ServerConfig, found: Findings) -> None:
+    """Another program on the server's port (Ollama's own ollama.service on 11434, a
+    hand-started llama-server): the server fails at each start until it is gone."""
+    address = urlsplit(server.health_url)
+    if address.port is None:
+        return
+    unit = f"sleepyllama-server@{server.name}.service"
+    holders = ports.foreign_holders(address.hostname or "", address.port, unit)
+    if any(not holder.command for holder in holders) and systemd.unit_details(
+            unit).active in ("active", "activating", "reloading", "deactivating"):
+        return  # ss hides whose it is from a non-root user: with the unit up, it is the server's
+    for holder in holders:
+        stop = (f"sudo systemctl disable --now {holder.unit}" if holder.unit
+                else "stop it")
+        found.errors.append(f"[server.{server.name}] port {address.port} is held by "
+                            f"{holder.describe()}: the server cannot start there; {stop}, or "
+                            "give the server another --port")
 
 
 def check_backend(proxy: ProxyConfig, found: Findings) -> None:
@@ -129,23 +150,39 @@ def check_backend_key(proxy: ProxyConfig, found: Findings) -> None:
 # flags whose value is a file the server reads at start (llama-server, whisper-server, llama-swap)
 INPUT_FILE_FLAGS = {"-m", "--model", "-mm", "--mmproj", "-md", "--model-draft", "--lora",
                     "--control-vector", "--grammar-file", "--json-schema-file",
-                    "--chat-template-file", "--config"}
+                    "--chat-template-file", "--config", "--models-dir", "--api-key-file"}
+
+
+def named_inputs(command: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(flag, path) of each file or folder a server command reads at start (a model, a config)."""
+    return [(flag, value) for flag, value in itertools.pairwise(command)
+            if (flag in INPUT_FILE_FLAGS or (flag.startswith("--") and value.endswith(".gguf")))
+            and "://" not in value]
 
 
 def missing_inputs(command: tuple[str, ...]) -> list[str]:
-    """Files a server command names as its inputs (a model, a config) that do not exist."""
-    missing = []
-    for flag, value in itertools.pairwise(command):
-        named = flag in INPUT_FILE_FLAGS or (flag.startswith("--") and value.endswith(".gguf"))
-        if named and "://" not in value and not os.path.exists(value):
-            missing.append(f"{flag} {value}")
-    return missing
+    """Files a server command names as its inputs that do not exist."""
+    return [f"{flag} {value}" for flag, value in named_inputs(command)
+            if not os.path.exists(value)]
+
+
+def input_problems(server: ServerConfig) -> list[str]:
+    """What would fail each start of the server: inputs that are not there, and a program or
+    inputs that its user (not root) may not reach."""
+    table = f"[server.{server.name}] command"
+    problems = [f"{table}: {item}: no such file (the server would fail at each start)"
+                for item in missing_inputs(server.command)]
+    reached = [(server.command[0], "run")] if os.path.exists(server.command[0]) else []
+    reached += [(value, "read") for _, value in named_inputs(server.command)
+                if os.path.exists(value)]
+    problems += [f"{table}: {shut.path}: the server runs as user {shut.user}, who may not "
+                 f"{shut.action} it: {shut.fix()}"
+                 for shut in server_user.shut_out(reached, server_user.server_user(server.name))]
+    return problems
 
 
 def check_paths(server: ServerConfig, found: Findings) -> None:
-    for item in missing_inputs(server.command):
-        found.errors.append(f"[server.{server.name}] command: {item}: no such file (the server "
-                            "would fail at each start)")
+    found.errors += input_problems(server)
 
 
 def listen_host(server: ServerConfig) -> str | None:

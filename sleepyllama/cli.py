@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import history, logs, systemd
-from sleepyllama.checks import check, missing_inputs, print_findings
+from sleepyllama.checks import check, input_problems, print_findings
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
 from sleepyllama.host import schedule, state
@@ -103,10 +103,9 @@ def restart(config: Config) -> int:
     if os.geteuid() != 0:
         print("sleepyllama restart: run as root: sudo sleepyllama restart", file=sys.stderr)
         return 1
-    # what check would say: a model file that is not there fails each start, so nothing is
-    # restarted into a loop of failures
-    missing = [f"[server.{server.name}] command: {item}: no such file"
-               for server in config.servers.values() for item in missing_inputs(server.command)]
+    # what check would say: a model file that is not there, or that the servers' user may not
+    # read, fails each start, so nothing is restarted into a loop of failures
+    missing = [line for server in config.servers.values() for line in input_problems(server)]
     if missing:
         for line in missing:
             print(f"sleepyllama restart: {line}", file=sys.stderr)

@@ -21,7 +21,10 @@ from sleepyllama.words import count as count_words
 
 HALF_HOUR = 1800
 REASON_WINDOW = 300.0  # a "sleep" entry this close before a suspend asked for it
-HOST_LEDGER = Path("/var/lib/sleepyllama/ledger.jsonl")
+# the GPU box's: sleeps, suspends and resumes (root's services), and its servers' READY (the
+# servers' own user writes a StateDirectory= of its own)
+HOST_LEDGERS = (Path("/var/lib/sleepyllama/ledger.jsonl"),
+                Path("/var/lib/sleepyllama/servers/ledger.jsonl"))
 PROXY_STATE = Path("/var/lib/sleepyllama-proxy")  # the proxy unit's StateDirectory=
 STRIP = {"awake": "█", "asleep": "·", "woken": "↑"}
 PLAIN = {"awake": "#", "asleep": ".", "woken": "^"}
@@ -167,12 +170,12 @@ def power(energy: EnergyConfig, idle_watts: dict | None,
         f"awake and idle {awake:.0f} W ({'; '.join(parts)}), asleep {energy.asleep_watts:.0f} W")
 
 
-def read_ledgers(host: Path = HOST_LEDGER, proxies: Path = PROXY_STATE,
+def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path = PROXY_STATE,
                  unreadable: list[str] | None = None) -> list[dict]:
     """Every entry of this host's ledgers. What a non-root user may not read (the proxy's
     DynamicUser directory is private) is left out and named in `unreadable`."""
     entries: list[dict] = []
-    paths = [host]
+    paths = list(hosts)
     try:
         if proxies.is_dir():
             paths += sorted(proxies.glob("*.ledger.jsonl"))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
+
+import pytest
 
 from conftest import sleepyllama_command
 
@@ -98,3 +102,21 @@ def test_check_shows_each_cards_mac_and_a_missing_rtc_alarm(tmp_path: Path) -> N
     found = Findings()
     check_rtc(found, tmp_path / "no-rtc" / "wakealarm")
     assert found.warnings and "no RTC wake alarm" in found.warnings[0]
+
+
+def test_check_names_a_program_that_holds_a_servers_port(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("ss names another user's process only to root")
+    executable = program(tmp_path, "llama-server")
+    with socket.socket() as other:  # Ollama's own ollama.service, a hand-started llama-server
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        config = tmp_path / "sleepyllama.toml"
+        config.write_text(f'[server.llama]\ncommand = ["{executable}", "--metrics", "--port", '
+                          f'"{port}"]\n[idle]\ngpu = "off"\n')
+        result = sleepyllama_command(config, "check")
+    lines = [line for line in result.stdout.splitlines() if f"port {port}" in line]
+    assert lines and lines[0].startswith(f"error: [server.llama] port {port} is held by python"), (
+        result.stdout)
+    assert f"(pid {os.getpid()})" in lines[0] and "give the server another --port" in lines[0]

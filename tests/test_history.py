@@ -155,7 +155,7 @@ def _read_as_nobody(tmp_path: Path) -> None:
         '{"at": 1795600001, "event": "wake", "boot": "b"}\n')
     private.chmod(0o700)
     code = ("import sys; from pathlib import Path; from sleepyllama import history; missed = []; "
-            "entries = history.read_ledgers(Path(sys.argv[1]), Path(sys.argv[2]), missed); "
+            "entries = history.read_ledgers([Path(sys.argv[1])], Path(sys.argv[2]), missed); "
             "print(len(entries), missed)")
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                              sys.executable, "-c", code, str(host),

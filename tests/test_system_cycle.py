@@ -24,6 +24,7 @@ from container import INSTALL_TREES, REPO, Container, build_install_tree, missin
 from conftest import FAKE_SERVER, wait_for
 
 UNITS = REPO / "units"
+SYSUSERS = REPO / "sysusers.d" / "sleepyllama.conf"
 SERVER = "sleepyllama-server@llama.service"
 
 
@@ -56,6 +57,9 @@ def install(container: Container, tmp_path: Path) -> None:
     """What install.sh does on the inference host, with test doubles for GPU and model."""
     for unit in UNITS.iterdir():
         container.write(f"/etc/systemd/system/{unit.name}", unit.read_text())
+    # the servers' system user, as install.sh makes it
+    container.write("/etc/sysusers.d/sleepyllama.conf", SYSUSERS.read_text())
+    container.run(["systemd-sysusers"])
     hook = container.sleep_hooks / "sleepyllama"
     shutil.copy(REPO / "bin" / "sleepyllama-sleep", hook)
     hook.chmod(0o755)
@@ -84,6 +88,10 @@ gpu = "pstate"
         for unit in ("sleepyllama-idle.service", "sleepyllama-sleep.service"):
             container.write(f"/etc/systemd/system/{unit}.d/test-home.conf",
                             "[Service]\nProtectHome=read-only\n")
+        # and the servers' user must pass through that home (the container's own /root, a
+        # tmpfs: the host's stays as it is), as README says for a model kept in a home
+        home = "/" + Path(sys.base_prefix).parts[1]
+        container.run(["chmod", "o+x", home])
     container.run(["systemctl", "daemon-reload"])
     container.run(["systemctl", "enable", SERVER, "sleepyllama-sleep.service"])
 
@@ -106,6 +114,10 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
                        "http://127.0.0.1:8080/health"]).stdout
     assert health == "200", "systemctl start returned before the model was loaded"
     assert host.show(SERVER, "StatusText") == "ready · 0 requests in flight"
+    # the model server and what it started run as the servers' system user, not root
+    pid = host.show(SERVER, "MainPID")
+    users = host.run(["ps", "-o", "user=", "--ppid", pid, "-p", pid]).stdout.split()
+    assert users and set(users) == {"sleepyllama"}, users
 
     host.run(["systemctl", "start", "sleepyllama-idle.timer"])
     wait_in(host, lambda: "Entering sleep state 'suspend'" in host.journal(), "the suspend", 90)
@@ -134,8 +146,11 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
     assert host.power_state.read_text().strip() == "mem"  # systemd-sleep's write, harmless here
     assert host.show(SERVER, "ActiveState") == "active"
     # the ledger the code wrote on the way, and the history drawn from it
-    entries = [json.loads(line) for line in
-               host.run(["cat", "/var/lib/sleepyllama/ledger.jsonl"]).stdout.splitlines()]
+    # root's services write one ledger, the servers' user its own; history reads both
+    entries = sorted((json.loads(line) for line in host.run(
+        ["cat", "/var/lib/sleepyllama/ledger.jsonl",
+         "/var/lib/sleepyllama/servers/ledger.jsonl"]).stdout.splitlines()),
+        key=lambda entry: entry["at"])
     events = [entry["event"] for entry in entries]
     assert events.index("sleep") < events.index("suspend") < events.index("resume"), events
     assert entries[events.index("sleep")]["reason"].startswith("idle for")

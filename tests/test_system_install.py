@@ -117,6 +117,9 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     # through the proxy's socket and its DynamicUser, capability-less service
     response = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3939/health"]).stdout
     assert json.loads(response) == {"status": "ok"}
+    assert "created the system user sleepyllama" in first.stdout
+    server_pid = box.show("sleepyllama-server@llama.service", "MainPID")
+    assert box.run(["ps", "-o", "user=", "-p", server_pid]).stdout.strip() == "sleepyllama"
     pid = box.show("sleepyllama-proxy@llama.service", "MainPID")
     process = box.run(["cat", f"/proc/{pid}/status"]).stdout
     uid = process.split("Uid:")[1].split()[0]
@@ -162,6 +165,9 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
                              check=False).stdout == "200", timeout=15, what="the proxy serving again")
 
     # sleepyllama restart reads the proxy's table anew by a reload: the same process serves on
+    assert "created the system user sleepyllama" in first.stdout
+    server_pid = box.show("sleepyllama-server@llama.service", "MainPID")
+    assert box.run(["ps", "-o", "user=", "-p", server_pid]).stdout.strip() == "sleepyllama"
     pid = box.show("sleepyllama-proxy@llama.service", "MainPID")
     restarted = box.run(["sleepyllama", "restart"]).stdout
     assert "sleepyllama-proxy@llama.service: config reloaded (held clients and streams kept)" in (
@@ -246,6 +252,27 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
     wait_for(lambda: box.show("sleepyllama-servers.target", "ActiveState") == "active",
              timeout=60, what="the servers' target")
     assert box.show("sleepyllama-server@bad.service", "ActiveState") == "active"
+
+    # a model kept in a closed home, and a port another service holds (Ollama's own unit, say):
+    # the servers' user and the holder's unit are named, each with its fix
+    box.run(["sh", "-c", "mkdir -p /home/alice/models && touch /home/alice/models/m.gguf && "
+                         "chmod 700 /home/alice"])
+    box.run(["systemd-run", "--unit=other-server", "--property=Type=exec", "python3", "-m",
+             "http.server", "--bind", "127.0.0.1", "8082"])
+    wait_for(lambda: box.run(["ss", "-Hltn", "sport = :8082"]).stdout.strip(), timeout=30,
+             what="the other server's port")
+    home = install(box, "server", "--name", "home", "--", "/opt/fake/llama-server", "-m",
+                   "/home/alice/models/m.gguf", "--host", "127.0.0.1", "--port", "8082",
+                   check=False)
+    assert home.returncode == 1, home.stdout
+    assert ("error: [server.home] command: /home/alice/models/m.gguf: the server runs as user "
+            "sleepyllama, who may not read it: /home/alice is closed to it: sudo setfacl -m "
+            "u:sleepyllama:x /home/alice") in home.stdout, home.stdout
+    assert "error: [server.home] port 8082 is held by python3 (pid " in home.stdout, home.stdout
+    assert ", other-server.service): the server cannot start there; sudo systemctl disable --now " \
+           "other-server.service, or give the server another --port" in home.stdout, home.stdout
+    install(box, "--uninstall", "--name", "home")
+    box.run(["systemctl", "stop", "other-server.service"])
 
     # the commands README gives work as written from a login shell, and for a non-root user
     dry_run = box.run(["bash", "-lc", "sleepyllama-idle --dry-run"])
