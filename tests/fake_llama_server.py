@@ -32,12 +32,13 @@ MODELS = Path(__file__).resolve().parent / "data" / "llama-server" / "v1-models.
 
 class State:
     def __init__(self, load_seconds: float, slots: int, tokens: int, token_delay: float,
-                 metrics: bool) -> None:
+                 metrics: bool, reply: str = "") -> None:
         self.ready_at = time.monotonic() + load_seconds
         self.slots = slots
         self.busy = [False] * slots
         self.id_task = [-1] * slots
-        self.tokens = tokens
+        self.words = reply.split() or [f"token{i}" for i in range(tokens)]
+        self.tokens = len(self.words)
         self.token_delay = token_delay
         self.metrics = metrics
         self.started = str(int(time.time()))
@@ -141,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
             if request.get("stream"):
                 self._stream()
             else:
-                text = " ".join(f"token{i}" for i in range(self.state.tokens))
+                text = " ".join(self.state.words)
                 self._json(200, {"object": "chat.completion", "model": "fake",
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": text}}]})
@@ -155,10 +156,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for i in range(self.state.tokens):
+        for word in self.state.words:
             chunk = {"object": "chat.completion.chunk", "model": "fake", "created": int(time.time()),
                      "choices": [{"index": 0, "finish_reason": None,
-                                  "delta": {"content": f"token{i} "}}],
+                                  "delta": {"content": f"{word} "}}],
                      "produced_at": time.monotonic()}
             self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
             time.sleep(self.state.token_delay)
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-seconds", type=float, default=0.0)
     parser.add_argument("--tokens", type=int, default=5)
     parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--reply", default="", help="the words to answer (else token0 token1 ...)")
     parser.add_argument("--ready-file", help="write CLOCK_MONOTONIC here when /health turns 200")
     parser.add_argument("--metrics", action="store_true", help="serve /metrics (else 501)")
     parser.add_argument("-m", "--model", help="a model file; missing: fail as llama-server does")
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(No such file or directory)\n0.00.013.175 E srv  llama_server: exiting due to "
               "model loading error", file=sys.stderr, flush=True)
         return 1
-    state = State(args.load_seconds, args.parallel, args.tokens, args.token_delay, args.metrics)
+    state = State(args.load_seconds, args.parallel, args.tokens, args.token_delay, args.metrics,
+                  args.reply)
     Handler.state = state
     family_server = Server
     if ":" in args.host:
