@@ -6,21 +6,39 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pystemd.daemon
 import sdnotify
 
+STORED_PREFIX = "sl-"  # FDNAME= of what a program put in its unit's fd store (FDSTORE=1)
+
 
 def listen_sockets() -> list[socket.socket]:
-    """The listening sockets systemd passed (LISTEN_FDS, from fd 3), or [] when not socket-activated.
+    """The listening sockets systemd passed (LISTEN_FDS, from fd 3), or [] when not socket-activated."""
+    return inherited_fds()[0]
+
+
+def inherited_fds() -> tuple[list[socket.socket], dict[str, int]]:
+    """What systemd passed (LISTEN_FDS, from fd 3): the socket unit's listening sockets, and the
+    fds this service stored before its last exit (named STORED_PREFIX..., FDSTORE=1), by name.
 
     The environment is unset so that child processes (wake_command) do not think they own them.
     """
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
     count = pystemd.daemon.listen_fds(1)
     first = pystemd.daemon.LISTEN_FDS_START
-    return [socket.socket(fileno=fd) for fd in range(first, first + max(count, 0))]
+    listeners: list[socket.socket] = []
+    stored: dict[str, int] = {}
+    for index, fd in enumerate(range(first, first + max(count, 0))):
+        name = names[index] if index < len(names) else ""
+        if name.startswith(STORED_PREFIX):
+            stored[name] = fd
+        else:
+            listeners.append(socket.socket(fileno=fd))
+    return listeners, stored
 
 
 class Notifier:
@@ -45,6 +63,31 @@ class Notifier:
 
     def watchdog(self) -> None:
         self._send("WATCHDOG=1")
+
+    def store_fds(self, named: Iterable[tuple[str, int]]) -> int:
+        """Hand fds to the unit's fd store (FileDescriptorStoreMax=), each to come back under
+        its name at the next start; how many went (0 with no service manager to take them)."""
+        address = os.environ.get("NOTIFY_SOCKET", "")
+        if not address:
+            return 0
+        if address.startswith("@"):  # an abstract socket
+            address = "\0" + address[1:]
+        sent = 0
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            try:
+                sock.connect(address)
+                for name, fd in named:
+                    socket.send_fds(sock, [f"FDSTORE=1\nFDNAME={name}".encode()], [fd])
+                    sent += 1
+            except OSError:
+                pass  # what went, went; the caller closes the rest
+        return sent
+
+    def forget_stored(self, names: Iterable[str]) -> None:
+        """Take fds out of the store once they are back: the store's copy would keep a
+        connection open after this program closes it."""
+        for name in names:
+            self._send(f"FDSTOREREMOVE=1\nFDNAME={name}")
 
     def _send(self, message: str) -> None:
         if self.enabled:

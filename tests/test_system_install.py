@@ -26,7 +26,8 @@ INSTALL = str(REPO / "install.sh")
 WATCHED = ["/etc/systemd/system", "/etc/sleepyllama", "/usr/lib/systemd/system-sleep",
            "/usr/local/bin/sleepyllama", "/opt/sleepyllama/.source-hash"]
 SERVER_ARGS = ["server", "--name", "llama", "--idle-timeout", "45m", "--", "/opt/fake/llama-server",
-               "--host", "127.0.0.1", "--port", "8080", "--load-seconds", "1"]
+               "--host", "127.0.0.1", "--port", "8080", "--load-seconds", "1",
+               "--tokens", "40", "--token-delay", "0.1"]
 PROXY_ARGS = ["proxy", "--name", "llama", "--listen", "127.0.0.1:3939",
               "--backend", "127.0.0.1:8080", "--mac", "ab:cd:ef:01:23:45"]
 
@@ -126,6 +127,26 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert uid != "0", "the proxy runs as root"
     assert "CapEff:\t0000000000000000" in process, "the proxy holds capabilities"
 
+    # a restart of the proxy (an upgrade, systemctl restart) cuts no stream: the connection
+    # goes through systemd's fd store to the next process, and curl reads every token
+    box.run(["systemd-run", "--unit=stream-client", "--property=StandardOutput=file:/run/stream",
+             "curl", "-sSN", "--max-time", "60", "-H", "Content-Type: application/json", "-d",
+             '{"model": "tiny", "stream": true, "messages": [{"role": "user", "content": "hi"}]}',
+             "http://127.0.0.1:3939/v1/chat/completions"])
+    stream = lambda: box.run(["cat", "/run/stream"], check=False).stdout  # noqa: E731
+    wait_for(lambda: "token2 " in stream(), timeout=30, what="the first tokens")
+    box.run(["systemctl", "restart", "sleepyllama-proxy@llama.service"])
+    wait_for(lambda: box.show("stream-client.service", "ActiveState") != "active", timeout=60,
+             what="the stream to end")
+    assert box.show("stream-client.service", "Result") == "success", stream()[-500:]
+    words = [json.loads(line[6:])["choices"][0]["delta"]["content"]
+             for line in stream().splitlines() if line.startswith("data: {")]
+    assert "".join(words) == "".join(f"token{i} " for i in range(40)), stream()[-500:]
+    assert stream().rstrip().endswith("data: [DONE]")
+    journal = box.run(["journalctl", "-u", "sleepyllama-proxy@llama"]).stdout
+    assert "handed 0 held client(s) and 1 connection(s) to systemd" in journal, journal[-2000:]
+    assert "took back 0 held client(s) and 1 connection(s)" in journal, journal[-2000:]
+
     config = box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
     assert '[server.llama]\ncommand = ["/opt/fake/llama-server"' in config
     assert '"--metrics"]' in config
@@ -137,8 +158,13 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     # the proxy kept the model list in its StateDirectory, as its DynamicUser, for while it sleeps
     wait_for(lambda: box.run(["test", "-s", "/var/lib/sleepyllama-proxy/llama.answers.json"],
                              check=False).returncode == 0, timeout=15, what="the proxy's cache")
+    # the stream over, the taken-back connection is closed and counted so (STATUS every second)
+    wait_for(lambda: "backend awake · 0 connections" in box.show(
+        "sleepyllama-proxy@llama.service", "StatusText"), timeout=30, what="the proxy's 0")
+    wait_for(lambda: box.show("sleepyllama-server@llama.service", "StatusText") ==
+             "ready · 0 requests in flight", timeout=30, what="the server's next look")
     status = box.run(["sleepyllama", "status"]).stdout
-    assert "sleepyllama-server@llama.service" in status and "ready · 0 requests in flight" in status
+    assert "sleepyllama-server@llama.service" in status and "ready · 0 requests in flight" in status, status
     assert "proxy llama: backend 127.0.0.1:8080 ready (HTTP 200)" in status
     assert "answers GET /v1/models while asleep: kept" in status
     report = json.loads(box.run(["sleepyllama", "status", "--json"]).stdout)

@@ -35,7 +35,7 @@ from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.reception import Reception, Visitor
 from sleepyllama.proxy.reply import backend_unavailable, error_reply
-from sleepyllama.proxy.splice import Splice, tune_backend_socket
+from sleepyllama.proxy.splice import PumpState, Splice, tune_backend_socket
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
@@ -509,7 +509,26 @@ class Backend:
         self.family, _, _, _, self.sockaddr = infos[0]
         return True
 
-    # -- shutdown -----------------------------------------------------------------------------
+    # -- restart and shutdown -----------------------------------------------------------------
+
+    def detach_kept(self) -> tuple[list[Client], list[Splice]]:
+        """Held clients and running splices, out of this process's hands, for a restart to go
+        on with (handover.py); close_all() then closes only the rest."""
+        held = self.waiting.take_all()
+        splices = [splice for splice in self.splices if splice.started and not splice.closed]
+        self.splices.difference_update(splices)
+        return held, splices
+
+    def adopt(self, held: list[Client],
+              splices: list[tuple[socket.socket, socket.socket, tuple[PumpState, PumpState]]]
+              ) -> None:
+        """Go on with what the process before a restart held and spliced."""
+        for client_sock, backend_sock, pumps in splices:
+            splice = Splice(self.loop, client_sock, backend_sock, self._splice_closed, pumps)
+            self.splices.add(splice)
+            splice.start()
+        for client in held:
+            self._hold(client)  # the wake loop looks first: an awake backend gets no packet
 
     def close_all(self) -> None:
         self.reception.close_all()

@@ -24,10 +24,12 @@ from sleepyllama import config as configuration
 from sleepyllama import hints, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, format_duration
-from sleepyllama.proxy import api_key
+from sleepyllama.proxy import api_key, handover
 from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.misconfigured import Misconfigured
+from sleepyllama.proxy.splice import Splice
+from sleepyllama.proxy.waiting import Client
 from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSender
 from sleepyllama.words import count
 
@@ -185,11 +187,29 @@ class Proxy:
                  format_duration(self.exit_idle or 0))
         self.stop()
 
+    def adopt(self, taken: handover.Taken) -> None:
+        """What the process before a restart held and spliced: served on, and counted."""
+        self.connections += len(taken.held) + len(taken.splices)
+        self.backend.adopt(taken.held, taken.splices)
+
     def stop(self) -> None:
         self.notifier.stopping("stopping")
         for listener in self.listeners:
             self.loop.remove_reader(listener.fileno())
-        for backend in (*self.retired, self.backend):
+        backends = (*self.retired, self.backend)
+        if handover.room():  # under systemd with an fd store: a restart goes on with them
+            held: list[Client] = []
+            splices: list[Splice] = []
+            for backend in backends:
+                kept = backend.detach_kept()
+                held += kept[0]
+                splices += kept[1]
+            handover.hand_over(held, splices, self.notifier)
+            for client in held:
+                client.sock.close()
+            for splice in splices:
+                splice.close()  # this process's copies only, if handed over (frozen)
+        for backend in backends:
             backend.close_all()
         self.stopped.set()
 
@@ -276,7 +296,8 @@ def raise_open_file_limit() -> None:
 
 
 async def serve(load: Callable[[], ProxyConfig], config: ProxyConfig | ConfigError,
-                listeners: list[socket.socket], activated: bool) -> None:
+                listeners: list[socket.socket], activated: bool,
+                stored: dict[str, int] | None = None) -> None:
     """Serve `config`; or, given the config's error, answer 503s until `load` succeeds."""
     loop = asyncio.get_running_loop()
     notifier = systemd.Notifier()
@@ -296,6 +317,8 @@ async def serve(load: Callable[[], ProxyConfig], config: ProxyConfig | ConfigErr
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proxy.stop)
     loop.add_signal_handler(signal.SIGHUP, proxy.reload, load)
+    if stored:  # held clients and connections from before a restart (handover.py)
+        proxy.adopt(handover.take_back(stored, notifier))
     proxy.start()
     await proxy.stopped.wait()
 
@@ -337,7 +360,7 @@ def pick_table(config: configuration.Config, instance: str | None) -> ProxyConfi
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama-proxy", args.verbose)
-    listeners = systemd.listen_sockets()
+    listeners, stored = systemd.inherited_fds()
     activated = bool(listeners)
 
     def load() -> ProxyConfig:
@@ -365,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                   "(systemd socket activation) or pass --listen HOST:PORT", name)
         return EX_USAGE
     raise_open_file_limit()
-    asyncio.run(serve(load, config, listeners, activated))
+    asyncio.run(serve(load, config, listeners, activated, stored))
     return 0
 
 

@@ -16,6 +16,7 @@ import fcntl
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 
 PIPE_SIZE = 1 << 20  # fs.pipe-max-size's default; an unprivileged user over its quota gets less
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
@@ -29,21 +30,43 @@ def _pipe() -> tuple[int, int, int]:
     return read_end, write_end, fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
 
 
+@dataclass(frozen=True)
+class PumpState:
+    """One direction of a connection between two processes: bytes in its pipe, whether its
+    source has ended, whether it is done (pipe closed, destination shut down)."""
+
+    fill: int
+    source_eof: bool
+    done: bool
+    pipe: tuple[int, int] | None  # read end, write end; None once done
+
+
 class Pump:
     """One direction of a spliced connection."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, source: int, destination: socket.socket,
-        splice: Splice,
+        splice: Splice, carried: PumpState | None = None,
     ) -> None:
         self.loop, self.source, self.splice = loop, source, splice
         self.destination_socket, self.destination = destination, destination.fileno()
-        self.pipe_read, self.pipe_write, self.capacity = _pipe()
         self.fill = 0  # bytes in the pipe
         self.pipe_full = False  # the pipe refused more although `fill` says there is room
         self.source_eof = False
         self.done = False
         self.reading = self.writing = False
+        if carried is None:
+            self.pipe_read, self.pipe_write, self.capacity = _pipe()
+        else:  # from before a restart (handover.py): its pipe still holds what was in flight
+            self.fill, self.source_eof, self.done = carried.fill, carried.source_eof, carried.done
+            self.pipe_read, self.pipe_write = carried.pipe or (-1, -1)
+            self.capacity = fcntl.fcntl(self.pipe_write, fcntl.F_GETPIPE_SZ) if carried.pipe else 0
+
+    def freeze(self) -> PumpState:
+        """Stop moving bytes, keeping the pipe and what it holds, for another process."""
+        self._want(read=False, write=False)
+        return PumpState(self.fill, self.source_eof, self.done,
+                         None if self.done else (self.pipe_read, self.pipe_write))
 
     def step(self) -> None:
         """Move what can be moved without blocking, then wait for whichever side must move next."""
@@ -149,20 +172,32 @@ class Splice:
         client: socket.socket,
         backend: socket.socket,
         on_close: Callable[[Splice, OSError | None], None],  # error: the backend host was lost
+        carried: tuple[PumpState, PumpState] | None = None,  # from before a restart
     ) -> None:
         self.client, self.backend, self.on_close = client, backend, on_close
-        self.closed = False
-        upstream = Pump(loop, client.fileno(), backend, self)
+        self.closed = self.started = False
+        up, down = carried or (None, None)
+        upstream = Pump(loop, client.fileno(), backend, self, up)
         try:
-            downstream = Pump(loop, backend.fileno(), client, self)
+            downstream = Pump(loop, backend.fileno(), client, self, down)
         except OSError:  # out of fds for the second pipe: give back the first
             upstream.close()
             raise
         self.pumps = (upstream, downstream)
 
     def start(self) -> None:
+        self.started = True
         for pump in self.pumps:
-            pump.step()
+            if not pump.done:
+                pump.step()
+        self.pump_done()  # both were done already (a connection closing as it was handed over)
+
+    def freeze(self) -> tuple[PumpState, PumpState]:
+        """Both directions stopped where they are, for another process to go on (handover.py);
+        this one then only closes its copies of the fds."""
+        self.closed = True
+        up, down = self.pumps
+        return up.freeze(), down.freeze()
 
     def pump_done(self) -> None:
         if all(pump.done for pump in self.pumps):
