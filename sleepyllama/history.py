@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sleepyllama import ledger
+from sleepyllama import files, ledger
 from sleepyllama.config import EnergyConfig, format_duration
-from sleepyllama.words import count as count_words
 
 HALF_HOUR = 1800
 REASON_WINDOW = 300.0  # a "sleep" entry this close before a suspend asked for it
@@ -100,6 +99,25 @@ def typical_wake(entries: Sequence[dict], last: int = 10) -> tuple[float, int] |
              if entry.get("event") == "wake" and isinstance(entry.get("ready_after"), int | float)
              and not isinstance(entry.get("ready_after"), bool)][-last:]
     return (statistics.median(times), len(times)) if times else None
+
+
+def typical_first_answer(entries: Sequence[dict], last: int = 10) -> float | None:
+    """Median seconds from ready to the backend's first bytes to the wake's first client (the
+    request's own work: a prompt read, a model swapped in) over the last `last` wakes."""
+    times = [float(entry["after_ready"]) for entry in entries
+             if entry.get("event") == "first-answer" and files.finite(entry.get("after_ready"))
+             and float(entry["after_ready"]) >= 0][-last:]
+    return statistics.median(times) if times else None
+
+
+def wake_cost(typical: Sequence[float], first_answer: float | None) -> str:
+    """"wakes take 14s (the median of the last 3 wakes), the first answer 2.1 s after that"."""
+    median, wakes = typical
+    line = f"wakes take {format_duration(round(median))} " + (
+        f"(the median of the last {wakes} wakes)" if wakes > 1 else "(one wake so far)")
+    if first_answer is not None:
+        line += f", the first answer {first_answer:.1f} s after that"
+    return line
 
 
 def asleep_seconds(found: Sequence[Sleep], start: float, end: float, now: float) -> float:
@@ -204,6 +222,7 @@ def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | Non
             "currency": energy.currency, "power": how,
             "recent_wakes": [asdict(wake) for wake in woken if wake.at >= now - count * 86400][-10:],
             "typical_wake": typical_wake(entries),
+            "typical_first_answer": typical_first_answer(entries),
             "sleeps": [asdict(sleep) for sleep in found if (sleep.end or now) >= now - count * 86400]}
 
 
@@ -228,9 +247,7 @@ def render(data: dict, pictures: bool) -> str:
             total += f" ({data['money_saved']:.2f} {data['currency']})".replace(" )", ")")
     lines += [total, data["power"]]
     if data.get("typical_wake"):
-        median, wakes = data["typical_wake"]
-        lines.append(f"wakes take {format_duration(round(median))} (the median of the last "
-                     f"{count_words(wakes, 'wakes')})")
+        lines.append(wake_cost(data["typical_wake"], data.get("typical_first_answer")))
     if data["recent_wakes"]:
         lines.append("recent wakes:")
         lines += [f"  {time.strftime('%a %H:%M', time.localtime(wake['at']))}  {wake['what']}"

@@ -120,11 +120,13 @@ def proxy_memory(name: str) -> dict:
     if last.startswith("waking "):
         memory["last_wake"] = last
     try:
-        typical = history.typical_wake(ledger.read(history.PROXY_STATE / f"{name}.ledger.jsonl"))
+        entries = ledger.read(history.PROXY_STATE / f"{name}.ledger.jsonl")
     except PermissionError:
-        typical = None
+        entries = []
+    typical = history.typical_wake(entries)
     if typical is not None:
         memory["typical_wake"] = typical
+        memory["typical_first_answer"] = history.typical_first_answer(entries)
     return memory
 
 
@@ -206,9 +208,7 @@ def print_status(report: dict) -> None:
         if proxy.get("last_wake"):
             print(f"  last wake: {proxy['last_wake']}")
         if proxy.get("typical_wake"):
-            median, wakes = proxy["typical_wake"]
-            print(f"  wakes take {format_duration(round(median))} (the median of the last "
-                  f"{count(wakes, 'wakes')})")
+            print(f"  {history.wake_cost(proxy['typical_wake'], proxy.get('typical_first_answer'))}")
     if report.get("needs_root"):
         print(f"(the proxy's records in {', '.join(report['needs_root'])} are readable by root "
               "only: sudo sleepyllama status)")

@@ -174,6 +174,16 @@ def test_what_a_wake_costs_is_the_median_of_the_last_ten() -> None:
     assert history.typical_wake([]) is None
 
 
+def test_what_the_first_answer_takes_after_ready_is_shown_with_the_wake() -> None:
+    entries = [{"event": "first-answer", "at": n, "after_ready": seconds}
+               for n, seconds in enumerate([0.5, 1.5, 2.5, float("nan"), -1, "x"])]
+    assert history.typical_first_answer(entries) == 1.5  # only finite, non-negative times
+    assert history.typical_first_answer([]) is None
+    assert history.wake_cost((14.2, 3), 1.5) == (
+        "wakes take 14s (the median of the last 3 wakes), the first answer 1.5 s after that")
+    assert history.wake_cost((14.2, 1), None) == "wakes take 14s (one wake so far)"
+
+
 def test_the_always_on_host_points_to_the_gpu_box_for_the_energy_figure() -> None:
     assert history.power(EnergyConfig(), None, gpu_box=False) == (
         None, "the energy saved is measured on the GPU box: sleepyllama history there")

@@ -98,6 +98,10 @@ def test_the_official_client_lists_models_asleep_and_its_chat_wakes_the_box(tmp_
     assert wake["agent"].startswith("OpenAI/Python ")
     # the fake loads for 0.2 s once its "box" is up: up first, ready after
     assert 0 <= wake["up_after"] <= wake["ready_after"]
+    # and then the request's own work, until the backend's first bytes to its first client
+    answered = [e for e in recorded if e["event"] == "first-answer" and e["at"] >= wake["at"]]
+    assert len(answered) == 1 and answered[0]["after_ready"] >= 0, recorded
+    assert "the backend's first answer to POST /v1/chat/completions came" in asleep.proxy.log()
     assert wake["ready_after"] > 0
 
 

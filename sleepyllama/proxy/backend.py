@@ -266,7 +266,8 @@ class Backend:
 
     def _splice(self, client: Client, backend: socket.socket) -> None:
         try:
-            splice = Splice(self.loop, client.sock, backend, self._splice_closed)
+            splice = Splice(self.loop, client.sock, backend, self._splice_closed,
+                            on_first_answer=client.on_first_answer)
         except OSError as error:
             backend.close()
             self._cannot_serve(client, error)
@@ -458,7 +459,10 @@ class Backend:
                           self.wake.last_probe)
             self.wake.ready(took)
             self._believe_ready()
-            for client in self.waiting.take_all():
+            clients = self.waiting.take_all()
+            if self.wake.signals and clients:
+                clients[0].on_first_answer = self._first_answer_timer(clients[0].request)
+            for client in clients:
                 self._connect(client)
             for waiter in self.waiters:
                 if not waiter.ready.done():
@@ -474,6 +478,20 @@ class Backend:
                 # 200): it needs a wake of its own, not a 503 with nothing probing for it
                 self.wake_task = self.loop.create_task(self._wake())
             self.on_change()
+
+    def _first_answer_timer(self, request: str) -> Callable[[], None]:
+        """What a woken box's first answer took after ready: the request's own work (a prompt
+        read, a model swapped in), which the wake's time does not show."""
+        ready_at = self.loop.time()
+
+        def answered() -> None:
+            after = self.loop.time() - ready_at
+            log.info("the backend's first answer to %s came %.2f s after ready",
+                     request or "the first client", after)
+            self.record("first-answer", after_ready=round(after, 2))
+            self.wake.answered(after)
+
+        return answered
 
     def _send_when_due(self) -> None:
         """Send a wake signal now if the schedule allows; re-armed for as long as clients wait."""

@@ -47,8 +47,10 @@ class Pump:
     def __init__(
         self, loop: asyncio.AbstractEventLoop, source: int, destination: socket.socket,
         splice: Splice, carried: PumpState | None = None,
+        on_first_bytes: Callable[[], None] | None = None,
     ) -> None:
         self.loop, self.source, self.splice = loop, source, splice
+        self.on_first_bytes = on_first_bytes  # once, when the source first sends anything
         self.destination_socket, self.destination = destination, destination.fileno()
         self.fill = 0  # bytes in the pipe
         self.pipe_full = False  # the pipe refused more although `fill` says there is room
@@ -88,6 +90,9 @@ class Pump:
                     else:
                         self.fill += count
                         moved = True
+                        if self.on_first_bytes is not None:
+                            self.on_first_bytes()
+                            self.on_first_bytes = None
             if self.fill:
                 try:
                     count = os.splice(self.pipe_read, self.destination, self.fill, flags=_FLAGS)
@@ -173,13 +178,14 @@ class Splice:
         backend: socket.socket,
         on_close: Callable[[Splice, OSError | None], None],  # error: the backend host was lost
         carried: tuple[PumpState, PumpState] | None = None,  # from before a restart
+        on_first_answer: Callable[[], None] | None = None,  # the backend's first bytes came
     ) -> None:
         self.client, self.backend, self.on_close = client, backend, on_close
         self.closed = self.started = False
         up, down = carried or (None, None)
         upstream = Pump(loop, client.fileno(), backend, self, up)
         try:
-            downstream = Pump(loop, backend.fileno(), client, self, down)
+            downstream = Pump(loop, backend.fileno(), client, self, down, on_first_answer)
         except OSError:  # out of fds for the second pipe: give back the first
             upstream.close()
             raise

@@ -27,6 +27,8 @@ class Client:
     prefix: bytes = b""  # read from the client already: the backend gets these first
     request: str = ""  # "METHOD /path" when reception read it
     agent: str = ""  # its User-Agent, when reception read it: who keeps waking the box
+    # the first client of a wake: told when the backend's first bytes to it come (wake_record)
+    on_first_answer: Callable[[], None] | None = None
 
 
 class HangupWatcher:
