@@ -22,8 +22,10 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
         a systemd credential: the model list is then kept and answered while the box sleeps,
         to clients that present the key. --wake-progress: a streamed chat that must wait for
         a wake shows the wake's progress in its thinking block, then the answer.
-server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, suspends the
-        box after --idle-timeout (default 1h) with nothing to do, restarts it after resume.
+server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, as the
+        system user sleepyllama (its program and model files must be readable by that user:
+        check names any that are not), suspends the box after --idle-timeout (default 1h)
+        with nothing to do, restarts it after resume.
         --command-file: a file with the whole command line, one argument per line.
         --proxy HOST:PORT (the proxy's --listen, repeatable): tell it when the server is ready
         and right before the box suspends, so it never waits on a poll or a failed connect.
