@@ -1,7 +1,8 @@
-"""One backend as the proxy sees it: the clients held for it, its wake, and the connects.
+"""One backend as the proxy sees it: the clients held for it and its wake.
 
 What the proxy believes of the backend (readiness.py) and the record of its wake
-(wake_record.py) are pure and kept apart; this is the I/O around them. A client arriving while
+(wake_record.py) are pure and kept apart, and connecting and splicing is connect.py's; this is
+the I/O around them. A client arriving while
 the backend is believed ready is connected straight away. Otherwise (first client, a stale
 verdict, a connect refused or timed out, a lost backend) it is held: its bytes stay queued in
 its socket, unread, while the wake loop probes readiness and, unless the first probe succeeds
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import time
@@ -31,12 +31,13 @@ from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
+from sleepyllama.proxy.connect import Connector
 from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.reception import Reception, Visitor
-from sleepyllama.proxy.reply import backend_unavailable, error_reply
-from sleepyllama.proxy.splice import PumpState, Splice, tune_backend_socket
-from sleepyllama.proxy.waiting import Client, WaitingRoom, linger
+from sleepyllama.proxy.reply import backend_unavailable
+from sleepyllama.proxy.splice import PumpState, Splice
+from sleepyllama.proxy.waiting import Client, WaitingRoom, linger, reply_if_http
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
@@ -47,7 +48,6 @@ PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte la
 # milliseconds; once it did not, it is believed asleep for a while (each look would wait again)
 QUICK_PROBE_TIMEOUT = 0.25
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
-CONNECT_TIMEOUT = 1.0  # a ready backend on a LAN answers in milliseconds; silence means asleep
 
 Probe = Callable[[], tuple[bool, str]]
 
@@ -93,7 +93,9 @@ class Backend:
         self.waiters: list[Waiter] = []
         self.prewakes: set[asyncio.Task[bool]] = set()
         self.probe_now = asyncio.Event()  # a "ready" hint: the wake loop probes at once
-        self.splices: set[Splice] = set()
+        self.connector = Connector(loop, address=lambda: (self.family, self.sockaddr),
+                                   refused=self._connect_refused, lost=self._backend_lost,
+                                   closed=on_close)
         self.schedule = WakeSchedule(config.wol_interval)
         self.wake_task: asyncio.Task[None] | None = None
         self.send_timer: asyncio.TimerHandle | None = None
@@ -201,7 +203,7 @@ class Backend:
         if self.ready:
             if self.belief.stale_soon(now) and not self.refreshing:
                 self._refresh_in_background()
-            self._connect(Client(sock, peer, now, now + self.hold_limit()))
+            self.connector.connect(Client(sock, peer, now, now + self.hold_limit()))
         elif self.reads_requests:
             self.reception.receive(Visitor(sock, peer, address))
         else:
@@ -212,88 +214,22 @@ class Backend:
         client = Client(visitor.sock, visitor.peer, now, now + self.hold_limit(),
                         prefix=visitor.prefix, request=visitor.request, agent=visitor.agent)
         if self.ready:  # woken meanwhile, by another client
-            self._connect(client)
+            self.connector.connect(client)
         else:
             self._hold(client)
 
-    def _connect(self, client: Client) -> None:
-        try:
-            backend = socket.socket(self.family, socket.SOCK_STREAM)
-        except OSError as error:  # EMFILE, ENFILE, ENOBUFS: this client only
-            self._cannot_serve(client, error)
-            return
-        tune_backend_socket(backend)
-        error = backend.connect_ex(self.sockaddr)
-        if error == 0:
-            self._splice(client, backend)
-        elif error == errno.EINPROGRESS:
-            timer = self.loop.call_later(CONNECT_TIMEOUT, self._connect_failed, client, backend,
-                                         "connect timed out")
-            self.loop.add_writer(backend.fileno(), self._connected, client, backend, timer)
-        else:
-            self._connect_failed(client, backend, errno.errorcode.get(error, str(error)))
-
-    def _connected(
-        self, client: Client, backend: socket.socket, timer: asyncio.TimerHandle
-    ) -> None:
-        self.loop.remove_writer(backend.fileno())
-        timer.cancel()
-        error = backend.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if error:
-            self._connect_failed(client, backend, errno.errorcode.get(error, str(error)))
-        else:
-            self._splice(client, backend)
-
-    def _connect_failed(self, client: Client, backend: socket.socket, why: str) -> None:
-        self.loop.remove_writer(backend.fileno())
-        backend.close()
+    def _connect_refused(self, client: Client, why: str) -> None:
         if self.ready:
             log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
             self._not_ready()
         self.belief.believe_asleep(self.loop.time(), down=True)
         self._hold(client)
 
-    def _cannot_serve(self, client: Client, error: OSError) -> None:
-        """An error of the proxy's own (out of file descriptors, of memory) costs this client
-        only: its 503 if it spoke HTTP, its socket closed, its slot given back."""
-        log.warning("cannot serve %s: %s", client.peer, error.strerror or error)
-        with contextlib.suppress(OSError):
-            self._reply_if_http(client, error_reply(
-                503, f"sleepyllama: the proxy cannot open a connection now "
-                f"({error.strerror or error}); try again", "proxy_overloaded", 5))
-        client.sock.close()
-        self.on_close()
-
-    def _splice(self, client: Client, backend: socket.socket) -> None:
-        try:
-            splice = Splice(self.loop, client.sock, backend, self._splice_closed,
-                            on_first_answer=client.on_first_answer)
-        except OSError as error:
-            backend.close()
-            self._cannot_serve(client, error)
-            return
-        self.splices.add(splice)
-        if client.prefix:  # what reception read goes first, then the rest of the stream
-            self.loop.create_task(self._send_prefix_then_splice(client.prefix, backend, splice))
-        else:
-            splice.start()
-
-    async def _send_prefix_then_splice(self, prefix: bytes, backend: socket.socket,
-                                       splice: Splice) -> None:
-        try:
-            await self.loop.sock_sendall(backend, prefix)
-        except OSError:
-            splice.close()
-            return
-        splice.start()
-
-    def _splice_closed(self, splice: Splice, backend_lost: OSError | None) -> None:
-        self.splices.discard(splice)
-        if backend_lost is not None and self.ready:
+    def _backend_lost(self, error: OSError) -> None:
+        if self.ready:
             log.warning("lost the backend %s (%s): the next client will wake it",
-                        self.config.backend, backend_lost.strerror)
+                        self.config.backend, error.strerror)
             self._not_ready()
-        self.on_close()
 
     # -- holding ------------------------------------------------------------------------------
 
@@ -314,7 +250,7 @@ class Backend:
 
     def busy(self) -> bool:
         """Whether it still holds, answers or splices anyone (a retired one is let finish)."""
-        return bool(self.clients_waiting() or self.splices or self.reception.reading
+        return bool(self.clients_waiting() or self.connector.splices or self.reception.reading
                     or self.progress.tasks or self.wake_task is not None)
 
     def clients_waiting(self) -> int:
@@ -381,7 +317,7 @@ class Backend:
             self.wake.earlier_attempt(now, client.arrived, self.config.wake_timeout)) if part)
         self._note_give_up(waited)
         try:
-            answered = self._reply_if_http(client, backend_unavailable(
+            answered = reply_if_http(client, backend_unavailable(
                 str(self.config.backend), round(client.deadline - client.arrived, 1), waited,
                 hint, self.wake.retry_after()))
             log.info("%s %s: its backend did not wake",
@@ -393,16 +329,6 @@ class Backend:
         else:
             linger(self.loop, client.sock, self.on_close)
         self.on_change()
-
-    def _reply_if_http(self, client: Client, reply: bytes) -> bool:
-        """Send `reply` to a client whose first bytes (still unread in its socket, or read by
-        reception into its prefix) are an HTTP/1.x request; False for any other. OSError
-        passes on to the caller, who closes the client either way."""
-        first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
-        if not policy.speaks_http1(first_bytes):
-            return False
-        client.sock.send(reply)
-        return True
 
     def _note_give_up(self, waited: float) -> None:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""
@@ -463,7 +389,7 @@ class Backend:
             if self.wake.signals and clients:
                 clients[0].on_first_answer = self._first_answer_timer(clients[0].request)
             for client in clients:
-                self._connect(client)
+                self.connector.connect(client)
             for waiter in self.waiters:
                 if not waiter.ready.done():
                     waiter.ready.set_result(True)
@@ -532,19 +458,14 @@ class Backend:
     def detach_kept(self) -> tuple[list[Client], list[Splice]]:
         """Held clients and running splices, out of this process's hands, for a restart to go
         on with (handover.py); close_all() then closes only the rest."""
-        held = self.waiting.take_all()
-        splices = [splice for splice in self.splices if splice.started and not splice.closed]
-        self.splices.difference_update(splices)
-        return held, splices
+        return self.waiting.take_all(), self.connector.detach()
 
     def adopt(self, held: list[Client],
               splices: list[tuple[socket.socket, socket.socket, tuple[PumpState, PumpState]]]
               ) -> None:
         """Go on with what the process before a restart held and spliced."""
         for client_sock, backend_sock, pumps in splices:
-            splice = Splice(self.loop, client_sock, backend_sock, self._splice_closed, pumps)
-            self.splices.add(splice)
-            splice.start()
+            self.connector.adopt(client_sock, backend_sock, pumps)
         for client in held:
             self._hold(client)  # the wake loop looks first: an awake backend gets no packet
 
@@ -555,8 +476,7 @@ class Backend:
             task.cancel()
         for client in self.waiting.take_all():
             client.sock.close()
-        for splice in list(self.splices):
-            splice.close()
+        self.connector.close_all()
         if self.wake_task is not None:
             self.wake_task.cancel()
         self.sender.close()

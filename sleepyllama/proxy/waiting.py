@@ -14,6 +14,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sleepyllama.proxy import policy
+
 LINGER = 2.0  # after a 503, read what the client still sends, so close() does not turn into RST
 
 
@@ -29,6 +31,17 @@ class Client:
     agent: str = ""  # its User-Agent, when reception read it: who keeps waking the box
     # the first client of a wake: told when the backend's first bytes to it come (wake_record)
     on_first_answer: Callable[[], None] | None = None
+
+
+def reply_if_http(client: Client, reply: bytes) -> bool:
+    """Send `reply` to a client whose first bytes (still unread in its socket, or read by
+    reception into its prefix) are an HTTP/1.x request; False for any other. OSError passes
+    on to the caller, who closes the client either way."""
+    first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
+    if not policy.speaks_http1(first_bytes):
+        return False
+    client.sock.send(reply)
+    return True
 
 
 class HangupWatcher:

@@ -1,0 +1,132 @@
+"""Connecting a client to the backend and splicing the two, and what goes wrong on the way.
+
+The backend's address comes from the wake (backend.py). A refused or timed-out connect hands
+the client back to be held (the box may be asleep); a connection that dies with the backend's
+host (splice.BACKEND_LOST) says so, so that the next client wakes it. An error of the proxy's
+own (out of fds, of memory) costs one client only: its 503 if it spoke HTTP, and its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Callable
+
+# a ready backend on a LAN answers in milliseconds, to a probe as to a client: silence is asleep
+from sleepyllama.proxy.probe import CONNECT_TIMEOUT
+from sleepyllama.proxy.reply import error_reply
+from sleepyllama.proxy.splice import PumpState, Splice, tune_backend_socket
+from sleepyllama.proxy.waiting import Client, reply_if_http
+
+log = logging.getLogger(__name__)
+
+
+
+class Connector:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        address: Callable[[], tuple[socket.AddressFamily, tuple]],  # the wake's last resolve
+        refused: Callable[[Client, str], None],  # connect failed: hold the client again
+        lost: Callable[[OSError], None],  # the backend's host vanished under a connection
+        closed: Callable[[], None],  # one client's connection is over
+    ) -> None:
+        self.loop, self.address = loop, address
+        self.refused, self.lost, self.closed = refused, lost, closed
+        self.splices: set[Splice] = set()
+
+    def connect(self, client: Client) -> None:
+        family, sockaddr = self.address()
+        try:
+            backend = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as error:  # EMFILE, ENFILE, ENOBUFS: this client only
+            self.cannot_serve(client, error)
+            return
+        tune_backend_socket(backend)
+        error = backend.connect_ex(sockaddr)
+        if error == 0:
+            self._splice(client, backend)
+        elif error == errno.EINPROGRESS:
+            timer = self.loop.call_later(CONNECT_TIMEOUT, self._failed, client, backend,
+                                         "connect timed out")
+            self.loop.add_writer(backend.fileno(), self._connected, client, backend, timer)
+        else:
+            self._failed(client, backend, errno.errorcode.get(error, str(error)))
+
+    def _connected(self, client: Client, backend: socket.socket,
+                   timer: asyncio.TimerHandle) -> None:
+        self.loop.remove_writer(backend.fileno())
+        timer.cancel()
+        error = backend.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self._failed(client, backend, errno.errorcode.get(error, str(error)))
+        else:
+            self._splice(client, backend)
+
+    def _failed(self, client: Client, backend: socket.socket, why: str) -> None:
+        self.loop.remove_writer(backend.fileno())
+        backend.close()
+        self.refused(client, why)
+
+    def cannot_serve(self, client: Client, error: OSError) -> None:
+        """An error of the proxy's own (out of file descriptors, of memory) costs this client
+        only: its 503 if it spoke HTTP, its socket closed, its slot given back."""
+        log.warning("cannot serve %s: %s", client.peer, error.strerror or error)
+        with contextlib.suppress(OSError):
+            reply_if_http(client, error_reply(
+                503, f"sleepyllama: the proxy cannot open a connection now "
+                f"({error.strerror or error}); try again", "proxy_overloaded", 5))
+        client.sock.close()
+        self.closed()
+
+    def _splice(self, client: Client, backend: socket.socket) -> None:
+        try:
+            splice = Splice(self.loop, client.sock, backend, self._splice_closed,
+                            on_first_answer=client.on_first_answer)
+        except OSError as error:
+            backend.close()
+            self.cannot_serve(client, error)
+            return
+        self.splices.add(splice)
+        if client.prefix:  # what reception read goes first, then the rest of the stream
+            self.loop.create_task(self._send_prefix_then_splice(client.prefix, backend, splice))
+        else:
+            splice.start()
+
+    async def _send_prefix_then_splice(self, prefix: bytes, backend: socket.socket,
+                                       splice: Splice) -> None:
+        try:
+            await self.loop.sock_sendall(backend, prefix)
+        except OSError:
+            splice.close()
+            return
+        splice.start()
+
+    def _splice_closed(self, splice: Splice, backend_lost: OSError | None) -> None:
+        self.splices.discard(splice)
+        if backend_lost is not None:
+            self.lost(backend_lost)
+        self.closed()
+
+    # -- restart and shutdown -----------------------------------------------------------------
+
+    def detach(self) -> list[Splice]:
+        """The running splices, out of this process's hands, for a restart (handover.py)."""
+        splices = [splice for splice in self.splices if splice.started and not splice.closed]
+        self.splices.difference_update(splices)
+        return splices
+
+    def adopt(self, client: socket.socket, backend: socket.socket,
+              pumps: tuple[PumpState, PumpState]) -> None:
+        """Go on with a splice of the process before a restart."""
+        splice = Splice(self.loop, client, backend, self._splice_closed, pumps)
+        self.splices.add(splice)
+        splice.start()
+
+    def close_all(self) -> None:
+        for splice in list(self.splices):
+            splice.close()
