@@ -226,3 +226,36 @@ def test_an_awake_window_keeps_the_box_up_and_its_timer_wakes_it(host: Container
     host.write("/etc/sleepyllama/sleepyllama.toml", config)
     assert host.run([python, "-m", "sleepyllama.host.schedule", "install"]).stdout.strip() == "removed"
     assert host.show(timer, "LoadState") == "not-found"
+
+
+def test_the_real_llama_server_serves_under_the_hardened_unit(host: Container) -> None:
+    """The unit's user, syscall filter and read-only system with the real binary (CPU): what
+    the fake server cannot show is whether llama-server itself runs under them."""
+    binary, model = os.environ.get("LLAMA_SERVER", ""), os.environ.get("LLAMA_MODEL", "")
+    if not (binary and model and os.path.exists(binary)):
+        pytest.skip("set LLAMA_SERVER and LLAMA_MODEL (./run-tests builds and names them)")
+    host.write("/etc/sleepyllama/sleepyllama.toml", f"""
+[server.llama]
+command = ["{binary}", "-m", "{model}", "--host", "127.0.0.1", "--port", "8080", "--metrics",
+           "-c", "256", "-np", "1"]
+
+[idle]
+gpu = "pstate"
+""")
+    check = host.run(["/opt/sleepyllama/bin/sleepyllama", "check"], check=False).stdout
+    assert "may not read" not in check and "may not run" not in check, check
+    try:
+        host.run(["systemctl", "start", "sleepyllama-servers.target"], timeout=120)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{host.journal('-u', SERVER)[-4000:]}") from None
+    pid = host.show(SERVER, "MainPID")
+    users = host.run(["ps", "-o", "user=", "--ppid", pid, "-p", pid]).stdout.split()
+    assert set(users) == {"sleepyllama"}, users
+    completion = json.loads(host.run(
+        ["curl", "-sS", "--max-time", "60", "-H", "Content-Type: application/json", "-d",
+         '{"prompt": "Hello", "n_predict": 4}', "http://127.0.0.1:8080/completion"]).stdout)
+    assert completion["tokens_predicted"] == 4, completion
+    verdict = host.run(["/opt/sleepyllama/bin/sleepyllama-idle", "--dry-run"], check=False)
+    assert "llama: " in verdict.stderr and "unreadable" not in verdict.stderr, verdict.stderr
+    journal = host.journal("-u", SERVER)
+    assert "Operation not permitted" not in journal and "Bad system call" not in journal, journal
