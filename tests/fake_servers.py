@@ -124,6 +124,21 @@ class Handler(BaseHTTPRequestHandler):
             self.state.tokens += 8
             self.state.loaded_until = f"2025-11-01T10:{self.state.requests:02d}:00Z"
         model = request.get("model") or MODEL[self.state.kind]
+        if path == "/api/chat" and request.get("stream", True):
+            # streamed unless "stream": false (api/types.go): JSON lines, chunked, the last one
+            # "done" with an empty message (server/routes.go streamResponse)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for content, done in (("hi", False), (" there", False), ("", True)):
+                line = json.dumps({"model": model, "created_at": "2025-11-01T10:00:00Z",
+                                   "message": {"role": "assistant", "content": content},
+                                   "done": done, **({"done_reason": "stop"} if done else {})})
+                data = (line + "\n").encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
         if path == "/api/chat":
             self._json(200, {"model": model, "created_at": "2025-11-01T10:00:00Z",
                              "message": {"role": "assistant", "content": "hi there"},

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from sleepyllama import config
-from sleepyllama.proxy.progress import error_message, wants_progress
+from sleepyllama.proxy.progress import OLLAMA, OPENAI, error_message, wants_progress
 
 from conftest import ProxyRun, SleepingBackend, chat_request, free_port, http_request, proxy_table, require
 
@@ -29,11 +29,15 @@ def table(**keys: str) -> config.ProxyConfig:
 def test_only_a_streamed_chat_gets_progress_and_only_when_asked() -> None:
     on = table(wake_progress="true")
     streamed = b'{"model": "qwen", "stream": true, "messages": []}'
-    assert wants_progress(on, "POST", "/v1/chat/completions", streamed) == "qwen"
+    assert wants_progress(on, "POST", "/v1/chat/completions", streamed) == (OPENAI, "qwen")
     assert wants_progress(on, "POST", "/v1/chat/completions", streamed.replace(b"true", b"false")) is None
     assert wants_progress(on, "POST", "/v1/completions", streamed) is None
     assert wants_progress(on, "POST", "/v1/chat/completions", b"not json") is None
     assert wants_progress(table(), "POST", "/v1/chat/completions", streamed) is None
+    # Ollama's chat streams unless told not to
+    assert wants_progress(on, "POST", "/api/chat", b'{"model": "llama3.2"}') == (OLLAMA, "llama3.2")
+    assert wants_progress(on, "POST", "/api/chat", b'{"model": "m", "stream": false}') is None
+    assert wants_progress(on, "POST", "/api/generate", b'{"model": "m"}') is None
 
 
 def test_the_backends_error_message_is_what_the_error_event_says() -> None:

@@ -61,3 +61,35 @@ def test_ollamas_loaded_models_while_asleep_are_none(tmp_path, cleanup) -> None:
     tags = json.loads(http_request(asleep.proxy.address, get("/api/tags")).split(b"\r\n\r\n", 1)[1])
     assert tags["models"][0]["name"] == "llama3.2:latest"
     assert asleep.new_packets() == 0
+
+
+def test_open_webuis_ollama_connection_sees_the_wake_in_its_thinking(tmp_path, cleanup) -> None:
+    """Ollama's /api/chat streams by default, as JSON lines: the wake's progress comes as
+    message.thinking (what Open WebUI's Ollama connection shows as reasoning), then Ollama's own
+    lines; "stream": false is held and answered as before."""
+    import requests
+
+    asleep = Asleep(tmp_path, cleanup, kind="ollama", wake_progress=True)
+    host, port = asleep.proxy.address
+    with requests.post(f"http://{host}:{port}/api/chat", timeout=60, stream=True, json={
+            "model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"] == "application/x-ndjson"
+        lines = [json.loads(line) for line in answer.iter_lines() if line]
+    thinking = "".join(line["message"].get("thinking", "") for line in lines if "message" in line)
+    content = "".join(line["message"]["content"] for line in lines if "message" in line)
+    assert thinking.startswith("sleepyllama: waking the GPU box 127.0.0.1"), lines
+    assert "ready after" in thinking and content == "hi there", lines
+    first_answer = next(i for i, line in enumerate(lines) if line["message"]["content"])
+    assert all("thinking" in line["message"] for line in lines[:first_answer])
+    assert lines[-1]["done"] is True and not any(line["done"] for line in lines[:-1])
+    assert all(line["model"] == "llama3.2" for line in lines)
+    assert asleep.new_packets() >= 1
+
+
+def test_ollamas_error_line_ends_a_stream_that_failed() -> None:
+    from sleepyllama.proxy.progress import OLLAMA, error_message
+
+    assert json.loads(OLLAMA.error("sleepyllama: the backend did not wake", "x", 503)) == {
+        "error": "sleepyllama: the backend did not wake"}
+    assert error_message(404, b'{"error":"model \'nope\' not found"}') == "model 'nope' not found"

@@ -85,6 +85,9 @@ def main() -> int:
     parser.add_argument("--open-webui", required=True, help="the open-webui program")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--out", default=str(REPO / "docs"), help="where the PNGs go")
+    parser.add_argument("--ollama", action="store_true",
+                        help="Open WebUI's Ollama connection to a fake Ollama (tests/fake_servers.py)"
+                        " instead of its OpenAI connection to a fake llama-server")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -92,15 +95,23 @@ def main() -> int:
     processes = Processes(directory)
     backend_port, proxy_port, webui_port = free_port(), free_port(), free_port()
     wol_port = free_port(socket.SOCK_DGRAM)
-    server = [args.python, str(REPO / "tests" / "fake_llama_server.py"), "--port",
-              str(backend_port), "--load-seconds", str(LOAD_SECONDS), "--reply", REPLY,
-              "--token-delay", "0.08", "--metrics"]
+    if args.ollama:  # answers "hi there" as soon as it runs: the wake is the box's only
+        server = [args.python, str(REPO / "tests" / "fake_servers.py"), "--kind", "ollama",
+                  "--port", str(backend_port)]
+        kind, look, model, answer, prefix = ("ollama", "/api/tags", "llama3.2:latest",
+                                             "hi there", "openwebui-ollama")
+    else:
+        server = [args.python, str(REPO / "tests" / "fake_llama_server.py"), "--port",
+                  str(backend_port), "--load-seconds", str(LOAD_SECONDS), "--reply", REPLY,
+                  "--token-delay", "0.08", "--metrics"]
+        kind, look, model, answer, prefix = ("llama-server", "/v1/models", "tiny",
+                                             "(Rayleigh scattering).", "openwebui")
     state = directory / "state"
     state.mkdir()
     (directory / "sleepyllama.toml").write_text(
         f'[proxy.llama]\nbackend = "127.0.0.1:{backend_port}"\nmac = "{MAC}"\n'
         f'broadcast = "127.255.255.255"\nwol_port = {wol_port}\nwol_interval = "2s"\n'
-        'kind = "llama-server"\nwake_progress = true\n')
+        f'kind = "{kind}"\nwake_progress = true\n')
     try:
         # the GPU box: its "network card" starts the server when a magic packet arrives
         processes.start("box", [args.python, str(REPO / "tests" / "wol_listener.py"), "--port",
@@ -111,18 +122,20 @@ def main() -> int:
                         env={"STATE_DIRECTORY": str(state), "PYTHONPATH": str(REPO)})
         proxy = f"http://127.0.0.1:{proxy_port}"
         # one wake fills the proxy's cache with the model list; then the box "suspends"
-        wait_for(lambda: answers(f"{proxy}/v1/models"), "the first wake", 60)
+        wait_for(lambda: answers(f"{proxy}{look}"), "the first wake", 60)
         # anchored: the wake listener's own command line holds the server's too
         subprocess.run(["pkill", "-f", f"^{' '.join(server[:4])} "], check=True)
-        wait_for(lambda: not answers(f"http://127.0.0.1:{backend_port}/health"), "the box to sleep", 10)
+        wait_for(lambda: not answers(f"http://127.0.0.1:{backend_port}{look}"), "the box to sleep", 10)
 
         data = directory / "open-webui"
         data.mkdir()
         processes.start("open-webui", [args.open_webui, "serve", "--host", "127.0.0.1", "--port",
                                        str(webui_port)], env={
-            "DATA_DIR": str(data), "WEBUI_AUTH": "False", "ENABLE_OLLAMA_API": "False",
-            "OPENAI_API_BASE_URL": f"{proxy}/v1", "OPENAI_API_KEY": "none",
-            "DEFAULT_MODELS": "tiny", "WEBUI_SECRET_KEY": "screenshot",
+            "DATA_DIR": str(data), "WEBUI_AUTH": "False",
+            **({"ENABLE_OPENAI_API": "False", "OLLAMA_BASE_URL": proxy} if args.ollama else
+               {"ENABLE_OLLAMA_API": "False", "OPENAI_API_BASE_URL": f"{proxy}/v1",
+                "OPENAI_API_KEY": "none"}),
+            "DEFAULT_MODELS": model, "WEBUI_SECRET_KEY": "screenshot",
             "HF_HUB_OFFLINE": "1", "OFFLINE_MODE": "true", "ENABLE_VERSION_UPDATE_CHECK": "False",
             "RAG_EMBEDDING_MODEL_AUTO_UPDATE": "False", "ANONYMIZED_TELEMETRY": "False",
             "ENABLE_TITLE_GENERATION": "False", "ENABLE_FOLLOW_UP_GENERATION": "False",
@@ -141,20 +154,20 @@ def main() -> int:
             page.locator("#chat-input").click()
             page.keyboard.type("Why is the sky blue?")
             page.keyboard.press("Enter")
-            page.get_by_text("Thinking").first.wait_for(timeout=60_000)
-            page.wait_for_timeout(LOAD_SECONDS * 1000 / 2)
-            page.get_by_text("Thinking").first.click()  # the thinking block, opened
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(out / "openwebui-waking.png"))
-            page.get_by_text("(Rayleigh scattering).").wait_for(timeout=120_000)
+            if not args.ollama:  # the fake Ollama is up as soon as it runs: no time to look
+                page.get_by_text("Thinking").first.wait_for(timeout=60_000)
+                page.wait_for_timeout(LOAD_SECONDS * 1000 / 2)
+                page.get_by_text("Thinking").first.click()  # the thinking block, opened
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(out / f"{prefix}-waking.png"))
+            page.get_by_text(answer).wait_for(timeout=120_000)
             page.wait_for_timeout(1500)
             if not page.get_by_text("ready after").first.is_visible():
                 page.get_by_text("Thought for").first.click()  # Open WebUI closes it when done
                 page.get_by_text("ready after").first.wait_for(timeout=10_000)
-            page.screenshot(path=str(out / "openwebui-woken.png"))
+            page.screenshot(path=str(out / f"{prefix}-woken.png"))
             browser.close()
-        print(json.dumps({"pictures": [str(out / "openwebui-waking.png"),
-                                        str(out / "openwebui-woken.png")],
+        print(json.dumps({"pictures": sorted(str(p) for p in out.glob(f"{prefix}-*.png")),
                           "logs": str(directory)}))
         return 0
     finally:

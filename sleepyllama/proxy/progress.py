@@ -1,12 +1,20 @@
-"""A wake the user can see: a streamed chat completion that must wait for the box is answered at
-once with an event stream whose chunks tell, as `reasoning_content`, what is happening (Open
-WebUI shows it in its thinking block); then the request goes to the backend and the backend's
-own events follow. The shape is llama-swap's loading state (internal/router/loading.go): each
-line `data: {"choices": [{"delta": {"reasoning_content": ...}}]}`, the backend's body after it.
+"""A wake the user can see: a streamed chat that must wait for the box is answered at once with a
+stream whose first chunks tell, as the model's reasoning, what is happening (Open WebUI shows it
+in its thinking block); then the request goes to the backend and the backend's own chunks
+follow. Two dialects, each as its clients read it:
 
-The stream always ends properly: the backend's own end, or an error event naming what failed
-(the OpenAI clients raise it as an APIError), then the connection closes. Pure parts (the
-events, whether a request wants progress) are apart from the one coroutine that does I/O.
+- OpenAI's `POST .../chat/completions` with `"stream": true`: server-sent events in the shape of
+  llama-swap's loading state (internal/router/loading.go), `data: {"choices": [{"delta":
+  {"reasoning_content": ...}}]}`; an error is an error event, then `data: [DONE]`.
+- Ollama's `POST /api/chat`, streamed unless `"stream": false` (api/types.go): JSON lines
+  (`application/x-ndjson`, server/routes.go streamResponse) `{"model", "created_at", "message":
+  {"role": "assistant", "content": "", "thinking": ...}, "done": false}`; an error is a line
+  `{"error": "..."}`, as Ollama itself ends a stream that failed. Open WebUI's Ollama connection
+  turns `message.thinking` into reasoning (utils/response.py).
+
+The stream always ends properly: the backend's own end, or an error naming what failed, then
+the connection closes. Pure parts (the chunks, whether a request wants progress) are apart from
+the one coroutine that does I/O.
 """
 
 from __future__ import annotations
@@ -32,32 +40,17 @@ TICK = 1.0  # a dot a second, so the user sees it is alive
 LINE_EVERY = 10.0  # and a line with the time and the packets every so often
 MAX_ERROR_BODY = 64 << 10
 
-HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        b"X-Sleepyllama: wake-progress\r\nConnection: close\r\n\r\n")
+def _head(content_type: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\nCache-Control: no-cache"
+            b"\r\nX-Sleepyllama: wake-progress\r\nConnection: close\r\n\r\n")
 
 
-def may_want_progress(config: ProxyConfig, method: str, target: str) -> bool:
-    """Whether a request's body must be read to tell (a chat completion, with wake_progress)."""
-    return (config.wake_progress and method == "POST"
-            and target.split("?", 1)[0].endswith("/chat/completions"))
-
-
-def wants_progress(config: ProxyConfig, method: str, target: str, body: bytes) -> str | None:
-    """The model of a streamed chat completion to show progress for; None for anything else."""
-    if not may_want_progress(config, method, target):
-        return None
-    try:
-        request = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(request, dict) or request.get("stream") is not True:
-        return None
-    model = request.get("model")
-    return model if isinstance(model, str) else ""
+def _json(payload: object) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def event(payload: object) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _json(payload) + b"\n\n"
 
 
 def reasoning(text: str, model: str, created: int) -> bytes:
@@ -72,12 +65,75 @@ def error(message: str, kind: str, code: int) -> bytes:
     return event({"error": {"message": message, "type": kind, "code": code}}) + b"data: [DONE]\n\n"
 
 
+def ollama_thinking(text: str, model: str, created: int) -> bytes:
+    """One line of Ollama's chat stream whose message carries `text` as thinking."""
+    return _json({"model": model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                              time.gmtime(created)),
+                  "message": {"role": "assistant", "content": "", "thinking": text},
+                  "done": False}) + b"\n"
+
+
+def ollama_error(message: str, _kind: str, _code: int) -> bytes:
+    """The line Ollama ends a failed stream with."""
+    return _json({"error": message}) + b"\n"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one API's streamed chat says progress and errors."""
+
+    name: str
+    head: bytes
+    progress: Callable[[str, str, int], bytes]  # (text, model, created)
+    error: Callable[[str, str, int], bytes]  # (message, kind, status)
+    streams_by_default: bool  # a request without "stream" streams
+
+
+OPENAI = Dialect("openai", _head(b"text/event-stream"), reasoning, error, False)
+OLLAMA = Dialect("ollama", _head(b"application/x-ndjson"), ollama_thinking, ollama_error, True)
+
+
+def dialect_of(method: str, target: str) -> Dialect | None:
+    """The chat API a request speaks, if it is a chat at all."""
+    path = target.split("?", 1)[0]
+    if method != "POST":
+        return None
+    if path.endswith("/chat/completions"):
+        return OPENAI
+    if path.endswith("/api/chat"):
+        return OLLAMA
+    return None
+
+
+def may_want_progress(config: ProxyConfig, method: str, target: str) -> bool:
+    """Whether a request's body must be read to tell (a chat, with wake_progress)."""
+    return config.wake_progress and dialect_of(method, target) is not None
+
+
+def wants_progress(config: ProxyConfig, method: str, target: str, body: bytes
+                   ) -> tuple[Dialect, str] | None:
+    """The dialect and model of a streamed chat to show progress for; None for anything else."""
+    dialect = dialect_of(method, target) if config.wake_progress else None
+    if dialect is None:
+        return None
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    if request.get("stream", dialect.streams_by_default) is not True:
+        return None
+    model = request.get("model")
+    return dialect, model if isinstance(model, str) else ""
+
+
 def error_message(status: int, body: bytes) -> str:
     """What an error answer of the backend says, for the error event."""
     try:
         answer = json.loads(body)
         inner = answer.get("error", answer) if isinstance(answer, dict) else answer
-        message = inner.get("message") if isinstance(inner, dict) else None
+        message = inner.get("message") if isinstance(inner, dict) else inner  # Ollama: a string
         if isinstance(message, str):
             return message
     except ValueError:
@@ -109,8 +165,8 @@ class Progress:
         self.tasks: set[asyncio.Task[None]] = set()
 
     def serve(self, sock: socket.socket, peer: str, request: h11.Request, body: bytes,
-              model: str, agent: str) -> None:
-        task = self.loop.create_task(self._serve(sock, peer, request, body, model, agent))
+              chat: tuple[Dialect, str], agent: str) -> None:
+        task = self.loop.create_task(self._serve(sock, peer, request, body, chat, agent))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -119,33 +175,37 @@ class Progress:
             task.cancel()
 
     async def _serve(self, sock: socket.socket, peer: str, request: h11.Request, body: bytes,
-                     model: str, agent: str) -> None:
+                     chat: tuple[Dialect, str], agent: str) -> None:
+        dialect, model = chat
         created, started = int(time.time()), self.loop.time()
         target = request.target.decode("ascii", "replace")
+
+        def say(text: str) -> bytes:
+            return dialect.progress(text, model, created)
+
         try:
-            await self._send(sock, HEAD)
+            await self._send(sock, dialect.head)
             # the wait is bounded (wake_timeout); the answer is not: a long generation streams
             # for as long as it takes, and a vanished backend is noticed by its socket
             async with asyncio.timeout(self.config.wake_timeout + 60):
-                ready = await self._wait(sock, peer, f"POST {target}", agent, model, created,
-                                         started)
+                ready = await self._wait(sock, peer, f"POST {target}", agent, say, started)
             if not ready:
                 waited = self.loop.time() - started
                 log.info("ending the stream of %s with an error: its backend did not wake", peer)
-                await self._send(sock, error(
+                await self._send(sock, dialect.error(
                     f"sleepyllama: the backend {self.config.backend} did not wake up within "
                     f"{format_duration(self.config.wake_timeout)} (waited {waited:.0f} s)",
                     "backend_unavailable", 503))
                 return
-            await self._pass_on(sock, peer, request, body)
+            await self._pass_on(sock, peer, request, body, dialect)
         except (ClientGone, TimeoutError) as problem:
             log.info("stream with progress for %s ended early: %s", peer, problem or "hung up")
         finally:
             sock.close()
             self.closed()
 
-    async def _wait(self, sock: socket.socket, peer: str, request: str, agent: str, model: str,
-                    created: int, started: float) -> bool:
+    async def _wait(self, sock: socket.socket, peer: str, request: str, agent: str,
+                    say: Callable[[str], bytes], started: float) -> bool:
         """Wait for the backend with a dot a second and a line on each change, so that the
         frontend (and the user) sees it is alive; a client that hangs up ends it."""
         wake = self.loop.create_task(self.waker.ready(peer, request, agent))
@@ -156,8 +216,8 @@ class Progress:
             await asyncio.wait([wake], timeout=QUIET)
             if wake.done():
                 return wake.result()
-            await self._send(sock, reasoning(
-                f"sleepyllama: waking the GPU box {self.config.backend.host}…\n", model, created))
+            await self._send(sock, say(
+                f"sleepyllama: waking the GPU box {self.config.backend.host}…\n"))
             while not wake.done():
                 await asyncio.wait([wake], timeout=TICK)
                 if wake.done():
@@ -174,18 +234,18 @@ class Progress:
                     text = "."
                 if text != ".":
                     last_line = now
-                await self._send(sock, reasoning(text, model, created))
+                await self._send(sock, say(text))
             ready = wake.result()
             if ready:
-                await self._send(sock, reasoning(
-                    f"\nready after {self.loop.time() - started:.0f} s\n\n", model, created))
+                await self._send(sock, say(
+                    f"\nready after {self.loop.time() - started:.0f} s\n\n"))
             return ready
         finally:
             if not wake.done():
                 wake.cancel()
 
     async def _pass_on(self, sock: socket.socket, peer: str, request: h11.Request,
-                       body: bytes) -> None:
+                       body: bytes, dialect: Dialect) -> None:
         """The request to the backend; its events to the client, or its error as an event."""
         family, address = self.waker.address()
         backend = socket.socket(family, socket.SOCK_STREAM)
@@ -219,14 +279,14 @@ class Progress:
             if status != 200:
                 log.info("the backend answered %s with HTTP %s: ending its stream with the error",
                          peer, status)
-                await self._send(sock, error(error_message(status or 502, error_body),
-                                             "backend_error", status or 502))
+                await self._send(sock, dialect.error(error_message(status or 502, error_body),
+                                                     "backend_error", status or 502))
         except (OSError, h11.RemoteProtocolError, TimeoutError) as problem:
             log.info("the backend's answer to %s broke off (%s): ending its stream with the error",
                      peer, problem)
-            await self._send(sock, error(f"sleepyllama: the backend's answer broke off "
-                                         f"({problem or type(problem).__name__})",
-                                         "backend_error", 502))
+            await self._send(sock, dialect.error(f"sleepyllama: the backend's answer broke off "
+                                                 f"({problem or type(problem).__name__})",
+                                                 "backend_error", 502))
         finally:
             backend.close()
 

@@ -230,13 +230,13 @@ class Reception:
                 body += item.data
                 continue
             break  # EndOfMessage (or a protocol error's ConnectionClosed)
-        model = progress_module.wants_progress(self.config, "POST", target, body)
-        if model is None or not isinstance(item, h11.EndOfMessage) or connection.trailing_data[0]:
+        chat = progress_module.wants_progress(self.config, "POST", target, body)
+        if chat is None or not isinstance(item, h11.EndOfMessage) or connection.trailing_data[0]:
             self._hand_over(visitor, pending, f"POST {target}")
             return
         log.info("%s POST %s: a streamed chat, answered with the wake's progress", visitor.peer,
                  target)
-        self.progress(visitor.sock, visitor.peer, request, body, model, visitor.agent)
+        self.progress(visitor.sock, visitor.peer, request, body, chat, visitor.agent)
 
     async def _answer_from_cache(self, visitor: Visitor, connection: h11.Connection,
                                  head: policy.Head, backend: str) -> bool:
