@@ -109,6 +109,25 @@ def test_a_give_up_while_streaming_progress_is_the_streams_error(tmp_path, clean
     assert "did not wake within 2s" in proxy.log()
 
 
+def test_a_proxy_restart_during_the_wake_ends_the_stream_with_an_error(tmp_path, cleanup) -> None:
+    """A stream the proxy writes itself cannot go through the fd store: it ends with an error
+    the client shows, not a bare close in the middle of its thinking block."""
+    from openai import APIError
+
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
+                                           wol_port=free_port(socket.SOCK_DGRAM),
+                                           wol_interval="0.5s", wake_progress=True))
+    cleanup.append(proxy)
+    stream = client_for(proxy).chat.completions.create(
+        model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
+    first = next(iter(stream))
+    assert "waking the GPU box" in first.choices[0].delta.model_extra["reasoning_content"]
+    proxy.process.popen.terminate()  # SIGTERM, as systemctl restart sends it
+    with pytest.raises(APIError, match="the proxy restarted during the wake"):
+        for _chunk in stream:
+            pass
+
+
 def test_a_chat_that_is_not_streamed_is_held_as_before(tmp_path, cleanup) -> None:
     backend = SleepingBackend(tmp_path, load_seconds=0.5)
     cleanup.append(backend)

@@ -20,6 +20,7 @@ the one coroutine that does I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -183,6 +184,7 @@ class Progress:
         def say(text: str) -> bytes:
             return dialect.progress(text, model, created)
 
+        waiting = True  # until the backend's own chunks flow, an error chunk may still go out
         try:
             await self._send(sock, dialect.head)
             # the wait is bounded (wake_timeout); the answer is not: a long generation streams
@@ -197,9 +199,18 @@ class Progress:
                     f"{format_duration(self.config.wake_timeout)} (waited {waited:.0f} s)",
                     "backend_unavailable", 503))
                 return
+            waiting = False
             await self._pass_on(sock, peer, request, body, dialect)
         except (ClientGone, TimeoutError) as problem:
             log.info("stream with progress for %s ended early: %s", peer, problem or "hung up")
+        except asyncio.CancelledError:
+            # the proxy stops (a restart) during the wake: this stream cannot be handed over,
+            # so it ends with an error the client shows, not a bare close mid-thought
+            if waiting:
+                with contextlib.suppress(OSError):
+                    sock.send(dialect.error("sleepyllama: the proxy restarted during the wake; "
+                                            "send the message again", "proxy_restarting", 503))
+            raise
         finally:
             sock.close()
             self.closed()
