@@ -16,11 +16,6 @@ import sdnotify
 STORED_PREFIX = "sl-"  # FDNAME= of what a program put in its unit's fd store (FDSTORE=1)
 
 
-def listen_sockets() -> list[socket.socket]:
-    """The listening sockets systemd passed (LISTEN_FDS, from fd 3), or [] when not socket-activated."""
-    return inherited_fds()[0]
-
-
 def inherited_fds() -> tuple[list[socket.socket], dict[str, int]]:
     """What systemd passed (LISTEN_FDS, from fd 3): the socket unit's listening sockets, and the
     fds this service stored before its last exit (named STORED_PREFIX..., FDSTORE=1), by name.

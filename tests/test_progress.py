@@ -93,14 +93,19 @@ def test_a_backend_error_after_the_wake_is_the_streams_error(tmp_path, cleanup) 
             pass
 
 
+def unwakeable(tmp_path, cleanup, **keys: str) -> ProxyRun:
+    """A proxy with progress in front of a backend that never comes up."""
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
+                                           wol_port=free_port(socket.SOCK_DGRAM),
+                                           wol_interval="0.5s", wake_progress=True, **keys))
+    cleanup.append(proxy)
+    return proxy
+
+
 def test_a_give_up_while_streaming_progress_is_the_streams_error(tmp_path, cleanup) -> None:
     from openai import APIError
 
-    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
-                                           wol_port=free_port(socket.SOCK_DGRAM),
-                                           wake_timeout="2s", wol_interval="0.5s",
-                                           wake_progress=True))
-    cleanup.append(proxy)
+    proxy = unwakeable(tmp_path, cleanup, wake_timeout="2s")
     stream = client_for(proxy).chat.completions.create(
         model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(APIError, match="did not wake up within 2s"):
@@ -114,10 +119,7 @@ def test_a_proxy_restart_during_the_wake_ends_the_stream_with_an_error(tmp_path,
     the client shows, not a bare close in the middle of its thinking block."""
     from openai import APIError
 
-    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
-                                           wol_port=free_port(socket.SOCK_DGRAM),
-                                           wol_interval="0.5s", wake_progress=True))
-    cleanup.append(proxy)
+    proxy = unwakeable(tmp_path, cleanup)
     stream = client_for(proxy).chat.completions.create(
         model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
     first = next(iter(stream))

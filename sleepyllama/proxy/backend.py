@@ -415,7 +415,6 @@ class Backend:
             log.info("the backend's first answer to %s came %.2f s after ready",
                      request or "the first client", after)
             self.record("first-answer", after_ready=round(after, 2))
-            self.wake.answered(after)
 
         return answered
 

@@ -28,8 +28,6 @@ from sleepyllama.proxy import api_key, handover
 from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.misconfigured import Misconfigured
-from sleepyllama.proxy.splice import Splice
-from sleepyllama.proxy.waiting import Client
 from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSender
 from sleepyllama.words import count
 
@@ -198,17 +196,14 @@ class Proxy:
             self.loop.remove_reader(listener.fileno())
         backends = (*self.retired, self.backend)
         if handover.room():  # under systemd with an fd store: a restart goes on with them
-            held: list[Client] = []
-            splices: list[Splice] = []
-            for backend in backends:
-                kept = backend.detach_kept()
-                held += kept[0]
-                splices += kept[1]
+            kept = [backend.detach_kept() for backend in backends]
+            held = [client for clients, _ in kept for client in clients]
+            splices = [splice for _, spliced in kept for splice in spliced]
             handover.hand_over(held, splices, self.notifier)
             for client in held:
-                client.sock.close()
+                client.sock.close()  # the store holds its own copy of those it took
             for splice in splices:
-                splice.close()  # this process's copies only, if handed over (frozen)
+                splice.close()  # those that did not fit; a frozen one is left to the exit
         for backend in backends:
             backend.close_all()
         self.stopped.set()

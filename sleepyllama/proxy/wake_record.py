@@ -33,7 +33,7 @@ class WakeRecord:
     up_after: float | None = None  # seconds into the wake when the box itself first answered
     gave_up: bool = False  # a client of the current (or last) wake was given up on
     last_give_up: float | None = None  # when the last wake gave up
-    past: list[dict] = field(default_factory=list)  # the last wakes and first answers (ledger)
+    past: list[dict] = field(default_factory=list)  # the last wakes, as the ledger has them
 
     def begin(self) -> None:
         self.signals, self.gave_up, self.last_probe, self.up_after = 0, False, "", None
@@ -53,12 +53,7 @@ class WakeRecord:
         """The backend answered 200 `seconds` after the wake began."""
         self.last_give_up = None
         if self.signals:
-            self.past = [*self.past, {"event": "wake", "ready_after": seconds}][-2 * REMEMBERED:]
-
-    def answered(self, after_ready: float) -> None:
-        """The first client's first bytes came `after_ready` seconds after ready."""
-        self.past = [*self.past, {"event": "first-answer", "after_ready": after_ready}][
-            -2 * REMEMBERED:]
+            self.past = [*self.past, {"event": "wake", "ready_after": seconds}][-REMEMBERED:]
 
     def give_up(self, now: float) -> bool:
         """A client waited too long; True the first time in this wake (log and record it)."""
@@ -95,5 +90,4 @@ class WakeRecord:
     @classmethod
     def remembering(cls, entries: Sequence[dict]) -> WakeRecord:
         """A record that knows the past wakes of a ledger."""
-        return cls(past=[entry for entry in entries
-                         if entry.get("event") in ("wake", "first-answer")][-2 * REMEMBERED:])
+        return cls(past=[entry for entry in entries if entry.get("event") == "wake"][-REMEMBERED:])
