@@ -27,7 +27,7 @@ WATCHED = ["/etc/systemd/system", "/etc/sleepyllama", "/usr/lib/systemd/system-s
            "/usr/local/bin/sleepyllama", "/opt/sleepyllama/.source-hash"]
 SERVER_ARGS = ["server", "--name", "llama", "--idle-timeout", "45m", "--", "/opt/fake/llama-server",
                "--host", "127.0.0.1", "--port", "8080", "--load-seconds", "1",
-               "--tokens", "40", "--token-delay", "0.1"]
+               "--tokens", "40", "--token-delay", "0.25"]
 PROXY_ARGS = ["proxy", "--name", "llama", "--listen", "127.0.0.1:3939",
               "--backend", "127.0.0.1:8080", "--mac", "ab:cd:ef:01:23:45"]
 
@@ -134,6 +134,7 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
              '{"model": "tiny", "stream": true, "messages": [{"role": "user", "content": "hi"}]}',
              "http://127.0.0.1:3939/v1/chat/completions"])
     stream = lambda: box.run(["cat", "/run/stream"], check=False).stdout  # noqa: E731
+    # 40 tokens 0.25 s apart: the restart comes with ten seconds of the stream still to go
     wait_for(lambda: "token2 " in stream(), timeout=30, what="the first tokens")
     box.run(["systemctl", "restart", "sleepyllama-proxy@llama.service"])
     wait_for(lambda: box.show("stream-client.service", "ActiveState") != "active", timeout=60,
