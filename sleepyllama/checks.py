@@ -18,7 +18,8 @@ from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
 from sleepyllama.host import ports, server_user
 from sleepyllama.host.activity import Unreadable, source_for
-from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
+from sleepyllama.host.signals.base import Activity
+from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
 from sleepyllama.proxy import api_key
 from sleepyllama.proxy.probe import hint as probe_hint

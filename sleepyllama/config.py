@@ -92,8 +92,26 @@ class ServerConfig:
 class IdleConfig:
     timeout: float = 3600.0
     gpu: str = "pstate"  # "pstate", "utilization" (nvidia-smi), "amdgpu" (sysfs) or "off"
+    gpu_processes: bool = True  # a program on the GPU that is not one of the servers is busy
     servers: bool = True
+    sessions: bool = True  # a person's input (SSH, console, desktop) since the last check
     inhibitors: bool = True
+    processes: tuple[str, ...] = ()  # programs that keep the box up while they run
+    ports: tuple[int, ...] = ()  # local ports whose established connections keep it up
+    load: float | None = None  # the 5-minute load average above which it stays up
+    # "lan": a magic packet wakes the box, so Wake-on-LAN is armed before each suspend and a box
+    # whose card cannot be woken stays up; "other": something else wakes it (a plug, IPMI, RTC)
+    woken_by: str = "lan"
+
+
+@dataclass(frozen=True)
+class ResumeConfig:
+    # "auto": after a resume and at boot, before the servers start, check that CUDA initializes
+    # (where libcuda.so.1 exists) and heal it by reloading nvidia_uvm; "off": never
+    gpu_check: str = "auto"
+    # still failing after the reload: "report" (the servers start, on the CPU, and say so), or
+    # "reboot" (one reboot, never two within REBOOT_SPACING)
+    gpu_failure: str = "report"
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,7 @@ class Config:
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     schedule: tuple[Window, ...] = ()  # [schedule] awake: windows the box stays up in
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    resume: ResumeConfig = field(default_factory=ResumeConfig)
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -405,8 +424,37 @@ def _idle(path: Path, data: object) -> IdleConfig:
     config = IdleConfig(
         timeout=table.get("timeout", parse_duration),
         gpu=table.get("gpu", one_of("pstate", "utilization", "amdgpu", "off")),
+        gpu_processes=table.get("gpu_processes", boolean),
         servers=table.get("servers", boolean),
+        sessions=table.get("sessions", boolean),
         inhibitors=table.get("inhibitors", boolean),
+        processes=table.get("processes", process_names),
+        ports=table.get("ports", ports),
+        load=table.get("load", watts),
+        woken_by=table.get("woken_by", one_of("lan", "other")),
+    )
+    table.finish()
+    return config
+
+
+def process_names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(name, str) and name and "/" not in name
+                                              for name in value):
+        raise ValueError(f"expected a list of program names like [\"make\", \"ffmpeg\"], not {value!r}")
+    return tuple(value)
+
+
+def ports(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of ports like [22, 445], not {value!r}")
+    return tuple(parse_port(port) for port in value)
+
+
+def _resume(path: Path, data: object) -> ResumeConfig:
+    table = _Table(path, "resume", data, ResumeConfig)
+    config = ResumeConfig(
+        gpu_check=table.get("gpu_check", one_of("auto", "off")),
+        gpu_failure=table.get("gpu_failure", one_of("report", "reboot")),
     )
     table.finish()
     return config
@@ -480,9 +528,9 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     for key in data:
-        if key not in ("proxy", "server", "idle", "energy", "schedule", "notify"):
+        if key not in ("proxy", "server", "idle", "energy", "schedule", "notify", "resume"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
-                              "[server.NAME], [idle], [energy], [schedule], [notify])")
+                              "[server.NAME], [idle], [energy], [schedule], [notify], [resume])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -493,6 +541,7 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
         energy=_energy(path, data.get("energy", {})),
         schedule=_schedule(path, data.get("schedule", {})),
         notify=_notify(path, data.get("notify", {})),
+        resume=_resume(path, data.get("resume", {})),
     )
 
 

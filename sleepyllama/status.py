@@ -18,7 +18,8 @@ from sleepyllama import history, ledger, systemd
 from sleepyllama.config import Config, ConfigError, ServerConfig, format_duration
 from sleepyllama.host import state
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
-from sleepyllama.host.signals import Activity, AmdGpuSignal, GpuSignal
+from sleepyllama.host.signals.base import Activity
+from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
 from sleepyllama.proxy.probe import probe
 from sleepyllama.words import count
 

@@ -122,6 +122,43 @@ def list_inhibitors() -> list[tuple[str, str, str, str, int, int]]:
             for what, who, why, mode, uid, pid in _logind().Manager.ListInhibitors()]
 
 
+@dataclass(frozen=True)
+class Session:
+    """What logind says of one session (org.freedesktop.login1.Session)."""
+
+    id: str
+    user: str
+    type: str  # "tty", "x11", "wayland", "unspecified", ...
+    klass: str  # Class: "user", "greeter", "lock-screen", "background", ...
+    state: str  # "active", "online", "closing", "opening"
+    tty: str = ""
+    remote_host: str = ""
+    service: str = ""  # the PAM service: "sshd", "login", "gdm-password", ...
+    idle_hint: bool = False
+    idle_since: float = 0.0  # CLOCK_REALTIME seconds of the last input; 0: logind cannot say
+
+
+def list_sessions() -> list[Session]:
+    """logind's sessions, each with its last input; one that ends while it is read is left out."""
+    from pystemd.base import SDObject
+    from pystemd.dbusexc import DBusBaseError
+
+    sessions = []
+    for session_id, _uid, user, _seat, path in _logind().Manager.ListSessions():
+        try:
+            unit = SDObject(destination=b"org.freedesktop.login1", path=path)
+            unit.load()
+            read = unit.Session
+            sessions.append(Session(
+                id=session_id.decode(), user=user.decode(), type=read.Type.decode(),
+                klass=read.Class.decode(), state=read.State.decode(), tty=read.TTY.decode(),
+                remote_host=read.RemoteHost.decode(), service=read.Service.decode(),
+                idle_hint=bool(read.IdleHint), idle_since=int(read.IdleSinceHint) / 1e6))
+        except DBusBaseError:
+            continue  # logged out between the list and the read
+    return sessions
+
+
 def suspend() -> None:
     """Ask logind to suspend; it returns at once, and the sleep hooks run around the suspend."""
     _logind().Manager.Suspend(False)

@@ -3,7 +3,7 @@
 import pytest
 
 from sleepyllama.host.idle import Action, IdleState, decide
-from sleepyllama.host.signals import Activity, Reading
+from sleepyllama.host.signals.base import Activity, Reading
 
 BOOT, OTHER_BOOT = "boot-a", "boot-b"
 HOUR = 3600.0
@@ -19,10 +19,10 @@ INHIBITED = Reading("inhibitors", Activity.BUSY, "sleep inhibited by make (build
     # first idle check starts the clock
     ([IDLE_GPU, IDLE_SLOTS], None, 1000.0, Action.STAY_AWAKE, 1000.0, "idle for 0s, sleeping in 1h"),
     # idle, not yet long enough
-    ([IDLE_GPU, IDLE_SLOTS], IdleState(BOOT, 1000.0), 1000.0 + 1800, Action.STAY_AWAKE, 1000.0,
+    ([IDLE_GPU, IDLE_SLOTS], IdleState(BOOT, 1000.0, 2770.0), 1000.0 + 1800, Action.STAY_AWAKE, 1000.0,
      "idle for 30m, sleeping in 30m"),
     # idle long enough: sleep
-    ([IDLE_GPU, IDLE_SLOTS], IdleState(BOOT, 1000.0), 1000.0 + HOUR, Action.SLEEP, 1000.0,
+    ([IDLE_GPU, IDLE_SLOTS], IdleState(BOOT, 1000.0, 4570.0), 1000.0 + HOUR, Action.SLEEP, 1000.0,
      "idle for 1h (timeout 1h)"),
     # any busy signal resets the clock
     ([IDLE_GPU, BUSY_SLOTS], IdleState(BOOT, 1000.0), 1000.0 + 2 * HOUR, Action.STAY_AWAKE, None,
@@ -40,7 +40,7 @@ INHIBITED = Reading("inhibitors", Activity.BUSY, "sleep inhibited by make (build
     # a clock from the future (a corrupt or foreign file) is not trusted
     ([IDLE_GPU], IdleState(BOOT, 9e9), 100.0, Action.STAY_AWAKE, 100.0, "idle for 0s"),
     # no signal configured at all: idle by the clock alone
-    ([], IdleState(BOOT, 0.0), HOUR, Action.SLEEP, 0.0, "no signal configured"),
+    ([], IdleState(BOOT, 0.0, HOUR - 30), HOUR, Action.SLEEP, 0.0, "no signal configured"),
 ])
 def test_decide(readings, state, now, action, idle_since, words) -> None:
     verdict = decide(readings, state, now, BOOT, HOUR)
@@ -50,7 +50,7 @@ def test_decide(readings, state, now, action, idle_since, words) -> None:
 
 
 def test_sleep_in_counts_down_and_busy_has_none() -> None:
-    verdict = decide([IDLE_GPU], IdleState(BOOT, 0.0), 600.0, BOOT, HOUR)
+    verdict = decide([IDLE_GPU], IdleState(BOOT, 0.0, 570.0), 600.0, BOOT, HOUR)
     assert (verdict.idle_for, verdict.sleep_in) == (600.0, 3000.0)
     busy = decide([BUSY_GPU], IdleState(BOOT, 0.0), 600.0, BOOT, HOUR)
     assert (busy.idle_for, busy.sleep_in) == (0.0, None)
@@ -67,5 +67,7 @@ def test_time_no_check_looked_at_never_counts_as_idle() -> None:
     assert after_a_gap.action is Action.STAY_AWAKE
     assert after_a_gap.idle_for == 1800.0 + MAX_UNWATCHED
     assert "no check for 2h: that time does not count" in after_a_gap.reason
-    # a state without the time of its look (written before it was kept) is taken as it is
-    assert decide([IDLE_GPU], IdleState(BOOT, 0.0), HOUR, BOOT, HOUR).action is Action.SLEEP
+    # a state without the time of its look (written before it was kept) cannot say how much of
+    # its gap was watched: the clock starts again rather than counting hours unwatched as idle
+    old = decide([IDLE_GPU], IdleState(BOOT, 0.0), 2 * HOUR, BOOT, HOUR)
+    assert old.action is Action.STAY_AWAKE and old.idle_for == 0.0

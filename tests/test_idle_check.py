@@ -12,18 +12,21 @@ from sleepyllama import config, ledger
 from sleepyllama.host import idle_check, state
 from sleepyllama.host.idle import Action
 from sleepyllama.host.idle_check import check
-from sleepyllama.host.signals import Activity, Reading
+from sleepyllama.host.signals.base import Activity, Reading
 from sleepyllama.host.suspend import SystemOps, sleep_now
 
 # no signal at all: the verdict is the clock's alone
-QUIET = config.parse('[idle]\ntimeout = "10m"\ngpu = "off"\nservers = false\ninhibitors = false\n')
+QUIET_TEXT = '[idle]\ntimeout = "10m"\ngpu = "off"\nservers = false\ninhibitors = false\nsessions = false\n'
+QUIET = config.parse(QUIET_TEXT)
 BOOT = "boot-1"
 
 
 class Recorder:
-    def __init__(self, left: list[str] | None = None, suspend_error: Exception | None = None) -> None:
+    def __init__(self, left: list[str] | None = None, suspend_error: Exception | None = None,
+                 cannot_wake: list[str] | None = None) -> None:
         self.calls: list[str] = []
         self.left, self.suspend_error = left or [], suspend_error
+        self.cannot_wake = cannot_wake or []
 
     def ops(self) -> SystemOps:
         def stop(timeout: float) -> list[str]:
@@ -35,8 +38,13 @@ class Recorder:
             if self.suspend_error:
                 raise self.suspend_error
 
+        def arm(_proxies: object) -> list[str]:
+            self.calls.append("arm")
+            return self.cannot_wake
+
         return SystemOps(stop_servers=stop, start_servers=lambda: self.calls.append("start"),
-                         suspend=suspend)
+                         suspend=suspend, arm_wake_on_lan=arm,
+                         wake_on_lan_problems=lambda _proxies: self.cannot_wake)
 
 
 def stored(path: Path) -> dict:
@@ -60,7 +68,7 @@ def test_idle_long_enough_stops_suspends_and_restarts_the_clock(tmp_path: Path) 
     assert stored(path)["idle_since"] == 100.0
     recorder = Recorder()
     assert checks_every_30s(QUIET, path, 130.0, 700.0, recorder.ops()) is Action.SLEEP
-    assert recorder.calls == ["stop", "suspend"]
+    assert recorder.calls == ["arm", "stop", "suspend"]
     assert stored(path)["idle_since"] is None and stored(path)["reason"] == "suspended"
     asked = [entry for entry in ledger.read(tmp_path / "ledger.jsonl") if entry["event"] == "sleep"]
     assert len(asked) == 1 and asked[0]["reason"].startswith("idle for 10m")
@@ -68,7 +76,7 @@ def test_idle_long_enough_stops_suspends_and_restarts_the_clock(tmp_path: Path) 
 
 def test_dry_run_keeps_the_clock_and_touches_nothing(tmp_path: Path) -> None:
     path = tmp_path / "idle.json"
-    state.write(path, {"boot_id": BOOT, "idle_since": 0.0})
+    state.write(path, {"boot_id": BOOT, "idle_since": 0.0, "looked_at": 890.0})
     recorder = Recorder()
     assert check(QUIET, path, dry_run=True, ops=recorder.ops(), boot_id=BOOT, now=900.0) is (
         Action.SLEEP)
@@ -78,17 +86,17 @@ def test_dry_run_keeps_the_clock_and_touches_nothing(tmp_path: Path) -> None:
 
 def test_a_failed_suspend_starts_the_servers_again(tmp_path: Path) -> None:
     path = tmp_path / "idle.json"
-    state.write(path, {"boot_id": BOOT, "idle_since": 0.0})
+    state.write(path, {"boot_id": BOOT, "idle_since": 0.0, "looked_at": 890.0})
     recorder = Recorder(suspend_error=OSError("CanSuspend: na"))
     check(QUIET, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=900.0)
-    assert recorder.calls == ["stop", "suspend", "start"]
+    assert recorder.calls == ["arm", "stop", "suspend", "start"]
     assert stored(path)["idle_since"] is None  # a full timeout before the next attempt
 
 
 def test_servers_that_do_not_stop_keep_the_box_up() -> None:
     recorder = Recorder(left=["sleepyllama-server@llama.service"])
     assert not sleep_now(QUIET, [], "test", recorder.ops())
-    assert recorder.calls == ["stop", "start"]
+    assert recorder.calls == ["arm", "stop", "start"]
 
 
 class IdleThenBusy:
@@ -107,10 +115,10 @@ class IdleThenBusy:
 def test_the_last_look_comes_before_the_servers_are_stopped(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "idle.json"
-    state.write(path, {"boot_id": BOOT, "idle_since": 0.0})
+    state.write(path, {"boot_id": BOOT, "idle_since": 0.0, "looked_at": 890.0})
     recorder = Recorder()
     signal = IdleThenBusy()
-    monkeypatch.setattr(idle_check, "signals_for", lambda _config, _counters: [signal])
+    monkeypatch.setattr(idle_check, "signals_for", lambda _config, _record: [signal])
     assert check(QUIET, path, dry_run=False, ops=recorder.ops(), boot_id=BOOT, now=900.0) is (
         Action.SLEEP)
     assert recorder.calls == []  # nothing stopped: the request in flight is served
@@ -119,11 +127,11 @@ def test_the_last_look_comes_before_the_servers_are_stopped(tmp_path: Path,
 
 def test_a_server_of_kind_none_lets_the_box_sleep(tmp_path: Path) -> None:
     whisper = config.parse('[server.whisper]\ncommand = ["/opt/whisper.cpp/whisper-server"]\n'
-                           '[idle]\ntimeout = "10m"\ngpu = "off"\ninhibitors = false\n')
+                           '[idle]\ntimeout = "10m"\ngpu = "off"\ninhibitors = false\nsessions = false\n')
     path = tmp_path / "idle.json"
     recorder = Recorder()
     assert checks_every_30s(whisper, path, 100.0, 700.0, recorder.ops()) is Action.SLEEP
-    assert recorder.calls == ["stop", "suspend"]
+    assert recorder.calls == ["arm", "stop", "suspend"]
 
 
 @pytest.mark.parametrize("text", [
@@ -167,7 +175,8 @@ def test_the_gpus_idle_power_is_averaged_over_idle_checks(tmp_path: Path,
     smi.write_text(f'#!/bin/sh\necho "0, P8, 0, $(cat {watts})"\n')
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{smi.parent}:/usr/bin:/bin")
-    gpu = config.parse('[idle]\ntimeout = "10m"\nservers = false\ninhibitors = false\n')
+    gpu = config.parse('[idle]\ntimeout = "10m"\nservers = false\ninhibitors = false\n'
+                       'sessions = false\ngpu_processes = false\n')
     path = tmp_path / "idle.json"
     for now, drawn in ((0.0, "20.0"), (30.0, "30.0"), (60.0, "40.0")):
         watts.write_text(drawn)
@@ -191,10 +200,27 @@ def test_the_sleep_sequence_tells_the_proxies_right_before_the_suspend() -> None
                             f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
         recorder = Recorder()
         assert sleep_now(told, [], "idle for 10m", recorder.ops())
-        assert recorder.calls == ["stop", "suspend"]
+        assert recorder.calls == ["arm", "stop", "suspend"]
         assert decode(proxy.recv(1024)) == Hint("sleeping")
         # a sequence that stays awake tells nobody
         assert not sleep_now(told, [], "idle", Recorder(left=["x.service"]).ops())
         proxy.settimeout(0.5)
         with pytest.raises(TimeoutError):
             proxy.recv(1024)
+
+
+def test_a_box_no_magic_packet_can_wake_stays_up_serving_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "idle.json"
+    recorder = Recorder(cannot_wake=["eth0 cannot wake the box on a magic packet (Supports Wake-on: d)"])
+    assert checks_every_30s(QUIET, path, 100.0, 700.0, recorder.ops()) is Action.SLEEP
+    assert recorder.calls == ["arm"]  # asked before anything stopped: the servers keep serving
+    state = stored(path)
+    assert state["idle_since"] is None  # the clock starts again: the next try is a timeout away
+    assert "Supports Wake-on: d" in state["reason"] and "woken_by" in state["reason"]
+
+
+def test_woken_by_other_never_asks_about_wake_on_lan(tmp_path: Path) -> None:
+    other = config.parse(QUIET_TEXT + 'woken_by = "other"\n')
+    recorder = Recorder(cannot_wake=["eth0 cannot wake the box"])
+    assert checks_every_30s(other, tmp_path / "idle.json", 100.0, 700.0, recorder.ops()) is Action.SLEEP
+    assert recorder.calls == ["stop", "suspend"]

@@ -125,3 +125,21 @@ def test_health_url_follows_the_command_line() -> None:
     assert KIND.health_url(("llama-server", "--host", "::1", "--port", "1")) == (
         "http://[::1]:1/health")
     assert KIND.health_url(("llama-server", "--port=9001")) == "http://127.0.0.1:9001/health"
+
+
+def test_a_router_whose_loaded_model_has_no_metrics_is_unknown_not_unloaded() -> None:
+    """Found by trying: /models says loaded while /metrics?model=ID&autoload=false answers 404.
+    Reading that as "every model unloaded" let the box suspend under a loaded model."""
+    from sleepyllama.kinds.llama_server import LlamaServerSource
+    from sleepyllama.web import Answer
+
+    answers = {"/props": Answer(200, data("llama-server/router-props.json").encode()),
+               "/models": Answer(200, data("llama-server/router-models-one-loaded.json").encode())}
+
+    class Router(LlamaServerSource):
+        def get(self, path: str) -> Answer:
+            return answers.get(path.split("?")[0] if "?" not in path or path.startswith("/models")
+                               else path, Answer(404, b'{"error": "not found"}'))
+
+    with pytest.raises(Unreadable, match="404"):
+        Router("http://127.0.0.1:1").read()

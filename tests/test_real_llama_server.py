@@ -23,7 +23,8 @@ from sleepyllama.config import ServerConfig
 from sleepyllama.host import state
 from sleepyllama.host.idle import Action
 from sleepyllama.host.idle_check import check, signals_for
-from sleepyllama.host.signals import Activity, ServersSignal
+from sleepyllama.host.signals.base import Activity
+from sleepyllama.host.signals.servers import ServersSignal
 from sleepyllama.host.supervisor import ready_status
 from sleepyllama.host.suspend import SystemOps, sleep_now
 from sleepyllama.kinds.llama_server import LlamaServerSource
@@ -118,7 +119,8 @@ class NoSystem:
     def ops(self) -> SystemOps:
         return SystemOps(stop_servers=lambda _timeout: self.calls.append("stop") or [],
                          start_servers=lambda: self.calls.append("start"),
-                         suspend=lambda: self.calls.append("suspend"))
+                         suspend=lambda: self.calls.append("suspend"),
+                         arm_wake_on_lan=lambda _proxies: [])
 
 
 def test_a_completion_between_two_checks_restarts_the_idle_clock(llama: LlamaServerRun,

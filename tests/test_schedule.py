@@ -10,7 +10,8 @@ import pytest
 
 from sleepyllama import config
 from sleepyllama.host.schedule import timer_unit
-from sleepyllama.host.signals import Activity, ScheduleSignal
+from sleepyllama.host.signals.base import Activity
+from sleepyllama.host.signals.schedule import ScheduleSignal
 from sleepyllama.windows import current_window, parse_window
 
 

@@ -13,17 +13,10 @@ from pathlib import Path
 import pytest
 
 from sleepyllama.config import ServerConfig
-from sleepyllama.host.signals import (
-    Activity,
-    AmdGpuSignal,
-    GpuSignal,
-    InhibitorsSignal,
-    Reading,
-    ServersSignal,
-    blocking_sleep_inhibitors,
-    gpu_activity,
-    parse_nvidia_smi,
-)
+from sleepyllama.host.signals.base import Activity, Reading
+from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal, gpu_activity, parse_nvidia_smi
+from sleepyllama.host.signals.inhibitors import InhibitorsSignal, blocking_sleep_inhibitors
+from sleepyllama.host.signals.servers import ServersSignal
 
 from conftest import FAKE_SERVER, free_port, wait_for
 
@@ -229,7 +222,7 @@ def test_inhibitors() -> None:
 
 
 def test_nvidia_smi_output_is_bounded_in_size_and_time(tmp_path: Path) -> None:
-    from sleepyllama.host.signals import bounded_output
+    from sleepyllama.host.signals.base import bounded_output
 
     chatty = tmp_path / "chatty"
     chatty.write_text("#!/bin/sh\nhead -c 5000000 /dev/zero\n")

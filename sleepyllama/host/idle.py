@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sleepyllama.config import format_duration
-from sleepyllama.host.signals import Activity, Reading
+from sleepyllama.host.signals.base import Activity, Reading
 
 # The timer looks every 30 s. Time between two looks further apart than this was not watched
 # (the timer stopped, the box too loaded to run it): it never counts as idle.
@@ -41,8 +41,11 @@ class Verdict:
 
 def decide(readings: Sequence[Reading], state: IdleState | None, now: float, boot_id: str,
            timeout: float) -> Verdict:
-    if state is None or state.boot_id != boot_id or (state.idle_since or 0) > now:
-        state = IdleState(boot_id, None)  # another boot, or no clock to trust: start over
+    if (state is None or state.boot_id != boot_id or (state.idle_since or 0) > now
+            or (state.idle_since is not None and state.looked_at is None)):
+        # another boot, or no clock to trust (a state written before looks were timed could
+        # count hours without a check as idle): start over
+        state = IdleState(boot_id, None)
     unwatched = ""
     if state.idle_since is not None and state.looked_at is not None and (
             now - state.looked_at > MAX_UNWATCHED):

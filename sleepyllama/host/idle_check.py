@@ -15,21 +15,27 @@ import time
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import ledger, logs, systemd
+from sleepyllama import files, ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import state
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import Action, decide
-from sleepyllama.host.signals import GpuSignal, ServersSignal, Signal, configured_signals
+from sleepyllama.host.signals import Signal, configured_signals
+from sleepyllama.host.signals.gpu import GpuSignal
+from sleepyllama.host.signals.servers import ServersSignal
 from sleepyllama.host.suspend import SystemOps, sleep_now
 
 log = logging.getLogger("sleepyllama-idle")
 
 
-def signals_for(config: Config, counters: dict[str, Counter]) -> list[Signal]:
+def signals_for(config: Config, record: dict) -> list[Signal]:
+    """The configured signals, with what the last check (its record) left them."""
+    last_check = record.get("checked_at")
     return configured_signals(config.idle, list(config.servers.values()), systemd.list_inhibitors,
-                              os.getpid(), counters, config.schedule)
+                              os.getpid(), state.counters(record), config.schedule,
+                              systemd.list_sessions,
+                              float(last_check) if files.finite(last_check) else None)
 
 
 def server_counters(signals: list[Signal]) -> dict[str, Counter]:
@@ -52,7 +58,7 @@ def idle_watts(before: object, signals: list[Signal], idle: bool) -> dict | None
 def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | None = None,
           boot_id: str | None = None, now: float | None = None) -> Action:
     previous, record = state.load(state_file)
-    signals = signals_for(config, state.counters(record))
+    signals = signals_for(config, record)
     readings = [signal.read() for signal in signals]
     boot = boot_id or systemd.boot_id()
     verdict = decide(readings, previous, time.monotonic() if now is None else now, boot,
@@ -67,10 +73,16 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     if verdict.action is Action.STAY_AWAKE:
         log.info("stay awake: %s", verdict.reason)
         return verdict.action
+    ops = ops or SystemOps()
     if dry_run:
+        problems = (ops.wake_on_lan_problems(config.notify.proxies)
+                    if config.idle.woken_by == "lan" else [])
+        if problems:
+            log.info("would stay awake (dry run): no magic packet could wake the box again: %s",
+                     "; ".join(problems))
+            return Action.STAY_AWAKE
         log.info("would sleep now (dry run): %s", verdict.reason)
         return verdict.action
-    ops = ops or SystemOps()
     ask_logind = ops.suspend
 
     def suspend_and_say_why() -> None:
@@ -78,13 +90,14 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
         ledger.append(state.ledger_path(state_file), "sleep", reason=verdict.reason)
         ask_logind()
 
-    suspended = sleep_now(config, signals, verdict.reason,
-                          dataclasses.replace(ops, suspend=suspend_and_say_why))
+    outcome = sleep_now(config, signals, verdict.reason,
+                        dataclasses.replace(ops, suspend=suspend_and_say_why))
     # the clock starts again either way: at resume (not trusting the hook's post alone, or a
     # failed post would send the box straight back to sleep), or now after a failed attempt
-    # (or the next tick, 30 s on, would stop and start the servers again, forever)
-    state.reset(state_file, boot, "suspended" if suspended else
-                "the last attempt to sleep did not happen")
+    # (or the next tick, 30 s on, would stop and start the servers again, forever: a box that
+    # cannot be woken says so once a timeout, not every 30 s)
+    state.reset(state_file, boot, "suspended" if outcome else
+                f"the last attempt to sleep did not happen: {outcome.why_not}")
     return verdict.action
 
 

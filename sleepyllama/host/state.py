@@ -18,7 +18,7 @@ from pathlib import Path
 from sleepyllama import files, systemd
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import IdleState, Verdict
-from sleepyllama.host.signals import Reading
+from sleepyllama.host.signals.base import Reading
 
 log = logging.getLogger(__name__)
 

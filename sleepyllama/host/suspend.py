@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sleepyllama import hints, systemd
-from sleepyllama.config import Config
-from sleepyllama.host.signals import Activity, Reading, Signal
+from sleepyllama.config import Address, Config
+from sleepyllama.host.signals import wake_on_lan
+from sleepyllama.host.signals.base import Activity, Reading, Signal
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,19 @@ class SystemOps:
     stop_servers: Callable[[float], list[str]] = systemd.stop_servers
     start_servers: Callable[[], None] = systemd.start_servers
     suspend: Callable[[], None] = systemd.suspend
+    # Wake-on-LAN armed on the cards on the way to the proxies; what keeps the box from waking
+    arm_wake_on_lan: Callable[[Sequence[Address]], list[str]] = wake_on_lan.arm
+    # the same question, changing nothing (a dry run)
+    wake_on_lan_problems: Callable[[Sequence[Address]], list[str]] = wake_on_lan.problems
+
+
+@dataclass(frozen=True)
+class Outcome:
+    suspended: bool
+    why_not: str = ""  # when not: the reason, for the journal and the idle state
+
+    def __bool__(self) -> bool:
+        return self.suspended
 
 
 def last_look(signals: Sequence[Signal]) -> list[Reading]:
@@ -33,25 +47,34 @@ def last_look(signals: Sequence[Signal]) -> list[Reading]:
 
 
 def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
-              ops: SystemOps | None = None) -> bool:
-    """True when logind accepted the suspend."""
+              ops: SystemOps | None = None) -> Outcome:
+    """Whether logind accepted the suspend, and if not, why."""
     ops = ops or SystemOps()
     log.info("going to sleep: %s", reason)
     active = last_look(signals)
     if active:
-        log.info("staying awake after all: %s", "; ".join(r.reason for r in active))
-        return False
+        why = "; ".join(r.reason for r in active)
+        log.info("staying awake after all: %s", why)
+        return Outcome(False, f"busy at the last look: {why}")
+    if config.idle.woken_by == "lan":
+        # before the servers stop: a box that could not be woken again keeps serving
+        problems = ops.arm_wake_on_lan(config.notify.proxies)
+        if problems:
+            why = ("no magic packet could wake the box again: " + "; ".join(problems) +
+                   " (set [idle] woken_by = \"other\" if a plug, IPMI or a timer wakes it)")
+            log.warning("staying awake: %s", why)
+            return Outcome(False, why)
     timeout = max((s.stop_timeout for s in config.servers.values()), default=30.0) + STOP_MARGIN
     try:
         left = ops.stop_servers(timeout)
     except Exception as error:  # D-Bus errors: report, stay up
         log.error("cannot stop the servers (%s): staying awake", error)
         _restart(ops)
-        return False
+        return Outcome(False, f"cannot stop the servers: {error}")
     if left:
         log.error("%s did not stop within %.0f s: staying awake", ", ".join(left), timeout)
         _restart(ops)
-        return False
+        return Outcome(False, f"{', '.join(left)} did not stop")
     log.info("servers stopped")
     # the proxies mark the box asleep now: their next client wakes it without first waiting for
     # a connect to fail
@@ -61,9 +84,9 @@ def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
     except Exception as error:
         log.error("logind refused to suspend: %s", error)
         _restart(ops)
-        return False
+        return Outcome(False, f"logind refused to suspend: {error}")
     log.info("suspend requested from logind")
-    return True
+    return Outcome(True)
 
 
 def _restart(ops: SystemOps) -> None:

@@ -126,8 +126,12 @@ class LlamaServerSource(HttpSource):
         for model in loaded:
             query = f"?model={quote(model, safe='')}&autoload=false"
             answer = self.get("/metrics" + query)
-            if answer.status in (400, 404):
+            if answer.status == 400:
                 continue  # unloaded since /models was read: asking again would not load it
+            if answer.status == 404:
+                # /models says loaded, /metrics knows no such model: not "unloaded", unknown
+                raise Unreadable(f"/models lists {model} as loaded, but /metrics?model= "
+                                 "answered 404")
             if answer.status == 501:
                 raise Unreadable("/metrics is off: start llama-server with --metrics")
             if answer.status != 200:
