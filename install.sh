@@ -208,6 +208,12 @@ python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(
 command -v gcc >/dev/null || missing+=(gcc)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 pkg-config --exists libsystemd 2>/dev/null || missing+=(libsystemd-dev)
+if [ "$role" = server ]; then
+    # ethtool: Wake-on-LAN is read and armed before each suspend; kmod: nvidia_uvm reloaded when
+    # CUDA fails after a resume. Both live in sbin, off a user's PATH.
+    PATH="$PATH:/usr/sbin:/sbin" command -v ethtool >/dev/null || missing+=(ethtool)
+    PATH="$PATH:/usr/sbin:/sbin" command -v modprobe >/dev/null || missing+=(kmod)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
         echo "  apt-get install ${missing[*]}"
@@ -385,8 +391,8 @@ EOF
 else
     cat <<EOF
 Next:
-  - enable Wake-on-LAN in the BIOS/UEFI and on the network card: sudo ethtool -s IFACE wol g
-    (README, Troubleshooting, shows how to keep it on across reboots)
+  - enable Wake-on-LAN in the BIOS/UEFI; the card's setting is turned on before each suspend
+    (sleepyllama check says whether the card can wake the box)
   - the model is loading: systemctl status sleepyllama-server@$name (Status: "ready · 0 requests in flight")
   - idle decisions: journalctl -u sleepyllama-idle -f ; sleepyllama-idle --dry-run ; sleepyllama status
 EOF

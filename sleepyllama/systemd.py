@@ -164,6 +164,11 @@ def suspend() -> None:
     _logind().Manager.Suspend(False)
 
 
+def reboot() -> None:
+    """Ask logind to reboot (sleepyllama-gpu-check, opted in with [resume] gpu_failure)."""
+    _logind().Manager.Reboot(False)
+
+
 def units(pattern: str) -> list[tuple[str, str]]:
     """(name, ActiveState) of the loaded units matching a glob."""
     from pystemd.systemd1 import Manager

@@ -237,3 +237,23 @@ def sleepyllama_command(config: Path, *args: str, env: dict[str, str] | None = N
 def require(program: str) -> None:
     if shutil.which(program) is None:
         pytest.skip(f"{program} is not installed (it comes with the package named in README)")
+
+
+STAND_INS = TESTS / "stand-ins"
+
+
+def build_fake_libcuda(directory: Path) -> Path:
+    """The stand-in libcuda.so.1 (tests/stand-ins/libcuda.c), built with gcc into `directory`:
+    dlopen("libcuda.so.1") finds it there through LD_LIBRARY_PATH."""
+    require("gcc")
+    library = directory / "libcuda.so.1"
+    if not library.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(library),
+                        str(STAND_INS / "libcuda.c")], check=True)
+    return library
+
+
+@pytest.fixture(scope="session")
+def fake_libcuda(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fake_libcuda(tmp_path_factory.mktemp("libcuda"))

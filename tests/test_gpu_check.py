@@ -1,0 +1,131 @@
+"""After a resume, before the servers start: does CUDA initialize, and is it healed where it
+does not (host/cuda.py, host/gpu_check.py)? A stand-in libcuda.so.1 built with gcc (this machine
+has no GPU) answers cuInit with what a file says: 0, 100 or 999."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sleepyllama import config, ledger
+from sleepyllama.host import cuda, gpu_check
+from sleepyllama.host.cuda import CudaState
+
+REPORT = config.parse("")
+REBOOT = config.parse('[resume]\ngpu_failure = "reboot"\n')
+OK = CudaState(True, 0, "CUDA_SUCCESS", "no error", 1)
+BROKEN = CudaState(True, 999, "CUDA_ERROR_UNKNOWN", "unknown error")
+
+
+def test_cuinit_through_the_real_abi_in_a_child(fake_libcuda: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    result = tmp_path / "result"
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(fake_libcuda.parent))
+    monkeypatch.setenv("SLEEPYLLAMA_FAKE_CUDA", str(result))
+    result.write_text("999\n")
+    broken = cuda.check()
+    assert (broken.driver, broken.result, broken.ok) == (True, 999, False)
+    assert broken.describe() == "cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)"
+    result.write_text("100\n")
+    assert cuda.check().describe() == ("cuInit failed (CUDA_ERROR_NO_DEVICE 100, no "
+                                       "CUDA-capable device is detected)")
+    result.write_text("0\n")
+    assert cuda.check().describe() == "CUDA initializes, 1 GPU"
+
+
+def test_a_box_without_the_driver_has_nothing_to_check(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))  # no libcuda.so.1 there, nor on CI
+    state = cuda.check()
+    if state.driver:
+        pytest.skip("this machine has a real libcuda.so.1")
+    assert state.ok and "libcuda.so.1" in state.message
+
+
+def test_a_child_that_dies_in_the_driver_is_a_failure_not_a_crash() -> None:
+    with pytest.raises(ValueError):
+        cuda.parse("Segmentation fault")
+    with pytest.raises(ValueError):
+        cuda.parse('{"driver": true, "result": "999"}')
+
+
+class Box:
+    def __init__(self, answers: list[CudaState], held: list[str] | None = None,
+                 reload_error: str = "") -> None:
+        self.answers, self.held, self.reload_error = answers, held or [], reload_error
+        self.calls: list[str] = []
+
+    def ops(self) -> gpu_check.GpuOps:
+        def ask() -> CudaState:
+            self.calls.append("ask")
+            return self.answers.pop(0)
+
+        def reload() -> str:
+            self.calls.append("reload")
+            return self.reload_error
+
+        return gpu_check.GpuOps(ask=ask, holders=lambda: self.held, reload_uvm=reload,
+                                reboot=lambda: self.calls.append("reboot"))
+
+
+def events(path: Path) -> list[str]:
+    return [entry["event"] for entry in ledger.read(path)]
+
+
+def test_a_failed_cuinit_is_healed_by_reloading_nvidia_uvm(tmp_path: Path) -> None:
+    box, book = Box([BROKEN, OK]), tmp_path / "ledger.jsonl"
+    assert gpu_check.run(REPORT, book, box.ops())
+    assert box.calls == ["ask", "reload", "ask"]
+    assert events(book) == ["gpu-healed"]
+
+
+def test_a_held_module_is_not_reloaded_and_its_holders_are_named(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    box, book = Box([BROKEN], held=["ollama (pid 311)"]), tmp_path / "ledger.jsonl"
+    assert not gpu_check.run(REPORT, book, box.ops())
+    assert box.calls == ["ask"]
+    assert "nvidia_uvm is in use by ollama (pid 311)" in caplog.text
+    assert ledger.read(book)[-1]["held_by"] == ["ollama (pid 311)"]
+
+
+def test_still_failing_is_reported_and_reboots_once_when_asked(tmp_path: Path) -> None:
+    book = tmp_path / "ledger.jsonl"
+    reported = Box([BROKEN, BROKEN])
+    assert not gpu_check.run(REPORT, book, reported.ops())
+    assert "reboot" not in reported.calls and events(book) == ["gpu-failed"]
+    first = Box([BROKEN, BROKEN])
+    gpu_check.run(REBOOT, book, first.ops(), now=lambda: 1e9 + 1e6)
+    assert first.calls[-1] == "reboot"
+    # the box came back broken again an hour later: no second reboot
+    again = Box([BROKEN, BROKEN])
+    entries = ledger.read(book)
+    gpu_check.run(REBOOT, book, again.ops(), now=lambda: entries[-1]["at"] + 3600)
+    assert "reboot" not in again.calls
+    later = Box([BROKEN, BROKEN])
+    gpu_check.run(REBOOT, book, later.ops(), now=lambda: entries[-1]["at"] + 7 * 3600)
+    assert later.calls[-1] == "reboot"
+
+
+def test_off_asks_nothing(tmp_path: Path) -> None:
+    box = Box([])
+    assert gpu_check.run(config.parse('[resume]\ngpu_check = "off"\n'), tmp_path / "l", box.ops())
+    assert box.calls == []
+
+
+def test_holders_are_the_processes_with_the_device_open(tmp_path: Path) -> None:
+    device = tmp_path / "nvidia-uvm"
+    device.write_text("")
+    holder = subprocess.Popen([sys.executable, "-c", f"f = open({str(device)!r}); "
+                               "import sys; sys.stdout.write('open\\n'); sys.stdout.flush(); "
+                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
+        found = gpu_check.holders(str(device))
+        assert any(f"(pid {holder.pid})" in one for one in found), found
+    finally:
+        holder.kill()
+        holder.wait()
+    assert gpu_check.holders(str(device)) == []
