@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -16,9 +15,10 @@ import requests
 
 from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
-from sleepyllama.host import ports, server_user
+from sleepyllama.host import nvidia_power, ports, server_user
 from sleepyllama.host.activity import Unreadable, source_for
-from sleepyllama.host.signals.base import Activity
+from sleepyllama.host.signals import wake_on_lan
+from sleepyllama.host.signals.base import Activity, bounded_output
 from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
 from sleepyllama.proxy import api_key
@@ -64,7 +64,9 @@ def check(config: Config) -> Findings:
     if config.servers and config.idle.gpu != "off":
         check_gpus(config.idle.gpu, found)
     if config.servers:
-        check_wake_on_lan(found)
+        check_nvidia_suspend(found)
+    if config.servers:
+        check_wake_on_lan(config, found)
         check_macs(found)
         if config.schedule:
             check_rtc(found)
@@ -246,14 +248,35 @@ def check_gpus(mode: str, found: Findings) -> None:
         found.warnings.append(f"[idle] gpu = \"{mode}\": {reading.reason} {reading.hint}")
 
 
-def default_interface() -> str | None:
+def check_nvidia_suspend(found: Findings) -> None:
+    """The NVIDIA driver's suspend settings, where an NVIDIA driver runs (host/nvidia_power.py)."""
     try:
-        routes = subprocess.run(["ip", "route", "show", "default"], capture_output=True,
-                                text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"\bdev (\S+)", routes)
-    return match.group(1) if match else None
+        params = nvidia_power.parse_params(nvidia_power.PARAMS.read_text())
+        version = nvidia_power.VERSION.read_text()
+    except OSError:
+        return  # no NVIDIA driver loaded
+    try:
+        enabled = {unit: systemd.unit_file_state(unit) == "enabled" for unit in nvidia_power.UNITS}
+    except Exception:
+        enabled = {}
+    path = params.get("TemporaryFilePath") or "/tmp"
+    try:
+        stat = os.statvfs(path)
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:
+        free = None
+    used = None
+    try:
+        status, output = bounded_output(["nvidia-smi", "--query-gpu=memory.used",
+                                         "--format=csv,noheader,nounits"], 15.0, 1 << 16)
+        if status == 0:
+            used = sum(int(line.strip()) for line in output.splitlines() if line.strip()) << 20
+    except (OSError, ValueError, subprocess.SubprocessError):
+        pass
+    lines = nvidia_power.advice(params, version, enabled, free, used)
+    found.warnings.extend(lines)
+    if not lines:
+        found.good.append("the NVIDIA driver is set up to keep the GPU across a suspend")
 
 
 def network_cards(net: Path = Path("/sys/class/net")) -> dict[str, str]:
@@ -284,25 +307,18 @@ def check_rtc(found: Findings, alarm: Path = Path("/sys/class/rtc/rtc0/wakealarm
                               "from suspend for them")
 
 
-def check_wake_on_lan(found: Findings) -> None:
-    interface = default_interface()
-    if interface is None:
-        found.warnings.append("no default route: cannot tell which network card must wake the box")
+def check_wake_on_lan(config: Config, found: Findings) -> None:
+    """What the sleep sequence asks before each suspend (host/signals/wake_on_lan.py)."""
+    if config.idle.woken_by == "other":
+        found.good.append("[idle] woken_by = \"other\": Wake-on-LAN is not asked")
         return
-    if shutil.which("ethtool") is None:
-        found.warnings.append(f"ethtool is not installed: cannot check Wake-on-LAN on {interface} "
-                              "(apt-get install ethtool)")
-        return
-    output = subprocess.run(["ethtool", interface], capture_output=True, text=True).stdout
-    supports = re.search(r"Supports Wake-on:\s*(\S+)", output)
-    current = re.search(r"^\s*Wake-on:\s*(\S+)", output, re.MULTILINE)
-    if not supports or "g" not in supports.group(1):
-        found.errors.append(f"{interface} does not support Wake-on-LAN by magic packet")
-    elif not current or "g" not in current.group(1):
-        found.errors.append(f"Wake-on-LAN is off on {interface}: sudo ethtool -s {interface} wol g "
-                            "(README, Troubleshooting, shows how to keep it on across reboots)")
+    reading = wake_on_lan.reading(config.notify.proxies)
+    if reading.activity is Activity.IDLE:
+        found.good.append(reading.reason)
     else:
-        found.good.append(f"Wake-on-LAN by magic packet is on for {interface}")
+        found.errors.append(f"{reading.reason}: the box will not suspend, since no magic packet "
+                            "could wake it (enable Wake-on-LAN in the BIOS/UEFI, use another card, "
+                            "or set [idle] woken_by = \"other\" if a plug, IPMI or a timer wakes it)")
 
 
 def check_units(config: Config, found: Findings) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from container import INSTALL_TREES, REPO, Container, build_install_tree, missing_requirement
 
-from conftest import FAKE_SERVER, wait_for
+from conftest import FAKE_SERVER, STAND_INS, build_fake_libcuda, wait_for
 
 UNITS = REPO / "units"
 SYSUSERS = REPO / "sysusers.d" / "sleepyllama.conf"
@@ -64,8 +64,26 @@ def install(container: Container, tmp_path: Path) -> None:
     shutil.copy(REPO / "bin" / "sleepyllama-sleep", hook)
     hook.chmod(0o755)
     smi = container.local_bin / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho '0, P8, 0'\n")
+    # the GPUs (P8) and, asked for its compute apps, no program on them
+    smi.write_text("#!/bin/sh\ncase \"$1\" in --query-compute-apps=*) ;; *) echo '0, P8, 0';; esac\n")
     smi.chmod(0o755)
+    # a network card that can be woken (a container's veth has no Wake-on-LAN): the default
+    # route leads to it, and a stand-in ethtool answers for it, its Wake-on-LAN off
+    for tool in ("ethtool", "modprobe"):
+        shutil.copy(STAND_INS / tool, container.local_bin / tool)
+    container.run(["ip", "link", "add", "wol0", "type", "veth", "peer", "name", "wol1"])
+    container.run(["ip", "link", "set", "wol0", "up"])
+    container.run(["ip", "route", "add", "default", "dev", "wol0"])
+    container.run(["mkdir", "-p", "/run/fake-ethtool", "/run/fake-cuda"])
+    container.write("/etc/systemd/system/sleepyllama-idle.service.d/fake-ethtool.conf",
+                    "[Service]\nReadWritePaths=/run/fake-ethtool\n")
+    # an NVIDIA driver whose CUDA works (the stand-in libcuda.so.1), until a test breaks it
+    build_fake_libcuda(tmp_path / "cuda")
+    container.run(["cp", str(tmp_path / "cuda" / "libcuda.so.1"), "/run/fake-cuda/"])
+    container.write("/run/fake-cuda/result", "0\n")
+    container.write("/etc/systemd/system/sleepyllama-gpu-check.service.d/fake-cuda.conf",
+                    "[Service]\nEnvironment=LD_LIBRARY_PATH=/run/fake-cuda\n"
+                    "ReadWritePaths=/run/fake-cuda\n")
     container.write("/opt/fake/llama-server", FAKE_SERVER.read_text(), mode="755")
     container.write("/etc/sleepyllama/sleepyllama.toml", """
 [server.llama]
@@ -84,8 +102,9 @@ gpu = "pstate"
         # install.sh makes /opt/sleepyllama from the system's python3; this test's interpreter
         # (the venv's base) lives under a home directory, which ProtectHome=yes hides
         print(f"note: the interpreter in {sys.base_prefix} is under a home directory: "
-              "ProtectHome=read-only for the idle and sleep services in this test")
-        for unit in ("sleepyllama-idle.service", "sleepyllama-sleep.service"):
+              "ProtectHome=read-only for the idle, sleep and GPU check services in this test")
+        for unit in ("sleepyllama-idle.service", "sleepyllama-sleep.service",
+                     "sleepyllama-gpu-check.service"):
             container.write(f"/etc/systemd/system/{unit}.d/test-home.conf",
                             "[Service]\nProtectHome=read-only\n")
         # and the servers' user must pass through that home (the container's own /root, a
@@ -119,6 +138,9 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
     users = host.run(["ps", "-o", "user=", "--ppid", pid, "-p", pid]).stdout.split()
     assert users and set(users) == {"sleepyllama"}, users
 
+    assert "CUDA initializes, 1 GPU" in host.journal("-u", "sleepyllama-gpu-check")
+    # the resume will break CUDA, as users report (cuInit 999 until nvidia_uvm is reloaded)
+    host.write("/run/fake-cuda/result", "999\n")
     host.run(["systemctl", "start", "sleepyllama-idle.timer"])
     wait_in(host, lambda: "Entering sleep state 'suspend'" in host.journal(), "the suspend", 90)
     wait_in(host, lambda: count(r"llama is ready", host.journal("-u", SERVER)) == 2,
@@ -127,12 +149,17 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
     journal = host.journal()
     steps = [
         r"sleepyllama-idle\[\d+\]: going to sleep: idle for",
+        # Wake-on-LAN was off on the card: turned on before anything stopped
+        r"sleepyllama-idle\[\d+\]: Wake-on-LAN was off on wol0 \(Wake-on: d\): turned on",
         r"sleepyllama-idle\[\d+\]: servers stopped",
         r"sleepyllama-idle\[\d+\]: suspend requested from logind",
         r"Reached target sleep.target",
         r"Entering sleep state 'suspend'",
         r"System returned from sleep state",
         r"systemd-sleep\[\d+\]: post: idle clock reset",  # the hook, run by systemd-sleep
+        # CUDA broken by the resume, healed before the server starts
+        r"cuInit failed \(CUDA_ERROR_UNKNOWN 999, unknown error\): reloading nvidia_uvm",
+        r"CUDA initializes again after reloading nvidia_uvm",
         r"sleepyllama-server\[\d+\]: llama is ready",
     ]
     positions = []
@@ -144,6 +171,9 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
         line for line in journal.splitlines()
         if any(re.search(step, line) for step in steps))
     assert host.power_state.read_text().strip() == "mem"  # systemd-sleep's write, harmless here
+    assert host.run(["cat", "/run/fake-ethtool/calls"]).stdout.split() == ["-s", "wol0", "wol", "g"]
+    assert host.run(["cat", "/run/fake-cuda/modprobe"]).stdout.splitlines() == ["-r nvidia_uvm",
+                                                                               "nvidia_uvm"]
     assert host.show(SERVER, "ActiveState") == "active"
     # the ledger the code wrote on the way, and the history drawn from it
     # root's services write one ledger, the servers' user its own; history reads both
@@ -152,7 +182,8 @@ def test_idle_box_suspends_and_comes_back_serving(host: Container) -> None:
          "/var/lib/sleepyllama/servers/ledger.jsonl"]).stdout.splitlines()),
         key=lambda entry: entry["at"])
     events = [entry["event"] for entry in entries]
-    assert events.index("sleep") < events.index("suspend") < events.index("resume"), events
+    assert events.index("sleep") < events.index("suspend") < events.index("resume") < (
+        events.index("gpu-healed")), events
     assert entries[events.index("sleep")]["reason"].startswith("idle for")
     ready = [entry for entry in entries if entry["event"] == "server-ready"]
     assert len(ready) >= 2 and all(entry["load_seconds"] >= 2 for entry in ready)  # loads in 2 s
@@ -263,3 +294,42 @@ gpu = "pstate"
     assert "llama: " in verdict.stderr and "unreadable" not in verdict.stderr, verdict.stderr
     journal = host.journal("-u", SERVER)
     assert "Operation not permitted" not in journal and "Bad system call" not in journal, journal
+
+
+def test_a_box_whose_card_cannot_wake_it_stays_up_and_says_why(host: Container) -> None:
+    host.write("/run/fake-ethtool/supports", "d\n")  # a driver without Wake-on-LAN
+    host.run(["systemctl", "start", "sleepyllama-servers.target"], timeout=60)
+    host.run(["systemctl", "start", "sleepyllama-idle.timer"])
+    said = "staying awake: no magic packet could wake the box again: wol0 cannot wake the box"
+    wait_in(host, lambda: said in host.journal("-u", "sleepyllama-idle"), "the refusal", 60)
+    assert "Entering sleep state" not in host.journal()
+    assert host.show(SERVER, "ActiveState") == "active"  # never stopped: it kept serving
+    check = host.run(["/opt/sleepyllama/bin/sleepyllama", "check"], check=False).stdout
+    assert "wol0 cannot wake the box on a magic packet" in check, check
+
+
+def test_a_gpu_that_stays_broken_is_reported_and_reboots_once(host: Container) -> None:
+    config = host.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
+    host.write("/etc/sleepyllama/sleepyllama.toml", config + '\n[resume]\ngpu_failure = "reboot"\n')
+    host.write("/run/fake-cuda/result", "999\n")
+    host.write("/run/fake-cuda/stays-broken", "")
+    # the container must not really reboot: logind's request reaches systemd, which refuses
+    host.run(["systemctl", "mask", "reboot.target"])
+    # the servers start all the same, on the CPU: a slow answer beats none
+    host.run(["systemctl", "start", "sleepyllama-servers.target"], timeout=60)
+    assert host.show(SERVER, "ActiveState") == "active"
+    assert host.show("sleepyllama-gpu-check.service", "ActiveState") == "failed"
+    host.run(["systemctl", "restart", SERVER], timeout=60)  # a second start, minutes later
+    journal = host.journal("-u", "sleepyllama-gpu-check")
+    assert count(r"the GPU is unusable: cuInit failed \(CUDA_ERROR_UNKNOWN 999", journal) == 2
+    assert count(r"rebooting to bring the GPU back", journal) == 1, journal
+    assert "logind refused to reboot" in journal, journal
+    # the request reached logind, which refused only because the test masked the target
+    assert "Unit reboot.target is masked, refusing operation" in host.journal("-u",
+                                                                             "systemd-logind")
+    assert "not rebooting: the last reboot for a broken GPU was" in journal, journal
+    events = [json.loads(line)["event"] for line in host.run(
+        ["cat", "/var/lib/sleepyllama/ledger.jsonl"]).stdout.splitlines()]
+    assert [e for e in events if e.startswith("gpu-")] == ["gpu-failed", "gpu-reboot", "gpu-failed"]
+    status = host.run(["/opt/sleepyllama/bin/sleepyllama", "status"], check=False).stdout
+    assert "sleepyllama-gpu-check" in status and "failed" in status, status
