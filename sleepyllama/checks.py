@@ -15,7 +15,7 @@ import requests
 
 from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
-from sleepyllama.host import nvidia_power, ports, server_user
+from sleepyllama.host import nvidia_power, placement, ports, server_user
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, bounded_output
@@ -347,10 +347,15 @@ def check_units(config: Config, found: Findings) -> None:
             found.errors.append(f"{row['unit']} {how}: {why}; {RESTART_HINT}")
     for server in config.servers.values():
         unit = f"sleepyllama-server@{server.name}.service"
-        if any(row["unit"] == unit and row["active"] == "active" for row in rows):
+        row = next((row for row in rows if row["unit"] == unit and row["active"] == "active"),
+                   None)
+        if row is not None:
             ready, _alive, why = health(server.health_url)
             if not ready:
                 found.warnings.append(f"{unit} runs but {server.health_url} says: {why}")
+            elif row["status"].startswith(("ready on the CPU", "ready with")):
+                # host/placement.py: its own output said where its model went
+                found.errors.append(f"{unit} is {row['status'].split(' · ')[0]}: {placement.FIX}")
 
 
 def print_findings(found: Findings) -> None:

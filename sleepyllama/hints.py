@@ -5,6 +5,7 @@ waiting for a connect to fail). A spoofed datagram can cause no more than a prob
 packet, so they carry no secret; they are small, checked for shape, and rate-limited.
 
   sleepyllama-hint 1 ready llama
+  sleepyllama-hint 1 ready llama cpu     (ready, but on the CPU: its GPU did not come back)
   sleepyllama-hint 1 sleeping
 """
 
@@ -23,17 +24,20 @@ log = logging.getLogger(__name__)
 MAGIC = "sleepyllama-hint 1"
 MAX_DATAGRAM = 256
 EVENTS = ("ready", "sleeping")
-_HINT = re.compile(rf"{re.escape(MAGIC)} (ready|sleeping)(?: ([A-Za-z0-9_.:-]{{1,64}}))?\n?")
+_HINT = re.compile(rf"{re.escape(MAGIC)} (ready|sleeping)(?: ([A-Za-z0-9_.:-]{{1,64}}))?"
+                   r"(?: (cpu))?\n?")
 
 
 @dataclass(frozen=True)
 class Hint:
     event: str  # "ready" or "sleeping"
     name: str = ""  # the server that is ready
+    on_cpu: bool = False  # ready, but on the CPU: CUDA failed (host/placement.py)
 
 
 def encode(hint: Hint) -> bytes:
-    return f"{MAGIC} {hint.event}{' ' + hint.name if hint.name else ''}\n".encode()
+    return (f"{MAGIC} {hint.event}{' ' + hint.name if hint.name else ''}"
+            f"{' cpu' if hint.on_cpu and hint.name else ''}\n").encode()
 
 
 def decode(datagram: bytes) -> Hint | None:
@@ -41,7 +45,9 @@ def decode(datagram: bytes) -> Hint | None:
     if len(datagram) > MAX_DATAGRAM:
         return None
     match = _HINT.fullmatch(datagram.decode("ascii", "replace"))
-    return Hint(match.group(1), match.group(2) or "") if match else None
+    if match is None:
+        return None
+    return Hint(match.group(1), match.group(2) or "", bool(match.group(3)))
 
 
 def send(proxies: Sequence[Address], hint: Hint) -> None:

@@ -239,6 +239,12 @@ def require(program: str) -> None:
         pytest.skip(f"{program} is not installed (it comes with the package named in README)")
 
 
+def udp_to(address: tuple[str, int], data: bytes) -> None:
+    """One datagram (a hint from the GPU box, or junk) to the proxy's address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(data, address)
+
+
 STAND_INS = TESTS / "stand-ins"
 
 

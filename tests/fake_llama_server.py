@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", help="write CLOCK_MONOTONIC here when /health turns 200")
     parser.add_argument("--metrics", action="store_true", help="serve /metrics (else 501)")
     parser.add_argument("-m", "--model", help="a model file; missing: fail as llama-server does")
+    parser.add_argument("--print-file", help="print this file's lines first, as the real one "
+                        "prints its GPU lines (tests/data/llama-server/output-*.txt)")
     args, _ignored = parser.parse_known_args(argv)
 
     if args.model and not os.path.exists(args.model):
@@ -217,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(No such file or directory)\n0.00.013.175 E srv  llama_server: exiting due to "
               "model loading error", file=sys.stderr, flush=True)
         return 1
+    if args.print_file:
+        with open(args.print_file) as lines:
+            print(lines.read(), end="", file=sys.stderr, flush=True)
     state = State(args.load_seconds, args.parallel, args.tokens, args.token_delay, args.metrics,
                   args.reply)
     Handler.state = state

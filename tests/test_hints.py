@@ -22,6 +22,7 @@ from conftest import (
     free_port,
     http_request,
     proxy_table,
+    udp_to,
     wait_for,
 )
 
@@ -40,11 +41,6 @@ def test_a_flood_costs_one_action_a_second() -> None:
     limit = RateLimit(per_second=1.0, burst=3)
     assert [limit.allow(0.0) for _ in range(10)].count(True) == 3
     assert limit.allow(0.5) is False and limit.allow(1.1) is True
-
-
-def udp_to(address: tuple[str, int], data: bytes) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.sendto(data, address)
 
 
 def wake_directly(backend: SleepingBackend) -> None:
@@ -134,3 +130,10 @@ def test_the_supervisor_tells_the_proxies_when_its_server_is_ready(tmp_path: Pat
 def test_send_never_raises() -> None:
     hints.send([Address("no-such-host.invalid", 9)], Hint("sleeping"))
     hints.send([Address("127.0.0.1", free_port())], Hint("sleeping"))  # nobody listens: no error
+
+
+def test_a_ready_hint_can_say_the_server_runs_on_the_cpu() -> None:
+    on_cpu = Hint("ready", "llama", on_cpu=True)
+    assert encode(on_cpu) == b"sleepyllama-hint 1 ready llama cpu\n"
+    assert decode(encode(on_cpu)) == on_cpu
+    assert decode(b"sleepyllama-hint 1 ready llama gpu\n") is None

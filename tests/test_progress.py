@@ -10,9 +10,19 @@ import time
 import pytest
 
 from sleepyllama import config
+from sleepyllama.hints import Hint, encode
 from sleepyllama.proxy.progress import OLLAMA, OPENAI, error_message, wants_progress
 
-from conftest import ProxyRun, SleepingBackend, chat_request, free_port, http_request, proxy_table, require
+from conftest import (
+    ProxyRun,
+    SleepingBackend,
+    chat_request,
+    free_port,
+    http_request,
+    proxy_table,
+    require,
+    udp_to,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +160,23 @@ def test_an_awake_backend_merely_unconfirmed_gets_no_progress_text(tmp_path, cle
     answer = http_request(proxy.address, chat_request(stream=True))
     assert b"token0" in answer and b"data: [DONE]" in answer
     assert b"reasoning_content" not in answer, answer[:600]
+
+
+def test_a_box_up_on_the_cpu_is_said_in_the_stream(tmp_path, cleanup) -> None:
+    """The GPU box's "ready" hint says its server came up on the CPU (CUDA failed after the
+    resume): the user reads it in the chat's thinking, not only in a journal."""
+    backend = SleepingBackend(tmp_path, load_seconds=2.5, tokens=2)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, wol_interval="0.5s", wake_progress=True),
+                     activate=False)
+    cleanup.append(proxy)
+    stream = client_for(proxy).chat.completions.create(
+        model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
+    reasoning = ""
+    for chunk in stream:
+        thought = (chunk.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        if "waking the GPU box" in thought:
+            udp_to(proxy.address, encode(Hint("ready", "llama", on_cpu=True)))
+        reasoning += thought
+    assert "the box is up, but its GPU is not: llama answers on the CPU" in reasoning, reasoning
+    assert "llama is ready on the CPU" in proxy.log()

@@ -109,7 +109,7 @@ def llama(tmp_path: Path) -> Iterator[LlamaServerRun]:
 def config_for(server: LlamaServerRun) -> configuration.Config:
     command = ", ".join(json.dumps(arg) for arg in llama_command(server.port))
     return configuration.parse(f"[server.llama]\ncommand = [{command}]\n[idle]\ntimeout = \"10m\"\n"
-                               "gpu = \"off\"\ninhibitors = false\n")
+                               "gpu = \"off\"\ninhibitors = false\nsessions = false\n")
 
 
 class NoSystem:
@@ -157,7 +157,7 @@ def test_a_sleeping_model_stays_asleep_under_sleepyllama(tmp_path: Path) -> None
     command = llama_command(port, "--metrics", "--sleep-idle-seconds", "3")
     config_file = tmp_path / "sleepyllama.toml"
     config_file.write_text("[server.llama]\ncommand = [" + ", ".join(json.dumps(a) for a in command)
-                           + "]\n[idle]\ntimeout = \"1h\"\ngpu = \"off\"\ninhibitors = false\n")
+                           + "]\n[idle]\ntimeout = \"1h\"\ngpu = \"off\"\ninhibitors = false\nsessions = false\n")
     notify = NotifySocket(tmp_path / "notify")
     supervisor = Process([sys.executable, "-m", "sleepyllama.host.supervisor", "--config",
                           str(config_file), "--instance", "llama"], tmp_path / "supervisor.log",
@@ -253,7 +253,7 @@ def test_real_llama_server_woken_through_the_proxy(tmp_path: Path, cleanup: list
 def server_config(command: list[str]) -> configuration.Config:
     arguments = ", ".join(json.dumps(arg) for arg in command)
     return configuration.parse(f"[server.llama]\ncommand = [{arguments}]\n[idle]\ntimeout = \"10m\"\n"
-                               "gpu = \"off\"\ninhibitors = false\n")
+                               "gpu = \"off\"\ninhibitors = false\nsessions = false\n")
 
 
 def model_states(server: LlamaServerRun, api_key: str = "") -> dict[str, str]:
@@ -435,3 +435,27 @@ def test_a_short_request_past_a_million_tokens_is_still_seen(tmp_path: Path) -> 
         assert unseen == [], unseen
     finally:
         server.stop()
+
+
+def test_asked_for_the_gpu_and_running_on_the_cpu_is_ready_but_says_so(tmp_path: Path) -> None:
+    """The CPU build here prints what a GPU build prints when CUDA fails to initialize: given
+    -ngl, "no usable GPU found, --gpu-layers option will be ignored". It answers, so it is
+    READY; its STATUS names the CPU, as after a resume whose CUDA did not come back."""
+    port = free_port()
+    command = llama_command(port, "--metrics", "-ngl", "99")
+    config_file = tmp_path / "sleepyllama.toml"
+    config_file.write_text("[server.llama]\ncommand = [" + ", ".join(json.dumps(a) for a in command)
+                           + "]\n")
+    notify = NotifySocket(tmp_path / "notify")
+    supervisor = Process([sys.executable, "-m", "sleepyllama.host.supervisor", "--config",
+                          str(config_file), "--instance", "llama"], tmp_path / "supervisor.log",
+                         {**os.environ, "NOTIFY_SOCKET": str(notify.path)})
+    try:
+        wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=60, what="READY")
+        wait_for(lambda: any(s.startswith("ready on the CPU: no usable GPU found")
+                             for s in notify.statuses()), what="the CPU named in STATUS")
+        assert "llama is ready on the CPU" in supervisor.text()
+    finally:
+        supervisor.stop()
+        notify.close()
+    assert "--gpu-layers option will be ignored" in supervisor.text()  # the server's own line

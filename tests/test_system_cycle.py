@@ -44,8 +44,11 @@ def install_tree() -> Iterator[Path]:
 
 @pytest.fixture
 def host(tmp_path: Path, install_tree: Path) -> Iterator[Container]:
+    # PAM's configuration, so that `su` opens real logind sessions (the volatile root has no /etc)
+    pam = tuple(f"--bind-ro={path}" for path in ("/etc/pam.d", "/etc/security", "/etc/login.defs")
+                if os.path.exists(path))
     container = Container(tmp_path, f"sl-cycle-{tmp_path.name[-12:]}".replace("_", "-"),
-                          install_tree)
+                          install_tree, binds=pam)
     try:
         install(container, tmp_path)
         yield container
@@ -333,3 +336,44 @@ def test_a_gpu_that_stays_broken_is_reported_and_reboots_once(host: Container) -
     assert [e for e in events if e.startswith("gpu-")] == ["gpu-failed", "gpu-reboot", "gpu-failed"]
     status = host.run(["/opt/sleepyllama/bin/sleepyllama", "status"], check=False).stdout
     assert "sleepyllama-gpu-check" in status and "failed" in status, status
+
+
+def log_in(host: Container, user: str) -> str:
+    """A real logind session with a terminal, as a login over SSH makes one: su through a pty
+    (script), PAM's pam_systemd registering it. Returns its tty."""
+    host.run(["useradd", "-m", user])
+    host.run(["systemd-run", f"--unit=login-{user}", "script", "-qfec",
+              f"su - {user} -c 'sleep 600'", "/dev/null"])
+    sessions: list[str] = []
+
+    def listed() -> bool:
+        sessions[:] = [line.split() for line in host.run(
+            ["loginctl", "list-sessions", "--no-legend"]).stdout.splitlines()
+            if f" {user} " in f" {line} "]
+        return bool(sessions) and len(sessions[0]) >= 4
+
+    wait_in(host, listed, f"a logind session for {user}", 30)
+    return f"/dev/{sessions[0][3]}"
+
+
+def test_a_person_typing_keeps_the_box_up_and_one_gone_idle_does_not(host: Container) -> None:
+    if not os.path.exists("/etc/pam.d/su"):
+        pytest.skip("this machine has no PAM configuration for su to open a logind session with")
+    ann, bob = log_in(host, "ann"), log_in(host, "bob")
+    # logind's idle time for a terminal is its atime, which a keystroke moves: ann typed just
+    # now, bob's last key was two hours ago
+    host.run(["touch", "-a", ann])
+    host.run(["touch", "-a", "-d", "-2 hours", bob])
+    idle = "/opt/sleepyllama/bin/sleepyllama-idle"
+    verdict = host.run([idle, "--dry-run"]).stderr
+    assert re.search(rf"busy: ann is logged in in a su-l session \({ann[5:]}, input \d+s ago\)",
+                     verdict), verdict
+    assert "bob" not in verdict, verdict
+    # the timer's own check (its sandbox, its user) sees the same
+    host.run(["systemctl", "start", "sleepyllama-idle.timer"])
+    wait_in(host, lambda: "stay awake: busy: ann is logged in" in host.journal(
+        "-u", "sleepyllama-idle"), "the idle check to name ann", 30)
+    # ann stops typing for two hours too: nobody keeps the box up any more
+    host.run(["touch", "-a", "-d", "-2 hours", ann])
+    wait_in(host, lambda: "Entering sleep state 'suspend'" in host.journal(), "the suspend", 90)
+    assert "no input from 2 users logged in" in host.journal("-u", "sleepyllama-idle")

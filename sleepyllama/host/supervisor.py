@@ -25,13 +25,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from sleepyllama import config as configuration
-from sleepyllama import hints, ledger, logs, systemd, web
+from sleepyllama import hints, kinds, ledger, logs, systemd, web
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Address, ConfigError, ServerConfig
+from sleepyllama.host import placement
 from sleepyllama.host.activity import Look, Unreadable, source_for
 from sleepyllama.host.pstate import GpuPower
 from sleepyllama.kinds.base import redacted
@@ -75,10 +76,13 @@ def why_it_died(lines: Sequence[str], most: int = 3) -> str:
 
 
 class OutputTail:
-    """Passes the child's output on to ours (the journal) line by line, keeping the last lines."""
+    """Passes the child's output on to ours (the journal) line by line, keeping the last lines
+    and showing each to `listener` (where its model went: host/placement.py)."""
 
-    def __init__(self, pipe: IO[bytes], out: IO[bytes], keep: int = 40) -> None:
+    def __init__(self, pipe: IO[bytes], out: IO[bytes], keep: int = 40,
+                 listener: Callable[[str], None] | None = None) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self.listener = listener
         self.thread = threading.Thread(target=self._pump, args=(pipe, out), daemon=True)
         self.thread.start()
 
@@ -87,7 +91,10 @@ class OutputTail:
             while line := pipe.readline(65536):
                 out.write(line)
                 out.flush()
-                self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+                text = line.decode("utf-8", "replace").rstrip("\n")
+                self.lines.append(text)
+                if self.listener is not None:
+                    self.listener(text)
 
     def last(self, timeout: float = 2.0) -> list[str]:
         """The last lines, once the child's pipe has closed (or after `timeout`)."""
@@ -119,6 +126,11 @@ class Supervisor:
         self.config, self.notifier, self.gpu_power = config, notifier, gpu_power
         self.proxies = proxies  # told when the server is ready ([notify] proxies)
         self.source = source_for(config, timeout=2.0, gentle=True)
+        directory = systemd.state_directory()
+        self.placement_file = directory / "placement.json" if directory else None
+        self.placement = placement.Placement(
+            kinds.get(config.activity), config.command,
+            placement.load(self.placement_file, config.name) if self.placement_file else None)
         self.started = 0.0  # CLOCK_MONOTONIC when the child was started
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None
@@ -163,7 +175,8 @@ class Supervisor:
             self.notifier.status(f"cannot start {self.config.command[0]}: {error.strerror}")
             return 1
         assert self.child.stdout is not None
-        self.output = OutputTail(self.child.stdout, sys.stderr.buffer)
+        self.output = OutputTail(self.child.stdout, sys.stderr.buffer,
+                                 listener=self.placement.feed)
         if self.stop_signal is not None:  # a signal that came before the child existed
             self._signal_group(signal.SIGTERM)
         try:
@@ -193,8 +206,10 @@ class Supervisor:
                     healthy, alive, status = self._look(ready)  # with its activity, for STATUS
                     log.info("%s is ready: %s", self.config.name, status)
                     self._record_ready(now)
+                    on_cpu = self._judge_placement().startswith("on the CPU")
                     self.notifier.ready(status)
-                    hints.send(self.proxies, hints.Hint("ready", self.config.name))
+                    # a proxy holding a chat with wake progress tells its user
+                    hints.send(self.proxies, hints.Hint("ready", self.config.name, on_cpu))
                 self.notifier.status(status)
                 # a server that answers, even 503 while it loads, is alive; silence is a hang
                 if alive and self.watchdog_every and now - last_ping >= self.watchdog_every:
@@ -210,6 +225,19 @@ class Supervisor:
             ledger.append(directory / "ledger.jsonl", "server-ready", name=self.config.name,
                           load_seconds=round(now - self.started, 1))
 
+    def _judge_placement(self) -> str:
+        """Once ready: a model on the CPU that should be on the GPU is said everywhere."""
+        problem = self.placement.problem()
+        if problem:
+            log.warning("%s is ready %s. %s", self.config.name, problem, placement.FIX)
+            directory = systemd.state_directory()
+            if directory is not None:
+                ledger.append(directory / "ledger.jsonl", "server-degraded",
+                              name=self.config.name, problem=problem)
+        elif self.placement.layers and self.placement.layers[0] > 0 and self.placement_file:
+            placement.remember(self.placement_file, self.config.name, self.placement.layers)
+        return problem
+
     def _look(self, ready: bool) -> tuple[bool, bool, str]:
         """(healthy, alive, STATUS line). Before READY only health counts; after, activity too."""
         healthy, alive, status = health(self.config.health_url)
@@ -223,7 +251,9 @@ class Supervisor:
             return True, True, f"ready · activity unreadable: {error}"
         if self.gpu_power is not None:
             self.gpu_power.set_idle(bool(look.unloaded) or look.in_flight == 0)
-        return True, True, ready_status(look)
+        problem = self.placement.problem()
+        status = ready_status(look)
+        return True, True, f"ready {problem}{status[len('ready'):]}" if problem else status
 
     def _child_exited(self, returncode: int) -> int:
         name = self.config.name

@@ -194,6 +194,33 @@ def url(host: str, port: int | str, path: str) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
 
 
+@dataclass(frozen=True)
+class GpuLine:
+    """What one line of a server's output says of where its model went."""
+
+    on_cpu: str = ""  # why it runs on the CPU ("CUDA failed to initialize (unknown error)")
+    layers: tuple[int, int] | None = None  # (on the GPU, of all), as the load reports them
+
+
+_CUDA_FAILED = re.compile(r"failed to initialize CUDA: (.+)$")
+_NO_GPU = re.compile(r"no usable GPU found|no compatible GPUs were discovered")
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+
+
+def llama_cpp_gpu_line(line: str) -> GpuLine | None:
+    """llama.cpp's own lines (0c1e570: ggml_cuda_init, the --gpu-layers warning, load_tensors),
+    which llama-server prints and Ollama's runners pass on; Ollama's discovery line too."""
+    if match := _CUDA_FAILED.search(line):
+        return GpuLine(on_cpu=f"CUDA failed to initialize ({match.group(1).strip()})")
+    if _NO_GPU.search(line):
+        return GpuLine(on_cpu="no usable GPU found")
+    if match := _OFFLOADED.search(line):
+        on_gpu, total = int(match.group(1)), int(match.group(2))
+        return GpuLine(on_cpu="" if on_gpu else "0 layers offloaded to the GPU",
+                       layers=(on_gpu, total))
+    return None
+
+
 class Kind:
     """One kind of model server. Subclasses set the class attributes and override what differs."""
 
@@ -235,3 +262,11 @@ class Kind:
     def advice(self, command: Sequence[str]) -> list[str]:
         """What to change in the command so that its activity can be read, one line each."""
         return []
+
+    def gpu_line(self, line: str) -> GpuLine | None:
+        """What a line of its output says of where its model runs (None: nothing)."""
+        return None
+
+    def wants_gpu(self, command: Sequence[str]) -> bool:
+        """Its command asks for the GPU outright (a CPU load is then wrong even the first time)."""
+        return False

@@ -23,12 +23,14 @@ from urllib.parse import quote
 
 from sleepyllama.kinds.base import (
     BrokenSource,
+    GpuLine,
     HttpSource,
     Kind,
     Look,
     Source,
     Unreadable,
     flag_value,
+    llama_cpp_gpu_line,
     totals,
 )
 
@@ -179,6 +181,13 @@ class LlamaServer(Kind):
         except Unreadable as error:
             return BrokenSource(str(error))
         return LlamaServerSource(base_url, key, timeout, read_slots=not gentle)
+
+    def gpu_line(self, line: str) -> GpuLine | None:
+        return llama_cpp_gpu_line(line)
+
+    def wants_gpu(self, command: Sequence[str]) -> bool:
+        layers = flag_value(command, "-ngl", "--gpu-layers", "--n-gpu-layers")
+        return layers is not None and layers.strip() not in ("0", "")
 
     def advice(self, command: Sequence[str]) -> list[str]:
         if "--metrics" in command:

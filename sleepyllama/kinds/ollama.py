@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from sleepyllama.kinds.base import HttpSource, Kind, Look, Source, Unreadable
+from sleepyllama.kinds.base import GpuLine, HttpSource, Kind, Look, Source, Unreadable, llama_cpp_gpu_line
 
 
 def ps(answer: object) -> tuple[bool, str]:
@@ -42,6 +42,10 @@ class Ollama(Kind):
     shows = "requests counted from /api/ps (each model's expires_at), loaded models from it too"
     asleep_answers: ClassVar[Mapping[str, bytes]] = {"/api/ps": b'{"models":[]}'}
     cannot_show = "a request still in flight shows only when it ends (or through the GPU signal)"
+
+    def gpu_line(self, line: str) -> GpuLine | None:
+        # its discovery line at start, and its runners' llama.cpp lines at each load
+        return llama_cpp_gpu_line(line)
 
     def listen(self, command: Sequence[str]) -> tuple[str, str]:
         """Ollama takes its address from OLLAMA_HOST in its own environment, which the command

@@ -101,9 +101,11 @@ class Backend:
         self.send_timer: asyncio.TimerHandle | None = None
         self.cache = cache or AnswerCache(f"http://{config.backend}",
                                           config.answer_while_asleep or (), None, config.kind)
+        self.on_cpu = ""  # the server that said, in its "ready" hint, that it runs on the CPU
         self.progress = Progress(loop, config, Waker(
             ready=self.wait_ready, phase=self.wake.phase, packets=lambda: self.wake.signals,
-            address=lambda: (self.family, self.sockaddr)), closed=on_close)
+            address=lambda: (self.family, self.sockaddr), on_cpu=lambda: self.on_cpu),
+            closed=on_close)
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
                                    linger=lambda sock: linger(loop, sock, on_close),
                                    closed=on_close, changed=on_change, record=self.record,
@@ -260,7 +262,9 @@ class Backend:
         """A hint from the GPU box (hints.py): it can cause a probe, or mark the backend asleep
         so that the next client starts a wake at once; a spoofed one, nothing worse."""
         if hint.event == "ready":
-            log.info("hint from %s: %s is ready%s", sender, hint.name or "a server",
+            self.on_cpu = hint.name if hint.on_cpu else ""
+            log.info("hint from %s: %s is ready%s%s", sender, hint.name or "a server",
+                     " on the CPU (its GPU did not come back)" if hint.on_cpu else "",
                      "" if self.ready else "; probing now")
             if self.wake_task is not None:
                 self.probe_now.set()

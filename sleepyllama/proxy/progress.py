@@ -151,6 +151,7 @@ class Waker:
     phase: Callable[[], str]  # "waking", "loading" (it answers, not ready yet)
     packets: Callable[[], int]
     address: Callable[[], tuple[int, tuple]]  # (family, sockaddr) once ready
+    on_cpu: Callable[[], str] = lambda: ""  # the server that said it came up on the CPU
 
 
 class ClientGone(Exception):
@@ -248,8 +249,11 @@ class Progress:
                 await self._send(sock, say(text))
             ready = wake.result()
             if ready:
+                on_cpu = self.waker.on_cpu()
+                warning = (f"\nthe box is up, but its GPU is not: {on_cpu} answers on the CPU "
+                           "(slower)" if on_cpu else "")
                 await self._send(sock, say(
-                    f"\nready after {self.loop.time() - started:.0f} s\n\n"))
+                    f"{warning}\nready after {self.loop.time() - started:.0f} s\n\n"))
             return ready
         finally:
             if not wake.done():
