@@ -157,7 +157,8 @@ def test_a_sleeping_model_stays_asleep_under_sleepyllama(tmp_path: Path) -> None
     command = llama_command(port, "--metrics", "--sleep-idle-seconds", "3")
     config_file = tmp_path / "sleepyllama.toml"
     config_file.write_text("[server.llama]\ncommand = [" + ", ".join(json.dumps(a) for a in command)
-                           + "]\n[idle]\ntimeout = \"1h\"\ngpu = \"off\"\ninhibitors = false\nsessions = false\n")
+                           + "]\n[idle]\ntimeout = \"1h\"\ngpu = \"off\"\ninhibitors = false\n"
+                           "sessions = false\n")
     notify = NotifySocket(tmp_path / "notify")
     supervisor = Process([sys.executable, "-m", "sleepyllama.host.supervisor", "--config",
                           str(config_file), "--instance", "llama"], tmp_path / "supervisor.log",
