@@ -28,6 +28,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+STAND_INS = REPO / "tests" / "stand-ins"
 # outside /tmp (the units' PrivateTmp= hides it) and outside /root and /home (ProtectHome=)
 INSTALL_TREES = Path("/run/sleepyllama-tests")
 
@@ -189,3 +190,17 @@ class Container:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+def give_a_wakeable_card(container: Container) -> None:
+    """A network card that Wake-on-LAN can wake, as a GPU box has: a veth (which has no
+    Wake-on-LAN of its own) as the default route, and a stand-in ethtool that answers for it
+    with Wake-on-LAN supported and off (tests/stand-ins/ethtool; its state in /run/fake-ethtool,
+    which the idle service may write). The route leads nowhere: the container's network is its own."""
+    shutil.copy(STAND_INS / "ethtool", container.local_bin / "ethtool")
+    container.run(["ip", "link", "add", "wol0", "type", "veth", "peer", "name", "wol1"])
+    container.run(["ip", "link", "set", "wol0", "up"])
+    container.run(["ip", "route", "add", "default", "dev", "wol0"])
+    container.run(["mkdir", "-p", "/run/fake-ethtool"])
+    container.write("/etc/systemd/system/sleepyllama-idle.service.d/fake-ethtool.conf",
+                    "[Service]\nReadWritePaths=/run/fake-ethtool\n")

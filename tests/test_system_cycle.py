@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from container import INSTALL_TREES, REPO, Container, build_install_tree, missing_requirement
+from container import (
+    INSTALL_TREES,
+    REPO,
+    Container,
+    build_install_tree,
+    give_a_wakeable_card,
+    missing_requirement,
+)
 
 from conftest import FAKE_SERVER, STAND_INS, build_fake_libcuda, wait_for
 
@@ -70,16 +77,9 @@ def install(container: Container, tmp_path: Path) -> None:
     # the GPUs (P8) and, asked for its compute apps, no program on them
     smi.write_text("#!/bin/sh\ncase \"$1\" in --query-compute-apps=*) ;; *) echo '0, P8, 0';; esac\n")
     smi.chmod(0o755)
-    # a network card that can be woken (a container's veth has no Wake-on-LAN): the default
-    # route leads to it, and a stand-in ethtool answers for it, its Wake-on-LAN off
-    for tool in ("ethtool", "modprobe"):
-        shutil.copy(STAND_INS / tool, container.local_bin / tool)
-    container.run(["ip", "link", "add", "wol0", "type", "veth", "peer", "name", "wol1"])
-    container.run(["ip", "link", "set", "wol0", "up"])
-    container.run(["ip", "route", "add", "default", "dev", "wol0"])
-    container.run(["mkdir", "-p", "/run/fake-ethtool", "/run/fake-cuda"])
-    container.write("/etc/systemd/system/sleepyllama-idle.service.d/fake-ethtool.conf",
-                    "[Service]\nReadWritePaths=/run/fake-ethtool\n")
+    give_a_wakeable_card(container)
+    shutil.copy(STAND_INS / "modprobe", container.local_bin / "modprobe")
+    container.run(["mkdir", "-p", "/run/fake-cuda"])
     # an NVIDIA driver whose CUDA works (the stand-in libcuda.so.1), until a test breaks it
     build_fake_libcuda(tmp_path / "cuda")
     container.run(["cp", str(tmp_path / "cuda" / "libcuda.so.1"), "/run/fake-cuda/"])

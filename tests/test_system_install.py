@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from container import INSTALL_TREES, REPO, Container, build_wheelhouse, missing_requirement
+from container import (
+    INSTALL_TREES,
+    REPO,
+    Container,
+    build_wheelhouse,
+    give_a_wakeable_card,
+    missing_requirement,
+)
 
 from sleepyllama.status import RESTART_HINT
 
@@ -48,8 +55,9 @@ def box(tmp_path: Path, wheelhouse: Path) -> Iterator[Container]:
     models = FAKE_SERVER.parent / "data" / "llama-server" / "v1-models.json"
     container.write("/opt/fake/data/llama-server/v1-models.json", models.read_text())
     smi = container.local_bin / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho '0, P8, 0'\n")
+    smi.write_text("#!/bin/sh\ncase \"$1\" in --query-compute-apps=*) ;; *) echo '0, P8, 0';; esac\n")
     smi.chmod(0o755)
+    give_a_wakeable_card(container)
     container.wheelhouse = wheelhouse  # type: ignore[attr-defined]
     yield container
     container.stop()
