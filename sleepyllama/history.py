@@ -70,16 +70,33 @@ def sleeps(entries: Sequence[dict]) -> list[Sleep]:
     return found
 
 
+def gpu_words(entry: dict) -> str:
+    """What the GPU check (host/gpu_check.py) or a server (host/placement.py) recorded after a
+    resume, in a few words; "" for any other entry."""
+    event = entry["event"]
+    if event == "gpu-healed":
+        return "CUDA healed by reloading nvidia_uvm"
+    if event == "gpu-failed":
+        return f"GPU unusable ({str(entry.get('error', '?'))[:120]})"
+    if event == "gpu-reboot":
+        return "rebooted for the GPU"
+    if event == "server-degraded":
+        return f"{str(entry.get('name', '?'))[:64]} {str(entry.get('problem', ''))[:120]}"
+    return ""
+
+
 def wakes(entries: Sequence[dict]) -> list[Wake]:
     """The GPU box's resumes (with its servers' load times) and the proxies' wakes (with the
     client and request that caused them)."""
     found: list[Wake] = []
     for index, entry in enumerate(entries):
         if entry["event"] == "resume":
+            after = [later for later in entries[index + 1:]
+                     if float(later["at"]) - float(entry["at"]) < 1800]
+            gpu = [said for later in after if (said := gpu_words(later))]
             ready = [f"{later['name']} ready after {later['load_seconds']}s"
-                     for later in entries[index + 1:]
-                     if later["event"] == "server-ready" and float(later["at"]) - float(entry["at"]) < 1800]
-            found.append(Wake(float(entry["at"]), "resumed" + (f"; {', '.join(ready)}" if ready else "")))
+                     for later in after if later["event"] == "server-ready"]
+            found.append(Wake(float(entry["at"]), "; ".join(["resumed", *gpu[:2], *ready])))
         elif entry["event"] == "wake":
             outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
                        else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")

@@ -188,3 +188,24 @@ def test_the_always_on_host_points_to_the_gpu_box_for_the_energy_figure() -> Non
     assert history.power(EnergyConfig(), None, gpu_box=False) == (
         None, "the energy saved is measured on the GPU box: sleepyllama history there")
     assert "power.draw is averaged" in history.power(EnergyConfig(), None)[1]
+
+
+def test_a_resume_shows_what_the_gpu_check_and_the_servers_said(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
+    clock.at(8)
+    ledger.append(path, "resume", kind="suspend")
+    ledger.append(path, "gpu-healed", error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)")
+    ledger.append(path, "server-ready", name="llama", load_seconds=8.3)
+    clock.at(9)
+    ledger.append(path, "resume", kind="suspend")
+    ledger.append(path, "gpu-failed", error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)",
+                  held_by=["ollama (pid 311)"])
+    ledger.append(path, "server-ready", name="llama", load_seconds=2.1)
+    ledger.append(path, "server-degraded", name="llama",
+                  problem="on the CPU: CUDA failed to initialize (unknown error)")
+    said = [wake.what for wake in history.wakes(ledger.read(path))]
+    assert said == [
+        "resumed; CUDA healed by reloading nvidia_uvm; llama ready after 8.3s",
+        "resumed; GPU unusable (cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)); llama on "
+        "the CPU: CUDA failed to initialize (unknown error); llama ready after 2.1s"]
