@@ -224,3 +224,15 @@ def test_woken_by_other_never_asks_about_wake_on_lan(tmp_path: Path) -> None:
     recorder = Recorder(cannot_wake=["eth0 cannot wake the box"])
     assert checks_every_30s(other, tmp_path / "idle.json", 100.0, 700.0, recorder.ops()) is Action.SLEEP
     assert recorder.calls == ["stop", "suspend"]
+
+
+def test_a_dry_run_never_promises_a_sleep_that_will_not_come(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    recorder = Recorder(cannot_wake=["eth0 cannot wake the box on a magic packet (no Wake-on-LAN)"])
+    path = tmp_path / "idle.json"
+    assert check(QUIET, path, dry_run=True, ops=recorder.ops(), boot_id=BOOT, now=100.0) is (
+        Action.STAY_AWAKE)
+    assert "idle for 0s, sleeping in 10m" in caplog.text
+    assert "it would stay awake all the same: no magic packet could wake the box" in caplog.text
+    assert recorder.calls == []  # asked, never armed: a dry run changes nothing

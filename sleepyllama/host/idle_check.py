@@ -20,7 +20,7 @@ from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import state
 from sleepyllama.host.activity import Counter
-from sleepyllama.host.idle import Action, decide
+from sleepyllama.host.idle import Action, Verdict, decide
 from sleepyllama.host.signals import Signal, configured_signals
 from sleepyllama.host.signals.gpu import GpuSignal
 from sleepyllama.host.signals.servers import ServersSignal
@@ -70,18 +70,11 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
         if not dry_run:
             raise
         log.info("(not root: the verdict is not kept in %s)", state_file)
-    if verdict.action is Action.STAY_AWAKE:
-        log.info("stay awake: %s", verdict.reason)
-        return verdict.action
     ops = ops or SystemOps()
     if dry_run:
-        problems = (ops.wake_on_lan_problems(config.notify.proxies)
-                    if config.idle.woken_by == "lan" else [])
-        if problems:
-            log.info("would stay awake (dry run): no magic packet could wake the box again: %s",
-                     "; ".join(problems))
-            return Action.STAY_AWAKE
-        log.info("would sleep now (dry run): %s", verdict.reason)
+        return say_what_would_happen(config, verdict, ops)
+    if verdict.action is Action.STAY_AWAKE:
+        log.info("stay awake: %s", verdict.reason)
         return verdict.action
     ask_logind = ops.suspend
 
@@ -98,6 +91,25 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     # cannot be woken says so once a timeout, not every 30 s)
     state.reset(state_file, boot, "suspended" if outcome else
                 f"the last attempt to sleep did not happen: {outcome.why_not}")
+    return verdict.action
+
+
+def say_what_would_happen(config: Config, verdict: Verdict, ops: SystemOps) -> Action:
+    """The dry run: the verdict, and whether the sleep sequence would refuse to suspend because
+    no magic packet could wake the box (asked now, changing nothing), so that a dry run never
+    promises a sleep that will not come."""
+    problems = (ops.wake_on_lan_problems(config.notify.proxies)
+                if config.idle.woken_by == "lan" else [])
+    refusal = f"no magic packet could wake the box again: {'; '.join(problems)}"
+    if verdict.action is Action.STAY_AWAKE:
+        log.info("stay awake: %s", verdict.reason)
+        if problems:
+            log.info("and when idle long enough, it would stay awake all the same: %s", refusal)
+        return verdict.action
+    if problems:
+        log.info("would stay awake (dry run): %s", refusal)
+        return Action.STAY_AWAKE
+    log.info("would sleep now (dry run): %s", verdict.reason)
     return verdict.action
 
 
