@@ -234,14 +234,19 @@ def main(argv: list[str] | None = None) -> int:
 
         family_server = Server6
     server = family_server((args.host, args.port), Handler)
-    if args.ready_file:
-        def mark_ready() -> None:
-            time.sleep(max(0.0, state.ready_at - time.monotonic()))
+
+    def mark_ready() -> None:
+        """When /health turns 200: the real one's line (0c1e570 prints it once its model is
+        loaded), and the moment, for the tests that measure what follows."""
+        time.sleep(max(0.0, state.ready_at - time.monotonic()))
+        print(f"0.00.356.411 I srv  llama_server: listening on http://{args.host}:{args.port}",
+              file=sys.stderr, flush=True)
+        if args.ready_file:
             with open(args.ready_file + ".tmp", "w") as file:
                 file.write(repr(state.ready_at))
             os.replace(args.ready_file + ".tmp", args.ready_file)
 
-        threading.Thread(target=mark_ready, daemon=True).start()
+    threading.Thread(target=mark_ready, daemon=True).start()
     return serve(server, f"fake llama-server listening on {args.host}:{args.port}")
 
 

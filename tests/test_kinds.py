@@ -44,3 +44,23 @@ def test_a_backends_answers_tell_its_kind() -> None:
     assert kinds.identify(["/v1/models", "/api/tags", "/api/version"]) == "ollama"
     assert kinds.identify(["/v1/models", "/models", "/props"]) == "llama-server"
     assert kinds.identify(["/v1/models"]) is None  # every kind answers it
+
+
+@pytest.mark.parametrize(("kind", "line"), [
+    # measured: the real llama-server 0c1e570 (tests/test_real_llama_server.py runs it)
+    ("llama-server", "0.00.356.379 I srv  llama_server: model loaded"),
+    ("llama-server", "0.00.356.411 I srv  llama_server: listening on http://127.0.0.1:8080"),
+    # from their sources: Ollama's server/routes.go through slog, llama-swap.go, vLLM's
+    # api_server.py behind its process prefix, and uvicorn's line after it
+    ("ollama", 'time=2025-10-03T13:16:39.335+02:00 level=INFO source=routes.go:1343 '
+               'msg="Listening on 127.0.0.1:11434 (version 0.12.3)"'),
+    ("llama-swap", "llama-swap listening on http://:8080"),
+    ("vllm", "(APIServer pid=460954) INFO 12-18 06:01:05 [api_server.py:1945] Starting vLLM API "
+             "server 0 on http://0.0.0.0:8080"),
+    ("vllm", "INFO:     Application startup complete."),
+])
+def test_each_kind_knows_the_line_that_says_it_may_serve(kind: str, line: str) -> None:
+    ready_line = kinds.get(kind).ready_line
+    assert ready_line is not None and ready_line.search(line)
+    # a line of the load before it is not one
+    assert not ready_line.search("load_tensors: loading model tensors, this can take a while")

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -221,3 +222,54 @@ def test_an_api_key_on_the_command_is_never_logged(tmp_path: Path) -> None:
         _out, err = process.communicate(timeout=30)
     assert "starting llama:" in err and "--api-key ***" in err
     assert "sekrit" not in err
+
+
+class Recorder:
+    """A Notifier that keeps what it was told, with the time, and stops the supervisor (as
+    systemctl stop would) once it is READY, or after `give_up` seconds."""
+
+    def __init__(self, give_up: float) -> None:
+        self.ready_at: float | None = None
+        self.statuses: list[str] = []
+        self.timer = threading.Timer(give_up, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        self.timer.start()
+
+    def ready(self, status: str = "") -> None:
+        self.ready_at = time.monotonic()
+        self.timer.cancel()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def status(self, status: str) -> None:
+        self.statuses.append(status)
+
+    def stopping(self, status: str = "") -> None:
+        pass
+
+    def watchdog(self) -> None:
+        pass
+
+
+def test_ready_follows_the_servers_own_ready_line_not_the_next_poll(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With polls 30 s apart, READY could only come from the server's "listening on" line: the
+    model loads in 1 s, and the test gives up after 20 s."""
+    from sleepyllama import config as configuration
+    from sleepyllama.host import supervisor
+
+    monkeypatch.setattr(supervisor, "LOADING_POLL", 30.0)
+    port, ready_file = free_port(), tmp_path / "ready"
+    config = configuration.load(write_config(
+        tmp_path, fake_server(port, "--load-seconds", "1", "--metrics", "--ready-file",
+                              str(ready_file)), activity="llama-server"))
+    recorder = Recorder(give_up=20.0)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        supervisor.Supervisor(config.server("llama"), recorder).run()  # type: ignore[arg-type]
+    finally:
+        recorder.timer.cancel()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert recorder.ready_at is not None, f"no READY before the give-up: {recorder.statuses}"
+    assert recorder.ready_at >= float(ready_file.read_text()), "READY before /health was 200"
+    print(f"\nREADY {1000 * (recorder.ready_at - float(ready_file.read_text())):.1f} ms after "
+          "/health turned 200")

@@ -39,7 +39,10 @@ from sleepyllama.kinds.base import redacted
 
 log = logging.getLogger("sleepyllama-server")
 
-LOADING_POLL = 0.5  # how often /health is asked while the model loads
+# how often /health is asked while the model loads: a local GET costs next to nothing, and READY
+# (with the resume's wake and the proxy's "ready" hint behind it) waits for it; the kind's own
+# "ready" line in the server's output asks at once (kinds/: ready_line)
+LOADING_POLL = 0.02
 READY_POLL = 2.0  # how often health and activity are read once ready
 TICK = 0.1  # reaction time to the child's exit and to signals
 
@@ -128,9 +131,12 @@ class Supervisor:
         self.source = source_for(config, timeout=2.0, gentle=True)
         directory = systemd.state_directory()
         self.placement_file = directory / "placement.json" if directory else None
+        kind = kinds.get(config.activity)
         self.placement = placement.Placement(
-            kinds.get(config.activity), config.command,
+            kind, config.command,
             placement.load(self.placement_file, config.name) if self.placement_file else None)
+        self.ready_line = kind.ready_line
+        self.look_now = threading.Event()  # the server said it may serve: ask without waiting
         self.started = 0.0  # CLOCK_MONOTONIC when the child was started
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None
@@ -175,8 +181,7 @@ class Supervisor:
             self.notifier.status(f"cannot start {self.config.command[0]}: {error.strerror}")
             return 1
         assert self.child.stdout is not None
-        self.output = OutputTail(self.child.stdout, sys.stderr.buffer,
-                                 listener=self.placement.feed)
+        self.output = OutputTail(self.child.stdout, sys.stderr.buffer, listener=self._heard)
         if self.stop_signal is not None:  # a signal that came before the child existed
             self._signal_group(signal.SIGTERM)
         try:
@@ -216,7 +221,11 @@ class Supervisor:
                     self.notifier.watchdog()
                     last_ping = now
                 next_look = now + (READY_POLL if ready else LOADING_POLL)
-            time.sleep(TICK)
+            # until the next look, or at once when the server says it may serve now
+            if self.look_now.wait(max(0.0, min(TICK, next_look - time.monotonic()))):
+                self.look_now.clear()
+                if not ready:
+                    next_look = 0.0
 
     def _record_ready(self, now: float) -> None:
         """Into the host's ledger, where the unit's StateDirectory= says (not when run by hand)."""
@@ -224,6 +233,13 @@ class Supervisor:
         if directory is not None:
             ledger.append(directory / "ledger.jsonl", "server-ready", name=self.config.name,
                           load_seconds=round(now - self.started, 1))
+
+    def _heard(self, line: str) -> None:
+        """Each line of the server's output (in the output thread): where its model went, and
+        whether it says it may serve now."""
+        self.placement.feed(line)
+        if self.ready_line is not None and self.ready_line.search(line):
+            self.look_now.set()
 
     def _judge_placement(self) -> str:
         """Once ready: a model on the CPU that should be on the GPU is said everywhere."""

@@ -229,6 +229,8 @@ class Kind:
     default_host: ClassVar[str] = "127.0.0.1"
     default_port: ClassVar[int] = 8080
     ready_path: ClassVar[str] = "/health"  # 200 here once it serves
+    # a line of its own output that says it may serve now: the supervisor asks at once
+    ready_line: ClassVar[re.Pattern[str] | None] = None
     # requests a frontend sends only to look (a model list): answered from the cache while asleep
     look_only: ClassVar[tuple[str, ...]] = ()
     # fixed answers that are true whenever the box sleeps (Ollama's /api/ps: nothing loaded)

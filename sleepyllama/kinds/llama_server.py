@@ -17,6 +17,7 @@ With --api-key only /health is public; the key is read from the command and sent
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -155,6 +156,8 @@ class LlamaServer(Kind):
     programs = ("llama-server",)
     default_port = 8080
     ready_path = "/health"  # 503 "Loading model" until it serves
+    # 0c1e570, measured: "srv  llama_server: model loaded", then "... listening on http://..."
+    ready_line = re.compile(r"llama_server: (model loaded|listening on)|server is listening on")
     # SillyTavern's text completion asks /props; Open WebUI and LibreChat the model list
     look_only = ("GET /v1/models", "GET /models", "GET /props")
     shows = ("requests counted from /metrics, model sleep from /props (router mode: the models "

@@ -8,6 +8,7 @@ Formats from llama-swap's source (internal/server/api.go runningModel, internal/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sleepyllama.kinds.base import HttpSource, Kind, Look, Source, Unreadable, flag_value
@@ -53,6 +54,8 @@ class LlamaSwap(Kind):
     look_only = ("GET /v1/models", "GET /models")
     shows = "requests counted from /api/metrics/activity, running models from /running"
     cannot_show = "a request still in flight shows only when it ends (or through the GPU signal)"
+    # llama-swap.go: proxyLog.Infof("llama-swap listening on http://%s", listenAddr)
+    ready_line = re.compile(r"llama-swap listening (with TLS )?on https?://")
 
     def listen(self, command: Sequence[str]) -> tuple[str, str]:
         host, _, port = (flag_value(command, "--listen") or ":8080").rpartition(":")

@@ -10,6 +10,7 @@ Open WebUI's Ollama connection asks /api/tags and /api/version on each page load
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -38,6 +39,8 @@ class Ollama(Kind):
     programs = ("ollama",)
     default_port = 11434
     ready_path = "/api/version"
+    # server/routes.go Serve: slog.Info(fmt.Sprintf("Listening on %s (version %s)", ...))
+    ready_line = re.compile(r"Listening on \S+ \(version ")
     look_only = ("GET /api/tags", "GET /api/version", "GET /v1/models", "GET /api/ps")
     shows = "requests counted from /api/ps (each model's expires_at), loaded models from it too"
     asleep_answers: ClassVar[Mapping[str, bytes]] = {"/api/ps": b'{"models":[]}'}

@@ -10,6 +10,7 @@ engine) holds the scheduler's gauges and the token counters, printed at full pre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sleepyllama.kinds.base import (
@@ -47,6 +48,9 @@ class Vllm(Kind):
     default_port = 8000
     look_only = ("GET /v1/models",)
     shows = "requests in flight and tokens counted from /metrics"
+    # vllm/entrypoints/openai/api_server.py: "Starting vLLM API server [N ]on http://...", then
+    # uvicorn's "Application startup complete."
+    ready_line = re.compile(r"Starting vLLM API server .*on https?://|Application startup complete")
 
     def recognises(self, command: Sequence[str]) -> bool:
         return super().recognises(command) or any(
