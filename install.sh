@@ -199,6 +199,21 @@ fi
 
 echo "installing sleepyllama ($role $name)"
 
+# -- systemd and Python old enough to run it, said before anything changes --------------------
+# the units' sandbox (ProtectProc=, ProcSubset=) and the proxy's key (LoadCredential=) came in
+# systemd 247; Ubuntu 22.04 has 249, Debian 12 252 (tests/test_units.py holds the units to 249)
+systemd_version=$(systemctl --version 2>/dev/null | awk 'NR == 1 {print $2}')
+case "$systemd_version" in
+    ''|*[!0-9]*) fail "cannot tell this machine's systemd version (systemctl --version): sleepyllama needs systemd 247 or later" ;;
+esac
+[ "$systemd_version" -ge 247 ] || fail "systemd $systemd_version is too old: sleepyllama's units need 247 or later (Ubuntu 22.04 and Debian 12 have it)"
+# the python3 the virtual environment is made from (below)
+system_python=/usr/bin/python3
+[ -x "$system_python" ] || system_python=$(command -v python3 || true)
+if [ -n "$system_python" ] && ! "$system_python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    fail "$("$system_python" --version 2>&1) is too old: sleepyllama needs Python 3.10 or later (Ubuntu 22.04, Debian 12, Fedora 36 and later have it)"
+fi
+
 # -- OS packages: only what is missing ---------------------------------------------------------
 # pystemd is built from source against libsystemd: a compiler, its headers, pkg-config
 missing=()

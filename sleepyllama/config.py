@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sleepyllama import kinds
+from sleepyllama.compat import tomllib
 from sleepyllama.windows import Window, parse_window
 
 DEFAULT_PATH = Path("/etc/sleepyllama/sleepyllama.toml")

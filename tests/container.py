@@ -24,8 +24,9 @@ import subprocess
 import sys
 import sysconfig
 import time
-import tomllib
 from pathlib import Path
+
+from sleepyllama.compat import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 STAND_INS = REPO / "tests" / "stand-ins"

@@ -57,3 +57,29 @@ def test_units_carry_restart_prevent_exit_status_78() -> None:
         text = service.read_text()
         if "Restart=" in text:
             assert "RestartPreventExitStatus=78" in text, service.name
+
+
+# Ubuntu 22.04 LTS, where many GPU boxes stay, has systemd 249
+OLDEST_SYSTEMD = 249
+
+
+def test_every_setting_the_units_use_exists_in_the_oldest_systemd_we_support() -> None:
+    """Each unit setting that systemd's own NEWS names, first named in a version at or below
+    OLDEST_SYSTEMD (NEWS ships with systemd: /usr/share/doc/systemd/NEWS.gz on Debian)."""
+    import gzip
+
+    news_file = Path("/usr/share/doc/systemd/NEWS.gz")
+    if not news_file.exists():
+        pytest.skip(f"{news_file} is not here (Debian's systemd package ships it)")
+    news = gzip.decompress(news_file.read_bytes()).decode("utf-8", "replace")
+    parts = re.split(r"\nCHANGES WITH (\d+)[^\n]*:\n", "\n" + news)
+    by_version = {int(parts[i]): parts[i + 1] for i in range(1, len(parts), 2)}
+    settings = {match for unit in UNITS.iterdir()
+                for match in re.findall(r"^([A-Z][A-Za-z]+=)", unit.read_text(), re.MULTILINE)}
+    assert len(settings) > 40
+    too_new = {}
+    for setting in sorted(settings):
+        named_in = [version for version, text in by_version.items() if setting in text]
+        if named_in and min(named_in) > OLDEST_SYSTEMD:
+            too_new[setting] = min(named_in)
+    assert not too_new, f"settings newer than systemd {OLDEST_SYSTEMD}: {too_new}"

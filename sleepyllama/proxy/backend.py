@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama import hints, ledger
+from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
@@ -298,9 +299,9 @@ class Backend:
         self.on_change()
         started = self.loop.time()
         try:
-            async with asyncio.timeout(self.hold_limit()):
+            async with timeout(self.hold_limit()):
                 return await asyncio.shield(waiter.ready)
-        except TimeoutError:
+        except ASYNC_TIMEOUT:
             self._note_give_up(self.loop.time() - started)
             return False
         finally:
@@ -374,7 +375,7 @@ class Backend:
                             self.record("wake", **self.wake.first, signals=self.wake.signals,
                                         abandoned_after=round(self.loop.time() - started, 1))
                     return
-                with contextlib.suppress(TimeoutError):  # a "ready" hint cuts the wait short
+                with contextlib.suppress(*ASYNC_TIMEOUT):  # a "ready" hint cuts the wait short
                     await asyncio.wait_for(self.probe_now.wait(), PROBE_INTERVAL)
             took = self.loop.time() - started
             if self.wake.signals:

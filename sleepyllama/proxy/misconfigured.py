@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable
 
 from sleepyllama import systemd
+from sleepyllama.compat import ASYNC_TIMEOUT
 from sleepyllama.config import ConfigError, ProxyConfig
 from sleepyllama.proxy.policy import speaks_http1
 from sleepyllama.proxy.reply import error_reply
@@ -55,7 +56,7 @@ class Misconfigured:
             loop.add_reader(listener.fileno(), self._accept, listener, loop)
         try:
             while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(*ASYNC_TIMEOUT):
                     await asyncio.wait_for(stop.wait(), RELOAD_EVERY)
                 try:
                     config = self.load()
@@ -99,7 +100,7 @@ class Misconfigured:
                 await loop.sock_sendall(client, config_error_reply(self.error))
                 self.answered += 1
             client.shutdown(socket.SHUT_WR)
-        except (OSError, TimeoutError):
+        except (OSError, *ASYNC_TIMEOUT):
             client.close()
             return
         linger(loop, client, lambda: None)  # FIN, never RST: the answer is read whole

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import h11
 
+from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy.splice import tune_backend_socket
 
@@ -190,7 +191,7 @@ class Progress:
             await self._send(sock, dialect.head)
             # the wait is bounded (wake_timeout); the answer is not: a long generation streams
             # for as long as it takes, and a vanished backend is noticed by its socket
-            async with asyncio.timeout(self.config.wake_timeout + 60):
+            async with timeout(self.config.wake_timeout + 60):
                 ready = await self._wait(sock, peer, f"POST {target}", agent, say, started)
             if not ready:
                 waited = self.loop.time() - started
@@ -202,7 +203,7 @@ class Progress:
                 return
             waiting = False
             await self._pass_on(sock, peer, request, body, dialect)
-        except (ClientGone, TimeoutError) as problem:
+        except (ClientGone, *ASYNC_TIMEOUT) as problem:
             log.info("stream with progress for %s ended early: %s", peer, problem or "hung up")
         except asyncio.CancelledError:
             # the proxy stops (a restart) during the wake: this stream cannot be handed over,
@@ -296,7 +297,7 @@ class Progress:
                          peer, status)
                 await self._send(sock, dialect.error(error_message(status or 502, error_body),
                                                      "backend_error", status or 502))
-        except (OSError, h11.RemoteProtocolError, TimeoutError) as problem:
+        except (OSError, h11.RemoteProtocolError, *ASYNC_TIMEOUT) as problem:
             log.info("the backend's answer to %s broke off (%s): ending its stream with the error",
                      peer, problem)
             await self._send(sock, dialect.error(f"sleepyllama: the backend's answer broke off "
@@ -307,7 +308,7 @@ class Progress:
 
     async def _send(self, sock: socket.socket, data: bytes) -> None:
         try:
-            async with asyncio.timeout(30):  # a client that stopped reading is let go
+            async with timeout(30):  # a client that stopped reading is let go
                 await self.loop.sock_sendall(sock, data)
-        except (OSError, TimeoutError) as problem:
+        except (OSError, *ASYNC_TIMEOUT) as problem:
             raise ClientGone(str(problem)) from None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import h11
 
+from sleepyllama.compat import ASYNC_TIMEOUT, timeout, timeout_at
 from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import api_key, policy
 from sleepyllama.proxy import progress as progress_module
@@ -253,9 +254,9 @@ class Reception:
         close = connection.our_state is h11.MUST_CLOSE
         try:
             # a client that never reads its answer must not hold its slot for ever
-            async with asyncio.timeout(SEND_TIMEOUT):
+            async with timeout(SEND_TIMEOUT):
                 await self.loop.sock_sendall(visitor.sock, answer)
-        except TimeoutError:
+        except ASYNC_TIMEOUT:
             log.info("closing %s: it did not read its answer within %g s", visitor.peer,
                      SEND_TIMEOUT)
             self._close(visitor)
@@ -274,9 +275,9 @@ class Reception:
 
     async def _recv(self, visitor: Visitor, deadline: float) -> bytes | None:
         try:
-            async with asyncio.timeout_at(deadline):
+            async with timeout_at(deadline):
                 return await self.loop.sock_recv(visitor.sock, 65536)
-        except TimeoutError:
+        except ASYNC_TIMEOUT:
             return None
 
     def _hand_over(self, visitor: Visitor, pending: bytes, request: str) -> None:
