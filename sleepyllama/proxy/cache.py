@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
+import urllib3
 
 from sleepyllama import files, kinds
 from sleepyllama.proxy.probe import http
@@ -106,8 +107,10 @@ class AnswerCache:
                     body = answer.raw.read(MAX_BODY + 1, decode_content=True)
                     status, content_type = answer.status_code, answer.headers.get(
                         "Content-Type", "application/octet-stream")
-            except requests.RequestException as error:
-                log.debug("cache: GET %s failed: %s", target, error)
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+                # the body is read through urllib3, whose errors are its own (a box that went to
+                # sleep mid-answer): each is one line, and the other targets are still fetched
+                log.info("cache: GET %s failed: %s", target, str(error).splitlines()[0][:300])
                 continue
             if not 200 <= status < 300 or len(body) > MAX_BODY:
                 log.debug("cache: GET %s answered %d (%d bytes): not kept", target, status, len(body))

@@ -1,0 +1,49 @@
+"""The proxy's kept answers (proxy/cache.py): fetched from the backend, and every way a fetch can
+fail caught in one line (found on a LAN: a box that went to sleep mid-body raised urllib3's own
+error from the body read, uncaught, and the cache was never filled)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from sleepyllama.proxy.cache import AnswerCache
+
+
+def backend_that_dies_mid_body(hits: list[str]) -> tuple[socket.socket, int]:
+    """Answers every request with a head promising 1000 bytes, sends 10, and closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                hits.append(conn.recv(65536).split(b" ", 2)[1].decode())
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 1000\r\n\r\n{\"data\": [")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+def test_a_body_cut_short_is_one_line_and_the_next_target_is_still_fetched(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    hits: list[str] = []
+    listener, port = backend_that_dies_mid_body(hits)
+    try:
+        cache = AnswerCache(f"http://127.0.0.1:{port}", ("GET /v1/models", "GET /props"),
+                      tmp_path / "answers.json")
+        cache.fetch()  # raised urllib3's ProtocolError from the body read before
+    finally:
+        listener.close()
+    assert hits == ["/v1/models", "/props"]
+    assert cache.entries == {}
+    failed = [r.getMessage() for r in caplog.records if "cache: GET" in r.getMessage()]
+    assert len(failed) == 2 and all("\n" not in line for line in failed), failed
