@@ -207,11 +207,18 @@ case "$systemd_version" in
     ''|*[!0-9]*) fail "cannot tell this machine's systemd version (systemctl --version): sleepyllama needs systemd 247 or later" ;;
 esac
 [ "$systemd_version" -ge 247 ] || fail "systemd $systemd_version is too old: sleepyllama's units need 247 or later (Ubuntu 22.04 and Debian 12 have it)"
-# the python3 the virtual environment is made from (below)
-system_python=/usr/bin/python3
-[ -x "$system_python" ] || system_python=$(command -v python3 || true)
-if [ -n "$system_python" ] && ! "$system_python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-    fail "$("$system_python" --version 2>&1) is too old: sleepyllama needs Python 3.10 or later (Ubuntu 22.04, Debian 12, Fedora 36 and later have it)"
+# the Python the virtual environment is made from (below): the system's python3, else a newer
+# one installed beside it (deadsnakes' python3.10 on Ubuntu 20.04, python3.11 on RHEL 8)
+system_python=
+for candidate in /usr/bin/python3 /usr/bin/python3.13 /usr/bin/python3.12 /usr/bin/python3.11 \
+                 /usr/bin/python3.10; do
+    if [ -x "$candidate" ] && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+        system_python=$candidate
+        break
+    fi
+done
+if [ -z "$system_python" ] && [ -x /usr/bin/python3 ]; then
+    fail "$(/usr/bin/python3 --version 2>&1) is too old: sleepyllama needs Python 3.10 or later. Ubuntu 20.04: sudo add-apt-repository ppa:deadsnakes/ppa && sudo apt install python3.10-venv python3.10-dev; Debian 11: upgrade to Debian 12 (Python 3.11); RHEL, Rocky or Alma 8: sudo dnf install python3.11 python3.11-devel; then run install.sh again"
 fi
 
 # -- OS packages: only what is missing ---------------------------------------------------------
@@ -244,7 +251,7 @@ fi
 source_hash=$(cd "$HERE" && find pyproject.toml sleepyllama -name "*.py" -o -name pyproject.toml | sort | xargs cat | sha256sum | cut -d' ' -f1)
 if [ ! -x "$PREFIX/bin/python" ]; then
     # the system's python3, not one under /root or /home: the units' ProtectHome= hides those
-    /usr/bin/python3 -m venv "$PREFIX" 2>/dev/null || python3 -m venv "$PREFIX"
+    "${system_python:-/usr/bin/python3}" -m venv "$PREFIX" 2>/dev/null || python3 -m venv "$PREFIX"
     note "created $PREFIX"
 fi
 if [ "$(cat "$PREFIX/.source-hash" 2>/dev/null)" != "$source_hash" ]; then
