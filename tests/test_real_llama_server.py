@@ -149,22 +149,34 @@ def test_a_request_just_before_the_last_look_keeps_the_box_up(llama: LlamaServer
     assert system.calls == []  # no server was stopped under the request
 
 
-def test_a_sleeping_model_stays_asleep_under_sleepyllama(tmp_path: Path) -> None:
-    """llama-server under sleepyllama-server, with idle checks running: its own sleep
-    (--sleep-idle-seconds) unloads the model and nothing of ours loads it again; it reads idle;
-    then a request wakes it and is counted."""
-    port = free_port()
-    command = llama_command(port, "--metrics", "--sleep-idle-seconds", "3")
+def supervised(tmp_path: Path, command: list[str], idle: str = "") -> tuple[Process, NotifySocket,
+                                                                           Path]:
+    """sleepyllama-server over `command`, with the test as its notify socket, READY awaited."""
     config_file = tmp_path / "sleepyllama.toml"
     config_file.write_text("[server.llama]\ncommand = [" + ", ".join(json.dumps(a) for a in command)
-                           + "]\n[idle]\ntimeout = \"1h\"\ngpu = \"off\"\ninhibitors = false\n"
-                           "sessions = false\n")
+                           + "]\n" + idle)
     notify = NotifySocket(tmp_path / "notify")
     supervisor = Process([sys.executable, "-m", "sleepyllama.host.supervisor", "--config",
                           str(config_file), "--instance", "llama"], tmp_path / "supervisor.log",
                          {**os.environ, "NOTIFY_SOCKET": str(notify.path)})
     try:
         wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=60, what="READY")
+    except BaseException:
+        supervisor.stop()
+        notify.close()
+        raise
+    return supervisor, notify, config_file
+
+
+def test_a_sleeping_model_stays_asleep_under_sleepyllama(tmp_path: Path) -> None:
+    """llama-server under sleepyllama-server, with idle checks running: its own sleep
+    (--sleep-idle-seconds) unloads the model and nothing of ours loads it again; it reads idle;
+    then a request wakes it and is counted."""
+    port = free_port()
+    supervisor, notify, config_file = supervised(
+        tmp_path, llama_command(port, "--metrics", "--sleep-idle-seconds", "3"),
+        '[idle]\ntimeout = "1h"\ngpu = "off"\ninhibitors = false\nsessions = false\n')
+    try:
         config, path = configuration.load(config_file), tmp_path / "idle.json"
         source = LlamaServerSource(f"http://127.0.0.1:{port}")
         wait_for(lambda: source.look().unloaded, timeout=20, what="llama-server to sleep")
@@ -442,17 +454,9 @@ def test_asked_for_the_gpu_and_running_on_the_cpu_is_ready_but_says_so(tmp_path:
     """The CPU build here prints what a GPU build prints when CUDA fails to initialize: given
     -ngl, "no usable GPU found, --gpu-layers option will be ignored". It answers, so it is
     READY; its STATUS names the CPU, as after a resume whose CUDA did not come back."""
-    port = free_port()
-    command = llama_command(port, "--metrics", "-ngl", "99")
-    config_file = tmp_path / "sleepyllama.toml"
-    config_file.write_text("[server.llama]\ncommand = [" + ", ".join(json.dumps(a) for a in command)
-                           + "]\n")
-    notify = NotifySocket(tmp_path / "notify")
-    supervisor = Process([sys.executable, "-m", "sleepyllama.host.supervisor", "--config",
-                          str(config_file), "--instance", "llama"], tmp_path / "supervisor.log",
-                         {**os.environ, "NOTIFY_SOCKET": str(notify.path)})
+    supervisor, notify, _config = supervised(tmp_path, llama_command(free_port(), "--metrics",
+                                                                      "-ngl", "99"))
     try:
-        wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=60, what="READY")
         wait_for(lambda: any(s.startswith("ready on the CPU: no usable GPU found")
                              for s in notify.statuses()), what="the CPU named in STATUS")
         assert "llama is ready on the CPU" in supervisor.text()
