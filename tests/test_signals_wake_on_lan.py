@@ -71,3 +71,63 @@ def test_the_real_ip_finds_loopback_and_leaves_it_out() -> None:
     # a proxy on this very box leads to no card that could wake it
     reading = wake_on_lan.reading([Address("127.0.0.1", 3939)])
     assert reading.activity is not Activity.IDLE or "lo:" not in reading.reason
+
+
+def sysfs(tmp_path: Path, links: dict[str, list[str]], hardware: list[str]) -> Path:
+    """A /sys/class/net: each device's lower_* links, and a device/ behind each real card."""
+    net = tmp_path / "net"
+    for name in {*links, *hardware, *(n for below in links.values() for n in below)}:
+        (net / name).mkdir(parents=True, exist_ok=True)
+    for name, below in links.items():
+        for lower in below:
+            (net / name / f"lower_{lower}").symlink_to(f"../{lower}")
+    for name in hardware:
+        (net / name / "device").mkdir()
+    return net
+
+
+class Cards(Box):
+    """ip leads to `device`; ethtool answers each card as given."""
+
+    def __init__(self, device: str, answers: dict[str, str]) -> None:
+        super().__init__("", routes=f'[{{"dev": "{device}"}}]')
+        self.answers = answers
+
+    def run(self, argv: Sequence[str]) -> tuple[int, str]:
+        self.calls.append(list(argv))
+        if argv[0] == "ip":
+            return 0, self.routes
+        if argv[1] == "-s":
+            self.answers[argv[2]] = self.answers[argv[2]].replace("Wake-on: d", "Wake-on: g")
+            return 0, ""
+        return 0, self.answers[argv[1]]
+
+
+def test_a_bridge_is_woken_through_its_real_port_not_its_vms(tmp_path: Path) -> None:
+    # Proxmox's vmbr0: the board's card and a VM's tap port under it
+    net = sysfs(tmp_path, {"vmbr0": ["eno1", "tap100i0"]}, hardware=["eno1"])
+    assert wake_on_lan.physical_cards("vmbr0", net) == ["eno1"]
+    box = Cards("vmbr0", {"eno1": E1000E, "vmbr0": VETH, "tap100i0": VETH})
+    assert wake_on_lan.arm([], box.run, net) == []
+    assert ["ethtool", "-s", "eno1", "wol", "g"] in box.calls
+    assert not any(call[:2] == ["ethtool", "vmbr0"] for call in box.calls)
+
+
+def test_a_vlan_on_a_bond_reaches_the_bonds_cards(tmp_path: Path) -> None:
+    net = sysfs(tmp_path, {"bond0.10": ["bond0"], "bond0": ["eno1", "eno2"]},
+                hardware=["eno1", "eno2"])
+    assert wake_on_lan.physical_cards("bond0.10", net) == ["eno1", "eno2"]
+    neither = Cards("bond0.10", {"eno1": VETH, "eno2": VETH})
+    assert wake_on_lan.problems([], neither.run, net) == [
+        "none of the cards under bond0.10 (eno1, eno2) can wake the box on a magic packet"]
+    one = Cards("bond0.10", {"eno1": VETH, "eno2": E1000E})
+    assert wake_on_lan.problems([], one.run, net) == []
+
+
+def test_a_virtual_device_with_nothing_below_stands_for_itself(tmp_path: Path) -> None:
+    net = sysfs(tmp_path, {}, hardware=[])
+    (net / "wol0").mkdir(parents=True)
+    assert wake_on_lan.physical_cards("wol0", net) == ["wol0"]
+    # and this machine's own devices: whatever they are, each resolves to something
+    for device in Path("/sys/class/net").iterdir():
+        assert wake_on_lan.physical_cards(device.name)

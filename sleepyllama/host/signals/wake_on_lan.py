@@ -19,6 +19,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sleepyllama.config import Address
 from sleepyllama.host.signals.base import Activity, Reading, bounded_output
@@ -30,6 +31,7 @@ TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "
 TIMEOUT = 10.0
 MAX_OUTPUT = 1 << 16
 MAGIC_PACKET = "g"  # ethtool's letter for "wake on a magic packet"
+NET = Path("/sys/class/net")
 
 Run = Callable[[Sequence[str]], tuple[int, str]]
 
@@ -113,6 +115,50 @@ def cards_on_the_way(proxies: Sequence[Address], run: Run = run) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def physical_cards(name: str, net: Path = NET) -> list[str]:
+    """The hardware cards under a route's device: a bridge's or a bond's ports and a VLAN's
+    card (sysfs' lower_* links, followed down), those with a device behind them; a veth or a
+    VM's tap port has none. A device with no such card stands for itself."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def down(current: str) -> None:
+        if current in seen:
+            return
+        seen.add(current)
+        lower = sorted(link.name.removeprefix("lower_") for link in (net / current).glob("lower_*"))
+        if not lower and (net / current / "device").exists():
+            found.append(current)
+        for below in lower:
+            down(below)
+
+    down(name)
+    return found or [name]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A way to the proxies: the device a route leads through, and the cards that carry it."""
+
+    device: str
+    cards: tuple[Card, ...]
+
+    def problem(self) -> str | None:
+        """Why no magic packet would wake the box on this way, or None."""
+        if any(MAGIC_PACKET in card.supports for card in self.cards):
+            return None
+        if len(self.cards) == 1 and self.cards[0].name == self.device:
+            return problem(self.cards[0])
+        names = ", ".join(card.name for card in self.cards)
+        return f"none of the cards under {self.device} ({names}) can wake the box on a magic packet"
+
+
+def survey(proxies: Sequence[Address], run: Run = run, net: Path = NET) -> list[Route]:
+    """Each way to the proxies, with its cards as ethtool reads them (CannotTell when it cannot)."""
+    return [Route(device, tuple(read_card(card, run) for card in physical_cards(device, net)))
+            for device in cards_on_the_way(proxies, run)]
+
+
 def read_card(name: str, run: Run = run) -> Card:
     status, output = run(["ethtool", name])
     if status != 0:
@@ -121,47 +167,45 @@ def read_card(name: str, run: Run = run) -> Card:
     return Card(name, *parse_ethtool(output))
 
 
-def arm(proxies: Sequence[Address], run: Run = run) -> list[str]:
-    """Arm Wake-on-LAN (magic packet) on every card on the way, where it is off; what keeps the
-    box from being woken, one line each (empty: it can be woken)."""
+def arm(proxies: Sequence[Address], run: Run = run, net: Path = NET) -> list[str]:
+    """Arm Wake-on-LAN (magic packet) on every card on the way that can do it, where it is off;
+    what keeps the box from being woken, one line each (empty: it can be woken)."""
     try:
-        cards = [read_card(name, run) for name in cards_on_the_way(proxies, run)]
+        routes = survey(proxies, run, net)
     except CannotTell as error:
         return [f"cannot tell whether a magic packet can wake the box: {error}"]
-    problems = []
-    for card in cards:
-        why = problem(card)
-        if why:
-            problems.append(why)
-        elif MAGIC_PACKET not in card.current:
-            status, output = run(["ethtool", "-s", card.name, "wol", MAGIC_PACKET])
-            if status != 0:
-                first = (output.strip() or "no output").splitlines()[0]
-                problems.append(f"cannot turn Wake-on-LAN on for {card.name}: {first}")
-            else:
-                log.info("Wake-on-LAN was off on %s (Wake-on: %s): turned on (g) before the "
-                         "suspend", card.name, card.current or "?")
-    return problems
+    found = [why for route in routes if (why := route.problem())]
+    for card in dict.fromkeys(card for route in routes for card in route.cards):
+        if MAGIC_PACKET not in card.supports or MAGIC_PACKET in card.current:
+            continue
+        status, output = run(["ethtool", "-s", card.name, "wol", MAGIC_PACKET])
+        if status != 0:
+            first = (output.strip() or "no output").splitlines()[0]
+            found.append(f"cannot turn Wake-on-LAN on for {card.name}: {first}")
+        else:
+            log.info("Wake-on-LAN was off on %s (Wake-on: %s): turned on (g) before the "
+                     "suspend", card.name, card.current or "?")
+    return found
 
 
-def problems(proxies: Sequence[Address], run: Run = run) -> list[str]:
+def problems(proxies: Sequence[Address], run: Run = run, net: Path = NET) -> list[str]:
     """What would keep a magic packet from waking the box, changing nothing (check, dry runs)."""
     try:
-        cards = [read_card(name, run) for name in cards_on_the_way(proxies, run)]
+        return [why for route in survey(proxies, run, net) if (why := route.problem())]
     except CannotTell as error:
         return [f"cannot tell whether a magic packet can wake the box: {error}"]
-    return [why for card in cards if (why := problem(card))]
 
 
-def reading(proxies: Sequence[Address], run: Run = run) -> Reading:
+def reading(proxies: Sequence[Address], run: Run = run, net: Path = NET) -> Reading:
     """For `check`: whether the box can be woken, and how each card stands."""
     try:
-        cards = [read_card(name, run) for name in cards_on_the_way(proxies, run)]
+        routes = survey(proxies, run, net)
     except CannotTell as error:
         return Reading("wake-on-lan", Activity.UNKNOWN, str(error))
-    found = [why for card in cards if (why := problem(card))]
+    found = [why for route in routes if (why := route.problem())]
     if found:
         return Reading("wake-on-lan", Activity.BUSY, "; ".join(found))
     said = [f"{card.name}: Wake-on-LAN " + ("on" if MAGIC_PACKET in card.current else
-                                            "off, turned on before each suspend") for card in cards]
-    return Reading("wake-on-lan", Activity.IDLE, ", ".join(said))
+                                            "off, turned on before each suspend")
+            for route in routes for card in route.cards if MAGIC_PACKET in card.supports]
+    return Reading("wake-on-lan", Activity.IDLE, ", ".join(dict.fromkeys(said)))
