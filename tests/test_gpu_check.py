@@ -56,6 +56,7 @@ class Box:
     def __init__(self, answers: list[CudaState], held: list[str] | None = None,
                  reload_error: str = "") -> None:
         self.answers, self.held, self.reload_error = answers, held or [], reload_error
+        self.gpus = True
         self.calls: list[str] = []
 
     def ops(self) -> gpu_check.GpuOps:
@@ -68,7 +69,8 @@ class Box:
             return self.reload_error
 
         return gpu_check.GpuOps(ask=ask, holders=lambda: self.held, reload_uvm=reload,
-                                reboot=lambda: self.calls.append("reboot"))
+                                reboot=lambda: self.calls.append("reboot"),
+                                gpus_present=lambda: self.gpus)
 
 
 def events(path: Path) -> list[str]:
@@ -129,3 +131,15 @@ def test_holders_are_the_processes_with_the_device_open(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert gpu_check.holders(str(device)) == []
+
+
+def test_no_device_on_a_machine_without_an_nvidia_gpu_is_nothing_to_heal(tmp_path: Path) -> None:
+    no_device = CudaState(True, 100, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected")
+    cpu_box = Box([no_device])
+    cpu_box.gpus = False
+    assert gpu_check.run(REPORT, tmp_path / "ledger.jsonl", cpu_box.ops())
+    assert cpu_box.calls == ["ask"]
+    # the same answer where a GPU's device node is there: it fell off after the resume
+    gone = Box([no_device, no_device])
+    assert not gpu_check.run(REPORT, tmp_path / "ledger.jsonl", gone.ops())
+    assert gone.calls == ["ask", "reload", "ask"]

@@ -32,6 +32,7 @@ from sleepyllama.host.signals.base import bounded_output
 log = logging.getLogger("sleepyllama-gpu-check")
 
 UVM_DEVICE = "/dev/nvidia-uvm"
+NO_DEVICE = 100  # CUDA_ERROR_NO_DEVICE
 REBOOT_SPACING = 6 * 3600.0  # one reboot for a broken GPU, then a person decides
 TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -73,6 +74,8 @@ class GpuOps:
     """What the check does to the system; tests replace it."""
 
     ask: Callable[[], cuda.CudaState] = cuda.check
+    # the driver's device nodes, which stay after a resume whatever CUDA says
+    gpus_present: Callable[[], bool] = lambda: any(Path("/dev").glob("nvidia[0-9]*"))
     holders: Callable[[], list[str]] = holders
     reload_uvm: Callable[[], str] = reload_uvm
     reboot: Callable[[], None] = systemd.reboot
@@ -97,6 +100,10 @@ def run(config: Config, ledger_file: Path, ops: GpuOps | None = None,
         return True
     if first.ok:
         log.info("%s", first.describe())
+        return True
+    if first.result == NO_DEVICE and not ops.gpus_present():
+        # the CUDA library on a machine without an NVIDIA GPU (a toolkit on a CPU box)
+        log.info("%s, and no /dev/nvidia0: no NVIDIA GPU here, nothing to check", first.describe())
         return True
     log.warning("%s: reloading nvidia_uvm before the servers start, which usually heals it",
                 first.describe())
