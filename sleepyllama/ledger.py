@@ -52,11 +52,35 @@ def roll(path: Path) -> None:
     files.write_atomic(path, keep, 0o644)
 
 
+# Every field the writers put in an entry, and what a reader may rely on when it reads one back:
+# a line of an older version, a hand edit or a torn write must never reach Retry-After, status or
+# history with a NaN (JSON's parser takes NaN and Infinity), a string for a number, or a time
+# that time.localtime() refuses.
+LATEST = 1e11  # seconds: a wall-clock time or a duration past this is nothing real (year 5138)
+SECONDS = ("ready_after", "up_after", "gave_up_after", "abandoned_after", "load_seconds",
+           "after_ready")
+TEXTS = ("name", "reason", "kind", "first", "request", "agent", "client", "error", "problem")
+NEEDED = {"server-ready": ("name", "load_seconds"), "server-degraded": ("name", "problem")}
+
+
+def _seconds(value: object) -> bool:
+    return files.finite(value) and 0 <= value < LATEST  # type: ignore[operator]
+
+
 def well_formed(entry: object) -> bool:
-    """An entry of the shape every reader relies on: an event name, finite times, a boot id."""
-    return (isinstance(entry, dict) and isinstance(entry.get("event"), str)
-            and files.finite(entry.get("at")) and files.finite(entry.get("mono", 0))
-            and isinstance(entry.get("boot", ""), str))
+    """An entry of the shape every reader relies on: an event name, a time, a boot id, and each
+    field it holds of its kind (NEEDED: those its event's readers need)."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("event"), str)
+            and _seconds(entry.get("at")) and files.finite(entry.get("mono", 0))
+            and isinstance(entry.get("boot", ""), str)):
+        return False
+    signals = entry.get("signals", 0)
+    held_by = entry.get("held_by", [])
+    return (all(_seconds(entry[key]) for key in SECONDS if key in entry)
+            and all(isinstance(entry[key], str) for key in TEXTS if key in entry)
+            and all(key in entry for key in NEEDED.get(entry["event"], ()))
+            and isinstance(signals, int) and not isinstance(signals, bool) and signals >= 0
+            and isinstance(held_by, list) and all(isinstance(who, str) for who in held_by))
 
 
 def read(path: Path) -> list[dict]:
@@ -72,7 +96,7 @@ def read(path: Path) -> list[dict]:
             if not well_formed(entry):
                 raise ValueError("not an entry")
         except ValueError:
-            log.warning("%s line %d is torn or garbled: skipped", path, number)
+            log.warning("%s line %d is torn, garbled or out of range: skipped", path, number)
             continue
         entries.append(entry)
     return entries

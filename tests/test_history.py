@@ -216,3 +216,32 @@ def test_a_resume_shows_what_the_gpu_check_and_the_servers_said(tmp_path: Path,
         "resumed; CUDA healed by reloading nvidia_uvm; llama ready after 8.3s",
         "resumed; GPU unusable (cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)); llama on "
         "the CPU: CUDA failed to initialize (unknown error); llama ready after 2.1s"]
+
+
+@pytest.mark.parametrize("line", [
+    '{"at": 1795600000, "event": "wake", "ready_after": NaN, "signals": 2}',
+    '{"at": 1795600000, "event": "wake", "ready_after": Infinity, "signals": 2}',
+    '{"at": 1795600000, "event": "wake", "ready_after": "12", "signals": 2}',
+    '{"at": 1795600000, "event": "wake", "ready_after": 12, "signals": "2"}',
+    '{"at": 1e18, "event": "resume"}',
+    '{"at": -5, "event": "resume"}',
+    '{"at": 1795600000, "event": "server-ready", "load_seconds": 8.3}',
+    '{"at": 1795600000, "event": "server-ready", "name": "llama", "load_seconds": NaN}',
+    '{"at": 1795600000, "event": "wake", "first": ["x"], "ready_after": 3}',
+    '{"at": 1795600000, "event": "gpu-failed", "held_by": "ollama"}',
+])
+def test_every_field_read_back_is_checked(tmp_path: Path, line: str) -> None:
+    """Found by an adversarial trial (issue 20): a NaN ready_after made every give-up raise in
+    Retry-After, so held clients never got their 503; a server-ready without a name, a NaN
+    duration or at: 1e18 crashed status and history. Such a line is skipped, with a warning."""
+    from sleepyllama.proxy.wake_record import WakeRecord
+
+    path = tmp_path / "ledger.jsonl"
+    good = '{"at": 1795600100, "event": "resume", "boot": "b"}'
+    path.write_text(f"{line}\n{good}\n")
+    entries = ledger.read(path)
+    assert [entry["at"] for entry in entries] == [1795600100]
+    assert WakeRecord.remembering(entries).retry_after() == 30  # the default: no wake known
+    text = history.render(history.report(entries, EnergyConfig(), None, 2, 1795700000.0),
+                          pictures=False)
+    assert "resumed" in text
