@@ -47,3 +47,20 @@ def test_a_body_cut_short_is_one_line_and_the_next_target_is_still_fetched(
     assert cache.entries == {}
     failed = [r.getMessage() for r in caplog.records if "cache: GET" in r.getMessage()]
     assert len(failed) == 2 and all("\n" not in line for line in failed), failed
+
+
+def test_a_kept_answer_with_a_header_breaking_type_is_dropped_on_load(tmp_path: Path) -> None:
+    """Found by an adversarial trial (issue 20): a content_type holding CR LF, read back from
+    the file, made every answer from it an empty close with a traceback (h11 refuses it)."""
+    import base64
+    import json
+
+    body = base64.b64encode(b'{"data": []}').decode()
+    path = tmp_path / "answers.json"
+    path.write_text(json.dumps({"entries": {
+        "/v1/models": {"status": 200, "content_type": "application/json\r\nX-Evil: 1",
+                       "body": body, "fetched_at": 1795600000.0},
+        "/props": {"status": 200, "content_type": "application/json", "body": body,
+                   "fetched_at": 1795600000.0}}}))
+    cache = AnswerCache("http://127.0.0.1:1", ("GET /v1/models", "GET /props"), path)
+    assert list(cache.entries) == ["/props"]

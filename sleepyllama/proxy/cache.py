@@ -56,6 +56,9 @@ def entry(item: object) -> Entry:
             or not isinstance(content_type, str) or not isinstance(body, str)
             or not files.finite(at)):
         raise ValueError(f"malformed entry {str(item)[:80]}")
+    if not content_type.isprintable() or len(content_type) > 200:
+        # it becomes a header line: CR, LF or any control character would break the answer
+        raise ValueError(f"content_type {content_type[:80]!r} is no header value")
     return Entry(status, content_type, base64.b64decode(body, validate=True), float(at))
 
 
@@ -130,8 +133,15 @@ class AnswerCache:
             return
         try:
             stored = json.loads(self.path.read_text())
-            self.entries = {target: entry(item) for target, item in stored["entries"].items()
-                            if target in self.fetched_targets()}
+            self.entries = {}
+            for target, item in stored["entries"].items():
+                if target not in self.fetched_targets():
+                    continue
+                try:
+                    self.entries[target] = entry(item)
+                except (ValueError, binascii.Error) as error:
+                    log.warning("%s: the kept answer to %s is unreadable (%s): dropped", self.path,
+                                target, error)
             self.learned = kinds.identify(self.entries)
         except (OSError, ValueError, KeyError, TypeError, AttributeError,
                 binascii.Error) as error:
