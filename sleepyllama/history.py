@@ -70,6 +70,12 @@ def sleeps(entries: Sequence[dict]) -> list[Sleep]:
     return found
 
 
+def shown_request(entry: dict) -> str:
+    """The request that woke the box, without a query string: a ledger written before queries
+    were left out may hold one, and a query may carry a key (?api_key=...)."""
+    return str(entry.get("request") or "(not HTTP)").split("?", 1)[0]
+
+
 def gpu_words(entry: dict) -> str:
     """What the GPU check (host/gpu_check.py) or a server (host/placement.py) recorded after a
     resume, in a few words; "" for any other entry."""
@@ -104,7 +110,7 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
                 outcome += f" (the box up after {entry['up_after']}s, then the model)"
             agent = f" ({entry['agent']})" if entry.get("agent") else ""
             found.append(Wake(float(entry["at"]), f"{entry.get('first', '?')} "
-                              f"{entry.get('request') or '(not HTTP)'}{agent}: {outcome}, "
+                              f"{shown_request(entry)}{agent}: {outcome}, "
                               f"{entry.get('signals', 0)} wake signals", "ready_after" in entry))
     return sorted(found, key=lambda wake: wake.at)
 

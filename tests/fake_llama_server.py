@@ -127,7 +127,8 @@ class Handler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(length) or b"{}")
         if self._loading():
             return
-        if self.path not in ("/v1/chat/completions", "/chat/completions"):
+        # routed by path, as llama-server's cpp-httplib does: a query string changes nothing
+        if self.path.split("?", 1)[0] not in ("/v1/chat/completions", "/chat/completions"):
             self._json(404, {"error": {"code": 404, "message": "File Not Found",
                                        "type": "not_found_error"}})
             return

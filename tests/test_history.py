@@ -245,3 +245,12 @@ def test_every_field_read_back_is_checked(tmp_path: Path, line: str) -> None:
     text = history.render(history.report(entries, EnergyConfig(), None, 2, 1795700000.0),
                           pictures=False)
     assert "resumed" in text
+
+
+def test_an_old_ledgers_query_string_is_not_shown(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text('{"at": 1795600000, "event": "wake", "first": "192.168.1.20:5123", '
+                    '"request": "POST /v1/chat/completions?api_key=sk-secret", "signals": 2, '
+                    '"ready_after": 9.5}\n')
+    said = [wake.what for wake in history.wakes(ledger.read(path))]
+    assert said == ["192.168.1.20:5123 POST /v1/chat/completions: ready after 9.5s, 2 wake signals"]

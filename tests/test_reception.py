@@ -297,3 +297,22 @@ def test_prewake_respects_wake_from(tmp_path, cleanup) -> None:
              what="the journal line of the answer")
     assert "pre-wake" not in asleep.proxy.log()
     assert asleep.new_packets() == 0
+
+
+def test_a_query_string_is_answered_by_its_path_and_never_logged_or_recorded(tmp_path,
+                                                                            cleanup) -> None:
+    """Found by an adversarial trial (issue 20): GET /v1/models?api_key=KEY woke the box (the
+    query made it no look-only request) and wrote the key into the journal and the ledger."""
+    asleep = Asleep(tmp_path, cleanup)
+    secret = "sk-do-not-log-4242"
+    answer = http_request(asleep.proxy.address, f"GET /v1/models?api_key={secret} HTTP/1.1\r\n"
+                          "Host: p\r\nConnection: close\r\n\r\n".encode())
+    assert status(answer) == 200 and b"from-cache" in answer
+    assert asleep.new_packets() == 0, "a query string woke the box"
+    chat = (f"POST /v1/chat/completions?key={secret} HTTP/1.1\r\nHost: p\r\nContent-Length: 2"
+            "\r\nConnection: close\r\n\r\n{}").encode()
+    assert status(http_request(asleep.proxy.address, chat)) == 200
+    wait_for(lambda: "ready after" in asleep.proxy.log(), what="the wake's line")
+    assert "GET /v1/models" in asleep.proxy.log() and "POST /v1/chat/completions" in asleep.proxy.log()
+    assert secret not in asleep.proxy.log()
+    assert secret not in (tmp_path / "state" / "llama.ledger.jsonl").read_text()

@@ -24,12 +24,23 @@ class Action(enum.Enum):
     WAKE = "wake"
 
 
+def path_of(target: str) -> str:
+    """A request target without its query string: what is matched, logged and recorded (a query
+    may carry a key: ?api_key=...)."""
+    return target.split("?", 1)[0]
+
+
 @dataclass(frozen=True)
 class Head:
     method: str
     target: str  # path and query, as sent
     has_body: bool
     key_ok: bool = True  # it presents the backend's API key, or the backend wants none
+
+    @property
+    def request(self) -> str:
+        """"GET /v1/models": what the journal, the ledger and the rules see (no query)."""
+        return f"{self.method} {path_of(self.target)}"
 
 
 def client_may_wake(config: ProxyConfig, address: str) -> bool:
@@ -47,7 +58,7 @@ def client_may_wake(config: ProxyConfig, address: str) -> bool:
 def request_may_wake(config: ProxyConfig, head: Head) -> bool:
     if config.wake_on is None:
         return True
-    path = head.target.split("?", 1)[0]
+    path = path_of(head.target)
     for rule in config.wake_on:
         method, pattern = rule.split(" ", 1)
         if method in ("*", head.method) and fnmatchcase(path, pattern):
@@ -57,7 +68,7 @@ def request_may_wake(config: ProxyConfig, head: Head) -> bool:
 
 def decide(config: ProxyConfig, head: Head, address: str, cached: frozenset[str]) -> tuple[Action, str]:
     """(action, reason for the journal) for one request while the backend is not ready."""
-    request = f"{head.method} {head.target}"
+    request = head.request
     looks_only = request in (config.answer_while_asleep or ())
     if looks_only and head.has_body:
         return Action.BAD_REQUEST, f"{request} comes with a body, which it does not take"

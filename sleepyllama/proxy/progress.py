@@ -32,6 +32,7 @@ import h11
 
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig, format_duration
+from sleepyllama.proxy.policy import path_of
 from sleepyllama.proxy.splice import tune_backend_socket
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class Progress:
                      chat: tuple[Dialect, str], agent: str) -> None:
         dialect, model = chat
         created, started = int(time.time()), self.loop.time()
-        target = request.target.decode("ascii", "replace")
+        target = path_of(request.target.decode("ascii", "replace"))  # for the journal: no query
 
         def say(text: str) -> bytes:
             return dialect.progress(text, model, created)

@@ -164,10 +164,10 @@ class Reception:
             action, why = policy.decide(self.config, head, visitor.address, self.cache.cached())
             if action is policy.Action.WAKE:
                 if self.progress is not None and progress_module.may_want_progress(
-                        self.config, head.method, head.target):
+                        self.config, head.method, policy.path_of(head.target)):
                     await self._stream_with_progress(visitor, connection, event, pending)
                     return
-                self._hand_over(visitor, pending, f"{head.method} {head.target}")
+                self._hand_over(visitor, pending, head.request)
                 return
             if action is policy.Action.REFUSE:
                 log.info("answering %s with 503: %s", visitor.peer, why)
@@ -187,12 +187,12 @@ class Reception:
                 return
             backend = await self.backend_state()
             if backend == "awake":
-                log.debug("%s %s from %s goes to the backend: it is awake", head.method,
-                          head.target, visitor.peer)
-                visitor.prefix, visitor.request = pending, f"{head.method} {head.target}"
+                log.debug("%s from %s goes to the backend: it is awake", head.request,
+                          visitor.peer)
+                visitor.prefix, visitor.request = pending, head.request
                 self.hold(visitor)  # connected at once: the backend is ready
                 return
-            request = f"{head.method} {head.target}"
+            request = head.request
             if (backend == "asleep" and self.prewake is not None
                     and request in self.config.prewake_on
                     and policy.client_may_wake(self.config, visitor.address)):
@@ -207,7 +207,7 @@ class Reception:
         """Read the whole request; a streamed chat is served with the wake's progress in its
         stream, anything else (not streamed, too large, pipelined) is held as before with every
         byte read."""
-        target = request.target.decode("ascii", "replace")
+        target = policy.path_of(request.target.decode("ascii", "replace"))
         body, deadline = b"", self.loop.time() + BODY_TIMEOUT
         while True:
             try:
@@ -244,7 +244,7 @@ class Reception:
         """Send the cached answer; True when the connection stays open for the next request."""
         while not isinstance(connection.next_event(), h11.EndOfMessage):
             pass  # a GET without a body: its end follows its head at once
-        entry = self.cache.answer(head.target)
+        entry = self.cache.answer(policy.path_of(head.target))
         assert entry is not None  # decide() saw it among the cached
         # h11 writes it and keeps track of keep-alive (Connection: close, HTTP/1.0)
         answer = connection.send(h11.Response(status_code=entry.status, reason=b"OK",
@@ -262,9 +262,9 @@ class Reception:
             self._close(visitor)
             return False
         self.cache.answered += 1
-        self.record("answered-asleep", request=f"{head.method} {head.target}", client=visitor.peer)
-        log.info("answered %s %s from the cache for %s: backend %s", head.method,
-                 head.target, visitor.peer, backend)
+        self.record("answered-asleep", request=head.request, client=visitor.peer)
+        log.info("answered %s from the cache for %s: backend %s", head.request, visitor.peer,
+                 backend)
         self.changed()
         if close:
             visitor.sock.shutdown(socket.SHUT_WR)
