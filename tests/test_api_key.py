@@ -46,7 +46,7 @@ def test_a_missing_or_empty_key_is_a_config_error_that_names_the_fix(tmp_path: P
 def test_presented_as_llama_server_reads_it() -> None:
     assert api_key.presented([(b"authorization", b"Bearer k1")]) == "k1"
     assert api_key.presented([(b"x-api-key", b"k2")]) == "k2"
-    assert api_key.presented([(b"authorization", b"Basic dXNlcg==")]) == ""
+    assert api_key.presented([(b"authorization", b"Basic dXNlcg==")]) == "Basic dXNlcg=="
     assert api_key.presented([]) == ""
     assert api_key.matches(None, "") and api_key.matches("k", "k")
     assert not api_key.matches("k", "") and not api_key.matches("k", "kk")

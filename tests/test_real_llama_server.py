@@ -464,3 +464,45 @@ def test_asked_for_the_gpu_and_running_on_the_cpu_is_ready_but_says_so(tmp_path:
         supervisor.stop()
         notify.close()
     assert "--gpu-layers option will be ignored" in supervisor.text()  # the server's own line
+
+
+KEY_HEADERS = [
+    [("Authorization", "Bearer sekrit-key")], [("Authorization", "sekrit-key")],
+    [("Authorization", "bearer sekrit-key")], [("Authorization", "Bearer  sekrit-key")],
+    [("Authorization", "Basic sekrit-key")], [("X-Api-Key", "sekrit-key")],
+    [("x-api-key", "Bearer sekrit-key")], [("Api-Key", "sekrit-key")], [],
+    [("Authorization", "Bearer wrong"), ("X-Api-Key", "sekrit-key")],
+    [("X-Api-Key", "wrong"), ("Authorization", "Bearer sekrit-key")],
+    [("Authorization", ""), ("X-Api-Key", "sekrit-key")],
+]
+
+
+def test_the_proxy_reads_a_clients_key_exactly_as_llama_server_does(tmp_path: Path) -> None:
+    """Each mix of key headers: the real server's 200 or 401 on /v1/models, and the proxy's own
+    judgement (which decides whether a kept model list goes to that client), agree."""
+    import http.client
+
+    import h11
+
+    from sleepyllama.proxy import api_key
+
+    server = LlamaServerRun(tmp_path, "--api-key", "sekrit-key")
+    disagree = []
+    try:
+        for headers in KEY_HEADERS:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            connection.putrequest("GET", "/v1/models", skip_accept_encoding=True)
+            for name, value in headers:
+                connection.putheader(name, value)
+            connection.endheaders()
+            status = connection.getresponse().status
+            connection.close()
+            # the headers as the proxy's h11 hands them over: names lowercased, values trimmed
+            parsed = h11.Request(method="GET", target="/v1/models",
+                                 headers=[("Host", "x"), *headers]).headers
+            ours = api_key.matches("sekrit-key", api_key.presented(list(parsed)))
+            if (status == 200) != ours:
+                disagree.append((headers, status, ours))
+    finally:
+        server.stop()
+    assert disagree == [], disagree
