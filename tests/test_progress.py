@@ -180,3 +180,24 @@ def test_a_box_up_on_the_cpu_is_said_in_the_stream(tmp_path, cleanup) -> None:
         reasoning += thought
     assert "the box is up, but its GPU is not: llama answers on the CPU" in reasoning, reasoning
     assert "llama is ready on the CPU" in proxy.log()
+
+
+def test_a_failed_wake_in_ollamas_dialect_is_text_the_user_sees(tmp_path, cleanup) -> None:
+    """Open WebUI's Ollama connection drops a line's "error" key (issue 20: a failed wake showed
+    as an empty answer): the failure comes first as the answer's text, then as Ollama's own
+    error line for clients that read it."""
+    import json
+
+    import requests
+
+    proxy = unwakeable(tmp_path, cleanup, wake_timeout="2s")
+    host, port = proxy.address
+    with requests.post(f"http://{host}:{port}/api/chat", timeout=60, stream=True,
+                       json={"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+                       ) as answer:
+        lines = [json.loads(line) for line in answer.iter_lines() if line]
+    said = [line["message"]["content"] for line in lines if line.get("message", {}).get("content")]
+    assert len(said) == 1 and "did not wake up within 2s" in said[0], lines
+    assert "did not wake up within 2s" in lines[-1]["error"]
+    assert lines.index(next(line for line in lines if line.get("message", {}).get("content"))) < (
+        len(lines) - 1)

@@ -77,8 +77,12 @@ def ollama_thinking(text: str, model: str, created: int) -> bytes:
 
 
 def ollama_error(message: str, _kind: str, _code: int) -> bytes:
-    """The line Ollama ends a failed stream with."""
-    return _json({"error": message}) + b"\n"
+    """The failure as the answer's text, then the line Ollama ends a failed stream with: Open
+    WebUI's Ollama connection drops a line's "error" key, and showed an empty answer."""
+    said = _json({"model": "sleepyllama", "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                      time.gmtime()),
+                  "message": {"role": "assistant", "content": message}, "done": False})
+    return said + b"\n" + _json({"error": message}) + b"\n"
 
 
 @dataclass(frozen=True)
