@@ -90,6 +90,10 @@ def test_open_webuis_ollama_connection_sees_the_wake_in_its_thinking(tmp_path, c
 def test_ollamas_error_line_ends_a_stream_that_failed() -> None:
     from sleepyllama.proxy.progress import OLLAMA, error_message
 
-    assert json.loads(OLLAMA.error("sleepyllama: the backend did not wake", "x", 503)) == {
-        "error": "sleepyllama: the backend did not wake"}
+    lines = [json.loads(line) for line in
+             OLLAMA.error("sleepyllama: the backend did not wake", "x", 503).splitlines()]
+    # the text a user sees (Open WebUI drops "error"), then Ollama's own last line
+    assert lines[0]["message"] == {"role": "assistant",
+                                   "content": "sleepyllama: the backend did not wake"}
+    assert lines[-1] == {"error": "sleepyllama: the backend did not wake"}
     assert error_message(404, b'{"error":"model \'nope\' not found"}') == "model 'nope' not found"
