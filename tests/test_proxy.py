@@ -370,3 +370,25 @@ def test_a_reload_keeps_held_clients_and_streams_and_refuses_a_broken_config(tmp
     proxy.process.popen.send_signal(signal.SIGHUP)
     wait_for(lambda: "not reloaded, serving on as before" in proxy.log(), what="the refusal")
     assert status_code(http_request(proxy.address, chat_request(stream=False))) == 200
+
+
+def test_reloads_leak_no_fd(tmp_path, cleanup) -> None:
+    """Found by an adversarial trial (issue 20): each reload with a changed config left the
+    retired backend's hang-up epoll (and its wake sender) open: 200 reloads, 200 fds."""
+    import os
+    import signal
+
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    table = proxy_table(backend, wol_interval="0.5s")
+    proxy = ProxyRun(tmp_path, table, activate=False)
+    cleanup.append(proxy)
+    fds = Path(f"/proc/{proxy.process.popen.pid}/fd")
+    before = len(list(fds.iterdir()))
+    for reload in range(1, 31):
+        proxy.config.write_text(table + f"wake_timeout = \"{60 + reload}s\"\n")
+        proxy.process.popen.send_signal(signal.SIGHUP)
+        wait_for(lambda: proxy.log().count("config reloaded: new clients go to") == reload,
+                 what=f"reload {reload}")
+    after = len(list(fds.iterdir()))
+    assert after <= before + 2, f"{after - before} fds more after 30 reloads: {os.listdir(fds)}"

@@ -473,6 +473,12 @@ class Backend:
         for client in held:
             self._hold(client)  # the wake loop looks first: an awake backend gets no packet
 
+    def release(self) -> None:
+        """A backend retired by a reload, holding nobody any more: the fds it kept for its
+        clients (the hang-up watcher) and its wake sender go."""
+        self.waiting.hangups.close()
+        self.sender.close()
+
     def close_all(self) -> None:
         self.reception.close_all()
         self.progress.close_all()

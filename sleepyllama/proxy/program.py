@@ -91,6 +91,8 @@ class Proxy:
         if config == self.config:
             log.info("config reloaded: nothing changed for [proxy.%s]", config.name)
             return
+        for done in [old for old in self.retired if not old.busy()]:
+            done.release()
         self.retired = [old for old in self.retired if old.busy()] + [self.backend]
         self.config, self.backend = config, self._backend(config)
         self.exit_idle = config.exit_idle if self.exit_when_idle else None

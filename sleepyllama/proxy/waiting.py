@@ -53,9 +53,16 @@ class HangupWatcher:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.epoll = select.epoll()
         self.callbacks: dict[int, Callable[[], None]] = {}
         loop.add_reader(self.epoll.fileno(), self._ready)
+
+    def close(self) -> None:
+        """Once nothing is watched any more (a backend retired by a reload): its fd goes."""
+        if not self.epoll.closed:
+            self.loop.remove_reader(self.epoll.fileno())
+            self.epoll.close()
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
         self.epoll.register(fd, select.EPOLLRDHUP)
