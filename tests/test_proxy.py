@@ -388,7 +388,7 @@ def test_reloads_leak_no_fd(tmp_path, cleanup) -> None:
     for reload in range(1, 31):
         proxy.config.write_text(table + f"wake_timeout = \"{60 + reload}s\"\n")
         proxy.process.popen.send_signal(signal.SIGHUP)
-        wait_for(lambda: proxy.log().count("config reloaded: new clients go to") == reload,
+        wait_for(lambda n=reload: proxy.log().count("config reloaded: new clients go to") == n,
                  what=f"reload {reload}")
     after = len(list(fds.iterdir()))
     assert after <= before + 2, f"{after - before} fds more after 30 reloads: {os.listdir(fds)}"
