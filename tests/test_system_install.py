@@ -212,6 +212,17 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
              timeout=15, what="the proxy's reload")
     assert box.show("sleepyllama-proxy@llama.service", "MainPID") == pid
 
+    # a broken table fails `systemctl reload` itself (issue 20: it said nothing and exited 0),
+    # and the running proxy serves on as before
+    box.write(config_path, good.replace('mac = "ab:cd:ef:01:23:45"', 'mac = "c6:d9:42:9c:af"'))
+    reload = box.run(["systemctl", "reload", "sleepyllama-proxy@llama.service"], check=False)
+    assert reload.returncode != 0, reload
+    assert "mac: expected a MAC address" in box.journal("-u", "sleepyllama-proxy@llama.service")
+    assert box.show("sleepyllama-proxy@llama.service", "MainPID") == pid
+    assert box.run(["curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                    "http://127.0.0.1:3939/health"]).stdout == "200"
+    box.write(config_path, good)
+
     # a user's own table and comment survive, and a second run changes nothing at all
     box.run(["sh", "-c", "printf '\\n# mine\\n[proxy.other]\\nbackend = \"10.0.0.9:80\"\\n"
                          "mac = \"ab:cd:ef:01:23:46\"\\n' >> /etc/sleepyllama/sleepyllama.toml"])

@@ -61,6 +61,7 @@ class Proxy:
         self.hint_limit = hints.RateLimit()
         self.backend = self._backend(config)
         self.retired: list[Backend] = []  # of earlier configs: they finish what they hold
+        self.reload_error = ""  # the last reload's config error, said in STATUS until fixed
         self.connections = 0
         self.stopped = asyncio.Event()
         self.exit_when_idle = exit_when_idle
@@ -86,8 +87,10 @@ class Proxy:
             config = load()
         except ConfigError as error:
             log.error("not reloaded, serving on as before: %s", error)
-            self.notifier.status(f"config not reloaded: {error}")
+            self.reload_error = str(error)
+            self.refresh_status()
             return
+        self.reload_error = ""
         if config == self.config:
             log.info("config reloaded: nothing changed for [proxy.%s]", config.name)
             return
@@ -231,7 +234,10 @@ class Proxy:
         return f"backend not contacted yet · {count(self.connections, 'connections')}{cached}"
 
     def refresh_status(self) -> None:
-        self.notifier.status(self.status_line())
+        line = self.status_line()
+        # kept until a reload takes: a second's tick must not wipe what a user came to read
+        self.notifier.status(f"config not reloaded: {self.reload_error} · serving on: {line}"
+                             if self.reload_error else line)
 
     def _tick_status(self) -> None:
         # connection counts change too often to notify on each; once a second is plenty
@@ -338,6 +344,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         verbose="log each client (debug)")
     parser.add_argument("--instance", metavar="NAME",
                         help="which [proxy.NAME] table to serve (default: the only one)")
+    parser.add_argument("--check", action="store_true",
+                        help="read the config (and the API key) as a start would, say whether it "
+                        "is right, and exit: 0, or 78 with the error (the unit's ExecReload= runs "
+                        "it first, so that systemctl reload fails on a broken config)")
     parser.add_argument("--listen", metavar="HOST:PORT", type=listen_address, action="append",
                         default=[], help="listen here instead of on sockets from systemd "
                         "(repeatable; IPv6 as [::]:8080)")
@@ -357,13 +367,22 @@ def pick_table(config: configuration.Config, instance: str | None) -> ProxyConfi
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama-proxy", args.verbose)
-    listeners, stored = systemd.inherited_fds()
-    activated = bool(listeners)
 
     def load() -> ProxyConfig:
         config = pick_table(configuration.load(args.config), args.instance)
         api_key.read(config)  # a key file that cannot be read is a config error too
         return config
+
+    if args.check:
+        try:
+            checked = load()
+        except ConfigError as error:
+            log.error("%s", error)
+            return configuration.EX_CONFIG
+        log.info("[proxy.%s] in %s is right", checked.name, args.config)
+        return 0
+    listeners, stored = systemd.inherited_fds()
+    activated = bool(listeners)
 
     config: ProxyConfig | ConfigError
     try:
