@@ -202,7 +202,10 @@ echo "installing sleepyllama ($role $name)"
 # -- systemd and Python old enough to run it, said before anything changes --------------------
 # the units' sandbox (ProtectProc=, ProcSubset=) and the proxy's key (LoadCredential=) came in
 # systemd 247; Ubuntu 22.04 has 249, Debian 12 252 (tests/test_units.py holds the units to 249)
-systemd_version=$(systemctl --version 2>/dev/null | awk 'NR == 1 {print $2}')
+# "systemd 252 (252.39-1~deb12u2)": the second word of the first line (no awk: it may be an
+# /etc/alternatives link, which a fresh container lacks)
+systemd_version=
+read -r _ systemd_version _ < <(systemctl --version 2>/dev/null) || true
 case "$systemd_version" in
     ''|*[!0-9]*) fail "cannot tell this machine's systemd version (systemctl --version): sleepyllama needs systemd 247 or later" ;;
 esac
