@@ -27,14 +27,13 @@ from sleepyllama import ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, format_duration
 from sleepyllama.host import cuda, state
-from sleepyllama.host.signals.base import bounded_output
+from sleepyllama.host.signals.base import TOOL_PATH, bounded_output
 
 log = logging.getLogger("sleepyllama-gpu-check")
 
 UVM_DEVICE = "/dev/nvidia-uvm"
 NO_DEVICE = 100  # CUDA_ERROR_NO_DEVICE
 REBOOT_SPACING = 6 * 3600.0  # one reboot for a broken GPU, then a person decides
-TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 
 def holders(device: str = UVM_DEVICE, proc: Path = Path("/proc")) -> list[str]:

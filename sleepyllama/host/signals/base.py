@@ -41,6 +41,10 @@ class Signal(Protocol):
 
 
 
+# where the system's tools live (ethtool, ip, modprobe): sbin is not on a user's PATH
+TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+
+
 def bounded_output(argv: Sequence[str], timeout: float, limit: int) -> tuple[int, str]:
     """(exit status, stdout and stderr) of a command, read up to `limit` bytes within
     `timeout`: ValueError past the limit, subprocess.TimeoutExpired past the time. Either way

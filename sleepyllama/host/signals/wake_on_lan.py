@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -22,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama.config import Address
-from sleepyllama.host.signals.base import Activity, Reading, bounded_output
+from sleepyllama.host.signals.base import TOOL_PATH, Activity, Reading, bounded_output
 
 log = logging.getLogger(__name__)
 
-# ethtool and ip live in sbin, which is not on a user's PATH
-TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
 TIMEOUT = 10.0
 MAX_OUTPUT = 1 << 16
 MAGIC_PACKET = "g"  # ethtool's letter for "wake on a magic packet"
