@@ -163,7 +163,9 @@ def test_wake_from_keeps_other_clients_from_waking_the_box(tmp_path, cleanup) ->
     with socket.create_connection(asleep.proxy.address, timeout=10) as raw:  # not HTTP
         raw.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
         assert raw.recv(100) == b""
-    assert status(http_request(asleep.proxy.address, GET_MODELS)) == 200  # looking is for all
+    # Connection: close, so the read to EOF does not race the proxy's keep-alive idle timeout
+    looking = GET_MODELS.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    assert status(http_request(asleep.proxy.address, looking)) == 200  # looking is for all
     assert asleep.new_packets() == 0
 
 
