@@ -164,3 +164,124 @@ def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> N
         return len(probes)
 
     assert asyncio.run(scenario()) >= 2, "the hint was lost: no probe until the next poll"
+
+
+def test_a_hint_while_a_probe_hangs_is_acted_on_at_once(monkeypatch, tmp_path) -> None:
+    """A probe to a suspended box on a LAN hangs (the box answers nothing): the next probe, and
+    the one a "ready" hint asks for, waited behind it for its whole connect timeout."""
+    import threading
+
+    from sleepyllama import hints
+    from sleepyllama.proxy import backend as backend_module
+    from sleepyllama.proxy.backend import Backend
+
+    monkeypatch.setattr(backend_module, "PROBE_INTERVAL", 3600.0)  # only the hint asks again
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(20)
+    proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{server.getsockname()[1]}"\n'
+                         'mac = "ab:cd:ef:01:23:45"\nanswer_while_asleep = []\n').proxy("t")
+    hanging, release, probes = threading.Event(), threading.Event(), []
+
+    def probe() -> tuple[bool, str]:
+        probes.append(1)
+        if len(probes) == 1:
+            hanging.set()
+            release.wait(60)  # a SYN the sleeping box never answers
+            return False, "timed out"
+        return True, "HTTP 200"
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=probe)
+        ours, theirs = socket.socketpair()
+        backend.serve(theirs, "client")
+        await loop.run_in_executor(None, hanging.wait, 10)
+        backend.hinted(hints.Hint("ready", "llama"), "box")
+        accepted, _ = await loop.run_in_executor(None, server.accept)  # the client, passed on
+        passed_on_while_hanging = not release.is_set()
+        release.set()
+        for sock in (accepted, ours):
+            sock.close()
+        backend.close_all()
+        return passed_on_while_hanging
+
+    assert asyncio.run(scenario()), "the client was passed on only after the hanging probe ended"
+    server.close()
+
+
+def test_a_wrong_sleeping_hint_does_not_teach_a_wake(tmp_path) -> None:
+    """A "sleeping" hint (spoofed, or wrong) while the box is awake: the next client sent a
+    packet at once and recorded a wake with ready_after 0, which dragged the learned wake time
+    and Retry-After towards 0."""
+    from sleepyllama import hints, ledger
+    from sleepyllama.proxy.backend import Backend
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(20)
+    proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{server.getsockname()[1]}"\n'
+                         'mac = "ab:cd:ef:01:23:45"\nanswer_while_asleep = []\n').proxy("t")
+    ledger_file = tmp_path / "ledger.jsonl"
+    signal = NoSignal()
+
+    def probe() -> tuple[bool, str]:
+        # an awake box answers in a moment, which is after the packet went out
+        import time
+        time.sleep(0.05)
+        return True, "HTTP 200"
+
+    async def scenario() -> Backend:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, signal, probe=probe, ledger_file=ledger_file)
+        backend.hinted(hints.Hint("sleeping", "box"), "somebody")
+        ours, theirs = socket.socketpair()
+        backend.serve(theirs, "client")
+        accepted, _ = await loop.run_in_executor(None, server.accept)
+        for sock in (accepted, ours):
+            sock.close()
+        backend.close_all()
+        return backend
+
+    backend = asyncio.run(scenario())
+    server.close()
+    assert signal.sent == 1  # believed asleep: the packet went out at once, as it should
+    assert not [entry for entry in ledger.read(ledger_file) if entry.get("event") == "wake"]
+    assert backend.wake.past == []
+
+
+def test_a_wake_that_sent_a_signal_runs_on_after_its_client_left(tmp_path) -> None:
+    """Open WebUI gives up on its first look at the model list after 10 s: the wake stopped,
+    "no client waits any more", with the box half-way up and nothing kept for the next look."""
+    import time
+
+    from sleepyllama import ledger
+    from sleepyllama.proxy.backend import Backend
+
+    proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'answer_while_asleep = []\nwake_timeout = "60s"\n').proxy("t")
+    ledger_file = tmp_path / "ledger.jsonl"
+    signal, up_at = NoSignal(), []
+
+    def probe() -> tuple[bool, str]:
+        if signal.sent and not up_at:
+            up_at.append(time.monotonic() + 1.0)  # the box comes up a second after the packet
+        return (True, "HTTP 200") if up_at and time.monotonic() > up_at[0] else (
+            False, "Connection refused")
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, signal, probe=probe, ledger_file=ledger_file)
+        ours, theirs = socket.socketpair()
+        backend.serve(theirs, "client")
+        deadline = loop.time() + 20
+        while not signal.sent and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        ours.close()  # the frontend gave up
+        while backend.wake_task is not None and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        believed = backend.belief.is_ready(loop.time())
+        backend.close_all()
+        return believed
+
+    assert asyncio.run(scenario()), "the wake stopped before the box was ready"
+    wakes = [entry for entry in ledger.read(ledger_file) if entry.get("event") == "wake"]
+    assert len(wakes) == 1 and "ready_after" in wakes[0], wakes

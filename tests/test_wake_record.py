@@ -15,7 +15,7 @@ def test_a_give_up_is_noted_once_and_shortens_holds_for_a_while() -> None:
         "it did not wake within 3m at the attempt 1m ago either")
     assert record.earlier_attempt(160.0, 90.0, 180.0) == ""  # that client's own attempt
     record.begin()
-    record.ready(20.0)
+    record.ready(20.0, woken=True)
     assert record.hold_limit(130.0, 180.0) == 180.0  # it woke: full holds again
 
 
@@ -23,13 +23,12 @@ def test_what_wakes_took_sets_retry_after() -> None:
     record = WakeRecord.remembering([{"event": "wake", "ready_after": 40.0},
                                      {"event": "resume"}, {"event": "wake", "gave_up_after": 3}])
     assert record.retry_after() == 40
-    record.signals = 3
-    record.ready(11.5)
-    record.ready(12.2)
+    record.ready(11.5, woken=True)
+    record.ready(12.2, woken=True)
     assert record.retry_after() == 13  # the median of 40, 11.5, 12.2, rounded up
     assert WakeRecord().retry_after() == 30
     unsignalled = WakeRecord()
-    unsignalled.ready(0.1)  # confirmed ready with no signal sent: not a wake
+    unsignalled.ready(0.1, woken=False)  # confirmed ready with no signal needed: not a wake
     assert unsignalled.retry_after() == 30
 
 

@@ -18,7 +18,6 @@ refuse it; the clients it hands over carry the bytes it read, sent to the backen
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -33,6 +32,7 @@ from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.connect import Connector
+from sleepyllama.proxy.prober import Answer, Probe, Prober
 from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.reception import Reception, Visitor
@@ -45,12 +45,14 @@ from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte lag is about half this
+# a LAN answers a connect in a millisecond; a box that drops packets (asleep) holds a probe for
+# this long, and the next probes do not wait for it (prober.py)
+WAKE_CONNECT_TIMEOUT = 0.5
 # before answering from the cache: an awake backend on a LAN answers its ready check in
 # milliseconds; once it did not, it is believed asleep for a while (each look would wait again)
 QUICK_PROBE_TIMEOUT = 0.25
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
 
-Probe = Callable[[], tuple[bool, str]]
 
 
 @dataclass(eq=False)
@@ -85,8 +87,10 @@ class Backend:
         self.config, self.loop, self.sender = config, loop, sender
         self.on_change = on_change  # the status line may have changed
         self.on_close = on_close  # one client's connection is over
-        self.probe = probe or (lambda: probes.probe(config))
-        self.quick_probe = probe or (lambda: probes.probe(config, timeout=QUICK_PROBE_TIMEOUT))
+        self.probe = probe or (lambda: probes.probe(config, connect=WAKE_CONNECT_TIMEOUT))
+        self.quick_probe = probe or (lambda: probes.probe(config, QUICK_PROBE_TIMEOUT,
+                                                          QUICK_PROBE_TIMEOUT))
+        self.prober = Prober(loop)
         self.refreshing = False  # a background probe is in flight
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
@@ -173,7 +177,7 @@ class Backend:
     async def _look_once(self) -> tuple[bool, str]:
         """One quick ready check outside a wake; ready, the backend is believed so (with the
         address to connect to, as a wake finds it) and its look-only answers are kept."""
-        ready, why = await self.loop.run_in_executor(None, self.quick_probe)
+        ready, why = await self.prober.once(self.quick_probe)
         if ready and await self._resolve():
             self._believe_ready()
             return True, why
@@ -189,6 +193,8 @@ class Backend:
 
         def done(result: asyncio.Future[tuple[bool, str]]) -> None:
             self.refreshing = False
+            if result.cancelled():
+                return
             ready, why = result.result()
             if ready:
                 self._believe_ready()
@@ -197,7 +203,7 @@ class Backend:
                          self.config.backend, why)
                 self._not_ready()
 
-        self.loop.run_in_executor(None, self.probe).add_done_callback(done)
+        asyncio.ensure_future(self.prober.once(self.probe)).add_done_callback(done)
 
     # -- one client --------------------------------------------------------------------------
 
@@ -354,42 +360,45 @@ class Backend:
 
         The first signal waits SEND_GRACE for the first probe, so that a backend that is merely
         unconfirmed (a stale verdict, a fresh proxy) is not sent packets or logged as woken; one
-        whose connect just failed is known to be down and gets its first signal at once.
+        whose connect just failed is known to be down and gets its first signal at once. A new
+        probe starts every PROBE_INTERVAL, and at once on a "ready" hint, whatever the earlier
+        ones are doing (prober.py). Once a signal went out the wake runs to ready or to
+        wake_timeout even if every client left (a frontend's own timeout on its first look): the
+        box is on its way up, and its answers are kept for the next look.
         """
         started, finished = self.loop.time(), False
         self.wake.begin()
         grace = 0.0 if self.belief.take_known_down() else SEND_GRACE
         self.send_timer = self.loop.call_later(grace, self._send_when_due)
+        due, ready_answer, left_alone = started, None, False
         try:
-            while True:
-                self.probe_now.clear()  # a hint that comes during this probe asks for the next
-                ready, answer = await self.loop.run_in_executor(None, self.probe)
-                self.wake.probed(answer, self.loop.time() - started)
-                if ready and await self._resolve():
-                    break
-                if not self.waiting and not self.waiters:
+            while ready_answer is None:
+                if self.loop.time() >= due or self.probe_now.is_set():
+                    self.prober.start(self.probe, always=self.probe_now.is_set())
+                    self.probe_now.clear()
+                    due = self.loop.time() + PROBE_INTERVAL
+                for answer in await self.prober.answers(due, self.probe_now):
+                    self.wake.probed(answer.why, self.loop.time() - started)
+                    if answer.ready and await self._resolve():
+                        ready_answer = answer
+                        break
+                if ready_answer is not None or self.clients_waiting():
+                    continue
+                elapsed = self.loop.time() - started
+                if not self.wake.signals or elapsed >= self.config.wake_timeout:
                     if self.wake.signals:
                         log.info("stopped waking %s after %.1f s: no client waits any more",
-                                 self.config.backend, self.loop.time() - started)
+                                 self.config.backend, elapsed)
                         if not self.wake.gave_up:
                             self.record("wake", **self.wake.first, signals=self.wake.signals,
-                                        abandoned_after=round(self.loop.time() - started, 1))
+                                        abandoned_after=round(elapsed, 1))
                     return
-                with contextlib.suppress(*ASYNC_TIMEOUT):  # a "ready" hint cuts the wait short
-                    await asyncio.wait_for(self.probe_now.wait(), PROBE_INTERVAL)
-            took = self.loop.time() - started
-            if self.wake.signals:
-                log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
-                         self.config.backend, took, self.wake.signals, self.clients_waiting())
-                self.record("wake", **self.wake.first, signals=self.wake.signals,
-                            ready_after=round(took, 1),
-                            **({"up_after": round(self.wake.up_after, 1)}
-                               if self.wake.up_after is not None else {}))
-            else:
-                log.debug("backend %s confirmed ready (%s)", self.config.backend,
-                          self.wake.last_probe)
-            self.wake.ready(took)
-            self._believe_ready()
+                if not left_alone:
+                    left_alone = True
+                    log.info("no client waits for %s any more, but it was sent a wake signal: "
+                             "waking on until it is ready (or %s), to keep its answers",
+                             self.config.backend, format_duration(self.config.wake_timeout))
+            self._woken(ready_answer, self.loop.time() - started)
             clients = self.waiting.take_all()
             if self.wake.signals and clients:
                 clients[0].on_first_answer = self._first_answer_timer(clients[0].request)
@@ -400,6 +409,7 @@ class Backend:
                     waiter.ready.set_result(True)
             finished = True
         finally:
+            self.prober.forget()
             if self.send_timer is not None:
                 self.send_timer.cancel()
             self.wake_task = None
@@ -409,6 +419,27 @@ class Backend:
                 # 200): it needs a wake of its own, not a 503 with nothing probing for it
                 self.wake_task = self.loop.create_task(self._wake())
             self.on_change()
+
+    def _woken(self, answer: Answer, took: float) -> None:
+        """The backend said ready: log and record the wake, if signals were what woke it."""
+        needless = (self.wake.started is not None and self.wake.signals
+                    and answer.asked_at < self.wake.started)
+        if needless:
+            # asked before any signal went out: it was awake all along (a "sleeping" hint that
+            # was wrong, or spoofed), and a wake of 0 s must not teach what a wake takes
+            log.info("backend %s was awake: it answered a probe sent before the first wake "
+                     "signal (%s); not counted as a wake", self.config.backend, answer.why)
+        elif self.wake.signals:
+            log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
+                     self.config.backend, took, self.wake.signals, self.clients_waiting())
+            self.record("wake", **self.wake.first, signals=self.wake.signals,
+                        ready_after=round(took, 1),
+                        **({"up_after": round(self.wake.up_after, 1)}
+                           if self.wake.up_after is not None else {}))
+        else:
+            log.debug("backend %s confirmed ready (%s)", self.config.backend, answer.why)
+        self.wake.ready(took, woken=bool(self.wake.signals) and not needless)
+        self._believe_ready()
 
     def _first_answer_timer(self, request: str) -> Callable[[], None]:
         """What a woken box's first answer took after ready: the request's own work (a prompt
@@ -426,7 +457,9 @@ class Backend:
     def _send_when_due(self) -> None:
         """Send a wake signal now if the schedule allows; re-armed for as long as clients wait."""
         now = self.loop.time()
-        if self.clients_waiting() and self.schedule.due(now):
+        # once a signal went out, the wake goes on without clients (see _wake)
+        wanted = self.clients_waiting() or self.wake.started is not None
+        if wanted and self.schedule.due(now):
             if self.wake.started is None:
                 first: Client | Waiter = self.waiting.first() if self.waiting else self.waiters[0]
                 self.wake.first_signal(now, first.peer, first.request, first.agent)
@@ -477,6 +510,7 @@ class Backend:
         """A backend retired by a reload, holding nobody any more: the fds it kept for its
         clients (the hang-up watcher) and its wake sender go."""
         self.waiting.hangups.close()
+        self.prober.close()
         self.sender.close()
 
     def close_all(self) -> None:
@@ -489,4 +523,5 @@ class Backend:
         self.connector.close_all()
         if self.wake_task is not None:
             self.wake_task.cancel()
+        self.prober.close()
         self.sender.close()

@@ -27,17 +27,18 @@ def ready_urls(config: ProxyConfig) -> list[str]:
     return [f"http://{config.backend}{path}" for path in kinds.ready_paths(config.kind)]
 
 
-def probe(config: ProxyConfig, timeout: float | None = None) -> tuple[bool, str]:
+def probe(config: ProxyConfig, connect: float = CONNECT_TIMEOUT,
+          answer: float = READ_TIMEOUT) -> tuple[bool, str]:
     """(ready, why): why is "HTTP 200", "HTTP 503" or the connection error, for the journal.
-    A 404 means "not this kind's ready check": the next kind's is asked. timeout: for connect
-    and answer alike (default 1 s to connect, 3 s to answer)."""
+    A 404 means "not this kind's ready check": the next kind's is asked. connect and answer:
+    the seconds a connect and the answer may take."""
     urls = ready_urls(config)
     if not urls:
-        return tcp_probe(config.backend, timeout or CONNECT_TIMEOUT)
+        return tcp_probe(config.backend, connect)
     why = ""
     for url in urls:
         try:
-            with http.get(url, timeout=(timeout or CONNECT_TIMEOUT, timeout or READ_TIMEOUT),
+            with http.get(url, timeout=(connect, answer),
                           allow_redirects=False, stream=True) as response:
                 status = response.status_code
         except requests.RequestException as error:

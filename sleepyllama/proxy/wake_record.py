@@ -49,10 +49,10 @@ class WakeRecord:
         self.started = now
         self.first = {"first": peer, "request": request, **({"agent": agent} if agent else {})}
 
-    def ready(self, seconds: float) -> None:
-        """The backend answered 200 `seconds` after the wake began."""
+    def ready(self, seconds: float, woken: bool) -> None:
+        """The backend answered 200 `seconds` after the wake began (woken: by its signals)."""
         self.last_give_up = None
-        if self.signals:
+        if woken:
             self.past = [*self.past, {"event": "wake", "ready_after": seconds}][-REMEMBERED:]
 
     def give_up(self, now: float) -> bool:
