@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
         family_server = Server6
     server = family_server((args.host, args.port), Handler)
+    # it answers once it listens: a load of 0 s turns ready now, not before the bind
+    state.ready_at = max(state.ready_at, time.monotonic())
 
     def mark_ready() -> None:
         """When /health turns 200: the real one's line (0c1e570 prints it once its model is

@@ -52,6 +52,9 @@ WAKE_CONNECT_TIMEOUT = 0.5
 # milliseconds; once it did not, it is believed asleep for a while (each look would wait again)
 QUICK_PROBE_TIMEOUT = 0.25
 SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
+# a woken box's answers are kept this long after ready: the fetch's requests (and the thread
+# that makes them) would otherwise compete with the held clients' own, to the box and for the GIL
+CACHE_AFTER_WAKE = 1.0
 
 
 
@@ -125,14 +128,14 @@ class Backend:
         # a verdict from a probe outside a wake (a hint, a look) has no address yet: not ready
         return self.belief.is_ready(self.loop.time()) and self.sockaddr is not None
 
-    def _believe_ready(self) -> None:
+    def _believe_ready(self, fill_after: float = 0.0) -> None:
         self.belief.believe_ready(self.loop.time())
         if self.cache.targets and not self.cache.fetching and self.cache.stale(time.time()):
-            self._fill_cache()
+            self.cache.fetching = True
+            self.loop.call_later(fill_after, self._fill_cache)
 
     def _fill_cache(self) -> None:
         """Fetch the answers to keep from the backend, off every client's path."""
-        self.cache.fetching = True
 
         def done(_result: asyncio.Future[None]) -> None:
             self.cache.fetching = False
@@ -439,7 +442,7 @@ class Backend:
         else:
             log.debug("backend %s confirmed ready (%s)", self.config.backend, answer.why)
         self.wake.ready(took, woken=bool(self.wake.signals) and not needless)
-        self._believe_ready()
+        self._believe_ready(fill_after=CACHE_AFTER_WAKE if self.clients_waiting() else 0.0)
 
     def _first_answer_timer(self, request: str) -> Callable[[], None]:
         """What a woken box's first answer took after ready: the request's own work (a prompt
