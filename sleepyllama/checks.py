@@ -15,7 +15,7 @@ import requests
 
 from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
-from sleepyllama.host import nvidia_power, placement, ports, server_user
+from sleepyllama.host import nvidia_power, placement, ports, server_user, sleep_support
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, bounded_output
@@ -66,6 +66,7 @@ def check(config: Config) -> Findings:
     if config.servers:
         check_nvidia_suspend(found)
     if config.servers:
+        check_sleep_action(config.idle.action, found)
         check_wake_on_lan(config, found)
         check_macs(found)
         if config.schedule:
@@ -305,6 +306,24 @@ def check_rtc(found: Findings, alarm: Path = Path("/sys/class/rtc/rtc0/wakealarm
         found.warnings.append(f"this box has no RTC wake alarm ({alarm}: not supported here): "
                               "[schedule] awake keeps it up in its windows but cannot resume it "
                               "from suspend for them")
+
+
+def check_sleep_action(action: str, found: Findings) -> None:
+    """Whether logind would do what the sleep sequence asks of it (host/sleep_support.py)."""
+    try:
+        can = systemd.can_sleep(action)
+    except Exception as error:  # no logind (a container without it): say so, not a traceback
+        can = f"unknown ({error})"
+    texts = []
+    for path in (Path("/proc/swaps"), Path("/proc/cmdline")):
+        try:
+            texts.append(path.read_text())
+        except OSError:
+            texts.append("")
+    support = sleep_support.advice(action, can, *texts)
+    found.errors += support.errors
+    found.warnings += support.warnings
+    found.good += support.good
 
 
 def check_wake_on_lan(config: Config, found: Findings) -> None:

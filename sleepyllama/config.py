@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sleepyllama import kinds
+from sleepyllama import kinds, sleep_actions
 from sleepyllama.compat import tomllib
 from sleepyllama.windows import Window, parse_window
 
@@ -102,6 +102,9 @@ class IdleConfig:
     # "lan": a magic packet wakes the box, so Wake-on-LAN is armed before each suspend and a box
     # whose card cannot be woken stays up; "other": something else wakes it (a plug, IPMI, RTC)
     woken_by: str = "lan"
+    # how the box sleeps (sleep_actions.py): "suspend", "hibernate", "suspend-then-hibernate" or
+    # "poweroff", each through logind
+    action: str = sleep_actions.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class ResumeConfig:
 class EnergyConfig:
     base_watts: float | None = None  # the rest of the machine while awake and idle; None: GPUs only
     asleep_watts: float = 2.0  # the whole machine suspended
+    off_watts: float = 0.5  # the whole machine hibernated or powered off (standby power)
     price_per_kwh: float | None = None
     currency: str = ""
 
@@ -432,6 +436,7 @@ def _idle(path: Path, data: object) -> IdleConfig:
         ports=table.get("ports", ports),
         load=table.get("load", watts),
         woken_by=table.get("woken_by", one_of("lan", "other")),
+        action=table.get("action", one_of(*sleep_actions.ACTIONS)),
     )
     table.finish()
     return config
@@ -473,6 +478,7 @@ def _energy(path: Path, data: object) -> EnergyConfig:
     config = EnergyConfig(
         base_watts=table.get("base_watts", watts),
         asleep_watts=table.get("asleep_watts", watts),
+        off_watts=table.get("off_watts", watts),
         price_per_kwh=table.get("price_per_kwh", watts),
         currency=currency,
     )

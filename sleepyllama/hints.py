@@ -7,6 +7,10 @@ packet, so they carry no secret; they are small, checked for shape, and rate-lim
   sleepyllama-hint 1 ready llama
   sleepyllama-hint 1 ready llama cpu     (ready, but on the CPU: its GPU did not come back)
   sleepyllama-hint 1 sleeping
+  sleepyllama-hint 1 sleeping poweroff   (how it sleeps, [idle] action: what a wake will cost)
+
+A proxy of an older version reads "sleeping poweroff" as "sleeping": the word after an event is
+optional in every version.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ class Hint:
     event: str  # "ready" or "sleeping"
     name: str = ""  # the server that is ready
     on_cpu: bool = False  # ready, but on the CPU: CUDA failed (host/placement.py)
+    action: str = ""  # sleeping: suspend, hibernate, ... (sleep_actions.py); "": not said
 
 
 def encode(hint: Hint) -> bytes:
-    return (f"{MAGIC} {hint.event}{' ' + hint.name if hint.name else ''}"
+    word = hint.action if hint.event == "sleeping" else hint.name
+    return (f"{MAGIC} {hint.event}{' ' + word if word else ''}"
             f"{' cpu' if hint.on_cpu and hint.name else ''}\n").encode()
 
 
@@ -47,7 +53,10 @@ def decode(datagram: bytes) -> Hint | None:
     match = _HINT.fullmatch(datagram.decode("ascii", "replace"))
     if match is None:
         return None
-    return Hint(match.group(1), match.group(2) or "", bool(match.group(3)))
+    event, word = match.group(1), match.group(2) or ""
+    if event == "sleeping":
+        return Hint(event, action=word)
+    return Hint(event, word, bool(match.group(3)))
 
 
 def send(proxies: Sequence[Address], hint: Hint) -> None:
@@ -58,7 +67,7 @@ def send(proxies: Sequence[Address], hint: Hint) -> None:
             for info in socket.getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_DGRAM)[:1]:
                 with socket.socket(info[0], socket.SOCK_DGRAM) as sock:
                     sock.sendto(encode(hint), info[4])
-            log.info("told the proxy at %s: %s", proxy, hint.event)
+            log.info("told the proxy at %s: %s", proxy, encode(hint)[len(MAGIC) + 1:].decode().strip())
         except OSError as error:
             log.warning("cannot tell the proxy at %s that %s: %s", proxy, hint.event, error)
 

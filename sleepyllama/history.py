@@ -34,6 +34,7 @@ class Sleep:
     start: float
     end: float | None  # None: asleep still, as far as the ledger knows
     reason: str
+    kind: str = "suspend"  # systemd-sleep's word, or "poweroff" (sleep_actions.py)
 
 
 @dataclass
@@ -60,7 +61,9 @@ def sleeps(entries: Sequence[dict]) -> list[Sleep]:
         elif event == "suspend" and current is None:
             reason = asked[1] if asked and at - asked[0] <= REASON_WINDOW else (
                 "suspended by something else (a lid, systemctl suspend)")
-            current, asked = (Sleep(at, None, reason), boot), None
+            kind = entry.get("kind")
+            current, asked = (Sleep(at, None, reason, kind if isinstance(kind, str) and kind
+                                    else "suspend"), boot), None
         elif event == "resume" and current is not None:
             current[0].end = at
             found.append(current[0])
@@ -102,7 +105,8 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
             gpu = [said for later in after if (said := gpu_words(later))]
             ready = [f"{later['name']} ready after {later['load_seconds']}s"
                      for later in after if later["event"] == "server-ready"]
-            found.append(Wake(float(entry["at"]), "; ".join(["resumed", *gpu[:2], *ready])))
+            how = "booted" if entry.get("kind") == "poweroff" else "resumed"
+            found.append(Wake(float(entry["at"]), "; ".join([how, *gpu[:2], *ready])))
         elif entry["event"] == "wake":
             outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
                        else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")
@@ -147,6 +151,19 @@ def asleep_seconds(found: Sequence[Sleep], start: float, end: float, now: float)
     return sum(max(0.0, min(sleep.end or now, end) - max(sleep.start, start)) for sleep in found)
 
 
+def kwh_saved(found: Sequence[Sleep], start: float, end: float, now: float, awake_watts: float,
+              energy: EnergyConfig) -> float:
+    """What the sleeps between start and end saved against the box awake and idle: a suspended
+    box still draws asleep_watts, a hibernated or powered-off one off_watts."""
+    return sum(max(0.0, min(sleep.end or now, end) - max(sleep.start, start)) / 3600
+               * max(0.0, awake_watts - asleep_watts(sleep.kind, energy)) / 1000
+               for sleep in found)
+
+
+def asleep_watts(kind: str, energy: EnergyConfig) -> float:
+    return energy.off_watts if kind in ("hibernate", "poweroff") else energy.asleep_watts
+
+
 @dataclass
 class Day:
     date: str  # "Mon 11-23"
@@ -162,7 +179,8 @@ def day_start(moment: float) -> float:
 
 
 def days(found: Sequence[Sleep], woken: Sequence[Wake], count: int, now: float,
-         saved_watts: float | None, known_from: float | None) -> list[Day]:
+         awake_watts: float | None, known_from: float | None,
+         energy: EnergyConfig | None = None) -> list[Day]:
     """Day by day; half-hours before the first record (or in the future) are left blank."""
     result = []
     today = day_start(now)
@@ -185,14 +203,16 @@ def days(found: Sequence[Sleep], woken: Sequence[Wake], count: int, now: float,
         hours = asleep_seconds(found, start, end, now) / 3600
         result.append(Day(time.strftime("%a %m-%d", time.localtime(start)), cells, hours,
                           sum(start <= wake.at < end for wake in woken if wake.woke),
-                          None if saved_watts is None else hours * saved_watts / 1000))
+                          None if awake_watts is None else kwh_saved(
+                              found, start, end, now, awake_watts, energy or EnergyConfig())))
     return result
 
 
 def power(energy: EnergyConfig, idle_watts: dict | None,
           gpu_box: bool = True) -> tuple[float | None, str]:
-    """(watts that sleeping saves, how that figure is made). On the always-on host (no
-    [server.*]) there is nothing to measure: the figure is the GPU box's."""
+    """(watts the box draws awake and idle, how that figure is made): each sleep saves that
+    less what it draws asleep (asleep_watts). On the always-on host (no [server.*]) there is
+    nothing to measure: the figure is the GPU box's."""
     gpus = float(idle_watts["watts"]) if idle_watts else None
     if gpus is None and energy.base_watts is None and not gpu_box:
         return None, "the energy saved is measured on the GPU box: sleepyllama history there"
@@ -207,8 +227,8 @@ def power(energy: EnergyConfig, idle_watts: dict | None,
         parts.append(f"base_watts {energy.base_watts:.0f} W")
     else:
         parts.append("GPUs only: set [energy] base_watts for the rest of the machine")
-    return max(0.0, awake - energy.asleep_watts), (
-        f"awake and idle {awake:.0f} W ({'; '.join(parts)}), asleep {energy.asleep_watts:.0f} W")
+    return awake, (f"awake and idle {awake:.0f} W ({'; '.join(parts)}), suspended "
+                   f"{energy.asleep_watts:g} W, hibernated or off {energy.off_watts:g} W")
 
 
 def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path = PROXY_STATE,
@@ -233,10 +253,10 @@ def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path = PROXY_STA
 def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | None, count: int,
            now: float, gpu_box: bool = True) -> dict:
     found, woken = sleeps(entries), wakes(entries)
-    saved_watts, how = power(energy, idle_watts, gpu_box)
+    awake_watts, how = power(energy, idle_watts, gpu_box)
     known_from = float(entries[0]["at"]) if entries else None
-    shown = days(found, woken, count, now, saved_watts, known_from)
-    kwh = None if saved_watts is None else sum(day.kwh_saved or 0.0 for day in shown)
+    shown = days(found, woken, count, now, awake_watts, known_from, energy)
+    kwh = None if awake_watts is None else sum(day.kwh_saved or 0.0 for day in shown)
     return {"days": [asdict(day) for day in shown],
             "asleep_hours": sum(day.asleep_hours for day in shown),
             "wakes": sum(day.wakes for day in shown), "kwh_saved": kwh,

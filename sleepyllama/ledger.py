@@ -59,7 +59,8 @@ def roll(path: Path) -> None:
 LATEST = 1e11  # seconds: a wall-clock time or a duration past this is nothing real (year 5138)
 SECONDS = ("ready_after", "up_after", "gave_up_after", "abandoned_after", "load_seconds",
            "after_ready")
-TEXTS = ("name", "reason", "kind", "first", "request", "agent", "client", "error", "problem")
+TEXTS = ("name", "reason", "kind", "action", "from", "first", "request", "agent", "client",
+         "error", "problem")
 NEEDED = {"server-ready": ("name", "load_seconds"), "server-degraded": ("name", "problem")}
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pystemd.daemon
 import sdnotify
 
+from sleepyllama import sleep_actions
+
 STORED_PREFIX = "sl-"  # FDNAME= of what a program put in its unit's fd store (FDSTORE=1)
 
 
@@ -159,9 +161,18 @@ def list_sessions() -> list[Session]:
     return sessions
 
 
-def suspend() -> None:
-    """Ask logind to suspend; it returns at once, and the sleep hooks run around the suspend."""
-    _logind().Manager.Suspend(False)
+def sleep(action: str) -> None:
+    """Ask logind to suspend, hibernate, suspend then hibernate, or power off ([idle] action,
+    sleep_actions.py); it returns at once, and systemd-sleep's hooks run around all but a
+    power-off."""
+    getattr(_logind().Manager, sleep_actions.get(action).logind)(False)
+
+
+def can_sleep(action: str) -> str:
+    """logind's answer to Can<Action>: "yes", "no", "challenge" (only with authorization),
+    "na" (this machine cannot: no swap or resume device for hibernation, a container)."""
+    answer = getattr(_logind().Manager, "Can" + sleep_actions.get(action).logind)()
+    return answer.decode() if isinstance(answer, bytes) else str(answer)
 
 
 def reboot() -> None:

@@ -145,3 +145,12 @@ def test_server_kind_and_health_url_come_from_the_command() -> None:
 def test_nan_and_inf_are_refused_everywhere(text: str, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"\] {key}: "):
         parse(text)
+
+
+def test_idle_action_is_one_logind_knows() -> None:
+    assert parse("[idle]\n").idle.action == "suspend"
+    assert parse('[idle]\naction = "poweroff"\n').idle.action == "poweroff"
+    with pytest.raises(ConfigError) as caught:
+        parse('[idle]\naction = "shutdown"\n')
+    assert "[idle] action: expected one of 'suspend', 'hibernate', 'suspend-then-hibernate', " \
+        "'poweroff', not 'shutdown'" in str(caught.value)

@@ -137,3 +137,12 @@ def test_a_ready_hint_can_say_the_server_runs_on_the_cpu() -> None:
     assert encode(on_cpu) == b"sleepyllama-hint 1 ready llama cpu\n"
     assert decode(encode(on_cpu)) == on_cpu
     assert decode(b"sleepyllama-hint 1 ready llama gpu\n") is None
+
+
+def test_a_sleeping_hint_says_how_the_box_sleeps_and_older_ones_still_read() -> None:
+    off = Hint("sleeping", action="poweroff")
+    assert encode(off) == b"sleepyllama-hint 1 sleeping poweroff\n"
+    assert decode(encode(off)) == off
+    assert decode(b"sleepyllama-hint 1 sleeping\n") == Hint("sleeping")  # an older box: not said
+    assert decode(b"sleepyllama-hint 1 sleeping suspend-then-hibernate\n") == Hint(
+        "sleeping", action="suspend-then-hibernate")

@@ -254,3 +254,18 @@ def test_an_old_ledgers_query_string_is_not_shown(tmp_path: Path) -> None:
                     '"ready_after": 9.5}\n')
     said = [wake.what for wake in history.wakes(ledger.read(path))]
     assert said == ["192.168.1.20:5123 POST /v1/chat/completions: ready after 9.5s, 2 wake signals"]
+
+
+def test_a_hibernated_or_powered_off_box_saves_more_than_a_suspended_one() -> None:
+    from sleepyllama.history import Sleep, kwh_saved
+
+    energy = EnergyConfig(asleep_watts=5.0, off_watts=0.5)
+    hour = 3600.0
+    found = [Sleep(0.0, hour, "idle", "suspend"), Sleep(hour, 2 * hour, "idle", "poweroff"),
+             Sleep(2 * hour, 3 * hour, "idle", "hibernate")]
+    assert kwh_saved(found, 0.0, 3 * hour, 3 * hour, 50.0, energy) == pytest.approx(
+        (45.0 + 49.5 + 49.5) / 1000)
+    # the kind comes from the suspend entry's (systemd-sleep's word, or ours for a power-off)
+    entries = [{"event": "suspend", "at": 10.0, "boot": "a", "kind": "hibernate"},
+               {"event": "resume", "at": 20.0, "boot": "a", "kind": "hibernate"}]
+    assert history.sleeps(entries)[0].kind == "hibernate"

@@ -33,8 +33,8 @@ class Recorder:
             self.calls.append("stop")
             return self.left
 
-        def suspend() -> None:
-            self.calls.append("suspend")
+        def sleep(action: str) -> None:
+            self.calls.append(action)  # "suspend", unless [idle] action says otherwise
             if self.suspend_error:
                 raise self.suspend_error
 
@@ -43,7 +43,7 @@ class Recorder:
             return self.cannot_wake
 
         return SystemOps(stop_servers=stop, start_servers=lambda: self.calls.append("start"),
-                         suspend=suspend, arm_wake_on_lan=arm,
+                         sleep=sleep, arm_wake_on_lan=arm,
                          wake_on_lan_problems=lambda _proxies: self.cannot_wake)
 
 
@@ -201,7 +201,7 @@ def test_the_sleep_sequence_tells_the_proxies_right_before_the_suspend() -> None
         recorder = Recorder()
         assert sleep_now(told, [], "idle for 10m", recorder.ops())
         assert recorder.calls == ["arm", "stop", "suspend"]
-        assert decode(proxy.recv(1024)) == Hint("sleeping")
+        assert decode(proxy.recv(1024)) == Hint("sleeping", action="suspend")
         # a sequence that stays awake tells nobody
         assert not sleep_now(told, [], "idle", Recorder(left=["x.service"]).ops())
         proxy.settimeout(0.5)
@@ -236,3 +236,47 @@ def test_a_dry_run_never_promises_a_sleep_that_will_not_come(tmp_path: Path,
     assert "idle for 0s, sleeping in 10m" in caplog.text
     assert "it would stay awake all the same: no magic packet could wake the box" in caplog.text
     assert recorder.calls == []  # asked, never armed: a dry run changes nothing
+
+
+@pytest.mark.parametrize("action", ["hibernate", "suspend-then-hibernate", "poweroff"])
+def test_each_action_is_asked_of_logind_and_told_to_the_proxies(action: str) -> None:
+    import socket
+
+    from sleepyllama.hints import Hint, decode
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.settimeout(10)
+        told = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
+                            f'action = "{action}"\n'
+                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
+        recorder = Recorder()
+        assert sleep_now(told, [], "idle for 10m", recorder.ops())
+        assert recorder.calls == ["arm", "stop", action]
+        assert decode(proxy.recv(1024)) == Hint("sleeping", action=action)
+
+
+def test_a_power_off_is_recorded_and_its_wake_is_the_next_boot(tmp_path: Path, monkeypatch) -> None:
+    from sleepyllama import history, ledger
+    from sleepyllama.host import hook
+
+    path = tmp_path / "idle.json"
+    poweroff = config.parse(QUIET_TEXT + 'action = "poweroff"\n')
+    recorder = Recorder()
+    assert checks_every_30s(poweroff, path, 100.0, 700.0, recorder.ops()) is Action.SLEEP
+    assert recorder.calls == ["arm", "stop", "poweroff"]
+    entries = ledger.read(tmp_path / "ledger.jsonl")
+    assert [(e["event"], e.get("action", e.get("kind"))) for e in entries] == [
+        ("sleep", "poweroff"), ("suspend", "poweroff")]  # no systemd-sleep hook records it
+    # the next boot: its first idle check records the boot as the wake, at the kernel's btime
+    booted = float(ledger.read(tmp_path / "ledger.jsonl")[-1]["at"]) + 60
+    monkeypatch.setattr(hook, "boot_time", lambda: booted)
+    check(poweroff, path, dry_run=False, ops=recorder.ops(), boot_id="boot-2", now=10.0)
+    entries = ledger.read(tmp_path / "ledger.jsonl")
+    assert entries[-1]["event"] == "resume" and entries[-1]["kind"] == "poweroff"
+    assert entries[-1]["at"] == booted
+    assert [sleep.end for sleep in history.sleeps(entries)] == [booted]
+    # once only, and never for a boot that follows a suspend
+    check(poweroff, path, dry_run=False, ops=recorder.ops(), boot_id="boot-3", now=10.0)
+    assert len(ledger.read(tmp_path / "ledger.jsonl")) == 3
+    assert "booted" in history.wakes(ledger.read(tmp_path / "ledger.jsonl"))[-1].what

@@ -119,7 +119,7 @@ class NoSystem:
     def ops(self) -> SystemOps:
         return SystemOps(stop_servers=lambda _timeout: self.calls.append("stop") or [],
                          start_servers=lambda: self.calls.append("start"),
-                         suspend=lambda: self.calls.append("suspend"),
+                         sleep=self.calls.append,  # the action: "suspend"
                          arm_wake_on_lan=lambda _proxies: [])
 
 

@@ -4,14 +4,20 @@
 pre:  stop the servers if they still run (a lid, `systemctl suspend`): CUDA does not survive.
 post: start the idle clock again and queue the start of sleepyllama-servers.target, without
       waiting, so that the resume is not held up by a model loading.
+
+A power-off ([idle] action = "poweroff") runs no hook: its wake is the next boot, which
+after_boot() records for the idle check's first look of that boot; the servers start as at any
+boot.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from pathlib import Path
 
-from sleepyllama import ledger, logs, systemd
+from sleepyllama import ledger, logs, sleep_actions, systemd
 from sleepyllama.host import state
 
 log = logging.getLogger("sleepyllama-sleep-hook")
@@ -39,6 +45,33 @@ def post(kind: str | None) -> int:
     systemd.start_servers()
     log.info("post: idle clock reset; starting %s", systemd.SERVERS_TARGET)
     return 0
+
+
+def after_boot(ledger_file: Path, boot_id: str) -> bool:
+    """Record the boot as the wake when the box's last sleep was a power-off of an earlier boot
+    (host/suspend.record_power_off): at the moment the kernel booted. True when recorded."""
+    last = next((entry for entry in reversed(ledger.read(ledger_file))
+                 if entry["event"] in ("suspend", "resume")), None)
+    if (last is None or last["event"] != "suspend" or last.get("boot") == boot_id
+            or sleep_actions.get(str(last.get("kind", ""))).resumes):
+        return False
+    booted = boot_time()
+    ledger.append(ledger_file, "resume", kind=str(last["kind"]),
+                  **({"at": booted} if booted is not None else {}))
+    log.info("the box was powered off, and booted at %s: recorded as its wake",
+             time.strftime("%H:%M:%S", time.localtime(booted or time.time())))
+    return True
+
+
+def boot_time(stat: Path = Path("/proc/stat")) -> float | None:
+    """When the kernel booted (btime); None where /proc/stat does not say."""
+    try:
+        for line in stat.read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,13 +18,13 @@ from sleepyllama import config as configuration
 from sleepyllama import files, ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
-from sleepyllama.host import state
+from sleepyllama.host import hook, state
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import Action, Verdict, decide
 from sleepyllama.host.signals import Signal, configured_signals
 from sleepyllama.host.signals.gpu import GpuSignal
 from sleepyllama.host.signals.servers import ServersSignal
-from sleepyllama.host.suspend import SystemOps, sleep_now
+from sleepyllama.host.suspend import SystemOps, record_power_off, sleep_now
 
 log = logging.getLogger("sleepyllama-idle")
 
@@ -58,9 +58,11 @@ def idle_watts(before: object, signals: list[Signal], idle: bool) -> dict | None
 def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | None = None,
           boot_id: str | None = None, now: float | None = None) -> Action:
     previous, record = state.load(state_file)
+    boot = boot_id or systemd.boot_id()
+    if (previous is None or previous.boot_id != boot) and not dry_run:
+        hook.after_boot(state.ledger_path(state_file), boot)  # a power-off's wake
     signals = signals_for(config, record)
     readings = [signal.read() for signal in signals]
-    boot = boot_id or systemd.boot_id()
     verdict = decide(readings, previous, time.monotonic() if now is None else now, boot,
                      config.idle.timeout)
     watts = idle_watts(record.get("idle_watts"), signals, verdict.idle_for > 0)
@@ -76,15 +78,17 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     if verdict.action is Action.STAY_AWAKE:
         log.info("stay awake: %s", verdict.reason)
         return verdict.action
-    ask_logind = ops.suspend
+    ask_logind = ops.sleep
 
-    def suspend_and_say_why() -> None:
-        # before asking: logind returns at once, and the hook records the suspend itself
-        ledger.append(state.ledger_path(state_file), "sleep", reason=verdict.reason)
-        ask_logind()
+    def sleep_and_say_why(action: str) -> None:
+        # before asking: logind returns at once, and the hook records a suspend itself
+        ledger.append(state.ledger_path(state_file), "sleep", reason=verdict.reason,
+                      action=action)
+        ask_logind(action)
+        record_power_off(state.ledger_path(state_file), action)
 
     outcome = sleep_now(config, signals, verdict.reason,
-                        dataclasses.replace(ops, suspend=suspend_and_say_why))
+                        dataclasses.replace(ops, sleep=sleep_and_say_why))
     # the clock starts again either way: at resume (not trusting the hook's post alone, or a
     # failed post would send the box straight back to sleep), or now after a failed attempt
     # (or the next tick, 30 s on, would stop and start the servers again, forever: a box that

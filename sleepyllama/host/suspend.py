@@ -1,15 +1,16 @@
 """The sleep sequence: one last look at every signal, servers included, immediately before
 stopping the servers (CUDA does not survive a suspend); then stop them and ask logind to
-suspend. A stopped server reads idle, so nothing is looked at after the stop. Any failure on the
-way starts the servers again and keeps the box up."""
+suspend, hibernate or power off ([idle] action). A stopped server reads idle, so nothing is
+looked at after the stop. Any failure on the way starts the servers again and keeps the box up."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from sleepyllama import hints, systemd
+from sleepyllama import hints, ledger, sleep_actions, systemd
 from sleepyllama.config import Address, Config
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, Reading, Signal
@@ -25,7 +26,7 @@ class SystemOps:
 
     stop_servers: Callable[[float], list[str]] = systemd.stop_servers
     start_servers: Callable[[], None] = systemd.start_servers
-    suspend: Callable[[], None] = systemd.suspend
+    sleep: Callable[[str], None] = systemd.sleep  # the [idle] action, through logind
     # Wake-on-LAN armed on the cards on the way to the proxies; what keeps the box from waking
     arm_wake_on_lan: Callable[[Sequence[Address]], list[str]] = wake_on_lan.arm
     # the same question, changing nothing (a dry run)
@@ -76,17 +77,26 @@ def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
         _restart(ops)
         return Outcome(False, f"{', '.join(left)} did not stop")
     log.info("servers stopped")
-    # the proxies mark the box asleep now: their next client wakes it without first waiting for
-    # a connect to fail
-    hints.send(config.notify.proxies, hints.Hint("sleeping"))
+    action = config.idle.action
+    # the proxies mark the box asleep now, and learn what a wake from it costs: their next
+    # client wakes it without first waiting for a connect to fail
+    hints.send(config.notify.proxies, hints.Hint("sleeping", action=action))
     try:
-        ops.suspend()
+        ops.sleep(action)
     except Exception as error:
-        log.error("logind refused to suspend: %s", error)
+        log.error("logind refused to %s: %s", action, error)
         _restart(ops)
-        return Outcome(False, f"logind refused to suspend: {error}")
-    log.info("suspend requested from logind")
+        return Outcome(False, f"logind refused to {action}: {error}")
+    log.info("%s requested from logind", action)
     return Outcome(True)
+
+
+def record_power_off(ledger_file: Path, action: str) -> None:
+    """A power-off runs no systemd-sleep hook: its "suspend" is recorded here, once logind took
+    the job (it returns at once; the shutdown takes seconds), and its wake at the next boot
+    (hook.boot)."""
+    if not sleep_actions.get(action).resumes:
+        ledger.append(ledger_file, "suspend", kind=action)
 
 
 def _restart(ops: SystemOps) -> None:
