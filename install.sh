@@ -10,8 +10,9 @@ usage:
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
                            [--wake-progress]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--proxy HOST:PORT]
-                           -- COMMAND [ARGS...]
-  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] --command-file FILE
+                           [--action ACTION] -- COMMAND [ARGS...]
+  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--action ACTION]
+                           --command-file FILE
   sudo ./install.sh --uninstall [--name NAME] [--purge]
 
 proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --listen that
@@ -32,6 +33,9 @@ server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NA
         A llama-server command gets --metrics if it lacks it: requests are counted from /metrics.
         --gpu: what tells that the GPUs are busy: pstate or utilization (nvidia-smi), amdgpu
         (sysfs), off (the servers and sleep inhibitors decide). Default: what this box has.
+        --action: how the box sleeps: suspend (default), hibernate, suspend-then-hibernate, or
+        poweroff (a magic packet boots it: the firmware's Wake-on-LAN from off must be on).
+        A choice already in the config is kept unless --action.
 --uninstall  removes every unit, the hook and /opt/sleepyllama; keeps the config and the idle
         state in /var/lib/sleepyllama unless --purge. With --name NAME: only that proxy or
         server, its units and its table; the rest stays.
@@ -53,7 +57,7 @@ SYSUSERS=/etc/sysusers.d/sleepyllama.conf
 CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
-role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu=""
+role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu="" action=""
 kind="" api_key_file="" wake_progress=0
 notify=()
 uninstall=0 purge=0 name_given=0
@@ -73,6 +77,7 @@ while [ $# -gt 0 ]; do
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
         --gpu) gpu=${2:?--gpu needs pstate, utilization, amdgpu or off}; shift ;;
+        --action) action=${2:?--action needs suspend, hibernate, suspend-then-hibernate or poweroff}; shift ;;
         --uninstall) uninstall=1 ;;
         --purge) purge=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -123,6 +128,7 @@ elif [ "$role" = server ]; then
     [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
     [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"
     [[ $gpu =~ ^(|pstate|utilization|amdgpu|off)$ ]] || fail "--gpu '$gpu': pstate, utilization, amdgpu or off"
+    [[ $action =~ ^(|suspend|hibernate|suspend-then-hibernate|poweroff)$ ]] || fail "--action '$action': suspend, hibernate, suspend-then-hibernate or poweroff"
     for proxy in "${notify[@]}"; do address_ok "$proxy" || fail "--proxy '$proxy' is not HOST:PORT"; done
 else
     usage >&2; exit 64
@@ -347,7 +353,7 @@ else
         gpu_option=(--gpu-if-unset "$gpu")
     fi
     result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" server "$name" \
-             ${idle_timeout:+--idle-timeout "$idle_timeout"} "${gpu_option[@]}" \
+             ${idle_timeout:+--idle-timeout "$idle_timeout"} ${action:+--action "$action"} "${gpu_option[@]}" \
              $(for proxy in "${notify[@]}"; do printf -- '--notify-proxy %s ' "$proxy"; done) \
              -- "${command[@]}")
     echo "  GPU signal: [idle] gpu = \"$("$PREFIX/bin/python" -c 'import pathlib, sys; from sleepyllama import config; print(config.load(pathlib.Path(sys.argv[1])).idle.gpu)' "$CONFIG")\"${why:+ ($why)}"

@@ -36,6 +36,9 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+DEFAULT_WAKE_TIMEOUT = 180.0  # seconds a client is held: a box that resumes (see sleep_actions)
+
+
 @dataclass(frozen=True)
 class ProxyConfig:
     name: str
@@ -47,7 +50,7 @@ class ProxyConfig:
     wol_port: int = 9
     wol_source: str | None = None
     wol_interval: float = 3.0
-    wake_timeout: float = 180.0
+    wake_timeout: float = DEFAULT_WAKE_TIMEOUT
     wake_command: tuple[str, ...] | None = None
     max_connections: int = 512
     exit_idle: float | None = None

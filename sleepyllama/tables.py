@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import files
+from sleepyllama import files, sleep_actions
 from sleepyllama.config import ConfigError
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notify-proxy", action="append", default=[],
                         help="set [notify] proxies: HOST:PORT of a proxy to tell (repeatable)")
     parser.add_argument("--gpu", help="set [idle] gpu")
+    parser.add_argument("--action", choices=list(sleep_actions.ACTIONS),
+                        help="set [idle] action: how the box sleeps")
     parser.add_argument("--remove", action="store_true", help="remove the table instead")
     parser.add_argument("--gpu-if-unset", help="set [idle] gpu unless the file already sets it")
     argv = sys.argv[1:] if argv is None else argv
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     new = set_table(old, f"{args.kind}.{args.name}", body)
     if args.idle_timeout:
         new = set_key(new, "idle", "timeout", toml_string(args.idle_timeout))
+    if args.action:
+        new = set_key(new, "idle", "action", toml_string(args.action))
     if args.notify_proxy:
         new = set_key(new, "notify", "proxies",
                       "[" + ", ".join(toml_string(p) for p in args.notify_proxy) + "]")

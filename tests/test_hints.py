@@ -146,3 +146,40 @@ def test_a_sleeping_hint_says_how_the_box_sleeps_and_older_ones_still_read() -> 
     assert decode(b"sleepyllama-hint 1 sleeping\n") == Hint("sleeping")  # an older box: not said
     assert decode(b"sleepyllama-hint 1 sleeping suspend-then-hibernate\n") == Hint(
         "sleeping", action="suspend-then-hibernate")
+
+
+def test_a_box_that_powers_off_is_waited_for_as_one_that_boots(tmp_path, cleanup) -> None:
+    """The "sleeping" hint says how the box sleeps; a proxy started afresh (exit_idle, a
+    restart) still knows it, says "booting" in the wake's progress and learns the wake apart."""
+    from openai import OpenAI
+
+    from sleepyllama import ledger
+
+    backend = SleepingBackend(tmp_path, load_seconds=1.0, tokens=2)
+    cleanup.append(backend)
+    state = tmp_path / "state"
+    state.mkdir()
+    table = proxy_table(backend, wol_interval="0.5s", wake_progress=True)
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir(), second_dir.mkdir()
+    first = ProxyRun(first_dir, table, activate=False, state_directory=state)
+    cleanup.append(first)
+    get = b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    assert http_request(first.address, get).startswith(b"HTTP/1.1 200")
+    backend.kill_server()
+    udp_to(first.address, encode(Hint("sleeping", action="poweroff")))
+    wait_for(lambda: "going to sleep (poweroff)" in first.log(), what="the hint taken")
+    first.stop()
+
+    again = ProxyRun(second_dir, table, state_directory=state)
+    cleanup.append(again)
+    host, port = again.address
+    stream = OpenAI(base_url=f"http://{host}:{port}/v1", api_key="none", max_retries=0,
+                    timeout=60).chat.completions.create(
+        model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
+    said = "".join((chunk.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+                   for chunk in stream)
+    assert "waking the GPU box 127.0.0.1 (booting: about 2m)" in said, said
+    wakes = [entry for entry in ledger.read(state / "llama.ledger.jsonl")
+             if entry["event"] == "wake" and "ready_after" in entry]
+    assert wakes[-1]["from"] == "poweroff", wakes

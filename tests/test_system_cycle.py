@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -379,3 +380,36 @@ def test_a_person_typing_keeps_the_box_up_and_one_gone_idle_does_not(host: Conta
     host.run(["touch", "-a", "-d", "-2 hours", ann])
     wait_in(host, lambda: "Entering sleep state 'suspend'" in host.journal(), "the suspend", 90)
     assert "no input from 2 users logged in" in host.journal("-u", "sleepyllama-idle")
+
+
+def test_a_box_set_to_power_off_really_powers_off_and_records_it(tmp_path: Path,
+                                                                 install_tree: Path) -> None:
+    """[idle] action = "poweroff": logind's PowerOff, for real. The container's systemd shuts
+    it down (systemd-nspawn exits 0, as a machine switched off). Its state directory is bound
+    from outside, so what it recorded outlives it; the wake at the next boot is the idle check's
+    (tests/test_idle_check.py), since a container shares the kernel's boot id and boot time."""
+    from sleepyllama import ledger
+
+    state = tmp_path / "state"
+    state.mkdir()
+    box = Container(tmp_path, f"sl-off-{tmp_path.name[-12:]}".replace("_", "-"), install_tree,
+                    binds=(f"--bind={state}:/var/lib/sleepyllama",))
+    try:
+        install(box, tmp_path)
+        box.run(["sh", "-c", "echo 'action = \"poweroff\"' >> /etc/sleepyllama/sleepyllama.toml"])
+        box.run(["systemctl", "start", "sleepyllama-servers.target"], timeout=60)
+        box.run(["systemctl", "start", "sleepyllama-idle.timer"])
+        try:
+            status = box.process.wait(120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the box did not power off within 120 s\n--- journal ---\n"
+                                 f"{box.journal()[-6000:]}") from None
+    finally:
+        box.stop()
+    assert status == 0, f"systemd-nspawn exited {status} (133 is a reboot)\n{box.boot_log()}"
+    entries = ledger.read(state / "ledger.jsonl")
+    said = [(entry["event"], entry.get("action") or entry.get("kind")) for entry in entries
+            if entry["event"] in ("sleep", "suspend", "resume")]
+    assert said == [("sleep", "poweroff"), ("suspend", "poweroff")], entries
+    assert entries[0]["reason"].startswith("idle for")
+    assert box.power_state.read_text().strip() == "freeze mem disk"  # no suspend was asked

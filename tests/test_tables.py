@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from sleepyllama import config
 from sleepyllama.tables import main, remove_table, set_key, set_table
 
@@ -82,3 +84,14 @@ def test_a_proxy_table_with_kind_and_api_key_file(tmp_path: Path) -> None:
     assert main([str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac",
                  "ab:cd:ef:01:23:45", "--kind", "auto"]) == 0
     assert "kind" not in path.read_text()
+
+
+def test_the_action_is_written_and_kept_when_not_given(tmp_path: Path) -> None:
+    path = tmp_path / "sleepyllama.toml"
+    command = ["/usr/bin/llama-server", "--port", "8080"]
+    assert main([str(path), "server", "llama", "--action", "poweroff", "--", *command]) == 0
+    assert config.load(path).idle.action == "poweroff"
+    assert main([str(path), "server", "llama", "--", *command]) == 0  # a re-run without it
+    assert config.load(path).idle.action == "poweroff"
+    with pytest.raises(SystemExit):
+        main([str(path), "server", "llama", "--action", "shutdown", "--", *command])

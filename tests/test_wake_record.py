@@ -52,3 +52,22 @@ def test_the_box_is_up_when_it_first_answers_anything() -> None:
     record.probed("Connection refused", 6.2)  # its kernel answers: up, the server not yet
     record.probed("HTTP 503", 7.0)
     assert record.up_after == 6.2 and record.last_probe == "HTTP 503"
+
+
+def test_a_box_that_powers_off_is_given_a_cold_boots_time_and_learned_apart() -> None:
+    from sleepyllama.config import DEFAULT_WAKE_TIMEOUT
+
+    resumes = [{"event": "wake", "ready_after": 8.0}, {"event": "wake", "ready_after": 9.0}]
+    record = WakeRecord.remembering([*resumes, {"event": "box-sleeping", "action": "poweroff"}])
+    assert record.asleep_as == "poweroff"
+    # nothing learned of a cold boot yet: the resumes from suspend say nothing of one
+    assert record.typical() is None and record.retry_after() == 120
+    assert record.expectation() == "booting: about 2m"
+    assert record.hold_limit(0.0, DEFAULT_WAKE_TIMEOUT) == 300.0  # a cold boot fits
+    assert record.hold_limit(0.0, 60.0) == 60.0  # a wake_timeout of the user's own stands
+    record.ready(95.0, woken=True)
+    assert record.past[-1]["from"] == "poweroff" and record.retry_after() == 95
+    assert record.expectation() == "booting: usually 1m35s here"
+    record.asleep_as = "suspend"  # it suspends again: its own wakes count
+    assert record.retry_after() == 9 and record.hold_limit(0.0, DEFAULT_WAKE_TIMEOUT) == 180.0
+    assert WakeRecord().expectation() == ""  # a suspend before any wake: nothing to say

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepyllama import hints, ledger
+from sleepyllama import hints, ledger, sleep_actions
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy import policy
@@ -112,7 +112,8 @@ class Backend:
         self.on_cpu = ""  # the server that said, in its "ready" hint, that it runs on the CPU
         self.progress = Progress(loop, config, Waker(
             ready=self.wait_ready, phase=self.wake.phase, packets=lambda: self.wake.signals,
-            address=lambda: (self.family, self.sockaddr), on_cpu=lambda: self.on_cpu),
+            address=lambda: (self.family, self.sockaddr), on_cpu=lambda: self.on_cpu,
+            expectation=self.wake.expectation, wake_timeout=self.wake_timeout),
             closed=on_close)
         self.reception = Reception(loop, config, self.cache, hold=self._hold_visitor,
                                    linger=lambda sock: linger(loop, sock, on_close),
@@ -260,6 +261,10 @@ class Backend:
     def hold_limit(self) -> float:
         return self.wake.hold_limit(self.loop.time(), self.config.wake_timeout)
 
+    def wake_timeout(self) -> float:
+        """wake_timeout, or where it is the default and the box powers off, a cold boot's."""
+        return self.wake.wake_timeout(self.config.wake_timeout)
+
     def busy(self) -> bool:
         """Whether it still holds, answers or splices anyone (a retired one is let finish)."""
         return bool(self.clients_waiting() or self.connector.splices or self.reception.reading
@@ -281,7 +286,11 @@ class Backend:
             elif not self.ready:
                 self.loop.create_task(self.fill_cache_if_awake(ready_hint=True))
         else:
-            log.info("hint from %s: the box is going to sleep", sender)
+            action = hint.action or sleep_actions.DEFAULT  # a box that does not say suspends
+            log.info("hint from %s: the box is going to sleep (%s)", sender, action)
+            if action != self.wake.asleep_as:  # kept: a wake after a restart of ours knows it
+                self.wake.asleep_as = action
+                self.record("box-sleeping", action=action)
             # the next client's wake sends its first packet at once
             self.belief.believe_asleep(self.loop.time(), down=True)
             self.on_change()
@@ -328,7 +337,7 @@ class Backend:
         # read before this give-up is noted: an attempt that failed before this client came
         hint = "; ".join(part for part in (
             probes.hint(self.wake.last_probe, self.config.backend),
-            self.wake.earlier_attempt(now, client.arrived, self.config.wake_timeout)) if part)
+            self.wake.earlier_attempt(now, client.arrived, self.wake_timeout())) if part)
         self._note_give_up(waited)
         try:
             answered = reply_if_http(client, backend_unavailable(
@@ -388,7 +397,7 @@ class Backend:
                 if ready_answer is not None or self.clients_waiting():
                     continue
                 elapsed = self.loop.time() - started
-                if not self.wake.signals or elapsed >= self.config.wake_timeout:
+                if not self.wake.signals or elapsed >= self.wake_timeout():
                     if self.wake.signals:
                         log.info("stopped waking %s after %.1f s: no client waits any more",
                                  self.config.backend, elapsed)
@@ -400,7 +409,7 @@ class Backend:
                     left_alone = True
                     log.info("no client waits for %s any more, but it was sent a wake signal: "
                              "waking on until it is ready (or %s), to keep its answers",
-                             self.config.backend, format_duration(self.config.wake_timeout))
+                             self.config.backend, format_duration(self.wake_timeout()))
             self._woken(ready_answer, self.loop.time() - started)
             clients = self.waiting.take_all()
             if self.wake.signals and clients:
@@ -435,8 +444,8 @@ class Backend:
         elif self.wake.signals:
             log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
                      self.config.backend, took, self.wake.signals, self.clients_waiting())
-            self.record("wake", **self.wake.first, signals=self.wake.signals,
-                        ready_after=round(took, 1),
+            self.record("wake", **self.wake.first, **self.wake.origin(),
+                        signals=self.wake.signals, ready_after=round(took, 1),
                         **({"up_after": round(self.wake.up_after, 1)}
                            if self.wake.up_after is not None else {}))
         else:

@@ -227,7 +227,7 @@ class Proxy:
         if backend.ready:
             return f"backend awake · {count(self.connections, 'connections')}{cached}"
         if backend.wake.gave_up:
-            return f"backend did not wake within {format_duration(self.config.wake_timeout)}"
+            return f"backend did not wake within {format_duration(backend.wake_timeout())}"
         if backend.belief.last_ready is not None:  # trusted no longer, but known to have answered
             ago = format_duration(round(self.loop.time() - backend.belief.last_ready))
             return f"backend answered {ago} ago · {count(self.connections, 'connections')}{cached}"

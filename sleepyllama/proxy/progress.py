@@ -158,6 +158,9 @@ class Waker:
     packets: Callable[[], int]
     address: Callable[[], tuple[int, tuple]]  # (family, sockaddr) once ready
     on_cpu: Callable[[], str] = lambda: ""  # the server that said it came up on the CPU
+    # what the box does while it wakes and what that takes here ("booting: about 2m")
+    expectation: Callable[[], str] = lambda: ""
+    wake_timeout: Callable[[], float] | None = None  # None: the configured one
 
 
 class ClientGone(Exception):
@@ -182,6 +185,9 @@ class Progress:
         for task in list(self.tasks):
             task.cancel()
 
+    def wake_timeout(self) -> float:
+        return self.waker.wake_timeout() if self.waker.wake_timeout else self.config.wake_timeout
+
     async def _serve(self, sock: socket.socket, peer: str, request: h11.Request, body: bytes,
                      chat: tuple[Dialect, str], agent: str) -> None:
         dialect, model = chat
@@ -196,14 +202,14 @@ class Progress:
             await self._send(sock, dialect.head)
             # the wait is bounded (wake_timeout); the answer is not: a long generation streams
             # for as long as it takes, and a vanished backend is noticed by its socket
-            async with timeout(self.config.wake_timeout + 60):
+            async with timeout(self.wake_timeout() + 60):
                 ready = await self._wait(sock, peer, f"POST {target}", agent, say, started)
             if not ready:
                 waited = self.loop.time() - started
                 log.info("ending the stream of %s with an error: its backend did not wake", peer)
                 await self._send(sock, dialect.error(
                     f"sleepyllama: the backend {self.config.backend} did not wake up within "
-                    f"{format_duration(self.config.wake_timeout)} (waited {waited:.0f} s)",
+                    f"{format_duration(self.wake_timeout())} (waited {waited:.0f} s)",
                     "backend_unavailable", 503))
                 return
             waiting = False
@@ -234,8 +240,10 @@ class Progress:
             await asyncio.wait([wake], timeout=QUIET)
             if wake.done():
                 return wake.result()
+            expectation = self.waker.expectation()
             await self._send(sock, say(
-                f"sleepyllama: waking the GPU box {self.config.backend.host}…\n"))
+                f"sleepyllama: waking the GPU box {self.config.backend.host}"
+                f"{f' ({expectation})' if expectation else ''}…\n"))
             while not wake.done():
                 await asyncio.wait([wake], timeout=TICK)
                 if wake.done():

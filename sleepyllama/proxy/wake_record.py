@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sleepyllama import history
-from sleepyllama.config import format_duration
+from sleepyllama import history, sleep_actions
+from sleepyllama.config import DEFAULT_WAKE_TIMEOUT, format_duration
 from sleepyllama.proxy.reply import RETRY_AFTER
 
 # after a wake gave up, a client arriving within RECENT_GIVE_UP is held only as long as a fresh
@@ -34,6 +34,8 @@ class WakeRecord:
     gave_up: bool = False  # a client of the current (or last) wake was given up on
     last_give_up: float | None = None  # when the last wake gave up
     past: list[dict] = field(default_factory=list)  # the last wakes, as the ledger has them
+    # how the box said it sleeps (its "sleeping" hint: sleep_actions.py); "": it never said
+    asleep_as: str = ""
 
     def begin(self) -> None:
         self.signals, self.gave_up, self.last_probe, self.up_after = 0, False, "", None
@@ -53,7 +55,40 @@ class WakeRecord:
         """The backend answered 200 `seconds` after the wake began (woken: by its signals)."""
         self.last_give_up = None
         if woken:
-            self.past = [*self.past, {"event": "wake", "ready_after": seconds}][-REMEMBERED:]
+            self.past = [*self.past, {"event": "wake", "ready_after": seconds,
+                                      **self.origin()}][-REMEMBERED:]
+
+    def action(self) -> sleep_actions.SleepAction:
+        return sleep_actions.get(self.asleep_as)
+
+    def origin(self) -> dict[str, str]:
+        """For a wake's ledger entry: what it woke the box from, where the box said."""
+        return {"from": self.asleep_as} if self.asleep_as else {}
+
+    def wake_timeout(self, configured: float) -> float:
+        """The configured wake_timeout; where it is the default and the box powers off, one a
+        cold boot fits in."""
+        if configured == DEFAULT_WAKE_TIMEOUT and not self.action().resumes:
+            return max(configured, sleep_actions.COLD_BOOT_WAKE_TIMEOUT)
+        return configured
+
+    def typical(self) -> tuple[float, int] | None:
+        """(median seconds, wakes) of the past wakes from the way the box sleeps now: a cold
+        boot teaches nothing about a resume from suspend. Wakes from before the box said count
+        as from suspend, the only way it slept then."""
+        action = self.action().name
+        return history.typical_wake([entry for entry in self.past
+                                     if entry.get("from", sleep_actions.DEFAULT) == action])
+
+    def expectation(self) -> str:
+        """What the box does while it wakes, and what that usually takes here, for a person
+        (the progress in a stream); "" for a suspend before any was measured."""
+        action, typical = self.action(), self.typical()
+        if typical is not None:
+            return f"{action.waking}: usually {format_duration(round(typical[0]))} here"
+        if action.name == sleep_actions.DEFAULT:
+            return ""
+        return f"{action.waking}: about {format_duration(round(action.typical_wake))}"
 
     def give_up(self, now: float) -> bool:
         """A client waited too long; True the first time in this wake (log and record it)."""
@@ -69,6 +104,7 @@ class WakeRecord:
     def hold_limit(self, now: float, wake_timeout: float) -> float:
         """How long a new client is held: wake_timeout, or after a recent give-up only as long
         as a fresh attempt needs to show that the box is still down."""
+        wake_timeout = self.wake_timeout(wake_timeout)
         if self.last_give_up is not None and now - self.last_give_up < RECENT_GIVE_UP:
             return min(wake_timeout, max(RECHECK_MIN, wake_timeout * RECHECK_FRACTION))
         return wake_timeout
@@ -82,12 +118,18 @@ class WakeRecord:
                 f"{format_duration(round(now - before))} ago either")
 
     def retry_after(self) -> int:
-        """What a 503's Retry-After says: as long as a wake takes here (the median of the last
-        ones), RETRY_AFTER before any was seen."""
-        typical = history.typical_wake(self.past)
-        return RETRY_AFTER if typical is None else max(5, min(300, math.ceil(typical[0])))
+        """What a 503's Retry-After says: as long as a wake from the way the box sleeps takes
+        here (the median of the last ones); before any was seen, RETRY_AFTER for a resume, the
+        action's usual time for a cold boot."""
+        typical = self.typical()
+        if typical is None:
+            action = self.action()
+            return RETRY_AFTER if action.resumes else math.ceil(action.typical_wake)
+        return max(5, min(300, math.ceil(typical[0])))
 
     @classmethod
     def remembering(cls, entries: Sequence[dict]) -> WakeRecord:
-        """A record that knows the past wakes of a ledger."""
-        return cls(past=[entry for entry in entries if entry.get("event") == "wake"][-REMEMBERED:])
+        """A record that knows the past wakes of a ledger, and how the box last said it sleeps."""
+        said = [entry for entry in entries if entry.get("event") == "box-sleeping"]
+        return cls(past=[entry for entry in entries if entry.get("event") == "wake"][-REMEMBERED:],
+                   asleep_as=str(said[-1].get("action", "")) if said else "")
