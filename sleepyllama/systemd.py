@@ -97,6 +97,10 @@ class Notifier:
 
 SERVERS_TARGET = "sleepyllama-servers.target"
 SERVER_UNITS = "sleepyllama-server@*.service"
+
+
+def server_unit(name: str) -> str:
+    return f"sleepyllama-server@{name}.service"
 _GONE = ("inactive", "failed")
 
 
@@ -226,6 +230,7 @@ class UnitState:
     result: str  # Result of a service: success, exit-code, start-limit-hit, ...
     status: str  # STATUS=; kept for a failed unit (its error), dropped for a stopped one
     restarts: int  # NRestarts of a service
+    started: float | None = None  # when it last became active (CLOCK_REALTIME), if it did
 
 
 def unit_details(name: str) -> UnitState:
@@ -238,8 +243,10 @@ def unit_details(name: str) -> UnitState:
         result = unit.Service.Result.decode() if service else ""
         status = unit.Service.StatusText.decode() if service else ""
         restarts = int(unit.Service.NRestarts) if service else 0
+        entered = int(unit.Unit.ActiveEnterTimestamp)  # µs; 0 if it never became active
     return UnitState(name, "not-found" if load == "not-found" else active, sub, result,
-                     "" if active == "inactive" else status, restarts)
+                     "" if active == "inactive" else status, restarts,
+                     entered / 1e6 if entered else None)
 
 
 def reset_failed(name: str) -> None:

@@ -237,3 +237,20 @@ def test_nvidia_smi_output_is_bounded_in_size_and_time(tmp_path: Path) -> None:
     assert bounded_output(["/bin/echo", "0, P8, 0"], 5.0, 100) == (0, "0, P8, 0\n")
     reading = GpuSignal("pstate", nvidia_smi=str(chatty)).read()
     assert reading.activity is Activity.UNKNOWN and "more than" in reading.reason
+
+
+def test_a_server_started_since_the_last_check_counts_as_used() -> None:
+    """install.sh restarted the server and the box slept 26 s later: the restart's fresh
+    counter of 0 read as idle, so the idle clock ran on from before the restart."""
+    server = ServerConfig("whisper", ("whisper-server",), "http://127.0.0.1:1/health")
+    last_check = 1_000_000.0
+    restarted = ServersSignal([server], {}, clock=lambda: last_check + 30, last_check=last_check,
+                              started=lambda name: last_check + 10)
+    reading = restarted.read()
+    assert reading.activity is Activity.BUSY
+    assert reading.reason == "whisper: started 20s ago (a start or restart counts as use)"
+    earlier = ServersSignal([server], {}, clock=lambda: last_check + 30, last_check=last_check,
+                            started=lambda name: last_check - 600)
+    assert earlier.read().activity is Activity.IDLE  # started before the last check: nothing new
+    unknown = ServersSignal([server], {}, last_check=last_check, started=lambda name: None)
+    assert unknown.read().activity is Activity.IDLE

@@ -56,7 +56,7 @@ def configured_signals(idle: IdleConfig, servers: Sequence[ServerConfig],
         if idle.gpu_processes:
             signals.append(GpuProcessesSignal())
     if idle.servers:
-        signals.append(ServersSignal(servers, counters))
+        signals.append(ServersSignal(servers, counters, last_check=last_check))
     if idle.sessions and list_sessions is not None:
         signals.append(SessionsSignal(list_sessions, last_check))
     if idle.inhibitors:

@@ -1,12 +1,15 @@
 """The model servers: a request in flight, work since the last check (a counter that moved), or
-a model unloaded, through each server's kind (host/activity.py)."""
+a model unloaded, through each server's kind (host/activity.py). A server (re)started since the
+last check counts as used: someone just restarted it (install.sh, `sleepyllama restart`, a
+config change) and is about to try it, and a fresh counter of 0 would read as idle."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 
-from sleepyllama.config import ServerConfig
+from sleepyllama import systemd
+from sleepyllama.config import ServerConfig, format_duration
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
 from sleepyllama.host.signals.base import Activity, Reading
 
@@ -19,10 +22,13 @@ class ServersSignal:
     name = "servers"
 
     def __init__(self, servers: Sequence[ServerConfig], counters: dict[str, Counter],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, last_check: float | None = None,
+                 started: Callable[[str], float | None] | None = None) -> None:
         self.sources = [(server.name, source_for(server)) for server in servers]
         self.counters = dict(counters)
         self.clock = clock
+        self.last_check = last_check  # CLOCK_REALTIME of the previous check
+        self.started = started or unit_started
 
     def read(self) -> Reading:
         if not self.sources:
@@ -36,6 +42,10 @@ class ServersSignal:
                 results.append((Activity.UNKNOWN, f"{name}: {error}"))
                 continue
             busy, reason = judge(name, look, self.counters.get(name), now)
+            began = self.started(name) if not busy and self.last_check is not None else None
+            if began is not None and self.last_check is not None and began > self.last_check:
+                busy, reason = True, (f"{name}: started {format_duration(max(0, round(now - began)))}"
+                                      " ago (a start or restart counts as use)")
             results.append((Activity.BUSY if busy else Activity.IDLE, reason))
             if look.work is not None:
                 self.counters[name] = Counter(look.work, look.epoch, now, look.fingerprint)
@@ -46,3 +56,11 @@ class ServersSignal:
         return Reading(self.name, Activity.IDLE, "; ".join(reason for _, reason in results))
 
 
+
+
+def unit_started(name: str) -> float | None:
+    """When the server's unit last started (CLOCK_REALTIME); None where systemd cannot say."""
+    try:
+        return systemd.unit_details(systemd.server_unit(name)).started
+    except Exception:  # no systemd bus (a test, a container without one): nothing to say
+        return None
