@@ -28,8 +28,7 @@ from sleepyllama.config import Config, ConfigError, format_duration
 from sleepyllama.host import schedule, state
 from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.probe import probe
-from sleepyllama.proxy.program import make_sender, pick_table
-from sleepyllama.proxy.wol import WakeSchedule
+from sleepyllama.proxy.wol import WakeSchedule, make_sender
 from sleepyllama.status import gather_status, print_status
 
 WAKE_PROBE_INTERVAL = 0.5
@@ -44,7 +43,7 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
     if name is None and len(config.proxies) > 1:
         raise ConfigError("name the one to wake: sleepyllama wake NAME, with NAME one of "
                           + ", ".join(sorted(config.proxies)))
-    proxy = pick_table(config, name)
+    proxy = config.pick_proxy(name)
     limit = proxy.wake_timeout if timeout is None else timeout
     sender, schedule = make_sender(proxy), WakeSchedule(proxy.wol_interval)
     started, sent, why = time.monotonic(), 0, ""

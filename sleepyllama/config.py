@@ -152,6 +152,16 @@ class Config:
             raise ConfigError(f"{self.path}: no [proxy.{name}] table{_known(self.proxies, 'proxy')}")
         return self.proxies[name]
 
+    def pick_proxy(self, instance: str | None) -> ProxyConfig:
+        """The [proxy.NAME] table asked for, or the only one."""
+        if instance is not None:
+            return self.proxy(instance)
+        if len(self.proxies) == 1:
+            return next(iter(self.proxies.values()))
+        raise ConfigError(f"{self.path}: pass --instance NAME to pick one of "
+                          + (", ".join(f"[proxy.{n}]" for n in sorted(self.proxies)) or
+                             "the [proxy.NAME] tables (there are none)"))
+
     def server(self, name: str) -> ServerConfig:
         if name not in self.servers:
             raise ConfigError(
@@ -532,10 +542,17 @@ def _named_tables(path: Path, kind: str, data: object) -> Iterator[tuple[str, ob
 
 
 def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
+    return _config(path, _toml(text, path))
+
+
+def _toml(text: str, path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def _config(path: Path, data: dict[str, Any]) -> Config:
     for key in data:
         if key not in ("proxy", "server", "idle", "energy", "schedule", "notify", "resume"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
@@ -555,10 +572,31 @@ def parse(text: str, path: Path = DEFAULT_PATH) -> Config:
 
 
 def load(path: Path = DEFAULT_PATH) -> Config:
+    return parse(_read(path), path)
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (create it, or pass --config PATH)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
-    return parse(text, path)
+
+
+def load_proxy(path: Path, instance: str | None) -> tuple[ProxyConfig, str]:
+    """One proxy's table, for the proxy itself, and the error of the rest of the file ("" when
+    it is right). A typo in another proxy's table, or in the GPU box's, must not stop this one
+    (it is for `check`); an error in its own table, or TOML that cannot be read, still does."""
+    text = _read(path)
+    try:
+        return parse(text, path).pick_proxy(instance), ""
+    except ConfigError as whole:
+        data = _toml(text, path)
+        proxies = data.get("proxy")
+        names = list(proxies) if isinstance(proxies, dict) else []
+        name = instance if instance is not None else (names[0] if len(names) == 1 else None)
+        if name is None or name not in names:
+            raise
+        alone = _config(path, {"proxy": {name: proxies[name]}})  # its own error raises here
+        return alone.proxy(name), str(whole)

@@ -154,3 +154,28 @@ def test_idle_action_is_one_logind_knows() -> None:
         parse('[idle]\naction = "shutdown"\n')
     assert "[idle] action: expected one of 'suspend', 'hibernate', 'suspend-then-hibernate', " \
         "'poweroff', not 'shutdown'" in str(caught.value)
+
+
+def test_a_proxy_serves_on_when_another_table_has_an_error(tmp_path: Path) -> None:
+    """A typo in [proxy.llama] made a restarted sleepyllama-proxy@ollama answer every client
+    503 for the llama table's error."""
+    from sleepyllama.config import load_proxy
+
+    path = tmp_path / "sleepyllama.toml"
+    path.write_text('[proxy.llama]\nbackend = "box:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+                    'wake_timout = "3m"\n'
+                    '[proxy.ollama]\nbackend = "box:11434"\nmac = "ab:cd:ef:01:23:45"\n')
+    ollama, elsewhere = load_proxy(path, "ollama")
+    assert ollama.backend.port == 11434
+    assert "[proxy.llama] wake_timout: unknown key" in elsewhere
+    with pytest.raises(ConfigError, match=r"\[proxy.llama\] wake_timout"):
+        load_proxy(path, "llama")  # its own table's error stops it, as before
+    path.write_text(path.read_text() + "[idle]\ntimeout = nan\n")
+    with pytest.raises(ConfigError):
+        load_proxy(path, None)  # two tables and no --instance: which one is not known
+    right = tmp_path / "right.toml"
+    right.write_text('[proxy.llama]\nbackend = "box:8080"\nmac = "ab:cd:ef:01:23:45"\n')
+    assert load_proxy(right, None)[1] == ""
+    path.write_text("[proxy.llama\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_proxy(path, "llama")

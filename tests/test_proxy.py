@@ -403,3 +403,15 @@ def test_reloads_leak_no_fd(tmp_path, cleanup) -> None:
                  what=f"reload {reload}")
     after = len(list(fds.iterdir()))
     assert after <= before + 2, f"{after - before} fds more after 30 reloads: {os.listdir(fds)}"
+
+
+def test_a_typo_in_another_proxys_table_does_not_stop_this_one(tmp_path, cleanup) -> None:
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    table = proxy_table(backend, wol_interval="0.5s")
+    other = table.replace("[proxy.llama]", "[proxy.ollama]") + 'wake_timout = "3m"\n'
+    proxy = ProxyRun(tmp_path, table + other, extra_args=["--instance", "llama"])
+    cleanup.append(proxy)
+    assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
+    assert "[proxy.ollama] wake_timout: unknown key" in proxy.log()
+    assert "this proxy's own table is right: it serves on" in proxy.log()

@@ -28,7 +28,7 @@ from sleepyllama.proxy import api_key, handover
 from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.misconfigured import Misconfigured
-from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSender
+from sleepyllama.proxy.wol import make_sender
 from sleepyllama.words import count
 
 log = logging.getLogger("sleepyllama-proxy")
@@ -36,13 +36,6 @@ log = logging.getLogger("sleepyllama-proxy")
 EX_USAGE, EX_UNAVAILABLE = 64, 69
 ACCEPT_BATCH = 64  # connections accepted per wake-up before other work gets a turn
 FULL_WARNING_EVERY = 10.0  # seconds between "too many connections" warnings
-
-
-def make_sender(config: ProxyConfig) -> WakeSender:
-    if config.wake_command:
-        return WakeCommand(config.wake_command, timeout=config.wol_interval)
-    assert config.mac is not None  # config.py requires mac unless wake_command is set
-    return MagicPacket(config.mac, config.broadcast, config.wol_port, config.wol_source)
 
 
 class Proxy:
@@ -354,22 +347,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pick_table(config: configuration.Config, instance: str | None) -> ProxyConfig:
-    if instance is not None:
-        return config.proxy(instance)
-    if len(config.proxies) == 1:
-        return next(iter(config.proxies.values()))
-    raise ConfigError(f"{config.path}: pass --instance NAME to pick one of "
-                      + (", ".join(f"[proxy.{n}]" for n in sorted(config.proxies)) or
-                         "the [proxy.NAME] tables (there are none)"))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama-proxy", args.verbose)
 
     def load() -> ProxyConfig:
-        config = pick_table(configuration.load(args.config), args.instance)
+        config, elsewhere = configuration.load_proxy(args.config, args.instance)
+        if elsewhere:  # another table's error is for `check`: this proxy serves on
+            log.warning("%s (this proxy's own table is right: it serves on; sleepyllama check "
+                        "names what to fix)", elsewhere)
         api_key.read(config)  # a key file that cannot be read is a config error too
         return config
 

@@ -19,6 +19,8 @@ from typing import Protocol
 
 import wakeonlan
 
+from sleepyllama.config import ProxyConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -159,3 +161,11 @@ class WakeCommand:
 
     def describe(self) -> str:
         return "wake_command " + " ".join(self.argv)
+
+
+def make_sender(config: ProxyConfig) -> WakeSender:
+    """What wakes this proxy's backend: its wake_command, else magic packets to its mac."""
+    if config.wake_command:
+        return WakeCommand(config.wake_command, timeout=config.wol_interval)
+    assert config.mac is not None  # config.py requires mac unless wake_command is set
+    return MagicPacket(config.mac, config.broadcast, config.wol_port, config.wol_source)
