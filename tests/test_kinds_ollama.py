@@ -25,4 +25,6 @@ def test_ready_check_and_what_only_looks() -> None:
     # no /health in Ollama: 404 "404 page not found"
     assert KIND.health_url(("/usr/bin/ollama", "serve")) == "http://127.0.0.1:11434/api/version"
     assert {"GET /api/tags", "GET /api/version"} <= set(KIND.look_only)
-    assert json.loads(KIND.asleep_answers["/api/ps"]) == {"models": []}
+    assert json.loads(KIND.asleep_answers["/api/ps"][1]) == {"models": []}
+    # what some clients poll to see that it serves (server/routes.go: c.String)
+    assert KIND.asleep_answers["/"] == ("text/plain; charset=utf-8", b"Ollama is running")

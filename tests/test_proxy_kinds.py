@@ -60,6 +60,9 @@ def test_ollamas_loaded_models_while_asleep_are_none(tmp_path, cleanup) -> None:
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"models": []}
     tags = json.loads(http_request(asleep.proxy.address, get("/api/tags")).split(b"\r\n\r\n", 1)[1])
     assert tags["models"][0]["name"] == "llama3.2:latest"
+    # what some clients poll to see that it serves, as Ollama answers it
+    head, body = http_request(asleep.proxy.address, get("/")).split(b"\r\n\r\n", 1)
+    assert body == b"Ollama is running" and b"Content-Type: text/plain; charset=utf-8" in head
     assert asleep.new_packets() == 0
 
 

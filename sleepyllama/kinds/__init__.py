@@ -53,7 +53,7 @@ def identify(answered: Iterable[str]) -> str | None:
     return None
 
 
-def asleep_answers(kind: str, cached: Iterable[str]) -> dict[str, bytes]:
+def asleep_answers(kind: str, cached: Iterable[str]) -> dict[str, tuple[str, bytes]]:
     """Fixed answers for a backend of this kind while it sleeps; for "auto", once the backend's
     answers say which kind it is."""
     known = kind if kind != "auto" else identify(cached)

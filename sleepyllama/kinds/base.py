@@ -233,8 +233,9 @@ class Kind:
     ready_line: ClassVar[re.Pattern[str] | None] = None
     # requests a frontend sends only to look (a model list): answered from the cache while asleep
     look_only: ClassVar[tuple[str, ...]] = ()
-    # fixed answers that are true whenever the box sleeps (Ollama's /api/ps: nothing loaded)
-    asleep_answers: ClassVar[Mapping[str, bytes]] = {}
+    # fixed answers that are true whenever the box sleeps (Ollama's /api/ps: nothing loaded):
+    # path -> (Content-Type, body), as the server itself answers
+    asleep_answers: ClassVar[Mapping[str, tuple[str, bytes]]] = {}
     cannot_show: ClassVar[str] = ""  # what the idle check cannot see of its use ("": nothing)
     shows: ClassVar[str] = ""  # how the idle check sees its use, for `sleepyllama check`
 

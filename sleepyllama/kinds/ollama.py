@@ -41,9 +41,14 @@ class Ollama(Kind):
     ready_path = "/api/version"
     # server/routes.go Serve: slog.Info(fmt.Sprintf("Listening on %s (version %s)", ...))
     ready_line = re.compile(r"Listening on \S+ \(version ")
-    look_only = ("GET /api/tags", "GET /api/version", "GET /v1/models", "GET /api/ps")
+    # GET / ("Ollama is running"): what some clients poll to see that it serves
+    look_only = ("GET /api/tags", "GET /api/version", "GET /v1/models", "GET /api/ps", "GET /")
     shows = "requests counted from /api/ps (each model's expires_at), loaded models from it too"
-    asleep_answers: ClassVar[Mapping[str, bytes]] = {"/api/ps": b'{"models":[]}'}
+    # as server/routes.go answers them (gin: c.JSON, c.String)
+    asleep_answers: ClassVar[Mapping[str, tuple[str, bytes]]] = {
+        "/api/ps": ("application/json; charset=utf-8", b'{"models":[]}'),
+        "/": ("text/plain; charset=utf-8", b"Ollama is running"),
+    }
     cannot_show = "a request still in flight shows only when it ends (or through the GPU signal)"
 
     def gpu_line(self, line: str) -> GpuLine | None:

@@ -76,12 +76,12 @@ class AnswerCache:
         self.answered = 0  # requests answered from the cache since the proxy started
         self.load()
 
-    def fixed(self) -> dict[str, bytes]:
+    def fixed(self) -> dict[str, tuple[str, bytes]]:
         """Answers true whenever the backend sleeps (Ollama's /api/ps: nothing loaded), for the
         targets asked for, once the backend's kind is known (configured, or from what it
         answered)."""
         answers = kinds.asleep_answers(self.kind, self.entries)
-        return {target: body for target, body in answers.items() if target in self.targets}
+        return {target: answer for target, answer in answers.items() if target in self.targets}
 
     def cached(self) -> frozenset[str]:
         return frozenset(f"GET {target}" for target in (*self.entries, *self.fixed()))
@@ -89,8 +89,8 @@ class AnswerCache:
     def answer(self, target: str) -> Entry | None:
         if target in self.entries:
             return self.entries[target]
-        body = self.fixed().get(target)
-        return None if body is None else Entry(200, "application/json", body, time.time())
+        fixed = self.fixed().get(target)
+        return None if fixed is None else Entry(200, fixed[0], fixed[1], time.time())
 
     def fetched_targets(self) -> list[str]:
         """What is fetched: never a fixed answer, since what is true awake is not asleep."""
