@@ -78,3 +78,25 @@ def test_every_prefix_of_a_request_is_undecided_or_decided_right(request: bytes,
     whole = speaks_http1(request)
     cut = data.draw(st.integers(min_value=0, max_value=len(request)))
     assert speaks_http1(request[:cut]) in (None, whole)
+
+
+def test_a_request_the_backend_would_refuse_without_its_key_gets_401_at_once() -> None:
+    from sleepyllama import kinds
+
+    proxy = table()
+    chat = Head("POST", "/v1/chat/completions", True, key_ok=False, needs_key=True)
+    assert decide(proxy, chat, "192.168.1.9", CACHED) == (
+        Action.UNAUTHORIZED, "POST /v1/chat/completions without the backend's API key")
+    with_key = Head("POST", "/v1/chat/completions", True, key_ok=True, needs_key=True)
+    assert decide(proxy, with_key, "192.168.1.9", CACHED)[0] is Action.WAKE
+    # what each kind refuses without its key (llama-server: measured; vLLM: its middleware)
+    assert kinds.needs_key("llama-server", "POST", "/v1/chat/completions")
+    assert kinds.needs_key("llama-server", "GET", "/props")
+    assert not kinds.needs_key("llama-server", "GET", "/health")
+    assert not kinds.needs_key("llama-server", "OPTIONS", "/v1/chat/completions")
+    assert kinds.needs_key("vllm", "POST", "/v1/completions")
+    assert not kinds.needs_key("vllm", "GET", "/metrics")
+    assert not kinds.needs_key("ollama", "POST", "/api/chat")  # it takes no key
+    # "auto": only where every kind that takes a key agrees
+    assert kinds.needs_key("auto", "POST", "/v1/chat/completions")
+    assert not kinds.needs_key("auto", "GET", "/props") and not kinds.needs_key("auto", "GET", "/v1/health")

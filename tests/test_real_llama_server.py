@@ -386,7 +386,13 @@ def test_with_api_key_the_cached_model_list_goes_only_to_clients_with_the_key(
         answer = models(refused)
         assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
         assert b"tiny" not in answer
-    assert nic.text().count("packet ") == packets, "looking woke the box"
+    # a chat without the key: the box would answer 401 after waking, so the proxy does, at once
+    body = b'{"messages": [{"role": "user", "content": "hi"}]}'
+    chat = http_request(second.address, b"POST /v1/chat/completions HTTP/1.1\r\nHost: box\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+                        b"Connection: close\r\n\r\n%s" % (len(body), body))
+    assert chat.startswith(b"HTTP/1.1 401") and b"Invalid API Key" in chat, chat[:300]
+    assert nic.text().count("packet ") == packets, "looking, or a refused chat, woke the box"
     assert "sekrit" not in second.log()
 
 

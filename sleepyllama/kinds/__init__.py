@@ -60,5 +60,13 @@ def asleep_answers(kind: str, cached: Iterable[str]) -> dict[str, tuple[str, byt
     return dict(KINDS[known].asleep_answers) if known else {}
 
 
+def needs_key(kind: str, method: str, path: str) -> bool:
+    """Whether a backend of this kind, given an API key, refuses this request without it; for
+    "auto", whether every kind that takes a key would (a chat does, for each)."""
+    chosen = KINDS.values() if kind == "auto" else (KINDS[kind],)
+    said = [answer for k in chosen if (answer := k.needs_key(method, path)) is not None]
+    return bool(said) and all(said)
+
+
 def all_asleep_answers() -> set[str]:
     return {target for kind in KINDS.values() for target in kind.asleep_answers}

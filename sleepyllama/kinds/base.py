@@ -256,6 +256,12 @@ class Kind:
         """The key clients must send, where the command says it; None when it wants none."""
         return None
 
+    def needs_key(self, method: str, path: str) -> bool | None:
+        """Whether, started with an API key, it refuses this request without it: the proxy then
+        answers 401 at once rather than wake the box for a refusal. None: a kind that takes no
+        key."""
+        return None
+
     def source(self, base_url: str, command: Sequence[str], timeout: float = 5.0,
                gentle: bool = False) -> Source:
         """How its activity is read. gentle: for the supervisor's frequent looks, read nothing

@@ -163,6 +163,11 @@ class LlamaServer(Kind):
     shows = ("requests counted from /metrics, model sleep from /props (router mode: the models "
              "from /models, then each loaded model's /metrics)")
 
+    def needs_key(self, method: str, path: str) -> bool | None:
+        # measured against the real one with --api-key: only /health and /v1/health answer
+        # without it (401 for /models, /props, /metrics, chats); CORS preflights pass
+        return method != "OPTIONS" and path not in ("/health", "/v1/health")
+
     def api_key(self, command: Sequence[str]) -> str | None:
         key = flag_value(command, "--api-key")
         key_file = flag_value(command, "--api-key-file")

@@ -59,6 +59,10 @@ class Vllm(Kind):
     def api_key(self, command: Sequence[str]) -> str | None:
         return flag_value(command, "--api-key")
 
+    def needs_key(self, method: str, path: str) -> bool | None:
+        # its AuthenticationMiddleware (entrypoints/openai): OPTIONS and paths outside /v1 pass
+        return method != "OPTIONS" and (path == "/v1" or path.startswith("/v1/"))
+
     def source(self, base_url: str, command: Sequence[str], timeout: float = 5.0,
                gentle: bool = False) -> Source:
         return VllmSource(base_url, self.api_key(command), timeout)

@@ -36,6 +36,7 @@ class Head:
     target: str  # path and query, as sent
     has_body: bool
     key_ok: bool = True  # it presents the backend's API key, or the backend wants none
+    needs_key: bool = False  # the backend, given a key, refuses this request without it
 
     @property
     def request(self) -> str:
@@ -77,6 +78,9 @@ def decide(config: ProxyConfig, head: Head, address: str, cached: frozenset[str]
         return Action.UNAUTHORIZED, f"{request} without the backend's API key"
     if looks_only and request in cached:
         return Action.ANSWER_FROM_CACHE, f"{request} answered from the cache"
+    if head.needs_key and not head.key_ok:
+        # the backend would refuse it: no wake for a 401
+        return Action.UNAUTHORIZED, f"{request} without the backend's API key"
     if not client_may_wake(config, address):
         return Action.REFUSE, f"{address} may not wake the backend (wake_from)"
     if not request_may_wake(config, head):

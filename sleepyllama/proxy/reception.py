@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import h11
 
+from sleepyllama import kinds
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout, timeout_at
 from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import api_key, policy
@@ -158,9 +159,11 @@ class Reception:
                              "invalid_request_error")
                 return
             visitor.agent = user_agent(event.headers)
-            head = policy.Head(event.method.decode("ascii", "replace"),
-                               event.target.decode("ascii", "replace"), _has_body(event),
-                               api_key.matches(self.key, api_key.presented(event.headers)))
+            method = event.method.decode("ascii", "replace")
+            target = event.target.decode("ascii", "replace")
+            head = policy.Head(method, target, _has_body(event),
+                               api_key.matches(self.key, api_key.presented(event.headers)),
+                               kinds.needs_key(self.config.kind, method, policy.path_of(target)))
             action, why = policy.decide(self.config, head, visitor.address, self.cache.cached())
             if action is policy.Action.WAKE:
                 if self.progress is not None and progress_module.may_want_progress(
