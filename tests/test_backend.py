@@ -285,3 +285,22 @@ def test_a_wake_that_sent_a_signal_runs_on_after_its_client_left(tmp_path) -> No
     assert asyncio.run(scenario()), "the wake stopped before the box was ready"
     wakes = [entry for entry in ledger.read(ledger_file) if entry.get("event") == "wake"]
     assert len(wakes) == 1 and "ready_after" in wakes[0], wakes
+
+
+def test_a_backend_that_answers_after_a_failed_wake_is_no_longer_said_to_have_failed() -> None:
+    """STATUS kept "backend did not wake within 3m" after the backend was back."""
+    from sleepyllama.proxy.backend import Backend
+
+    proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'answer_while_asleep = []\n').proxy("t")
+
+    async def scenario() -> tuple[bool, bool, float | None]:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=lambda: (True, "HTTP 200"))
+        backend.wake.give_up(loop.time())
+        gave_up_before = backend.wake.gave_up
+        assert await backend.state_for_cache() == "awake"  # a look finds it answering
+        backend.close_all()
+        return gave_up_before, backend.wake.gave_up, backend.wake.last_give_up
+
+    assert asyncio.run(scenario()) == (True, False, None)

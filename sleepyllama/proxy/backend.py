@@ -131,6 +131,7 @@ class Backend:
 
     def _believe_ready(self, fill_after: float = 0.0) -> None:
         self.belief.believe_ready(self.loop.time())
+        self.wake.answered()
         if self.cache.targets and not self.cache.fetching and self.cache.stale(time.time()):
             self.cache.fetching = True
             self.loop.call_later(fill_after, self._fill_cache)

@@ -90,6 +90,11 @@ class WakeRecord:
             return ""
         return f"{action.waking}: about {format_duration(round(action.typical_wake))}"
 
+    def answered(self) -> None:
+        """The backend answered its ready check, in a wake or outside one: a failed wake is over
+        (STATUS stops saying it, holds are whole again)."""
+        self.gave_up, self.last_give_up = False, None
+
     def give_up(self, now: float) -> bool:
         """A client waited too long; True the first time in this wake (log and record it)."""
         if self.gave_up:
