@@ -310,8 +310,10 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
                    "/home/alice/models/m.gguf", "--host", "127.0.0.1", "--port", "8082",
                    check=False)
     assert home.returncode == 1, home.stdout
+    # the container's /usr is this machine's: setfacl is there or not alike
+    acl = "" if shutil.which("setfacl") else "sudo apt-get install acl, then "
     assert ("error: [server.home] command: /home/alice/models/m.gguf: the server runs as user "
-            "sleepyllama, who may not read it: /home/alice is closed to it: sudo setfacl -m "
+            f"sleepyllama, who may not read it: /home/alice is closed to it: {acl}sudo setfacl -m "
             "u:sleepyllama:x /home/alice") in home.stdout, home.stdout
     assert "error: [server.home] port 8082 is held by python3 (pid " in home.stdout, home.stdout
     assert ", other-server.service): the server cannot start there; sudo systemctl disable --now " \

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,11 +27,17 @@ class ShutOut:
     action: str  # "read" or "run"
     closed: str  # the first directory on the way that the user may not pass, else the path
 
-    def fix(self) -> str:
+    def fix(self, setfacl: bool | None = None) -> str:
+        """The command that lets the user in; setfacl: whether that tool is installed (None:
+        look), since Debian ships it in a package of its own."""
+        if setfacl is None:
+            setfacl = shutil.which("setfacl") is not None
+        first = "" if setfacl else "sudo apt-get install acl, then "
         if self.closed != self.path:
-            return (f"{self.closed} is closed to it: sudo setfacl -m u:{self.user}:x {self.closed} "
-                    f"(or put the file under /opt or /srv)")
-        return f"sudo setfacl -m u:{self.user}:r{'x' if self.action == 'run' else ''} {self.path}"
+            return (f"{self.closed} is closed to it: {first}sudo setfacl -m u:{self.user}:x "
+                    f"{self.closed} (or put the file under /opt or /srv)")
+        return (f"{first}sudo setfacl -m u:{self.user}:r{'x' if self.action == 'run' else ''} "
+                f"{self.path}")
 
 
 def server_user(name: str) -> str:
