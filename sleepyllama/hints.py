@@ -4,13 +4,15 @@ suspends. Hints only: "ready" makes the proxy probe at once (instead of at its n
 waiting for a connect to fail). A spoofed datagram can cause no more than a probe or a magic
 packet, so they carry no secret; they are small, checked for shape, and rate-limited.
 
-  sleepyllama-hint 1 ready llama
-  sleepyllama-hint 1 ready llama cpu     (ready, but on the CPU: its GPU did not come back)
+  sleepyllama-hint 1 ready llama:8080    (the server and the port it serves on)
+  sleepyllama-hint 1 ready llama:8080 cpu   (ready, but on the CPU: its GPU did not come back)
   sleepyllama-hint 1 sleeping
   sleepyllama-hint 1 sleeping poweroff   (how it sleeps, [idle] action: what a wake will cost)
 
-A proxy of an older version reads "sleeping poweroff" as "sleeping": the word after an event is
-optional in every version.
+A proxy of an older version reads "sleeping poweroff" as "sleeping", and "llama:8080" as a name:
+the word after an event is optional in every version, and may hold a colon. A "ready" hint is
+acted on only by the proxy whose backend is on that port: a box with two servers tells each
+proxy of its own.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ class Hint:
     name: str = ""  # the server that is ready
     on_cpu: bool = False  # ready, but on the CPU: CUDA failed (host/placement.py)
     action: str = ""  # sleeping: suspend, hibernate, ... (sleep_actions.py); "": not said
+    port: int | None = None  # ready: the port it serves on; None from a box that does not say
 
 
 def encode(hint: Hint) -> bytes:
-    word = hint.action if hint.event == "sleeping" else hint.name
+    word = hint.action if hint.event == "sleeping" else (
+        f"{hint.name}:{hint.port}" if hint.name and hint.port is not None else hint.name)
     return (f"{MAGIC} {hint.event}{' ' + word if word else ''}"
             f"{' cpu' if hint.on_cpu and hint.name else ''}\n").encode()
 
@@ -56,6 +60,9 @@ def decode(datagram: bytes) -> Hint | None:
     event, word = match.group(1), match.group(2) or ""
     if event == "sleeping":
         return Hint(event, action=word)
+    name, _, port = word.rpartition(":")
+    if name and port.isdigit() and 0 < int(port) < 65536:
+        return Hint(event, name, bool(match.group(3)), port=int(port))
     return Hint(event, word, bool(match.group(3)))
 
 

@@ -119,7 +119,7 @@ def test_the_supervisor_tells_the_proxies_when_its_server_is_ready(tmp_path: Pat
                          {"NOTIFY_SOCKET": str(notify.path), "PATH": "/usr/bin:/bin"})
     try:
         datagram, _ = listener.recvfrom(1024)
-        assert decode(datagram) == Hint("ready", "llama")
+        assert decode(datagram) == Hint("ready", "llama", port=port)  # the port it serves on
         wait_for(lambda: any("READY=1" in message for message in notify.messages), what="READY=1")
     finally:
         supervisor.stop()
@@ -183,3 +183,50 @@ def test_a_box_that_powers_off_is_waited_for_as_one_that_boots(tmp_path, cleanup
     wakes = [entry for entry in ledger.read(state / "llama.ledger.jsonl")
              if entry["event"] == "wake" and "ready_after" in entry]
     assert wakes[-1]["from"] == "poweroff", wakes
+
+
+def test_a_ready_hint_names_its_port_and_another_backends_proxy_ignores_it() -> None:
+    """The Ollama server's "ready" went to the llama proxy, which probed for nothing."""
+    import asyncio
+
+    from sleepyllama import config
+    from sleepyllama.proxy.backend import Backend
+
+    ready = Hint("ready", "ollama", port=11434)
+    assert encode(ready) == b"sleepyllama-hint 1 ready ollama:11434\n"
+    assert decode(encode(ready)) == ready
+    assert decode(b"sleepyllama-hint 1 ready llama\n") == Hint("ready", "llama")  # an older box
+    assert decode(b"sleepyllama-hint 1 ready llama:99999\n") == Hint("ready", "llama:99999")
+    proxy = config.parse('[proxy.llama]\nbackend = "127.0.0.1:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'answer_while_asleep = []\n').proxy("llama")
+    probes: list[int] = []
+
+    def probe() -> tuple[bool, str]:
+        probes.append(1)
+        return False, "Connection refused"
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=probe)
+        backend.hinted(ready, "box")  # another server's: nothing to do here
+        await asyncio.sleep(0.3)
+        ignored = len(probes)
+        backend.hinted(Hint("ready", "llama", port=8080), "box")  # its own: one look
+        deadline = loop.time() + 10
+        while not probes and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        backend.close_all()
+        return ignored
+
+    assert asyncio.run(scenario()) == 0 and probes
+
+
+class NoSignal:
+    def send(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "nothing"
+
+    def close(self) -> None:
+        pass

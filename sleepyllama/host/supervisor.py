@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import IO
+from urllib.parse import urlsplit
 
 from sleepyllama import config as configuration
 from sleepyllama import hints, kinds, ledger, logs, systemd, web
@@ -128,6 +129,8 @@ class Supervisor:
                  gpu_power: GpuPower | None = None, proxies: Sequence[Address] = ()) -> None:
         self.config, self.notifier, self.gpu_power = config, notifier, gpu_power
         self.proxies = proxies  # told when the server is ready ([notify] proxies)
+        # the port it serves on, in its hint: each proxy acts on the server behind its backend
+        self.port = urlsplit(config.health_url).port
         self.source = source_for(config, timeout=2.0, gentle=True)
         directory = systemd.state_directory()
         self.placement_file = directory / "placement.json" if directory else None
@@ -214,7 +217,8 @@ class Supervisor:
                     on_cpu = self._judge_placement().startswith("on the CPU")
                     self.notifier.ready(status)
                     # a proxy holding a chat with wake progress tells its user
-                    hints.send(self.proxies, hints.Hint("ready", self.config.name, on_cpu))
+                    hints.send(self.proxies, hints.Hint("ready", self.config.name, on_cpu,
+                                                        port=self.port))
                 self.notifier.status(status)
                 # a server that answers, even 503 while it loads, is alive; silence is a hang
                 if alive and self.watchdog_every and now - last_ping >= self.watchdog_every:

@@ -278,6 +278,10 @@ class Backend:
         """A hint from the GPU box (hints.py): it can cause a probe, or mark the backend asleep
         so that the next client starts a wake at once; a spoofed one, nothing worse."""
         if hint.event == "ready":
+            if hint.port is not None and hint.port != self.config.backend.port:
+                log.debug("hint from %s: %s on port %d is ready, not this backend's (port %d)",
+                          sender, hint.name, hint.port, self.config.backend.port)
+                return
             self.on_cpu = hint.name if hint.on_cpu else ""
             log.info("hint from %s: %s is ready%s%s", sender, hint.name or "a server",
                      " on the CPU (its GPU did not come back)" if hint.on_cpu else "",
