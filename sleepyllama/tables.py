@@ -29,6 +29,50 @@ def toml_string(value: str) -> str:
     return json.dumps(value)  # JSON's string escapes are TOML basic-string escapes
 
 
+def toml_value(value: object) -> str | None:
+    """A key's value as TOML, for the plain values a table of ours holds; None for others."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "[" + ", ".join(toml_string(item) for item in value) + "]"
+    return None
+
+
+def _data(text: str) -> dict:
+    try:
+        return configuration.tomllib.loads(text)
+    except configuration.tomllib.TOMLDecodeError:
+        return {}  # written anew; _write says what is wrong with the result
+
+
+def old_table(text: str, kind: str, name: str | None = None) -> dict[str, object]:
+    """The keys of [kind.name] (or [kind]) as the file has them now ({} when absent)."""
+    table = _data(text).get(kind, {})
+    if name is not None:
+        table = table.get(name, {}) if isinstance(table, dict) else {}
+    return table if isinstance(table, dict) else {}
+
+
+def keep_the_rest(body: list[str], before: dict[str, object], dropped: set[str]) -> list[str]:
+    """The new body, with every key of the table before that this run did not set (nor asked to
+    drop): a re-run without --api-key-file must not forget the key."""
+    given = {line.split("=", 1)[0].strip() for line in body}
+    kept = []
+    for key, value in before.items():
+        text = toml_value(value)
+        if key not in given and key not in dropped and text is not None:
+            body = [*body, f"{key} = {text}"]
+            kept.append(key)
+    if kept:
+        print(f"install.sh: kept from before: {', '.join(kept)} (not given this time; edit the "
+              "file to change them)", file=sys.stderr)
+    return body
+
+
 def set_table(text: str, name: str, body: list[str]) -> str:
     """Replace the table `name` (its header through the line before the next header) or append."""
     lines = text.splitlines(keepends=True)
@@ -131,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     old = args.file.read_text() if args.file.exists() else ""
     if args.remove:
         return _write(args.file, old, remove_table(old, f"{args.kind}.{args.name}"))
+    before = old_table(old, args.kind, args.name)
     if args.kind == "proxy":
         body = [f"backend = {toml_string(args.backend)}", f"mac = {toml_string(args.mac)}"]
         if args.broadcast:
@@ -141,16 +186,24 @@ def main(argv: list[str] | None = None) -> int:
             body.append(f"api_key_file = {toml_string(args.api_key_file)}")
         if args.wake_progress:
             body.append("wake_progress = true")
+        # --kind auto is the default: it drops a kind set before
+        body = keep_the_rest(body, before, {"kind"} if args.backend_kind == "auto" else set())
     else:
-        body = ["command = [" + ", ".join(toml_string(arg) for arg in args.command) + "]"]
+        body = keep_the_rest(
+            ["command = [" + ", ".join(toml_string(arg) for arg in args.command) + "]"], before,
+            set())
     new = set_table(old, f"{args.kind}.{args.name}", body)
     if args.idle_timeout:
         new = set_key(new, "idle", "timeout", toml_string(args.idle_timeout))
     if args.action:
         new = set_key(new, "idle", "action", toml_string(args.action))
     if args.notify_proxy:
+        # added to those told before: a second box's proxy must not stop getting hints
+        told = old_table(old, "notify").get("proxies", [])
+        told = told if isinstance(told, list) else []
+        proxies = list(dict.fromkeys([*(p for p in told if isinstance(p, str)), *args.notify_proxy]))
         new = set_key(new, "notify", "proxies",
-                      "[" + ", ".join(toml_string(p) for p in args.notify_proxy) + "]")
+                      "[" + ", ".join(toml_string(p) for p in proxies) + "]")
     gpu_is_set = bool(re.search(r"^\s*gpu\s*=", _table_text(old, "idle"), re.MULTILINE))
     if args.gpu or (args.gpu_if_unset and not gpu_is_set):
         new = set_key(new, "idle", "gpu", toml_string(args.gpu or args.gpu_if_unset))

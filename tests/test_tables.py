@@ -95,3 +95,31 @@ def test_the_action_is_written_and_kept_when_not_given(tmp_path: Path) -> None:
     assert config.load(path).idle.action == "poweroff"
     with pytest.raises(SystemExit):
         main([str(path), "server", "llama", "--action", "shutdown", "--", *command])
+
+
+def test_a_rerun_keeps_what_it_was_not_asked_to_change(tmp_path: Path, capsys) -> None:
+    """Re-running the quick-start proxy line without --api-key-file and --wake-progress dropped
+    both; --proxy replaced the proxies told before, so a second box's proxy stopped getting
+    hints; a server's own keys (activity, stop_timeout) went with a re-run."""
+    path = tmp_path / "sleepyllama.toml"
+    proxy = [str(path), "proxy", "llama", "--backend", "box:8080", "--mac", "ab:cd:ef:01:23:45"]
+    assert main([*proxy, "--api-key-file", "/etc/sleepyllama/llama.key", "--wake-progress",
+                 "--kind", "llama-server"]) == 0
+    assert main(proxy) == 0  # the quick-start line again, as it is in README
+    assert "kept from before: kind, api_key_file, wake_progress" in capsys.readouterr().err
+    again = config.load(path).proxy("llama")
+    assert again.api_key_file == "/etc/sleepyllama/llama.key" and again.wake_progress
+    assert again.kind == "llama-server"
+    assert main([*proxy, "--kind", "auto"]) == 0  # asked: the default again
+    assert config.load(path).proxy("llama").kind == "auto"
+
+    command = ["/usr/bin/llama-server", "--port", "8080"]
+    server = [str(path), "server", "llama"]
+    assert main([*server, "--notify-proxy", "192.168.1.2:3939", "--", *command]) == 0
+    path.write_text(path.read_text().replace('command = ["/usr/bin/llama-server", "--port", "8080"]',
+                                             'command = ["/usr/bin/llama-server", "--port", "8080"]\n'
+                                             'stop_timeout = "90s"'))
+    assert main([*server, "--notify-proxy", "192.168.1.3:3939", "--", *command]) == 0
+    loaded = config.load(path)
+    assert [str(p) for p in loaded.notify.proxies] == ["192.168.1.2:3939", "192.168.1.3:3939"]
+    assert loaded.server("llama").stop_timeout == 90.0
