@@ -36,9 +36,10 @@ server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NA
         --action: how the box sleeps: suspend (default), hibernate, suspend-then-hibernate, or
         poweroff (a magic packet boots it: the firmware's Wake-on-LAN from off must be on).
         A choice already in the config is kept unless --action.
---uninstall  removes every unit, the hook and /opt/sleepyllama; keeps the config and the idle
-        state in /var/lib/sleepyllama unless --purge. With --name NAME: only that proxy or
-        server, its units and its table; the rest stays.
+--uninstall  removes the units, drop-ins, hook and /opt/sleepyllama it made; keeps the config
+        and the idle state in /var/lib/sleepyllama unless --purge. A file of yours among them
+        (your own drop-in, a key file in /etc/sleepyllama) stays, and is named. With --name
+        NAME: only that proxy or server, its units and its table; the rest stays.
 
 --name defaults to "llama". Examples:
   sudo ./install.sh proxy --listen 0.0.0.0:3939 --backend 192.168.1.50:8080 --mac ab:cd:ef:01:23:45
@@ -147,7 +148,30 @@ place_text() {  # place_text MODE TARGET <<< TEXT
     local tmp; tmp=$(mktemp); cat > "$tmp"; place "$1" "$tmp" "$2"; rm -f "$tmp"
 }
 
-# -- uninstall --------------------------------------------------------------------------------
+# -- uninstall: only what install.sh (or sleepyllama) wrote; a user's own file stays, named ----
+ours() {  # ours FILE: a unit install.sh copies, or a file whose first line says who wrote it
+    [ -e "$HERE/units/$(basename "$1")" ] || head -n1 "$1" 2>/dev/null | grep -q '^# written by \(install.sh\|sleepyllama\)'
+}
+remove_ours() {  # remove_ours PATH...: ours removed; a directory goes once nothing of the user's is left
+    local path file kept
+    for path in "$@"; do
+        if [ -d "$path" ]; then
+            kept=()
+            for file in "$path"/* "$path"/.[!.]*; do
+                [ -e "$file" ] || continue
+                if ours "$file"; then rm -f "$file"; note "removed $file"; else kept+=("$(basename "$file")"); fi
+            done
+            if [ ${#kept[@]} = 0 ]; then rmdir "$path"; else echo "  kept $path: ${kept[*]} (not written by install.sh)"; fi
+        elif [ -e "$path" ] || [ -L "$path" ]; then
+            if ours "$path"; then rm -f "$path"; note "removed $path"; else echo "  kept $path (not written by install.sh)"; fi
+        fi
+    done
+}
+# the key copies install.sh made (/etc/sleepyllama/NAME.key), as its drop-ins name them
+our_keys() {  # our_keys [NAME]
+    grep -hs '^LoadCredential=api-key:/etc/sleepyllama/' "$UNIT_DIR"/sleepyllama-proxy@${1:-*}.service.d/api-key.conf \
+        | sed 's/^LoadCredential=api-key://' || true
+}
 if [ "$uninstall" = 1 ] && [ "$name_given" = 1 ]; then
     # one proxy or server: its units, its listen drop-in and its table; the rest stays
     for unit in "sleepyllama-proxy@$name.socket" "sleepyllama-proxy@$name.service" "sleepyllama-server@$name.service"; do
@@ -160,10 +184,11 @@ if [ "$uninstall" = 1 ] && [ "$name_given" = 1 ]; then
             note "stopped and disabled $unit"
         fi
     done
-    for path in "$UNIT_DIR/sleepyllama-proxy@$name.socket.d" "$UNIT_DIR/sleepyllama-proxy@$name.service.d" \
-                "/etc/sleepyllama/$name.key"; do
-        if [ -e "$path" ]; then rm -rf "$path"; note "removed $path"; fi
+    for key in $(our_keys "$name"); do
+        if [ -e "$key" ]; then rm -f "$key"; note "removed $key"; fi
     done
+    remove_ours "$UNIT_DIR/sleepyllama-proxy@$name.socket.d" "$UNIT_DIR/sleepyllama-proxy@$name.service.d" \
+                "$UNIT_DIR/sleepyllama-server@$name.service.d"
     if [ -e "$CONFIG" ] && [ -x "$PREFIX/bin/python" ]; then
         for kind in proxy server; do
             result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" "$kind" "$name" --remove)
@@ -183,13 +208,22 @@ if [ "$uninstall" = 1 ]; then
     done
     # enabled instances live as symlinks in .wants directories
     find "$UNIT_DIR" -lname "*sleepyllama-*" -delete 2>/dev/null || true
-    for file in $files; do rm -rf "${UNIT_DIR:?}/$file"; note "removed $UNIT_DIR/$file"; done
+    keys=$(our_keys)
+    for file in $files; do remove_ours "${UNIT_DIR:?}/$file"; done
     for path in "$HOOK" "$SYSUSERS" /usr/local/bin/sleepyllama /usr/local/bin/sleepyllama-idle "$PREFIX"; do
         if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
     done
     if [ "$purge" = 1 ]; then
+        # the config and the key copies; a file of the user's in /etc/sleepyllama stays
+        for path in "$CONFIG" $keys; do
+            if [ -e "$path" ]; then rm -f "$path"; note "removed $path"; fi
+        done
+        if [ -d /etc/sleepyllama ]; then
+            if rmdir /etc/sleepyllama 2>/dev/null; then note "removed /etc/sleepyllama"
+            else echo "  kept /etc/sleepyllama: $(ls -A /etc/sleepyllama | tr '\n' ' ')(not written by install.sh)"; fi
+        fi
         # the proxy's StateDirectory belongs to its DynamicUser: /var/lib/private, and a link
-        for path in /etc/sleepyllama "$STATE" /var/lib/sleepyllama-proxy /var/lib/private/sleepyllama-proxy; do
+        for path in "$STATE" /var/lib/sleepyllama-proxy /var/lib/private/sleepyllama-proxy; do
             if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
         done
     else

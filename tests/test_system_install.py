@@ -235,13 +235,20 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert snapshot(box) == before
     assert "# mine\n[proxy.other]" in box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
 
+    # the user's own files beside ours: a drop-in of theirs, a key file of theirs
+    mine = "/etc/systemd/system/sleepyllama-server@llama.service.d"
+    box.write(f"{mine}/mine.conf", "[Service]\nEnvironment=CUDA_VISIBLE_DEVICES=0\n")
+    box.write("/etc/sleepyllama/my-own.key", "their key\n", mode="600")
     removed = install(box, "--uninstall")
     assert "kept /etc/sleepyllama/sleepyllama.toml" in removed.stdout
+    assert f"kept {mine}: mine.conf (not written by install.sh)" in removed.stdout, removed.stdout
     leftovers = box.run(["sh", "-c", "ls -d /etc/systemd/system/sleepyllama-* "
                          "/usr/lib/systemd/system-sleep/sleepyllama /opt/sleepyllama "
                          "/usr/local/bin/sleepyllama 2>/dev/null; find /etc/systemd/system "
                          "-lname '*sleepyllama*'"], check=False).stdout
-    assert leftovers == ""
+    # theirs alone: the user's, and this test's own stand-in drop-in (give_a_wakeable_card)
+    assert sorted(leftovers.split()) == ["/etc/systemd/system/sleepyllama-idle.service.d", mine]
+    assert box.run(["ls", mine]).stdout.split() == ["mine.conf"]
     # what a user sees: no unit file, and nothing of ours running, enabled or failed. (Units
     # nothing refers to leave systemd's list in its own time, its GC: not something to wait on.)
     # (list-unit-files exits 1 when nothing matches: that is the answer wanted)
@@ -251,8 +258,9 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
                       "sleepyllama-*"]).stdout
     still = [row for row in listed.splitlines() if row.split()[2:3] != ["inactive"]]
     assert still == [], listed
-    install(box, "--uninstall", "--purge")
-    assert box.run(["test", "-e", "/etc/sleepyllama"], check=False).returncode != 0
+    purged = install(box, "--uninstall", "--purge")
+    assert box.run(["ls", "/etc/sleepyllama"]).stdout.split() == ["my-own.key"], purged.stdout
+    assert "kept /etc/sleepyllama: my-own.key (not written by install.sh)" in purged.stdout
     for state in ("/var/lib/sleepyllama-proxy", "/var/lib/private/sleepyllama-proxy"):
         assert box.run(["test", "-e", state], check=False).returncode != 0, state
 
