@@ -367,6 +367,18 @@ else
         command+=(--metrics)
         echo "  added --metrics to the llama-server command: the idle check counts requests from /metrics"
     fi
+    # Ollama listens where OLLAMA_HOST says, 127.0.0.1 without it: out of the proxy's reach.
+    # An OLLAMA_HOST of the user's own (their drop-in) is theirs to keep.
+    ollama_host="$UNIT_DIR/sleepyllama-server@$name.service.d/ollama-host.conf"
+    if [[ $(basename "${command[0]}") == ollama* ]] && { [ -e "$ollama_host" ] || \
+            ! systemctl show -P Environment "sleepyllama-server@$name.service" 2>/dev/null | grep -q 'OLLAMA_HOST='; }; then
+        place_text 644 "$ollama_host" <<EOF
+# written by install.sh: Ollama listens where OLLAMA_HOST says (127.0.0.1 without it), and the
+# proxy is on another host; your own Environment=OLLAMA_HOST=... (systemctl edit: override.conf) wins
+[Service]
+Environment=OLLAMA_HOST=0.0.0.0:11434
+EOF
+    fi
     if printf '%s\n' "${command[@]}" | grep -qx -- --api-key; then
         # the config is readable by everyone (sleepyllama status runs as any user)
         echo "  warning: --api-key puts the key in $CONFIG, which every user can read: give the server"

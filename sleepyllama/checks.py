@@ -189,24 +189,21 @@ def check_paths(server: ServerConfig, found: Findings) -> None:
     found.errors += input_problems(server)
 
 
-def listen_host(server: ServerConfig) -> str | None:
-    """Where the server listens, from its command line; None when it cannot be told."""
-    for flag, value in itertools.pairwise(server.command):
-        if flag == "--host":
-            return value
-        if flag == "--listen" and server.activity == "llama-swap":
-            return value.rpartition(":")[0].strip("[]")
-    return "127.0.0.1" if server.activity == "llama-server" else None  # llama-server's default
-
-
-def check_reachable(server: ServerConfig, config: Config, found: Findings) -> None:
-    """A server that listens on loopback only cannot be reached by a proxy on another host."""
-    host = listen_host(server)
-    loopback = host is not None and (host == "localhost" or host.startswith("127.") or host == "::1")
-    if loopback and not config.proxies:  # a proxy on this same host would reach it
+def check_reachable(server: ServerConfig, config: Config, found: Findings,
+                    environment: dict[str, str] | None = None) -> None:
+    """A server that listens on loopback only cannot be reached by a proxy on another host.
+    Where it listens is its kind's to tell: from its command, or (Ollama) its unit's
+    environment, as the unit has it."""
+    kind = kinds.get(server.activity)
+    if environment is None:
+        environment = systemd.unit_environment(systemd.server_unit(server.name))
+    host, port = kind.listen(server.command, environment)
+    advice = kind.listen_everywhere(port)
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    if advice and loopback and not config.proxies:  # a proxy on this same host would reach it
         found.warnings.append(
             f"[server.{server.name}] listens on {host} only: a proxy on the always-on host cannot "
-            "reach it; give the server --host 0.0.0.0 (or this box's LAN address)")
+            f"reach it; {advice}")
 
 
 def check_activity(server: ServerConfig, servers_signal: bool, found: Findings) -> None:

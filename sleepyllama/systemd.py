@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -247,6 +248,17 @@ def unit_details(name: str) -> UnitState:
     return UnitState(name, "not-found" if load == "not-found" else active, sub, result,
                      "" if active == "inactive" else status, restarts,
                      entered / 1e6 if entered else None)
+
+
+def unit_environment(name: str) -> dict[str, str]:
+    """Environment= of a unit as systemd has loaded it, drop-ins included ({} without one)."""
+    try:
+        shown = subprocess.run(["systemctl", "show", "-P", "Environment", name],
+                               capture_output=True, text=True, timeout=10).stdout
+        words = shlex.split(shown)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return {}
+    return dict(word.split("=", 1) for word in words if "=" in word)
 
 
 def reset_failed(name: str) -> None:

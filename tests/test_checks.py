@@ -120,3 +120,36 @@ def test_check_names_a_program_that_holds_a_servers_port(tmp_path: Path) -> None
     assert lines and lines[0].startswith(f"error: [server.llama] port {port} is held by python"), (
         result.stdout)
     assert f"(pid {os.getpid()})" in lines[0] and "give the server another --port" in lines[0]
+
+
+def test_ollama_listens_where_ollama_host_says_as_its_unit_has_it() -> None:
+    """`ollama serve` listens on 127.0.0.1 unless OLLAMA_HOST says otherwise: check said
+    nothing, and the proxy's advice (--host 0.0.0.0) does not apply to Ollama."""
+    from sleepyllama import config
+    from sleepyllama.checks import Findings, check_reachable
+    from sleepyllama.kinds.ollama import ollama_host
+
+    # as Ollama's envconfig.Host() reads it
+    assert ollama_host("") == ("127.0.0.1", "11434")
+    assert ollama_host("0.0.0.0") == ("0.0.0.0", "11434")
+    assert ollama_host('"0.0.0.0:11500"') == ("0.0.0.0", "11500")
+    assert ollama_host(":11434") == ("0.0.0.0", "11434")  # every address, as Go listens
+    assert ollama_host("http://192.168.1.50") == ("192.168.1.50", "80")
+    assert ollama_host("[::1]:11434") == ("::1", "11434") and ollama_host("::1") == ("::1", "11434")
+    server = config.parse('[server.ollama]\ncommand = ["/usr/local/bin/ollama", "serve"]\n'
+                          ).server("ollama")
+    found = Findings()
+    check_reachable(server, config.parse("[idle]\n"), found, environment={})
+    assert found.warnings == [
+        "[server.ollama] listens on 127.0.0.1 only: a proxy on the always-on host cannot reach "
+        "it; set OLLAMA_HOST=0.0.0.0:11434 in its unit's environment (install.sh does: "
+        "Environment= in a drop-in, sudo systemctl edit sleepyllama-server@NAME)"]
+    everywhere = Findings()
+    check_reachable(server, config.parse("[idle]\n"), everywhere,
+                    environment={"OLLAMA_HOST": "0.0.0.0:11434"})
+    assert everywhere.warnings == []
+    # a kind whose address is not known is not guessed at
+    other = config.parse('[server.w]\ncommand = ["/opt/whisper-server"]\n').server("w")
+    nothing = Findings()
+    check_reachable(other, config.parse("[idle]\n"), nothing, environment={})
+    assert nothing.warnings == []

@@ -362,6 +362,22 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
     assert "config error" not in box.show("sleepyllama-proxy@llama.service", "StatusText")
     assert "sekrit" not in box.run(["journalctl", "-u", "sleepyllama-proxy@llama"]).stdout
 
+    # Ollama listens where its unit's OLLAMA_HOST says (127.0.0.1 without it): install.sh sets it,
+    # and check reads it as the unit has it
+    box.write("/opt/fake/fake_llama_server.py", FAKE_SERVER.read_text())
+    box.write("/opt/fake/fake_servers.py", (FAKE_SERVER.parent / "fake_servers.py").read_text())
+    box.write("/opt/fake/ollama", "#!/bin/sh\n# `ollama serve`: its API where OLLAMA_HOST says\n"
+              "host=${OLLAMA_HOST:-127.0.0.1:11434}\nexec /opt/sleepyllama/bin/python "
+              "/opt/fake/fake_servers.py --kind ollama --host \"${host%:*}\" --port \"${host##*:}\"\n",
+              mode="755")
+    ollama = install(box, "server", "--name", "ollama", "--", "/opt/fake/ollama", "serve",
+                     check=False)
+    assert "wrote /etc/systemd/system/sleepyllama-server@ollama.service.d/ollama-host.conf" in (
+        ollama.stdout), ollama.stdout
+    assert "OLLAMA_HOST=0.0.0.0:11434" in box.show("sleepyllama-server@ollama.service", "Environment")
+    assert "[server.ollama] listens on" not in ollama.stdout, ollama.stdout
+    install(box, "--uninstall", "--name", "ollama")
+
     # one name goes, the rest stays; an instance enabled but not running is disabled too
     box.run(["systemctl", "stop", "sleepyllama-server@bad.service"])
     removed = install(box, "--uninstall", "--name", "bad")

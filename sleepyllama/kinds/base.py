@@ -243,10 +243,17 @@ class Kind:
         program = Path(command[0]).name if command else ""
         return any(program.startswith(name) for name in self.programs)
 
-    def listen(self, command: Sequence[str]) -> tuple[str, str]:
-        """(host, port) the server listens on, from its command line."""
+    def listen(self, command: Sequence[str],
+               environment: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """(host, port) the server listens on, from its command line (and, for a kind that
+        reads it there, its unit's environment)."""
         return (flag_value(command, "--host") or self.default_host,
                 flag_value(command, "--port") or str(self.default_port))
+
+    def listen_everywhere(self, port: str) -> str | None:
+        """How a person makes it listen beyond loopback; None: a kind whose address is not
+        known (the check then says nothing of it)."""
+        return None
 
     def health_url(self, command: Sequence[str]) -> str:
         host, port = self.listen(command)

@@ -163,6 +163,9 @@ class LlamaServer(Kind):
     shows = ("requests counted from /metrics, model sleep from /props (router mode: the models "
              "from /models, then each loaded model's /metrics)")
 
+    def listen_everywhere(self, port: str) -> str | None:
+        return "give the server --host 0.0.0.0 (or this box's LAN address)"
+
     def needs_key(self, method: str, path: str) -> bool | None:
         # measured against the real one with --api-key: only /health and /v1/health answer
         # without it (401 for /models, /props, /metrics, chats); CORS preflights pass

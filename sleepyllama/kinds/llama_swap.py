@@ -9,7 +9,7 @@ Formats from llama-swap's source (internal/server/api.go runningModel, internal/
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sleepyllama.kinds.base import HttpSource, Kind, Look, Source, Unreadable, flag_value
 
@@ -57,9 +57,13 @@ class LlamaSwap(Kind):
     # llama-swap.go: proxyLog.Infof("llama-swap listening on http://%s", listenAddr)
     ready_line = re.compile(r"llama-swap listening (with TLS )?on https?://")
 
-    def listen(self, command: Sequence[str]) -> tuple[str, str]:
+    def listen(self, command: Sequence[str],
+               environment: Mapping[str, str] | None = None) -> tuple[str, str]:
         host, _, port = (flag_value(command, "--listen") or ":8080").rpartition(":")
         return host.strip("[]") or "127.0.0.1", port or "8080"
+
+    def listen_everywhere(self, port: str) -> str | None:
+        return f"give llama-swap --listen 0.0.0.0:{port}"
 
     def source(self, base_url: str, command: Sequence[str], timeout: float = 5.0,
                gentle: bool = False) -> Source:

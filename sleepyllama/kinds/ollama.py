@@ -55,14 +55,39 @@ class Ollama(Kind):
         # its discovery line at start, and its runners' llama.cpp lines at each load
         return llama_cpp_gpu_line(line)
 
-    def listen(self, command: Sequence[str]) -> tuple[str, str]:
-        """Ollama takes its address from OLLAMA_HOST in its own environment, which the command
-        does not show: 127.0.0.1:11434 unless health_url says otherwise."""
-        return self.default_host, str(self.default_port)
+    def listen(self, command: Sequence[str],
+               environment: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """Ollama takes its address from OLLAMA_HOST in its environment (the unit's), not its
+        command: 127.0.0.1:11434 without it."""
+        return ollama_host((environment or {}).get("OLLAMA_HOST", ""))
+
+    def listen_everywhere(self, port: str) -> str | None:
+        return (f"set OLLAMA_HOST=0.0.0.0:{port} in its unit's environment (install.sh does: "
+                "Environment= in a drop-in, sudo systemctl edit sleepyllama-server@NAME)")
 
     def source(self, base_url: str, command: Sequence[str], timeout: float = 5.0,
                gentle: bool = False) -> Source:
         return OllamaSource(base_url, None, timeout)
+
+
+def ollama_host(value: str) -> tuple[str, str]:
+    """(host, port) Ollama listens on for this OLLAMA_HOST, as its envconfig.Host() reads it:
+    quotes and a scheme dropped, 127.0.0.1 and 11434 where not given ("" host: every address)."""
+    text = value.strip().strip("\"'")
+    scheme, separator, hostport = text.partition("://")
+    default_port = {"http": "80", "https": "443"}.get(scheme, "11434") if separator else "11434"
+    if not separator:
+        hostport = text
+    hostport = hostport.split("/", 1)[0]
+    host, colon, port = hostport.rpartition(":")
+    if colon and (not host.startswith("[") or host.endswith("]")) and (
+            "]" in host or ":" not in host):
+        host = host.strip("[]") or "0.0.0.0"  # ":11434": every address, as Go's net.Listen
+    else:  # no port: Go's SplitHostPort fails, and all of it is the host
+        host, port = (hostport.strip("[]") or "127.0.0.1"), default_port
+    if not port.isdigit() or int(port) > 65535:
+        port = default_port
+    return host, port
 
 
 KIND = Ollama()

@@ -59,6 +59,9 @@ class Vllm(Kind):
     def api_key(self, command: Sequence[str]) -> str | None:
         return flag_value(command, "--api-key")
 
+    def listen_everywhere(self, port: str) -> str | None:
+        return "give vLLM --host 0.0.0.0 (its default, unless --host says otherwise)"
+
     def needs_key(self, method: str, path: str) -> bool | None:
         # its AuthenticationMiddleware (entrypoints/openai): OPTIONS and paths outside /v1 pass
         return method != "OPTIONS" and (path == "/v1" or path.startswith("/v1/"))
