@@ -303,7 +303,9 @@ if [ "$(cat "$PREFIX/.source-hash" 2>/dev/null)" != "$source_hash" ]; then
     # belong to a user who should not find root-owned build files in it
     source=$(mktemp -d)
     cp -r "$HERE/pyproject.toml" "$HERE/README.md" "$HERE/sleepyllama" "$source/"
-    "$PREFIX/bin/pip" install -q --disable-pip-version-check "$source"
+    # --use-pep517: sdnotify ships only a setup.py sdist, which the pip of Ubuntu 22.04 and
+    # Debian 12 would build the legacy way, printing a DEPRECATION notice on every install
+    "$PREFIX/bin/pip" install -q --disable-pip-version-check --use-pep517 "$source"
     rm -rf "$source"
     echo "$source_hash" > "$PREFIX/.source-hash"
     note "installed sleepyllama into $PREFIX"

@@ -114,6 +114,7 @@ def test_bad_arguments_change_nothing(box: Container) -> None:
 def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     first = install(box, *SERVER_ARGS)
     assert "installed sleepyllama into /opt/sleepyllama" in first.stdout
+    assert "DEPRECATION" not in first.stdout + first.stderr  # pip's, for a legacy build
     assert "added --metrics to the llama-server command" in first.stdout
     assert 'GPU signal: [idle] gpu = "pstate" (nvidia-smi found)' in first.stdout
     install(box, *PROXY_ARGS)
