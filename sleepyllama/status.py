@@ -104,7 +104,7 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
 
 def proxy_memory(name: str) -> dict:
     """What the proxy kept for answering while the backend sleeps (the age of each answer), and
-    its last wake as the journal has it: who woke the box, with which request."""
+    its last wake as its ledger has it: who woke the box, with which request, and how it ended."""
     memory: dict = {}
     try:
         stored = json.loads((history.PROXY_STATE / f"{name}.answers.json").read_text())
@@ -113,17 +113,15 @@ def proxy_memory(name: str) -> dict:
     except (OSError, ValueError, KeyError, TypeError):
         pass  # none yet, or not root (the DynamicUser's directory is private)
     try:
-        last = subprocess.run(["journalctl", "--no-pager", "-o", "cat", "-n", "1", "-u",
-                               f"sleepyllama-proxy@{name}.service", "--grep", "^waking "],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        last = ""
-    if last.startswith("waking "):
-        memory["last_wake"] = last
-    try:
         entries = ledger.read(history.PROXY_STATE / f"{name}.ledger.jsonl")
     except PermissionError:
         entries = []
+    # from the ledger, not the journal: --purge forgets it, and it says how the wake ended
+    woken = [wake for wake in history.wakes(entries) if not wake.what.startswith(("resumed",
+                                                                                  "booted"))]
+    if woken:
+        memory["last_wake"] = (f"{time.strftime('%a %H:%M', time.localtime(woken[-1].at))}  "
+                               f"{woken[-1].what}")
     typical = history.typical_wake(entries)
     if typical is not None:
         memory["typical_wake"] = typical

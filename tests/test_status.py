@@ -29,3 +29,17 @@ def test_status_with_a_config_error_still_shows_the_units(tmp_path: Path) -> Non
     report = json.loads(result.stdout)
     assert "[proxy.llama] mac: expected a MAC address" in report["config_error"]
     assert "units" in report and ("systemd_error" in report or report["units"] is not None)
+
+
+def test_the_last_wake_comes_from_the_proxys_ledger(tmp_path: Path, monkeypatch) -> None:
+    """It came from the journal, so `--purge` left an old "last wake" in status; the ledger
+    goes with --purge, and says how the wake ended."""
+    from sleepyllama import history, ledger, status
+
+    monkeypatch.setattr(history, "PROXY_STATE", tmp_path)
+    assert "last_wake" not in status.proxy_memory("llama")  # purged: nothing to say
+    ledger.append(tmp_path / "llama.ledger.jsonl", "wake", first="192.168.1.20:5123",
+                  request="POST /v1/chat/completions", signals=3, ready_after=9.5)
+    memory = status.proxy_memory("llama")
+    assert memory["last_wake"].endswith(
+        "192.168.1.20:5123 POST /v1/chat/completions: ready after 9.5s, 3 wake signals"), memory
