@@ -129,6 +129,13 @@ def check_backend_key(proxy: ProxyConfig, found: Findings) -> None:
     """Whether the proxy can keep the model list of an awake backend: a key it wants and was
     not given, or a key it refuses, would leave every page load waking the box."""
     table = f"[proxy.{proxy.name}]"
+    key_file = Path(proxy.api_key_file) if proxy.api_key_file else None
+    if (key_file is not None and os.geteuid() != 0 and key_file.exists()
+            and not os.access(key_file, os.R_OK)):
+        # as install.sh sets it up: root's alone, handed to the proxy as a credential
+        found.warnings.append(f"{table} api_key_file: {key_file} is readable by root only, as it "
+                              "should be: not tried (sudo sleepyllama check tries it)")
+        return
     try:
         key = api_key.read(proxy)
     except ConfigError as error:

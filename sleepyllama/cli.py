@@ -286,8 +286,9 @@ def history_command(config: Config, count: int, as_json: bool) -> int:
     except PermissionError:
         idle_watts = None
     unreadable: list[str] = []
-    data = history.report(history.read_ledgers(unreadable=unreadable), config.energy, idle_watts,
-                          count, time.time(), gpu_box=bool(config.servers))
+    entries = history.read_ledgers(unreadable=unreadable)
+    data = history.report(entries, config.energy, idle_watts, count, time.time(),
+                          gpu_box=bool(config.servers), unreadable=unreadable)
     print(json.dumps(data, indent=2) if as_json else history.render(data, sys.stdout.isatty()))
     if unreadable:
         print(f"(not shown: {', '.join(unreadable)} can be read by root only: "

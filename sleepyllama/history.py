@@ -251,7 +251,9 @@ def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path = PROXY_STA
 
 
 def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | None, count: int,
-           now: float, gpu_box: bool = True) -> dict:
+           now: float, gpu_box: bool = True, unreadable: Sequence[str] = ()) -> dict:
+    """unreadable: ledgers this user may not read (a proxy's are root's): the wakes they hold
+    are not known, and are said to be, rather than counted as none."""
     found, woken = sleeps(entries), wakes(entries)
     awake_watts, how = power(energy, idle_watts, gpu_box)
     known_from = float(entries[0]["at"]) if entries else None
@@ -263,6 +265,7 @@ def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | Non
             "money_saved": (None if kwh is None or energy.price_per_kwh is None
                             else kwh * energy.price_per_kwh),
             "currency": energy.currency, "power": how,
+            "wakes_unknown": any("proxy" in path for path in unreadable),
             "recent_wakes": [asdict(wake) for wake in woken if wake.at >= now - count * 86400][-10:],
             "typical_wake": typical_wake(entries),
             "typical_first_answer": typical_first_answer(entries),
@@ -279,11 +282,15 @@ def render(data: dict, pictures: bool) -> str:
     count = len(data["days"])
     lines = [f"last {count} day(s), each mark half an hour: {symbols['awake']} awake, "
              f"{symbols['asleep']} asleep, {symbols['woken']} woken, blank: no record"]
+    unknown = data.get("wakes_unknown")  # the proxies' ledgers are root's: needs root
     for day in data["days"]:
         kwh = "" if day["kwh_saved"] is None else f"  {day['kwh_saved']:.2f} kWh saved"
+        wakes = "wakes: needs root" if unknown else f"{day['wakes']} wake(s)"
         lines.append(f"{day['date']}  {strip(day['cells'], pictures)}  asleep "
-                     f"{day['asleep_hours']:4.1f} h  {day['wakes']} wake(s){kwh}")
-    total = f"total: asleep {data['asleep_hours']:.1f} h of {count * 24} h, {data['wakes']} wake(s)"
+                     f"{day['asleep_hours']:4.1f} h  {wakes}{kwh}")
+    total = (f"total: asleep {data['asleep_hours']:.1f} h of {count * 24} h, "
+             + ("wakes: needs root (sudo sleepyllama history)" if unknown
+                else f"{data['wakes']} wake(s)"))
     if data["kwh_saved"] is not None:
         total += f", {data['kwh_saved']:.2f} kWh saved"
         if data["money_saved"] is not None:
@@ -304,7 +311,8 @@ def render(data: dict, pictures: bool) -> str:
 def last_day_line(data: dict, pictures: bool) -> str:
     """For sleepyllama status: the last 24 h as one strip, and the totals."""
     cells = [cell for day in data["days"] for cell in day["cells"] if cell][-48:]
+    wakes = "wakes: needs root" if data.get("wakes_unknown") else f"{data['wakes']} wake(s)"
     return (f"last 24 h: {strip(cells, pictures)}  (week: asleep {data['asleep_hours']:.1f} h, "
-            f"{data['wakes']} wake(s)" + ("" if data["kwh_saved"] is None else
+            f"{wakes}" + ("" if data["kwh_saved"] is None else
                                            f", {data['kwh_saved']:.2f} kWh saved") + ")")
 

@@ -88,7 +88,7 @@ def gather_status(config: Config | None, config_error: ConfigError | None = None
         report["needs_root"] = unreadable
     if entries:
         week = history.report(entries, config.energy, report_idle_watts(), 7, time.time(),
-                              gpu_box=bool(config.servers))
+                              gpu_box=bool(config.servers), unreadable=unreadable)
         report["history"] = week
     if config.servers:
         report["idle"] = idle_report(config)
@@ -209,7 +209,7 @@ def print_status(report: dict) -> None:
         if proxy.get("typical_wake"):
             print(f"  {history.wake_cost(proxy['typical_wake'], proxy.get('typical_first_answer'))}")
     if report.get("needs_root"):
-        print(f"(the proxy's records in {', '.join(report['needs_root'])} are readable by root "
+        print(f"(the records in {', '.join(report['needs_root'])} are readable by root "
               "only: sudo sleepyllama status)")
     for server in report["servers"]:
         print(f"server {server['reason']} ({server['kind']})")

@@ -153,3 +153,39 @@ def test_ollama_listens_where_ollama_host_says_as_its_unit_has_it() -> None:
     nothing = Findings()
     check_reachable(other, config.parse("[idle]\n"), nothing, environment={})
     assert nothing.warnings == []
+
+
+def test_a_key_file_only_root_may_read_is_not_an_error_for_a_user(tmp_path: Path) -> None:
+    """As install.sh sets it up, the key is root's alone (the proxy gets it as a credential):
+    `sleepyllama check` run by a user called that correct setup an error."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a file another user may not read")
+    tried = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            sys.executable, "-c", "pass"], capture_output=True, text=True)
+    if tried.returncode != 0:
+        pytest.skip(f"this interpreter cannot be run by another user: {tried.stderr.strip()[:200]}")
+    with tempfile.TemporaryDirectory(dir="/tmp") as directory:  # pytest's tmp_path is root's only
+        place = Path(directory)
+        place.chmod(0o755)
+        key = place / "llama.key"
+        key.write_text("sekrit\n")
+        key.chmod(0o600)
+        config = place / "sleepyllama.toml"
+        config.write_text('[proxy.llama]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                          f'api_key_file = "{key}"\n')
+        config.chmod(0o644)
+        code = ("import sys; from pathlib import Path; from sleepyllama import config, checks; "
+                "found = checks.Findings(); "
+                "checks.check_backend_key(config.load(Path(sys.argv[1])).proxy('llama'), found); "
+                "print(found.errors, found.warnings)")
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 sys.executable, "-c", code, str(config)],
+                                capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[] [") and "readable by root only, as it should be" in (
+        result.stdout), result.stdout

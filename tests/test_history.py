@@ -269,3 +269,15 @@ def test_a_hibernated_or_powered_off_box_saves_more_than_a_suspended_one() -> No
     entries = [{"event": "suspend", "at": 10.0, "boot": "a", "kind": "hibernate"},
                {"event": "resume", "at": 20.0, "boot": "a", "kind": "hibernate"}]
     assert history.sleeps(entries)[0].kind == "hibernate"
+
+
+def test_wakes_a_user_may_not_read_are_said_to_need_root_not_counted_as_none() -> None:
+    """history as a user on the always-on host showed 7 days of "0 wake(s)" after a wake,
+    under a one-line "root only" note: the proxy's ledger is root's."""
+    data = history.report([], EnergyConfig(), None, 2, DAY + 36 * 3600, gpu_box=False,
+                          unreadable=["/var/lib/sleepyllama-proxy"])
+    text = history.render(data, pictures=False)
+    assert "0 wake(s)" not in text and "wakes: needs root (sudo sleepyllama history)" in text
+    assert "wakes: needs root" in history.last_day_line(data, pictures=False)
+    readable = history.report([], EnergyConfig(), None, 2, DAY + 36 * 3600, gpu_box=False)
+    assert "0 wake(s)" in history.render(readable, pictures=False)
