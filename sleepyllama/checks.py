@@ -15,7 +15,7 @@ import requests
 
 from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
-from sleepyllama.host import nvidia_power, placement, ports, server_user, sleep_support
+from sleepyllama.host import nvidia_power, placement, ports, server_user, sleep_support, unit_view
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, bounded_output
@@ -60,6 +60,7 @@ def check(config: Config) -> Findings:
             found.warnings.append(f"[server.{server.name}] shows no requests and [idle] gpu = "
                                   "\"off\": nothing keeps the box up while it serves but a sleep "
                                   "inhibitor")
+    found.errors += unit_view.idle_blind_spots(config)
     check_ports(config, found)
     if config.servers and config.idle.gpu != "off":
         check_gpus(config.idle.gpu, found)

@@ -280,3 +280,18 @@ def test_a_power_off_is_recorded_and_its_wake_is_the_next_boot(tmp_path: Path, m
     check(poweroff, path, dry_run=False, ops=recorder.ops(), boot_id="boot-3", now=10.0)
     assert len(ledger.read(tmp_path / "ledger.jsonl")) == 3
     assert "booted" in history.wakes(ledger.read(tmp_path / "ledger.jsonl"))[-1].what
+
+
+def test_a_dry_run_sees_what_the_idle_unit_cannot_read(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """--dry-run as root read a key the unit cannot (under /home) and promised a sleep."""
+    import dataclasses
+
+    caplog.set_level("INFO")
+    path = tmp_path / "idle.json"
+    blind = ["[server.llama] --api-key-file /home/ann/llama.key: the idle check cannot read it"]
+    ops = dataclasses.replace(Recorder().ops(), idle_blind_spots=lambda _config: blind)
+    for now in (100.0, 700.0):  # idle long enough by the second look
+        action = check(QUIET, path, dry_run=True, ops=ops, boot_id=BOOT, now=now)
+    assert action is Action.STAY_AWAKE
+    assert "would stay awake (dry run): under its unit the check cannot read" in caplog.text

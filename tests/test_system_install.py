@@ -310,15 +310,18 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
     # a model kept in a closed home, and a port another service holds (Ollama's own unit, say):
     # the servers' user and the holder's unit are named, each with its fix
     box.run(["sh", "-c", "mkdir -p /home/alice/models && touch /home/alice/models/m.gguf && "
-                         "chmod 700 /home/alice"])
+                         "echo sekrit > /home/alice/llama.key && chmod 700 /home/alice"])
     box.run(["systemd-run", "--unit=other-server", "--property=Type=exec", "python3", "-m",
              "http.server", "--bind", "127.0.0.1", "8082"])
     wait_for(lambda: box.run(["ss", "-Hltn", "sport = :8082"]).stdout.strip(), timeout=30,
              what="the other server's port")
     home = install(box, "server", "--name", "home", "--", "/opt/fake/llama-server", "-m",
                    "/home/alice/models/m.gguf", "--host", "127.0.0.1", "--port", "8082",
-                   check=False)
+                   "--api-key-file", "/home/alice/llama.key", check=False)
     assert home.returncode == 1, home.stdout
+    # root reads the key; the idle unit, whose ProtectHome=yes hides /home, would not
+    assert ("error: [server.home] --api-key-file /home/alice/llama.key: the idle check cannot read "
+            "it (its unit hides /home (ProtectHome=yes))") in home.stdout, home.stdout
     # the container's /usr is this machine's: setfacl is there or not alike
     acl = "" if shutil.which("setfacl") else "sudo apt-get install acl, then "
     assert ("error: [server.home] command: /home/alice/models/m.gguf: the server runs as user "

@@ -105,6 +105,12 @@ def say_what_would_happen(config: Config, verdict: Verdict, ops: SystemOps) -> A
     problems = (ops.wake_on_lan_problems(config.notify.proxies)
                 if config.idle.woken_by == "lan" else [])
     refusal = f"no magic packet could wake the box again: {'; '.join(problems)}"
+    # read here as root; what the idle unit itself cannot read, it counts busy
+    blind = ops.idle_blind_spots(config)
+    if blind:
+        log.info("would stay awake (dry run): under its unit the check cannot read what it "
+                 "needs: %s", "; ".join(blind))
+        return Action.STAY_AWAKE
     if verdict.action is Action.STAY_AWAKE:
         log.info("stay awake: %s", verdict.reason)
         if problems:

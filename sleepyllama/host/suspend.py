@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sleepyllama import hints, ledger, sleep_actions, systemd
 from sleepyllama.config import Address, Config
+from sleepyllama.host import unit_view
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, Reading, Signal
 
@@ -31,6 +32,8 @@ class SystemOps:
     arm_wake_on_lan: Callable[[Sequence[Address]], list[str]] = wake_on_lan.arm
     # the same question, changing nothing (a dry run)
     wake_on_lan_problems: Callable[[Sequence[Address]], list[str]] = wake_on_lan.problems
+    # what the idle unit, in its sandbox, cannot read of what it needs (a dry run runs outside)
+    idle_blind_spots: Callable[[Config], list[str]] = unit_view.idle_blind_spots
 
 
 @dataclass(frozen=True)

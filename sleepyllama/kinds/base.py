@@ -263,6 +263,10 @@ class Kind:
         """The key clients must send, where the command says it; None when it wants none."""
         return None
 
+    def key_file(self, command: Sequence[str]) -> str | None:
+        """The file api_key() reads the key from, where the command names one."""
+        return None
+
     def needs_key(self, method: str, path: str) -> bool | None:
         """Whether, started with an API key, it refuses this request without it: the proxy then
         answers 401 at once rather than wake the box for a refusal. None: a kind that takes no

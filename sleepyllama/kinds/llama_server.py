@@ -171,6 +171,9 @@ class LlamaServer(Kind):
         # without it (401 for /models, /props, /metrics, chats); CORS preflights pass
         return method != "OPTIONS" and path not in ("/health", "/v1/health")
 
+    def key_file(self, command: Sequence[str]) -> str | None:
+        return flag_value(command, "--api-key-file")
+
     def api_key(self, command: Sequence[str]) -> str | None:
         key = flag_value(command, "--api-key")
         key_file = flag_value(command, "--api-key-file")
