@@ -28,6 +28,7 @@ from sleepyllama.config import Config, ConfigError, format_duration
 from sleepyllama.host import schedule, state
 from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.probe import probe
+from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, make_sender
 from sleepyllama.status import gather_status, print_status
 
@@ -47,6 +48,7 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
     limit = proxy.wake_timeout if timeout is None else timeout
     sender, schedule = make_sender(proxy), WakeSchedule(proxy.wol_interval)
     started, sent, why = time.monotonic(), 0, ""
+    record = WakeRecord()  # is the box up with nothing listening, for longer than its server needs?
     interactive = sys.stderr.isatty()
     while True:
         now = time.monotonic()
@@ -58,6 +60,7 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
             schedule.mark_sent(now)
         ready, why = probe(proxy)
         elapsed = time.monotonic() - started
+        record.probed(why, elapsed)
         if interactive:
             print(f"\rwaking {proxy.backend}: {elapsed:.0f} s, {sent} packets, last: {why}\033[K",
                   end="", file=sys.stderr, flush=True)
@@ -65,6 +68,11 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
             print(("\n" if interactive else "") + f"{proxy.backend} is ready after {elapsed:.1f} s "
                   f"({sent} wake signals)", file=sys.stderr)
             return 0
+        if not ready and record.refused_too_long(elapsed, proxy.kind):
+            print(("\n" if interactive else "") + f"sleepyllama: {probe_hint(why, proxy.backend)} "
+                  f"(refused for {elapsed - (record.refused_since or 0):.0f} s, longer than a "
+                  "server needs to start listening)", file=sys.stderr)
+            return 1
         if elapsed >= limit:
             hint = probe_hint(why, proxy.backend)
             print(("\n" if interactive else "") + f"sleepyllama: {proxy.backend} did not wake within "

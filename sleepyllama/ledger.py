@@ -57,7 +57,7 @@ def roll(path: Path) -> None:
 # history with a NaN (JSON's parser takes NaN and Infinity), a string for a number, or a time
 # that time.localtime() refuses.
 LATEST = 1e11  # seconds: a wall-clock time or a duration past this is nothing real (year 5138)
-SECONDS = ("ready_after", "up_after", "gave_up_after", "abandoned_after", "load_seconds",
+SECONDS = ("ready_after", "up_after", "served_after", "gave_up_after", "abandoned_after", "load_seconds",
            "after_ready")
 TEXTS = ("name", "reason", "kind", "action", "from", "first", "request", "agent", "client",
          "error", "problem")

@@ -304,3 +304,31 @@ def test_a_backend_that_answers_after_a_failed_wake_is_no_longer_said_to_have_fa
         return gave_up_before, backend.wake.gave_up, backend.wake.last_give_up
 
     assert asyncio.run(scenario()) == (True, False, None)
+
+
+def test_a_box_up_with_nothing_on_its_port_is_told_to_the_client_soon(monkeypatch) -> None:
+    """A wrong port, or a server on 127.0.0.1: the box answered "Connection refused" all along,
+    and the client got the 503 that names the cause after 3 minutes and 60 magic packets."""
+    from sleepyllama.kinds.llama_server import LlamaServer
+    from sleepyllama.proxy.backend import Backend
+
+    monkeypatch.setattr(LlamaServer, "listens_within", 0.5)
+    proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'kind = "llama-server"\nanswer_while_asleep = []\n'
+                         'wake_timeout = "3m"\n').proxy("t")
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=lambda: (False, "Connection refused"))
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        await loop.sock_sendall(ours, b"GET /v1/models HTTP/1.1\r\nHost: b\r\n\r\n")
+        backend.serve(theirs, "client")
+        answer = await asyncio.wait_for(loop.sock_recv(ours, 4096), 20)
+        ours.close()
+        backend.close_all()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    assert b"nothing listens on port 9" in answer and b"backend_not_listening" in answer

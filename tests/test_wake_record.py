@@ -71,3 +71,24 @@ def test_a_box_that_powers_off_is_given_a_cold_boots_time_and_learned_apart() ->
     record.asleep_as = "suspend"  # it suspends again: its own wakes count
     assert record.retry_after() == 9 and record.hold_limit(0.0, DEFAULT_WAKE_TIMEOUT) == 180.0
     assert WakeRecord().expectation() == ""  # a suspend before any wake: nothing to say
+
+
+def test_a_box_up_with_nothing_listening_is_told_after_its_kind_needs_not_wake_timeout() -> None:
+    record = WakeRecord()
+    record.begin()
+    record.probed("timed out", 1.0)  # asleep
+    record.probed("Connection refused", 3.0)  # its kernel answers: up, nothing on the port
+    assert record.phase() == "refused"
+    assert not record.refused_too_long(30.0, "llama-server")  # it listens within 30 s
+    assert record.refused_too_long(33.5, "llama-server")
+    assert not record.refused_too_long(600.0, "vllm")  # it loads before it listens
+    assert not record.refused_too_long(600.0, "none")  # not known: waited out
+    record.probed("HTTP 503", 34.0)  # listening now: loading
+    assert not record.refused_too_long(100.0, "llama-server") and record.phase() == "loading"
+    assert record.phases() == {"up_after": 3.0, "served_after": 34.0}
+    # learned: a box whose server listened 2 s after it answered is told after 15 s
+    learned = WakeRecord.remembering([{"event": "wake", "ready_after": 9.0, "up_after": 3.0,
+                                       "served_after": 5.0}])
+    learned.begin()
+    learned.probed("Connection refused", 3.0)
+    assert not learned.refused_too_long(17.0, "vllm") and learned.refused_too_long(18.5, "vllm")

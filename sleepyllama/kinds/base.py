@@ -229,6 +229,9 @@ class Kind:
     default_host: ClassVar[str] = "127.0.0.1"
     default_port: ClassVar[int] = 8080
     ready_path: ClassVar[str] = "/health"  # 200 here once it serves
+    # seconds from the box answering to its server listening, at most, on a box that has just
+    # resumed (its servers start after the GPU check); None: not known (refusals are waited out)
+    listens_within: ClassVar[float | None] = None
     # a line of its own output that says it may serve now: the supervisor asks at once
     ready_line: ClassVar[re.Pattern[str] | None] = None
     # requests a frontend sends only to look (a model list): answered from the cache while asleep

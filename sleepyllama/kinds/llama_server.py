@@ -156,6 +156,7 @@ class LlamaServer(Kind):
     programs = ("llama-server",)
     default_port = 8080
     ready_path = "/health"  # 503 "Loading model" until it serves
+    listens_within = 30.0  # it listens before it loads the model (503 "Loading model" meanwhile)
     # 0c1e570, measured: "srv  llama_server: model loaded", then "... listening on http://..."
     ready_line = re.compile(r"llama_server: (model loaded|listening on)|server is listening on")
     # SillyTavern's text completion asks /props; Open WebUI and LibreChat the model list

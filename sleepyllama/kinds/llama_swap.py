@@ -50,6 +50,7 @@ class LlamaSwapSource(HttpSource):
 
 class LlamaSwap(Kind):
     name = "llama-swap"
+    listens_within = 30.0  # it listens at once, and starts each model on its first request
     programs = ("llama-swap",)
     look_only = ("GET /v1/models", "GET /models")
     shows = "requests counted from /api/metrics/activity, running models from /running"

@@ -39,6 +39,7 @@ class Ollama(Kind):
     programs = ("ollama",)
     default_port = 11434
     ready_path = "/api/version"
+    listens_within = 30.0  # ollama serve listens at once; models load per request
     # server/routes.go Serve: slog.Info(fmt.Sprintf("Listening on %s (version %s)", ...))
     ready_line = re.compile(r"Listening on \S+ \(version ")
     # GET / ("Ollama is running"): what some clients poll to see that it serves

@@ -43,6 +43,8 @@ class VllmSource(HttpSource):
 
 class Vllm(Kind):
     name = "vllm"
+    # it loads the model before it listens: refused for as long as a load takes
+    listens_within = 900.0
     programs = ("vllm",)
     default_host = "0.0.0.0"
     default_port = 8000

@@ -36,7 +36,7 @@ from sleepyllama.proxy.prober import Answer, Probe, Prober
 from sleepyllama.proxy.progress import Progress, Waker
 from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.reception import Reception, Visitor
-from sleepyllama.proxy.reply import backend_unavailable
+from sleepyllama.proxy.reply import backend_unavailable, nothing_listens
 from sleepyllama.proxy.splice import PumpState, Splice
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger, reply_if_http
 from sleepyllama.proxy.wake_record import WakeRecord
@@ -358,6 +358,32 @@ class Backend:
             linger(self.loop, client.sock, self.on_close)
         self.on_change()
 
+    def _nobody_listens(self, refused_for: float) -> None:
+        """The box answers, but nothing has listened on the port for longer than its server
+        needs: every held client is told so now (a wrong port, a server on 127.0.0.1 only), not
+        after wake_timeout and dozens of magic packets. The wake goes on, in case it starts."""
+        clients = self.waiting.take_all()
+        if not clients and not self.waiters:
+            return
+        hint = probes.hint("Connection refused", self.config.backend)
+        log.warning("%s (refused for %.0f s): answering %d waiting client(s) with 503 now",
+                    hint, refused_for, len(clients) + len(self.waiters))
+        for client in clients:
+            try:
+                answered = reply_if_http(client, nothing_listens(hint, refused_for))
+                log.info("%s %s: nothing listens on the backend's port",
+                         "answered with 503" if answered else "closing", client.peer)
+                client.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                client.sock.close()
+                self.on_close()
+            else:
+                linger(self.loop, client.sock, self.on_close)
+        for waiter in self.waiters:
+            if not waiter.ready.done():
+                waiter.ready.set_result(False)
+        self.on_change()
+
     def _note_give_up(self, waited: float) -> None:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""
         if self.wake.give_up(self.loop.time()):
@@ -399,6 +425,9 @@ class Backend:
                     if answer.ready and await self._resolve():
                         ready_answer = answer
                         break
+                if ready_answer is None and self.wake.refused_too_long(
+                        self.loop.time() - started, self.cache.learned or self.config.kind):
+                    self._nobody_listens(self.loop.time() - started - (self.wake.refused_since or 0))
                 if ready_answer is not None or self.clients_waiting():
                     continue
                 elapsed = self.loop.time() - started
@@ -451,8 +480,7 @@ class Backend:
                      self.config.backend, took, self.wake.signals, self.clients_waiting())
             self.record("wake", **self.wake.first, **self.wake.origin(),
                         signals=self.wake.signals, ready_after=round(took, 1),
-                        **({"up_after": round(self.wake.up_after, 1)}
-                           if self.wake.up_after is not None else {}))
+                        **self.wake.phases())
         else:
             log.debug("backend %s confirmed ready (%s)", self.config.backend, answer.why)
         self.wake.ready(took, woken=bool(self.wake.signals) and not needless)

@@ -33,6 +33,7 @@ import h11
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig, format_duration
 from sleepyllama.proxy.policy import path_of
+from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.splice import tune_backend_socket
 
 log = logging.getLogger(__name__)
@@ -207,10 +208,16 @@ class Progress:
             if not ready:
                 waited = self.loop.time() - started
                 log.info("ending the stream of %s with an error: its backend did not wake", peer)
+                # up, but nothing listens on the port: said as soon as the wake knows it
+                refused = self.waker.phase() == "refused"
+                hint = probe_hint("Connection refused", self.config.backend) if refused else ""
+                early = refused and waited < self.wake_timeout() - 1
                 await self._send(sock, dialect.error(
+                    f"sleepyllama: {hint} (waited {waited:.0f} s)" if early else
                     f"sleepyllama: the backend {self.config.backend} did not wake up within "
-                    f"{format_duration(self.wake_timeout())} (waited {waited:.0f} s)",
-                    "backend_unavailable", 503))
+                    f"{format_duration(self.wake_timeout())} (waited {waited:.0f} s)"
+                    + (f"; {hint}" if hint else ""),
+                    "backend_not_listening" if early else "backend_unavailable", 503))
                 return
             waiting = False
             await self._pass_on(sock, peer, request, body, dialect)
@@ -252,7 +259,9 @@ class Progress:
                 seen = self.waker.phase()
                 if seen != phase:
                     phase = seen
-                    text = f"\nthe box is up after {now - started:.0f} s, loading the model…"
+                    text = (f"\nthe box is up after {now - started:.0f} s, but nothing listens on "
+                            f"port {self.config.backend.port} yet…" if seen == "refused" else
+                            f"\nthe box is up after {now - started:.0f} s, loading the model…")
                 elif now - last_line >= LINE_EVERY:
                     text = (f"\nstill waking · {now - started:.0f} s · "
                             f"{self.waker.packets()} packets")

@@ -34,3 +34,11 @@ def backend_unavailable(backend: str, wake_timeout: float, waited: float, hint: 
                f"{format_duration(wake_timeout)} (this request waited {waited:.0f} s); "
                + (f"{hint}; " if hint else "") + f"try again in {retry_after} seconds")
     return error_reply(503, message, "backend_unavailable", retry_after)
+
+
+def nothing_listens(hint: str, refused_for: float) -> bytes:
+    """The 503 of a client held while the box answered but nothing listened on the port for
+    longer than its server needs: said now, not after wake_timeout."""
+    message = (f"sleepyllama: {hint} (refused for {refused_for:.0f} s, longer than a server "
+               "needs to start listening; sleepyllama check on the box names the cause)")
+    return error_reply(503, message, "backend_not_listening", RETRY_AFTER)

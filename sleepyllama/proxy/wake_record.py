@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sleepyllama import history, sleep_actions
+from sleepyllama import history, kinds, sleep_actions
 from sleepyllama.config import DEFAULT_WAKE_TIMEOUT, format_duration
 from sleepyllama.proxy.reply import RETRY_AFTER
 
@@ -31,6 +31,8 @@ class WakeRecord:
     first: dict[str, str] = field(default_factory=dict)  # its first client, for the ledger
     last_probe: str = ""  # the last ready check's answer ("HTTP 503", "Connection refused")
     up_after: float | None = None  # seconds into the wake when the box itself first answered
+    served_after: float | None = None  # ... when its server first answered HTTP (any status)
+    refused_since: float | None = None  # ... since when every answer was "Connection refused"
     gave_up: bool = False  # a client of the current (or last) wake was given up on
     last_give_up: float | None = None  # when the last wake gave up
     past: list[dict] = field(default_factory=list)  # the last wakes, as the ledger has them
@@ -39,6 +41,7 @@ class WakeRecord:
 
     def begin(self) -> None:
         self.signals, self.gave_up, self.last_probe, self.up_after = 0, False, "", None
+        self.served_after = self.refused_since = None
 
     def probed(self, answer: str, seconds: float) -> None:
         """A ready check's answer, `seconds` into the wake. Any HTTP answer, or a refusal (its
@@ -46,7 +49,27 @@ class WakeRecord:
         self.last_probe = answer
         if self.up_after is None and (answer.startswith("HTTP ") or answer == "Connection refused"):
             self.up_after = seconds
+        if self.served_after is None and answer.startswith("HTTP "):
+            self.served_after = seconds
+        if answer != "Connection refused":
+            self.refused_since = None
+        elif self.refused_since is None:
+            self.refused_since = seconds
 
+    def refused_too_long(self, seconds: float, kind: str) -> bool:
+        """The box has answered "Connection refused" for longer than its server needs to start
+        listening: a wrong port, or a server listening on 127.0.0.1 only. The limit is the
+        kind's (listens_within), or three times the longest such wait of the past wakes here."""
+        if self.refused_since is None:
+            return False
+        limit = kinds.get(kind).listens_within if kind in kinds.KINDS else None
+        past = [float(entry["served_after"]) - float(entry["up_after"]) for entry in self.past
+                if isinstance(entry.get("served_after"), int | float)
+                and isinstance(entry.get("up_after"), int | float)]
+        if past:
+            learned = max(15.0, 3 * max(past))
+            limit = learned if limit is None else min(limit, learned)
+        return limit is not None and seconds - self.refused_since > limit
     def first_signal(self, now: float, peer: str, request: str, agent: str) -> None:
         self.started = now
         self.first = {"first": peer, "request": request, **({"agent": agent} if agent else {})}
@@ -55,8 +78,14 @@ class WakeRecord:
         """The backend answered 200 `seconds` after the wake began (woken: by its signals)."""
         self.last_give_up = None
         if woken:
-            self.past = [*self.past, {"event": "wake", "ready_after": seconds,
-                                      **self.origin()}][-REMEMBERED:]
+            self.past = [*self.past, {"event": "wake", "ready_after": seconds, **self.origin(),
+                                      **self.phases()}][-REMEMBERED:]
+
+    def phases(self) -> dict[str, float]:
+        """For a wake's ledger entry: when the box, then its server, first answered."""
+        return {key: round(value, 1) for key, value in (("up_after", self.up_after),
+                                                        ("served_after", self.served_after))
+                if value is not None}
 
     def action(self) -> sleep_actions.SleepAction:
         return sleep_actions.get(self.asleep_as)
@@ -103,8 +132,11 @@ class WakeRecord:
         return True
 
     def phase(self) -> str:
-        """"loading" once the box answers its ready check, not yet with 200; else "waking"."""
-        return "loading" if self.last_probe.startswith("HTTP ") else "waking"
+        """"loading" once the box answers its ready check, not yet with 200; "refused" while the
+        box answers but nothing listens on the port; else "waking"."""
+        if self.last_probe.startswith("HTTP "):
+            return "loading"
+        return "refused" if self.last_probe == "Connection refused" else "waking"
 
     def hold_limit(self, now: float, wake_timeout: float) -> float:
         """How long a new client is held: wake_timeout, or after a recent give-up only as long
