@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,13 +23,14 @@ from sleepyllama import config as configuration
 from sleepyllama import history, logs, systemd
 from sleepyllama.checks import check, input_problems, print_findings
 from sleepyllama.command_line import program_parser
-from sleepyllama.config import Config, ConfigError, format_duration
+from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import schedule, state
 from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.probe import probe
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, make_sender
 from sleepyllama.status import gather_status, print_status
+from sleepyllama.words import format_duration
 
 WAKE_PROBE_INTERVAL = 0.5
 
@@ -84,6 +84,15 @@ def wake(config: Config, name: str | None, timeout: float | None) -> int:
 
 # -- restart ----------------------------------------------------------------------------------
 
+def clear_failed(units: list[str]) -> None:
+    """A unit that failed, or that systemd restarted, starts afresh: its start limit too."""
+    for unit in units:
+        details = systemd.unit_details(unit)
+        if details.active == "failed" or details.restarts:
+            systemd.reset_failed(unit)
+            print(f"{unit}: failed state cleared")
+
+
 def reload_proxy(name: str) -> None:
     """A proxy reads its table anew without a restart: the clients it holds, answers or splices
     stay (an edit of the config dropped every held request and cut every stream). Its socket,
@@ -92,11 +101,7 @@ def reload_proxy(name: str) -> None:
     if systemd.unit_details(socket_unit).active == "not-found":
         print(f"{socket_unit}: not installed (sudo ./install.sh ...)")
         return
-    for unit in (socket_unit, service):
-        details = systemd.unit_details(unit)
-        if details.active == "failed" or details.restarts:
-            systemd.reset_failed(unit)
-            print(f"{unit}: failed state cleared")
+    clear_failed([socket_unit, service])
     if systemd.unit_details(socket_unit).active != "active":
         systemd.restart(socket_unit)
         print(f"{socket_unit}: listening again")
@@ -123,7 +128,7 @@ def restart(config: Config) -> int:
     for name in config.proxies:
         reload_proxy(name)
     if config.servers:
-        servers = [f"sleepyllama-server@{name}.service" for name in config.servers]
+        servers = [systemd.server_unit(name) for name in config.servers]
         # a failed idle check (a broken state file, say) is cleared with its timer
         actions += [("sleepyllama-servers.target", servers),
                     ("sleepyllama-idle.timer", ["sleepyllama-idle.service"])]
@@ -131,11 +136,7 @@ def restart(config: Config) -> int:
         if systemd.unit_details(unit).active == "not-found":
             print(f"{unit}: not installed (sudo ./install.sh ...)")
             continue
-        for cleared in clear:
-            details = systemd.unit_details(cleared)
-            if details.active == "failed" or details.restarts:
-                systemd.reset_failed(cleared)
-                print(f"{cleared}: failed state cleared")
+        clear_failed(clear)
         systemd.restart(unit)
         print(f"{unit}: restarting" + (f" ({', '.join(clear)})" if clear else ""))
     if config.servers:
@@ -269,17 +270,16 @@ def stay_awake(duration: float | None, cancel: bool) -> int:
         print("sleepyllama stay-awake: run as root: sudo sleepyllama stay-awake ...", file=sys.stderr)
         return 1
     # one at a time: a new duration replaces the old one
-    subprocess.run(["systemctl", "stop", STAY_AWAKE_UNIT], capture_output=True, check=False)
+    systemd.systemctl("stop", STAY_AWAKE_UNIT)
     if cancel:
         print("stay-awake cancelled: the idle check decides again")
         return 0
     assert duration is not None
     until = time.strftime("%a %H:%M", time.localtime(time.time() + duration))
-    command = ["systemd-run", f"--unit={STAY_AWAKE_UNIT}", "--collect", "--quiet",
-               f"--description=sleepyllama: stay awake until {until}", "--",
-               "systemd-inhibit", "--what=sleep", "--mode=block", "--who=sleepyllama",
-               f"--why=stay-awake until {until}", "sleep", str(int(duration))]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = systemd.run_transient(
+        STAY_AWAKE_UNIT, f"sleepyllama: stay awake until {until}",
+        ["systemd-inhibit", "--what=sleep", "--mode=block", "--who=sleepyllama",
+         f"--why=stay-awake until {until}", "sleep", str(int(duration))])
     if result.returncode != 0:
         print(f"sleepyllama stay-awake: {result.stderr.strip()}", file=sys.stderr)
         return 1

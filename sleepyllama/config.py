@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from sleepyllama import kinds, sleep_actions
 from sleepyllama.compat import tomllib
 from sleepyllama.windows import Window, parse_window
+from sleepyllama.words import format_duration
 
 DEFAULT_PATH = Path("/etc/sleepyllama/sleepyllama.toml")
 EX_CONFIG = 78  # sysexits.h: the unit's RestartPreventExitStatus= matches it
@@ -217,18 +218,6 @@ def at_least(minimum: float):
         return seconds
 
     return parse
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration for messages: 180 -> "3m", 5400 -> "1h30m", 2.5 -> "2.5s"."""
-    if seconds != int(seconds) or seconds < 60:
-        return f"{seconds:g}s"
-    whole, parts = int(seconds), []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if whole >= size:
-            parts.append(f"{whole // size}{unit}")
-            whole %= size
-    return "".join(parts)
 
 
 def parse_address(value: object) -> Address:

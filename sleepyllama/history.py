@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sleepyllama import files, ledger
-from sleepyllama.config import EnergyConfig, format_duration
+from sleepyllama.config import EnergyConfig
+from sleepyllama.words import format_duration
 
 HALF_HOUR = 1800
 REASON_WINDOW = 300.0  # a "sleep" entry this close before a suspend asked for it

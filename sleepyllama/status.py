@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from sleepyllama import history, ledger, systemd
-from sleepyllama.config import Config, ConfigError, ServerConfig, format_duration
+from sleepyllama.config import Config, ConfigError, ServerConfig
 from sleepyllama.host import state
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
 from sleepyllama.host.signals.base import Activity
 from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
 from sleepyllama.proxy.probe import probe
-from sleepyllama.words import count
+from sleepyllama.words import count, format_duration
 
 
 def expected_units(config: Config) -> list[str]:

@@ -250,15 +250,39 @@ def unit_details(name: str) -> UnitState:
                      entered / 1e6 if entered else None)
 
 
+def systemctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """systemctl itself, for what is not asked over D-Bus here (daemon-reload, enable, a unit's
+    properties as loaded, drop-ins included); never raises: its exit status is the answer."""
+    try:
+        return subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return subprocess.CompletedProcess(["systemctl", *args], 1, "", str(error))
+
+
+def show(unit: str, *properties: str) -> dict[str, str]:
+    """These properties of a unit as systemd has it loaded ({} without systemd)."""
+    shown = systemctl("show", *(f"--property={name}" for name in properties), unit).stdout
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
 def unit_environment(name: str) -> dict[str, str]:
     """Environment= of a unit as systemd has loaded it, drop-ins included ({} without one)."""
     try:
-        shown = subprocess.run(["systemctl", "show", "-P", "Environment", name],
-                               capture_output=True, text=True, timeout=10).stdout
-        words = shlex.split(shown)
-    except (OSError, subprocess.TimeoutExpired, ValueError):
+        words = shlex.split(show(name, "Environment").get("Environment", ""))
+    except ValueError:
         return {}
     return dict(word.split("=", 1) for word in words if "=" in word)
+
+
+def run_transient(unit: str, description: str, command: list[str]) -> subprocess.CompletedProcess[str]:
+    """A command as a transient service of its own (systemd-run), gone when it ends."""
+    try:
+        return subprocess.run(["systemd-run", f"--unit={unit}", "--collect", "--quiet",
+                               f"--description={description}", "--", *command],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return subprocess.CompletedProcess(["systemd-run"], 1, "", str(error))
 
 
 def reset_failed(name: str) -> None:

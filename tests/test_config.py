@@ -5,6 +5,7 @@ import pytest
 from sleepyllama import config
 from sleepyllama.config import Address, ConfigError
 from sleepyllama.proxy.probe import ready_urls
+from sleepyllama.words import format_duration
 
 PATH = Path("/etc/sleepyllama/sleepyllama.toml")
 
@@ -64,7 +65,7 @@ def test_bad_durations(value: object) -> None:
 
 def test_format_duration_round_trips() -> None:
     for seconds in (180, 5400, 2.5, 45, 86400):
-        assert config.parse_duration(config.format_duration(seconds)) == seconds
+        assert config.parse_duration(format_duration(seconds)) == seconds
 
 
 @pytest.mark.parametrize(("text", "key", "words"), [

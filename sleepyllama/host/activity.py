@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sleepyllama import kinds
-from sleepyllama.config import ServerConfig, format_duration
+from sleepyllama.config import ServerConfig
 from sleepyllama.kinds.base import Look, Source, Unreadable
-from sleepyllama.words import count
+from sleepyllama.words import count, format_duration
 
 __all__ = ["Counter", "Look", "Unreadable", "judge", "moved", "source_for"]
 

@@ -10,8 +10,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sleepyllama.config import format_duration
 from sleepyllama.host.signals.base import Activity, Reading
+from sleepyllama.words import format_duration
 
 # The timer looks every 30 s. Time between two looks further apart than this was not watched
 # (the timer stopped, the box too loaded to run it): it never counts as idle.

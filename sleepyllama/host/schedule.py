@@ -11,11 +11,11 @@ themselves, and their parsing, are shared (sleepyllama/windows.py): the config r
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sleepyllama import systemd
 from sleepyllama.windows import Window
 
 TIMER = Path("/etc/systemd/system/sleepyllama-wake.timer")
@@ -39,15 +39,15 @@ def install(windows: Sequence[Window], path: Path = TIMER) -> str:
     if wanted == present:
         return "unchanged"
     if wanted is None:
-        subprocess.run(["systemctl", "disable", "--now", path.name], capture_output=True, check=False)
+        systemd.systemctl("disable", "--now", path.name)
         path.unlink()
-        subprocess.run(["systemctl", "daemon-reload"], check=False)
+        systemd.systemctl("daemon-reload")
         return "removed"
     path.write_text(wanted)
     path.chmod(0o644)
-    subprocess.run(["systemctl", "daemon-reload"], check=False)
-    subprocess.run(["systemctl", "enable", "--now", "--quiet", path.name], check=False)
-    subprocess.run(["systemctl", "restart", path.name], check=False)  # new OnCalendar= lines
+    systemd.systemctl("daemon-reload")
+    systemd.systemctl("enable", "--now", "--quiet", path.name)
+    systemd.systemctl("restart", path.name)  # new OnCalendar= lines
     return "written"
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sleepyllama import systemd
+
 DEFAULT_USER = "sleepyllama"  # sysusers.d/sleepyllama.conf, User= of sleepyllama-server@.service
 
 
@@ -42,12 +44,7 @@ class ShutOut:
 
 def server_user(name: str) -> str:
     """User= of the server's unit as systemd has loaded it (a drop-in may change it)."""
-    try:
-        shown = subprocess.run(["systemctl", "show", "-P", "User",
-                                f"sleepyllama-server@{name}.service"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        shown = ""
+    shown = systemd.show(systemd.server_unit(name), "User").get("User", "").strip()
     # empty: no unit installed yet (check before install.sh) or no systemd; what install.sh gives
     return shown or DEFAULT_USER
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from sleepyllama import kinds
+from sleepyllama import kinds, systemd
 from sleepyllama.config import Config
 
 IDLE_UNIT = "sleepyllama-idle.service"
@@ -55,13 +55,7 @@ def hidden(sandbox: Sandbox, path: str) -> str:
 def sandbox_of(unit: str) -> Sandbox:
     """The unit's sandbox as systemd has it loaded, drop-ins included; as shipped when it is
     not installed yet (check before install.sh)."""
-    try:
-        shown = subprocess.run(["systemctl", "show", "-p", "LoadState", "-p", "ProtectHome",
-                                "-p", "PrivateTmp", "-p", "User", unit],
-                               capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        shown = ""
-    values = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    values = systemd.show(unit, "LoadState", "ProtectHome", "PrivateTmp", "User")
     if values.get("LoadState") != "loaded":
         return SHIPPED.get(unit, Sandbox())
     return Sandbox(values.get("ProtectHome", "no"), values.get("PrivateTmp") == "yes",

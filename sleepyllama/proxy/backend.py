@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sleepyllama import hints, ledger, sleep_actions
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
-from sleepyllama.config import ProxyConfig, format_duration
+from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import policy
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
@@ -41,6 +41,7 @@ from sleepyllama.proxy.splice import PumpState, Splice
 from sleepyllama.proxy.waiting import Client, WaitingRoom, linger, reply_if_http
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
+from sleepyllama.words import format_duration
 
 log = logging.getLogger(__name__)
 

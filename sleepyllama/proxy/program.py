@@ -23,13 +23,13 @@ from pathlib import Path
 from sleepyllama import config as configuration
 from sleepyllama import hints, logs, systemd
 from sleepyllama.command_line import program_parser
-from sleepyllama.config import ConfigError, ProxyConfig, format_duration
+from sleepyllama.config import ConfigError, ProxyConfig
 from sleepyllama.proxy import api_key, handover
 from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.misconfigured import Misconfigured
 from sleepyllama.proxy.wol import make_sender
-from sleepyllama.words import count
+from sleepyllama.words import count, format_duration
 
 log = logging.getLogger("sleepyllama-proxy")
 

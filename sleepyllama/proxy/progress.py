@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import h11
 
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
-from sleepyllama.config import ProxyConfig, format_duration
+from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy.policy import path_of
 from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.splice import tune_backend_socket
+from sleepyllama.words import format_duration
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from sleepyllama.config import format_duration
+from sleepyllama.words import format_duration
 
 RETRY_AFTER = 30  # seconds, until wakes have been seen: long enough for a slow box to wake
 REASONS = {400: "Bad Request", 401: "Unauthorized", 408: "Request Timeout",

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sleepyllama import history, kinds, sleep_actions
-from sleepyllama.config import DEFAULT_WAKE_TIMEOUT, format_duration
+from sleepyllama.config import DEFAULT_WAKE_TIMEOUT
 from sleepyllama.proxy.reply import RETRY_AFTER
+from sleepyllama.words import format_duration
 
 # after a wake gave up, a client arriving within RECENT_GIVE_UP is held only as long as a fresh
 # attempt needs to show the box is still down: the openai client's two retries of a 503 (and a

@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from sleepyllama import systemd
-from sleepyllama.config import ServerConfig, format_duration
+from sleepyllama.config import ServerConfig
 from sleepyllama.host.activity import Counter, Unreadable, judge, source_for
 from sleepyllama.host.signals.base import Activity, Reading
+from sleepyllama.words import format_duration
 
 
 class ServersSignal:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from sleepyllama.config import format_duration
 from sleepyllama.host.signals.base import Activity, Reading
 from sleepyllama.systemd import Session
-from sleepyllama.words import count
+from sleepyllama.words import count, format_duration
 
 GRAPHICAL = ("x11", "wayland", "mir")
 # a tty's atime moves in steps of 8 s, and the timer fires within its accuracy: a keystroke just
