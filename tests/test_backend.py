@@ -332,3 +332,40 @@ def test_a_box_up_with_nothing_on_its_port_is_told_to_the_client_soon(monkeypatc
     answer = asyncio.run(scenario())
     assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
     assert b"nothing listens on port 9" in answer and b"backend_not_listening" in answer
+
+
+def test_a_model_list_whose_connect_fails_right_after_ready_is_answered_from_the_cache() -> None:
+    """Within 5 s of the box going down (its readiness not yet stale) a model-list request was
+    passed on at once, its connect failed, and it was held: it woke the box for a look."""
+    import time
+
+    from sleepyllama.proxy.backend import Backend
+    from sleepyllama.proxy.cache import AnswerCache, Entry
+
+    port = free_port()  # nothing listens there: the box just went down
+    proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{port}"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'kind = "llama-server"\n').proxy("t")
+    cache = AnswerCache(f"http://127.0.0.1:{port}", ("GET /v1/models",), None, "llama-server")
+    cache.entries["/v1/models"] = Entry(200, "application/json", b'{"data": []}', time.time())
+    signal = NoSignal()
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, signal, probe=lambda: (False, "Connection refused"),
+                          cache=cache)
+        backend.family, backend.sockaddr = socket.AF_INET, ("127.0.0.1", port)
+        backend.belief.believe_ready(loop.time())  # answered a moment ago
+        assert backend.ready
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        await loop.sock_sendall(ours, b"GET /v1/models HTTP/1.1\r\nHost: b\r\nConnection: close"
+                                      b"\r\n\r\n")
+        backend.serve(theirs, "client", "192.168.1.9")
+        answer = await asyncio.wait_for(loop.sock_recv(ours, 4096), 10)
+        ours.close()
+        backend.close_all()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200") and b'{"data": []}' in answer, answer[:300]
+    assert signal.sent == 0, "a look woke the box"

@@ -218,7 +218,8 @@ class Backend:
         if self.ready:
             if self.belief.stale_soon(now) and not self.refreshing:
                 self._refresh_in_background()
-            self.connector.connect(Client(sock, peer, now, now + self.hold_limit()))
+            self.connector.connect(Client(sock, peer, now, now + self.hold_limit(),
+                                          address=address))
         elif self.reads_requests:
             self.reception.receive(Visitor(sock, peer, address))
         else:
@@ -227,7 +228,8 @@ class Backend:
     def _hold_visitor(self, visitor: Visitor) -> None:
         now = self.loop.time()
         client = Client(visitor.sock, visitor.peer, now, now + self.hold_limit(),
-                        prefix=visitor.prefix, request=visitor.request, agent=visitor.agent)
+                        prefix=visitor.prefix, request=visitor.request, agent=visitor.agent,
+                        address=visitor.address)
         if self.ready:  # woken meanwhile, by another client
             self.connector.connect(client)
         else:
@@ -238,6 +240,11 @@ class Backend:
             log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
             self._not_ready()
         self.belief.believe_asleep(self.loop.time(), down=True)
+        if self.reads_requests and not client.prefix and not client.request:
+            # passed on at once while believed ready, so nothing of it was read: reception reads
+            # it now, and a model-list request is answered from the cache, not held for a wake
+            self.reception.receive(Visitor(client.sock, client.peer, client.address))
+            return
         self._hold(client)
 
     def _backend_lost(self, error: OSError) -> None:

@@ -45,7 +45,8 @@ class Kept:
         name = f"{systemd.STORED_PREFIX}h{len(self.held)}"
         self.fds[name] = client.sock.fileno()
         self.held.append({"fd": name, "peer": client.peer, "request": client.request,
-                          "agent": client.agent, "arrived": client.arrived,
+                          "agent": client.agent, "address": client.address,
+                          "arrived": client.arrived,
                           "deadline": client.deadline,
                           "prefix": base64.b64encode(client.prefix).decode()})
 
@@ -135,6 +136,7 @@ def parse(document: bytes) -> tuple[list[dict], list[dict]]:
     for entry in held:
         if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in
                                                 ("fd", "peer", "request", "agent", "prefix"))
+                and isinstance(entry.get("address", ""), str)  # absent before 2026-12
                 and _finite(entry.get("arrived")) and _finite(entry.get("deadline"))):
             raise ValueError("a held client is malformed")
         base64.b64decode(entry["prefix"], validate=True)
@@ -193,7 +195,8 @@ def take_back(stored: dict[str, int], notifier: systemd.Notifier) -> Taken:
             sock.setblocking(False)
             taken.held.append(Client(sock, entry["peer"], entry["arrived"], entry["deadline"],
                                      prefix=base64.b64decode(entry["prefix"]),
-                                     request=entry["request"], agent=entry["agent"]))
+                                     request=entry["request"], agent=entry["agent"],
+                                     address=entry.get("address", "")))
         for entry in splices:
             names = [entry["client"], entry["backend"]] + [
                 name for pump in entry["pumps"] for name in (pump["pipe"] or [])]

@@ -29,6 +29,7 @@ class Client:
     prefix: bytes = b""  # read from the client already: the backend gets these first
     request: str = ""  # "METHOD /path" when reception read it
     agent: str = ""  # its User-Agent, when reception read it: who keeps waking the box
+    address: str = ""  # its IP address, for wake_from, should reception read it later
     # the first client of a wake: told when the backend's first bytes to it come (wake_record)
     on_first_answer: Callable[[], None] | None = None
 
