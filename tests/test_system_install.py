@@ -127,6 +127,13 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     # through the proxy's socket and its DynamicUser, capability-less service
     response = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3939/health"]).stdout
     assert json.loads(response) == {"status": "ok"}
+    # restarts in a row (a package upgrade, a user fixing a config) never close the port: the
+    # service's start limit used to fail its socket
+    for _ in range(8):
+        box.run(["systemctl", "restart", "sleepyllama-proxy@llama.service"])
+    assert box.show("sleepyllama-proxy@llama.socket", "ActiveState") == "active"
+    response = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3939/health"]).stdout
+    assert json.loads(response) == {"status": "ok"}
     assert "created the system user sleepyllama" in first.stdout
     server_pid = box.show("sleepyllama-server@llama.service", "MainPID")
     assert box.run(["ps", "-o", "user=", "-p", server_pid]).stdout.strip() == "sleepyllama"
