@@ -64,3 +64,38 @@ def test_a_kept_answer_with_a_header_breaking_type_is_dropped_on_load(tmp_path: 
                    "fetched_at": 1795600000.0}}}))
     cache = AnswerCache("http://127.0.0.1:1", ("GET /v1/models", "GET /props"), path)
     assert list(cache.entries) == ["/props"]
+
+
+def test_a_server_swapped_on_the_port_is_learned_and_a_404_is_asked_once_a_minute(
+        tmp_path: Path) -> None:
+    """kind = "auto": a llama-server replaced by Ollama on the same port kept the llama-server's
+    /props for good, and every target that answered 404 was fetched again at each ready (10
+    fetches of each in 30 s while chats kept the box awake)."""
+    import subprocess
+    import sys
+    import time
+
+    from sleepyllama import kinds
+    from sleepyllama.proxy.cache import REFRESH, Entry
+
+    from conftest import FAKE_SERVERS, free_port, wait_for
+
+    port = free_port()
+    cache = AnswerCache(f"http://127.0.0.1:{port}", tuple(kinds.look_only("auto")),
+                        tmp_path / "answers.json")
+    cache.entries["/props"] = Entry(200, "application/json", b'{"total_slots": 1}', time.time())
+    cache.entries["/v1/models"] = Entry(200, "application/json", b'{"data": []}', time.time())
+    assert kinds.identify(cache.entries) == "llama-server"
+    ollama = subprocess.Popen([sys.executable, str(FAKE_SERVERS), "--kind", "ollama", "--port",
+                               str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: "listening" in (ollama.stdout.readline() or ""), what="the fake Ollama")
+        cache.fetch()
+    finally:
+        ollama.terminate()
+        ollama.wait()
+    assert "/props" not in cache.entries and "/api/tags" in cache.entries
+    assert cache.learned == "ollama" and "/api/ps" in cache.fixed()
+    now = time.time()
+    assert not cache.stale(now)  # /models and /props answered 404: not asked again at once
+    assert cache.stale(now + REFRESH + 1)

@@ -72,6 +72,9 @@ class AnswerCache:
         self.learned: str | None = None  # the kind its answers show, for kind = "auto"
         self.path = path
         self.entries: dict[str, Entry] = {}
+        # when each target was last asked, answered or not: a target the backend does not know
+        # (404 from another kind) is asked again after REFRESH, not at every ready
+        self.asked: dict[str, float] = {}
         self.fetching = False
         self.answered = 0  # requests answered from the cache since the proxy started
         self.load()
@@ -97,13 +100,15 @@ class AnswerCache:
         return [target for target in self.targets if target not in kinds.all_asleep_answers()]
 
     def stale(self, now: float) -> bool:
-        return any(target not in self.entries or now - self.entries[target].fetched_at > REFRESH
+        return any(now - self.asked.get(target, self.entries[target].fetched_at
+                                         if target in self.entries else 0.0) > REFRESH
                    for target in self.fetched_targets())
 
     def fetch(self) -> None:
         """Fetch every target from the backend (blocking: run it in an executor)."""
         changed = False
         for target in self.fetched_targets():
+            self.asked[target] = time.time()
             try:
                 with http.get(self.base_url + target, timeout=(1.0, 5.0), stream=True,
                               allow_redirects=False, headers=self.headers) as answer:
@@ -117,6 +122,12 @@ class AnswerCache:
                 continue
             if not 200 <= status < 300 or len(body) > MAX_BODY:
                 log.debug("cache: GET %s answered %d (%d bytes): not kept", target, status, len(body))
+                if status in (401, 403, 404) and self.entries.pop(target, None) is not None:
+                    # the backend no longer gives it (another server on the port, a new key): an
+                    # old answer of it would be served stale for good
+                    log.info("cache: GET %s now answers %d: its kept answer is dropped", target,
+                             status)
+                    changed = True
                 continue
             self.entries[target] = Entry(status, content_type, body, time.time())
             changed = True
