@@ -201,3 +201,23 @@ def test_a_failed_wake_in_ollamas_dialect_is_text_the_user_sees(tmp_path, cleanu
     assert "did not wake up within 2s" in lines[-1]["error"]
     assert lines.index(next(line for line in lines if line.get("message", {}).get("content"))) < (
         len(lines) - 1)
+
+
+def test_a_proxy_restart_during_the_answer_ends_the_stream_with_an_error(tmp_path, cleanup) -> None:
+    """A streamed chat through the progress path was cut by `systemctl restart` with no error
+    event and no [DONE] once the backend's tokens flowed: the error went out only while waiting."""
+    from openai import APIError
+
+    backend = SleepingBackend(tmp_path, load_seconds=0.5, tokens=60, token_delay=0.25)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, wol_interval="0.5s", wake_progress=True))
+    cleanup.append(proxy)
+    stream = client_for(proxy).chat.completions.create(
+        model="qwen", stream=True, messages=[{"role": "user", "content": "hi"}])
+    content = ""
+    with pytest.raises(APIError, match="the proxy restarted during the answer"):
+        for chunk in stream:
+            content += chunk.choices[0].delta.content or "" if chunk.choices else ""
+            if content.count("token") == 3:  # the backend's own tokens flow
+                proxy.process.popen.terminate()  # SIGTERM, as systemctl restart sends it
+    assert content.startswith("token0 token1 token2")

@@ -225,12 +225,14 @@ class Progress:
         except (ClientGone, *ASYNC_TIMEOUT) as problem:
             log.info("stream with progress for %s ended early: %s", peer, problem or "hung up")
         except asyncio.CancelledError:
-            # the proxy stops (a restart) during the wake: this stream cannot be handed over,
-            # so it ends with an error the client shows, not a bare close mid-thought
-            if waiting:
-                with contextlib.suppress(OSError):
-                    sock.send(dialect.error("sleepyllama: the proxy restarted during the wake; "
-                                            "send the message again", "proxy_restarting", 503))
+            # the proxy stops (a restart): a stream it writes itself cannot be handed over, so
+            # it ends with an error the client shows, not a bare close mid-thought or mid-answer
+            # (the backend's events are passed on whole, as they come: the error follows one)
+            with contextlib.suppress(OSError):
+                sock.send(dialect.error(
+                    "sleepyllama: the proxy restarted during the wake; send the message again"
+                    if waiting else "sleepyllama: the proxy restarted during the answer, which "
+                    "is cut here; send the message again", "proxy_restarting", 503))
             raise
         finally:
             sock.close()
