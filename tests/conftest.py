@@ -239,6 +239,24 @@ def require(program: str) -> None:
         pytest.skip(f"{program} is not installed (it comes with the package named in README)")
 
 
+def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    """This interpreter (python ARGS) run as the user nobody, from the checkout: what a person
+    without root meets."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, *args], capture_output=True, text=True,
+                          cwd=TESTS.parent)
+
+
+def require_another_user() -> None:
+    """Skip, saying why, where another user cannot be tried: not root, or an interpreter that
+    user cannot run (one built with a shared libpython under a private home)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+    tried = as_nobody("-c", "pass")
+    if tried.returncode != 0:
+        pytest.skip(f"this interpreter cannot be run by another user: {tried.stderr.strip()[:200]}")
+
+
 def udp_to(address: tuple[str, int], data: bytes) -> None:
     """One datagram (a hint from the GPU box, or junk) to the proxy's address."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

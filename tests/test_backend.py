@@ -12,6 +12,26 @@ from sleepyllama import config
 from conftest import free_port
 
 
+class FirstProbeHangs:
+    """A probe whose first call blocks until released (a SYN a sleeping box never answers, or
+    a probe still under way when a hint comes); the later ones answer `then` at once."""
+
+    def __init__(self, first: tuple[bool, str], then: tuple[bool, str]) -> None:
+        import threading
+
+        self.first, self.then = first, then
+        self.hanging, self.release = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def __call__(self) -> tuple[bool, str]:
+        self.calls += 1
+        if self.calls == 1:
+            self.hanging.set()
+            self.release.wait(60)
+            return self.first
+        return self.then
+
+
 class NoSignal:
     sent = 0
 
@@ -129,8 +149,6 @@ def test_out_of_file_descriptors_costs_one_client_its_503_and_leaks_nothing(monk
 def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> None:
     """A hint that came while a probe was under way was cleared with it: the proxy waited for
     its next poll (the bench's wake lag with hints stayed at 60 ms)."""
-    import threading
-
     from sleepyllama import hints
     from sleepyllama.proxy import backend as backend_module
     from sleepyllama.proxy.backend import Backend
@@ -138,30 +156,22 @@ def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> N
     monkeypatch.setattr(backend_module, "PROBE_INTERVAL", 30.0)  # only a hint can be this quick
     proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
                          'answer_while_asleep = []\n').proxy("t")
-    in_probe, release, probes = threading.Event(), threading.Event(), []
-
-    def probe() -> tuple[bool, str]:
-        probes.append(1)
-        if len(probes) == 1:
-            in_probe.set()
-            release.wait(10)  # the hint comes while this one runs
-            return False, "HTTP 503"
-        return False, "HTTP 503"
+    probe = FirstProbeHangs((False, "HTTP 503"), (False, "HTTP 503"))
 
     async def scenario() -> int:
         loop = asyncio.get_running_loop()
         backend = Backend(proxy, loop, NoSignal(), probe=probe)
         ours, theirs = socket.socketpair()
         backend.serve(theirs, "client")
-        await loop.run_in_executor(None, in_probe.wait, 10)
+        await loop.run_in_executor(None, probe.hanging.wait, 10)
         backend.hinted(hints.Hint("ready", "llama"), "box")
-        release.set()
+        probe.release.set()  # the hint came while this one ran
         started = loop.time()
-        while len(probes) < 2 and loop.time() - started < 10:
+        while probe.calls < 2 and loop.time() - started < 10:
             await asyncio.sleep(0.01)
         backend.close_all()
         ours.close()
-        return len(probes)
+        return probe.calls
 
     assert asyncio.run(scenario()) >= 2, "the hint was lost: no probe until the next poll"
 
@@ -169,8 +179,6 @@ def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> N
 def test_a_hint_while_a_probe_hangs_is_acted_on_at_once(monkeypatch, tmp_path) -> None:
     """A probe to a suspended box on a LAN hangs (the box answers nothing): the next probe, and
     the one a "ready" hint asks for, waited behind it for its whole connect timeout."""
-    import threading
-
     from sleepyllama import hints
     from sleepyllama.proxy import backend as backend_module
     from sleepyllama.proxy.backend import Backend
@@ -180,26 +188,18 @@ def test_a_hint_while_a_probe_hangs_is_acted_on_at_once(monkeypatch, tmp_path) -
     server.settimeout(20)
     proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{server.getsockname()[1]}"\n'
                          'mac = "ab:cd:ef:01:23:45"\nanswer_while_asleep = []\n').proxy("t")
-    hanging, release, probes = threading.Event(), threading.Event(), []
-
-    def probe() -> tuple[bool, str]:
-        probes.append(1)
-        if len(probes) == 1:
-            hanging.set()
-            release.wait(60)  # a SYN the sleeping box never answers
-            return False, "timed out"
-        return True, "HTTP 200"
+    probe = FirstProbeHangs((False, "timed out"), (True, "HTTP 200"))  # a SYN never answered
 
     async def scenario() -> bool:
         loop = asyncio.get_running_loop()
         backend = Backend(proxy, loop, NoSignal(), probe=probe)
         ours, theirs = socket.socketpair()
         backend.serve(theirs, "client")
-        await loop.run_in_executor(None, hanging.wait, 10)
+        await loop.run_in_executor(None, probe.hanging.wait, 10)
         backend.hinted(hints.Hint("ready", "llama"), "box")
         accepted, _ = await loop.run_in_executor(None, server.accept)  # the client, passed on
-        passed_on_while_hanging = not release.is_set()
-        release.set()
+        passed_on_while_hanging = not probe.release.is_set()
+        probe.release.set()
         for sock in (accepted, ours):
             sock.close()
         backend.close_all()

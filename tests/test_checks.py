@@ -158,17 +158,11 @@ def test_ollama_listens_where_ollama_host_says_as_its_unit_has_it() -> None:
 def test_a_key_file_only_root_may_read_is_not_an_error_for_a_user(tmp_path: Path) -> None:
     """As install.sh sets it up, the key is root's alone (the proxy gets it as a credential):
     `sleepyllama check` run by a user called that correct setup an error."""
-    import os
-    import subprocess
-    import sys
     import tempfile
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root to make a file another user may not read")
-    tried = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                            sys.executable, "-c", "pass"], capture_output=True, text=True)
-    if tried.returncode != 0:
-        pytest.skip(f"this interpreter cannot be run by another user: {tried.stderr.strip()[:200]}")
+    from conftest import as_nobody, require_another_user
+
+    require_another_user()
     with tempfile.TemporaryDirectory(dir="/tmp") as directory:  # pytest's tmp_path is root's only
         place = Path(directory)
         place.chmod(0o755)
@@ -183,9 +177,7 @@ def test_a_key_file_only_root_may_read_is_not_an_error_for_a_user(tmp_path: Path
                 "found = checks.Findings(); "
                 "checks.check_backend_key(config.load(Path(sys.argv[1])).proxy('llama'), found); "
                 "print(found.errors, found.warnings)")
-        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                 sys.executable, "-c", code, str(config)],
-                                capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+        result = as_nobody("-c", code, str(config))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("[] [") and "readable by root only, as it should be" in (
         result.stdout), result.stdout

@@ -133,26 +133,19 @@ def test_a_line_of_the_wrong_shape_is_skipped_not_a_crash(tmp_path: Path,
 def test_a_user_who_may_not_read_the_proxys_records_gets_the_rest() -> None:
     """The proxy's StateDirectory is its DynamicUser's, private: status and history as a
     non-root user crashed with PermissionError on the always-on host."""
-    import os
     import tempfile
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root to make a directory another user may not read")
-    import subprocess
-    import sys
+    from conftest import require_another_user
 
-    tried = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                            sys.executable, "-c", "pass"], capture_output=True, text=True)
-    if tried.returncode != 0:
-        pytest.skip(f"this interpreter cannot be run by another user: {tried.stderr.strip()[:200]}")
+    require_another_user()
     with tempfile.TemporaryDirectory(dir="/tmp") as directory:  # pytest's tmp_path is root's only
         Path(directory).chmod(0o755)
         _read_as_nobody(Path(directory))
 
 
 def _read_as_nobody(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+    from conftest import as_nobody
+
     host = tmp_path / "ledger.jsonl"
     host.write_text('{"at": 1795600000, "event": "resume", "boot": "b"}\n')
     host.chmod(0o644)
@@ -164,10 +157,7 @@ def _read_as_nobody(tmp_path: Path) -> None:
     code = ("import sys; from pathlib import Path; from sleepyllama import history; missed = []; "
             "entries = history.read_ledgers([Path(sys.argv[1])], Path(sys.argv[2]), missed); "
             "print(len(entries), missed)")
-    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                             sys.executable, "-c", code, str(host),
-                             str(private / "sleepyllama-proxy")],
-                            capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    result = as_nobody("-c", code, str(host), str(private / "sleepyllama-proxy"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"1 ['{private / 'sleepyllama-proxy'}']"
 

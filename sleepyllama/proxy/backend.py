@@ -352,19 +352,23 @@ class Backend:
             probes.hint(self.wake.last_probe, self.config.backend),
             self.wake.earlier_attempt(now, client.arrived, self.wake_timeout())) if part)
         self._note_give_up(waited)
+        self._let_go(client, backend_unavailable(
+            str(self.config.backend), round(client.deadline - client.arrived, 1), waited, hint,
+            self.wake.retry_after()), "its backend did not wake")
+        self.on_change()
+
+    def _let_go(self, client: Client, reply: bytes, why: str) -> None:
+        """A held client leaves with `reply` (if it spoke HTTP; else a close), and lingers."""
         try:
-            answered = reply_if_http(client, backend_unavailable(
-                str(self.config.backend), round(client.deadline - client.arrived, 1), waited,
-                hint, self.wake.retry_after()))
-            log.info("%s %s: its backend did not wake",
-                     "answered with 503" if answered else "closing", client.peer)
+            answered = reply_if_http(client, reply)
+            log.info("%s %s: %s", "answered with 503" if answered else "closing", client.peer,
+                     why)
             client.sock.shutdown(socket.SHUT_WR)
         except OSError:
             client.sock.close()
             self.on_close()
         else:
             linger(self.loop, client.sock, self.on_close)
-        self.on_change()
 
     def _nobody_listens(self, refused_for: float) -> None:
         """The box answers, but nothing has listened on the port for longer than its server
@@ -377,16 +381,8 @@ class Backend:
         log.warning("%s (refused for %.0f s): answering %d waiting client(s) with 503 now",
                     hint, refused_for, len(clients) + len(self.waiters))
         for client in clients:
-            try:
-                answered = reply_if_http(client, nothing_listens(hint, refused_for))
-                log.info("%s %s: nothing listens on the backend's port",
-                         "answered with 503" if answered else "closing", client.peer)
-                client.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                client.sock.close()
-                self.on_close()
-            else:
-                linger(self.loop, client.sock, self.on_close)
+            self._let_go(client, nothing_listens(hint, refused_for),
+                         "nothing listens on the backend's port")
         for waiter in self.waiters:
             if not waiter.ready.done():
                 waiter.ready.set_result(False)
