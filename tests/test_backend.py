@@ -150,10 +150,10 @@ def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> N
     """A hint that came while a probe was under way was cleared with it: the proxy waited for
     its next poll (the bench's wake lag with hints stayed at 60 ms)."""
     from sleepyllama import hints
-    from sleepyllama.proxy import backend as backend_module
+    from sleepyllama.proxy import wake as wake_module
     from sleepyllama.proxy.backend import Backend
 
-    monkeypatch.setattr(backend_module, "PROBE_INTERVAL", 30.0)  # only a hint can be this quick
+    monkeypatch.setattr(wake_module, "PROBE_INTERVAL", 30.0)  # only a hint can be this quick
     proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
                          'answer_while_asleep = []\n').proxy("t")
     probe = FirstProbeHangs((False, "HTTP 503"), (False, "HTTP 503"))
@@ -164,7 +164,7 @@ def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> N
         ours, theirs = socket.socketpair()
         backend.serve(theirs, "client")
         await loop.run_in_executor(None, probe.hanging.wait, 10)
-        backend.hinted(hints.Hint("ready", "llama"), "box")
+        backend.wake.hinted(hints.Hint("ready", "llama"), "box")
         probe.release.set()  # the hint came while this one ran
         started = loop.time()
         while probe.calls < 2 and loop.time() - started < 10:
@@ -180,10 +180,10 @@ def test_a_hint_while_a_probe_hangs_is_acted_on_at_once(monkeypatch, tmp_path) -
     """A probe to a suspended box on a LAN hangs (the box answers nothing): the next probe, and
     the one a "ready" hint asks for, waited behind it for its whole connect timeout."""
     from sleepyllama import hints
-    from sleepyllama.proxy import backend as backend_module
+    from sleepyllama.proxy import wake as wake_module
     from sleepyllama.proxy.backend import Backend
 
-    monkeypatch.setattr(backend_module, "PROBE_INTERVAL", 3600.0)  # only the hint asks again
+    monkeypatch.setattr(wake_module, "PROBE_INTERVAL", 3600.0)  # only the hint asks again
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(20)
     proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{server.getsockname()[1]}"\n'
@@ -196,7 +196,7 @@ def test_a_hint_while_a_probe_hangs_is_acted_on_at_once(monkeypatch, tmp_path) -
         ours, theirs = socket.socketpair()
         backend.serve(theirs, "client")
         await loop.run_in_executor(None, probe.hanging.wait, 10)
-        backend.hinted(hints.Hint("ready", "llama"), "box")
+        backend.wake.hinted(hints.Hint("ready", "llama"), "box")
         accepted, _ = await loop.run_in_executor(None, server.accept)  # the client, passed on
         passed_on_while_hanging = not probe.release.is_set()
         probe.release.set()
@@ -232,7 +232,7 @@ def test_a_wrong_sleeping_hint_does_not_teach_a_wake(tmp_path) -> None:
     async def scenario() -> Backend:
         loop = asyncio.get_running_loop()
         backend = Backend(proxy, loop, signal, probe=probe, ledger_file=ledger_file)
-        backend.hinted(hints.Hint("sleeping", "box"), "somebody")
+        backend.wake.hinted(hints.Hint("sleeping", "box"), "somebody")
         ours, theirs = socket.socketpair()
         backend.serve(theirs, "client")
         accepted, _ = await loop.run_in_executor(None, server.accept)
@@ -245,7 +245,7 @@ def test_a_wrong_sleeping_hint_does_not_teach_a_wake(tmp_path) -> None:
     server.close()
     assert signal.sent == 1  # believed asleep: the packet went out at once, as it should
     assert not [entry for entry in ledger.read(ledger_file) if entry.get("event") == "wake"]
-    assert backend.wake.past == []
+    assert backend.wake.record.past == []
 
 
 def test_a_wake_that_sent_a_signal_runs_on_after_its_client_left(tmp_path) -> None:
@@ -276,9 +276,9 @@ def test_a_wake_that_sent_a_signal_runs_on_after_its_client_left(tmp_path) -> No
         while not signal.sent and loop.time() < deadline:
             await asyncio.sleep(0.01)
         ours.close()  # the frontend gave up
-        while backend.wake_task is not None and loop.time() < deadline:
+        while backend.wake.task is not None and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        believed = backend.belief.is_ready(loop.time())
+        believed = backend.wake.belief.readiness.is_ready(loop.time())
         backend.close_all()
         return believed
 
@@ -297,11 +297,12 @@ def test_a_backend_that_answers_after_a_failed_wake_is_no_longer_said_to_have_fa
     async def scenario() -> tuple[bool, bool, float | None]:
         loop = asyncio.get_running_loop()
         backend = Backend(proxy, loop, NoSignal(), probe=lambda: (True, "HTTP 200"))
-        backend.wake.give_up(loop.time())
-        gave_up_before = backend.wake.gave_up
-        assert await backend.state_for_cache() == "awake"  # a look finds it answering
+        record = backend.wake.record
+        record.give_up(loop.time())
+        gave_up_before = record.gave_up
+        assert await backend.wake.look() == "awake"  # a look finds it answering
         backend.close_all()
-        return gave_up_before, backend.wake.gave_up, backend.wake.last_give_up
+        return gave_up_before, record.gave_up, record.last_give_up
 
     assert asyncio.run(scenario()) == (True, False, None)
 
@@ -353,9 +354,10 @@ def test_a_model_list_whose_connect_fails_right_after_ready_is_answered_from_the
         loop = asyncio.get_running_loop()
         backend = Backend(proxy, loop, signal, probe=lambda: (False, "Connection refused"),
                           cache=cache)
-        backend.family, backend.sockaddr = socket.AF_INET, ("127.0.0.1", port)
-        backend.belief.believe_ready(loop.time())  # answered a moment ago
-        assert backend.ready
+        backend.wake.belief.family = socket.AF_INET
+        backend.wake.belief.sockaddr = ("127.0.0.1", port)
+        backend.wake.belief.readiness.believe_ready(loop.time())  # answered a moment ago
+        assert backend.wake.ready
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         await loop.sock_sendall(ours, b"GET /v1/models HTTP/1.1\r\nHost: b\r\nConnection: close"
@@ -369,3 +371,36 @@ def test_a_model_list_whose_connect_fails_right_after_ready_is_answered_from_the
     answer = asyncio.run(scenario())
     assert answer.startswith(b"HTTP/1.1 200") and b'{"data": []}' in answer, answer[:300]
     assert signal.sent == 0, "a look woke the box"
+
+
+def test_a_stream_with_progress_whose_connect_fails_tells_the_wake_the_backend_is_down() -> None:
+    """A stream with progress connected on a path of its own (a 5 s connect that told nobody):
+    after its failed connect the backend was still believed ready, and the next client was
+    passed on at once to a port where nothing listens."""
+    from sleepyllama.proxy.backend import Backend
+
+    port = free_port()  # the probe says ready, but nothing listens: the server just went away
+    proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{port}"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'answer_while_asleep = []\nwake_progress = true\n').proxy("t")
+    chat = (b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}')
+
+    async def scenario() -> tuple[bytes, bool]:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=lambda: (True, "HTTP 200"))
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        await loop.sock_sendall(ours, b"POST /v1/chat/completions HTTP/1.1\r\nHost: b\r\n"
+                                      b"Content-Type: application/json\r\nContent-Length: "
+                                      + str(len(chat)).encode() + b"\r\n\r\n" + chat)
+        backend.serve(theirs, "client")
+        answer = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(ours, 65536), 10):
+            answer += chunk
+        believed_ready = backend.wake.ready
+        ours.close()
+        backend.close_all()
+        return answer, believed_ready
+
+    answer, believed_ready = asyncio.run(scenario())
+    assert b"broke off" in answer and b"[DONE]" in answer, answer[-400:]
+    assert not believed_ready, "the failed connect did not reach the wake's belief"

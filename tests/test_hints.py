@@ -208,10 +208,10 @@ def test_a_ready_hint_names_its_port_and_another_backends_proxy_ignores_it() -> 
     async def scenario() -> int:
         loop = asyncio.get_running_loop()
         backend = Backend(proxy, loop, NoSignal(), probe=probe)
-        backend.hinted(ready, "box")  # another server's: nothing to do here
+        backend.wake.hinted(ready, "box")  # another server's: nothing to do here
         await asyncio.sleep(0.3)
         ignored = len(probes)
-        backend.hinted(Hint("ready", "llama", port=8080), "box")  # its own: one look
+        backend.wake.hinted(Hint("ready", "llama", port=8080), "box")  # its own: one look
         deadline = loop.time() + 10
         while not probes and loop.time() < deadline:
             await asyncio.sleep(0.01)

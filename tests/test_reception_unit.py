@@ -9,7 +9,8 @@ import time
 from sleepyllama import config
 from sleepyllama.proxy import reception
 from sleepyllama.proxy.cache import AnswerCache, Entry
-from sleepyllama.proxy.reception import Reception, Visitor
+from sleepyllama.proxy.client import Client
+from sleepyllama.proxy.reception import Reception
 
 
 def test_a_client_that_never_reads_its_cached_answers_is_closed(monkeypatch) -> None:
@@ -29,10 +30,8 @@ def test_a_client_that_never_reads_its_cached_answers_is_closed(monkeypatch) -> 
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         theirs.setblocking(False)
-        room = Reception(loop, proxy, cache, hold=lambda visitor: None,
-                         linger=lambda sock: sock.close(), closed=lambda: closed.append(1),
-                         changed=lambda: None)
-        room.receive(Visitor(theirs, "client", "127.0.0.1"))
+        room = Reception(loop, proxy, cache, AsleepWake(closed), route=lambda client: None)
+        room.receive(Client(theirs, "client", "127.0.0.1"))
         ours.sendall(b"GET /v1/models HTTP/1.1\r\nHost: b\r\n\r\n" * 20)  # and never reads
         started = loop.time()
         while not closed and loop.time() - started < 10:  # 20 times SEND_TIMEOUT
@@ -43,3 +42,22 @@ def test_a_client_that_never_reads_its_cached_answers_is_closed(monkeypatch) -> 
 
     assert asyncio.run(scenario()), "the client that never reads still holds its slot"
     assert closed == [1]
+
+
+class AsleepWake:
+    """The wake as reception sees it, of a backend that sleeps."""
+
+    def __init__(self, closed: list[int]) -> None:
+        self.closed_count = closed
+
+    async def look(self) -> str:
+        return "asleep"
+
+    def closed(self) -> None:
+        self.closed_count.append(1)
+
+    def changed(self) -> None:
+        pass
+
+    def to_ledger(self, event: str, **fields: object) -> None:
+        pass

@@ -15,23 +15,72 @@ import logging
 import socket
 from collections.abc import Callable
 
+from sleepyllama.proxy.client import Client, reply_if_http
+
 # a ready backend on a LAN answers in milliseconds, to a probe as to a client: silence is asleep
 from sleepyllama.proxy.probe import CONNECT_TIMEOUT
 from sleepyllama.proxy.reply import error_reply
 from sleepyllama.proxy.splice import PumpState, Splice, tune_backend_socket
-from sleepyllama.proxy.waiting import Client, reply_if_http
 
 log = logging.getLogger(__name__)
 
 
 
+class Refused(OSError):
+    """The backend did not take a connection: refused, timed out, unreachable."""
+
+
+class _Dial:
+    """One connect to the backend in flight, bounded by CONNECT_TIMEOUT; `then` gets the
+    connected socket, `failed` why there is none."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, family: int, sockaddr: tuple,
+                 then: Callable[[socket.socket], None], failed: Callable[[str], None]) -> None:
+        self.loop, self.then, self.failed = loop, then, failed
+        self.timer: asyncio.TimerHandle | None = None
+        self.backend = socket.socket(family, socket.SOCK_STREAM)  # OSError: the proxy's own
+        tune_backend_socket(self.backend)
+        error = self.backend.connect_ex(sockaddr)
+        if error == 0:
+            then(self.backend)
+        elif error == errno.EINPROGRESS:
+            self.timer = loop.call_later(CONNECT_TIMEOUT, self._give_up, "connect timed out")
+            loop.add_writer(self.backend.fileno(), self._connected)
+        else:
+            self._give_up(errno.errorcode.get(error, str(error)))
+
+    def _connected(self) -> None:
+        self._stop_waiting()
+        error = self.backend.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self._give_up(errno.errorcode.get(error, str(error)))
+        else:
+            self.then(self.backend)
+
+    def _give_up(self, why: str) -> None:
+        self.abort()
+        self.failed(why)
+
+    def _stop_waiting(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            self.loop.remove_writer(self.backend.fileno())
+
+    def abort(self) -> None:
+        self._stop_waiting()
+        self.backend.close()
+
+
 class Connector:
+    """The one way to the backend: every client's connection, spliced or read by progress."""
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         *,
-        address: Callable[[], tuple[socket.AddressFamily, tuple]],  # the wake's last resolve
-        refused: Callable[[Client, str], None],  # connect failed: hold the client again
+        address: Callable[[], tuple[int, tuple]],  # the wake's last resolve
+        refused: Callable[[Client | None, str], None],  # connect failed: the client, if any
         lost: Callable[[OSError], None],  # the backend's host vanished under a connection
         closed: Callable[[], None],  # one client's connection is over
     ) -> None:
@@ -40,37 +89,30 @@ class Connector:
         self.splices: set[Splice] = set()
 
     def connect(self, client: Client) -> None:
-        family, sockaddr = self.address()
+        """Splice `client` to the backend; a failed connect goes to `refused` with it."""
         try:
-            backend = socket.socket(family, socket.SOCK_STREAM)
+            _Dial(self.loop, *self.address(), lambda backend: self._splice(client, backend),
+                  lambda why: self.refused(client, why))
         except OSError as error:  # EMFILE, ENFILE, ENOBUFS: this client only
             self.cannot_serve(client, error)
-            return
-        tune_backend_socket(backend)
-        error = backend.connect_ex(sockaddr)
-        if error == 0:
-            self._splice(client, backend)
-        elif error == errno.EINPROGRESS:
-            timer = self.loop.call_later(CONNECT_TIMEOUT, self._failed, client, backend,
-                                         "connect timed out")
-            self.loop.add_writer(backend.fileno(), self._connected, client, backend, timer)
-        else:
-            self._failed(client, backend, errno.errorcode.get(error, str(error)))
 
-    def _connected(self, client: Client, backend: socket.socket,
-                   timer: asyncio.TimerHandle) -> None:
-        self.loop.remove_writer(backend.fileno())
-        timer.cancel()
-        error = backend.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if error:
-            self._failed(client, backend, errno.errorcode.get(error, str(error)))
-        else:
-            self._splice(client, backend)
+    async def open(self) -> socket.socket:
+        """A connection to the backend for a request the proxy itself sends on (a stream with
+        progress); Refused, told to `refused` as any client's, when there is none."""
+        taken: asyncio.Future[socket.socket] = self.loop.create_future()
 
-    def _failed(self, client: Client, backend: socket.socket, why: str) -> None:
-        self.loop.remove_writer(backend.fileno())
-        backend.close()
-        self.refused(client, why)
+        def failed(why: str) -> None:
+            self.refused(None, why)
+            if not taken.done():
+                taken.set_exception(Refused(why))
+
+        dial = _Dial(self.loop, *self.address(),
+                     lambda backend: taken.done() or taken.set_result(backend), failed)
+        try:
+            return await taken
+        except asyncio.CancelledError:
+            dial.abort()
+            raise
 
     def cannot_serve(self, client: Client, error: OSError) -> None:
         """An error of the proxy's own (out of file descriptors, of memory) costs this client

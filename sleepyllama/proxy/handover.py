@@ -23,8 +23,8 @@ import socket
 from dataclasses import dataclass, field
 
 from sleepyllama import systemd
+from sleepyllama.proxy.client import Client
 from sleepyllama.proxy.splice import PumpState, Splice
-from sleepyllama.proxy.waiting import Client
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +193,10 @@ def take_back(stored: dict[str, int], notifier: systemd.Notifier) -> Taken:
                 continue  # closed while stored: the client hung up
             sock = socket.socket(fileno=fd)
             sock.setblocking(False)
-            taken.held.append(Client(sock, entry["peer"], entry["arrived"], entry["deadline"],
+            taken.held.append(Client(sock, entry["peer"], entry.get("address", ""),
+                                     entry["arrived"], entry["deadline"], received=True,
                                      prefix=base64.b64decode(entry["prefix"]),
-                                     request=entry["request"], agent=entry["agent"],
-                                     address=entry.get("address", "")))
+                                     request=entry["request"], agent=entry["agent"]))
         for entry in splices:
             names = [entry["client"], entry["backend"]] + [
                 name for pump in entry["pumps"] for name in (pump["pipe"] or [])]

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from sleepyllama import systemd
 from sleepyllama.compat import ASYNC_TIMEOUT
 from sleepyllama.config import ConfigError, ProxyConfig
+from sleepyllama.proxy.client import linger
 from sleepyllama.proxy.policy import speaks_http1
 from sleepyllama.proxy.reply import error_reply
-from sleepyllama.proxy.waiting import linger
 
 log = logging.getLogger("sleepyllama-proxy")
 

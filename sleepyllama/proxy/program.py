@@ -110,7 +110,7 @@ class Proxy:
                  ", ".join(describe(listener) for listener in self.listeners),
                  self.config.backend, self.backend.sender.describe())
         # a new install's first page load while the box sleeps should already find its answers
-        self.loop.create_task(self.backend.fill_cache_if_awake())
+        self.loop.create_task(self.backend.wake.belief.keep_answers_if_awake())
 
     def _hint(self, hint_socket: socket.socket) -> None:
         """Datagrams from the GPU box: read all that came, act on at most one a second."""
@@ -129,7 +129,7 @@ class Proxy:
             elif not self.hint_limit.allow(self.loop.time()):
                 log.debug("ignored a hint from %s: too many", peer_name(sender))
             else:
-                self.backend.hinted(hint, peer_name(sender))
+                self.backend.wake.hinted(hint, peer_name(sender))
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -209,20 +209,20 @@ class Proxy:
     # -- status -------------------------------------------------------------------------------
 
     def status_line(self) -> str:
-        backend = self.backend
-        if backend.wake.started is not None:
-            waited = self.loop.time() - backend.wake.started
+        backend, wake = self.backend, self.backend.wake
+        if wake.record.started is not None:
+            waited = self.loop.time() - wake.record.started
             return (f"waking {self.config.backend.host} · {waited:.0f} s · "
-                    f"{count(backend.wake.signals, 'packets')} · "
-                    f"{count(backend.clients_waiting(), 'clients')} waiting")
+                    f"{count(wake.record.signals, 'packets')} · "
+                    f"{count(wake.clients_waiting(), 'clients')} waiting")
         cached = (f" · {backend.cache.answered} answered from cache"
                   if backend.cache.answered else "")
-        if backend.ready:
+        if wake.ready:
             return f"backend awake · {count(self.connections, 'connections')}{cached}"
-        if backend.wake.gave_up:
-            return f"backend did not wake within {format_duration(backend.wake_timeout())}"
-        if backend.belief.last_ready is not None:  # trusted no longer, but known to have answered
-            ago = format_duration(round(self.loop.time() - backend.belief.last_ready))
+        if wake.record.gave_up:
+            return f"backend did not wake within {format_duration(wake.wake_timeout())}"
+        if wake.belief.readiness.last_ready is not None:  # trusted no longer, but known to have answered
+            ago = format_duration(round(self.loop.time() - wake.belief.readiness.last_ready))
             return f"backend answered {ago} ago · {count(self.connections, 'connections')}{cached}"
         return f"backend not contacted yet · {count(self.connections, 'connections')}{cached}"
 

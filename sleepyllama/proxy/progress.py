@@ -32,9 +32,10 @@ import h11
 
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig
+from sleepyllama.proxy.client import Client
 from sleepyllama.proxy.policy import path_of
 from sleepyllama.proxy.probe import hint as probe_hint
-from sleepyllama.proxy.splice import tune_backend_socket
+from sleepyllama.proxy.wake import Wake
 from sleepyllama.words import format_duration
 
 log = logging.getLogger(__name__)
@@ -151,20 +152,6 @@ def error_message(status: int, body: bytes) -> str:
     return text[:500] or f"HTTP {status}"
 
 
-@dataclass
-class Waker:
-    """What the progress needs of the Backend: a wake for this client, and news of it."""
-
-    ready: Callable[[str, str, str], Awaitable[bool]]  # (peer, request, agent): ready in time?
-    phase: Callable[[], str]  # "waking", "loading" (it answers, not ready yet)
-    packets: Callable[[], int]
-    address: Callable[[], tuple[int, tuple]]  # (family, sockaddr) once ready
-    on_cpu: Callable[[], str] = lambda: ""  # the server that said it came up on the CPU
-    # what the box does while it wakes and what that takes here ("booting: about 2m")
-    expectation: Callable[[], str] = lambda: ""
-    wake_timeout: Callable[[], float] | None = None  # None: the configured one
-
-
 class ClientGone(Exception):
     """The client hung up or stopped reading: nothing more can be told to it."""
 
@@ -172,14 +159,15 @@ class ClientGone(Exception):
 class Progress:
     """Serves one streamed chat completion through a wake, with progress in the stream."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: ProxyConfig, waker: Waker,
-                 closed: Callable[[], None]) -> None:
-        self.loop, self.config, self.waker, self.closed = loop, config, waker, closed
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: ProxyConfig, wake: Wake,
+                 open_backend: Callable[[], Awaitable[socket.socket]]) -> None:
+        self.loop, self.config, self.wake = loop, config, wake
+        self.open_backend = open_backend  # the connector's: the same way as every client's
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def serve(self, sock: socket.socket, peer: str, request: h11.Request, body: bytes,
-              chat: tuple[Dialect, str], agent: str) -> None:
-        task = self.loop.create_task(self._serve(sock, peer, request, body, chat, agent))
+    def serve(self, client: Client, request: h11.Request, body: bytes,
+              chat: tuple[Dialect, str]) -> None:
+        task = self.loop.create_task(self._serve(client, request, body, chat))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -187,14 +175,13 @@ class Progress:
         for task in list(self.tasks):
             task.cancel()
 
-    def wake_timeout(self) -> float:
-        return self.waker.wake_timeout() if self.waker.wake_timeout else self.config.wake_timeout
-
-    async def _serve(self, sock: socket.socket, peer: str, request: h11.Request, body: bytes,
-                     chat: tuple[Dialect, str], agent: str) -> None:
+    async def _serve(self, client: Client, request: h11.Request, body: bytes,
+                     chat: tuple[Dialect, str]) -> None:
         dialect, model = chat
         created, started = int(time.time()), self.loop.time()
-        target = path_of(request.target.decode("ascii", "replace"))  # for the journal: no query
+        sock, peer = client.sock, client.peer
+        # for the journal and the wake's record: the path without its query
+        client.request = f"POST {path_of(request.target.decode('ascii', 'replace'))}"
 
         def say(text: str) -> bytes:
             return dialect.progress(text, model, created)
@@ -204,19 +191,19 @@ class Progress:
             await self._send(sock, dialect.head)
             # the wait is bounded (wake_timeout); the answer is not: a long generation streams
             # for as long as it takes, and a vanished backend is noticed by its socket
-            async with timeout(self.wake_timeout() + 60):
-                ready = await self._wait(sock, peer, f"POST {target}", agent, say, started)
+            async with timeout(self.wake.wake_timeout() + 60):
+                ready = await self._wait(client, say, started)
             if not ready:
                 waited = self.loop.time() - started
                 log.info("ending the stream of %s with an error: its backend did not wake", peer)
                 # up, but nothing listens on the port: said as soon as the wake knows it
-                refused = self.waker.phase() == "refused"
+                refused = self.wake.record.phase() == "refused"
                 hint = probe_hint("Connection refused", self.config.backend) if refused else ""
-                early = refused and waited < self.wake_timeout() - 1
+                early = refused and waited < self.wake.wake_timeout() - 1
                 await self._send(sock, dialect.error(
                     f"sleepyllama: {hint} (waited {waited:.0f} s)" if early else
                     f"sleepyllama: the backend {self.config.backend} did not wake up within "
-                    f"{format_duration(self.wake_timeout())} (waited {waited:.0f} s)"
+                    f"{format_duration(self.wake.wake_timeout())} (waited {waited:.0f} s)"
                     + (f"; {hint}" if hint else ""),
                     "backend_not_listening" if early else "backend_unavailable", 503))
                 return
@@ -236,13 +223,13 @@ class Progress:
             raise
         finally:
             sock.close()
-            self.closed()
+            self.wake.closed()
 
-    async def _wait(self, sock: socket.socket, peer: str, request: str, agent: str,
-                    say: Callable[[str], bytes], started: float) -> bool:
+    async def _wait(self, client: Client, say: Callable[[str], bytes], started: float) -> bool:
         """Wait for the backend with a dot a second and a line on each change, so that the
         frontend (and the user) sees it is alive; a client that hangs up ends it."""
-        wake = self.loop.create_task(self.waker.ready(peer, request, agent))
+        sock = client.sock
+        wake = self.loop.create_task(self.wake.wait_ready(client))
         phase, last_line = "waking", started
         try:
             # a backend merely unconfirmed (awake, its last probe a few seconds old) answers at
@@ -250,7 +237,7 @@ class Progress:
             await asyncio.wait([wake], timeout=QUIET)
             if wake.done():
                 return wake.result()
-            expectation = self.waker.expectation()
+            expectation = self.wake.record.expectation()
             await self._send(sock, say(
                 f"sleepyllama: waking the GPU box {self.config.backend.host}"
                 f"{f' ({expectation})' if expectation else ''}…\n"))
@@ -259,7 +246,7 @@ class Progress:
                 if wake.done():
                     break
                 now = self.loop.time()
-                seen = self.waker.phase()
+                seen = self.wake.record.phase()
                 if seen != phase:
                     phase = seen
                     text = (f"\nthe box is up after {now - started:.0f} s, but nothing listens on "
@@ -267,7 +254,7 @@ class Progress:
                             f"\nthe box is up after {now - started:.0f} s, loading the model…")
                 elif now - last_line >= LINE_EVERY:
                     text = (f"\nstill waking · {now - started:.0f} s · "
-                            f"{self.waker.packets()} packets")
+                            f"{self.wake.record.signals} packets")
                 else:
                     text = "."
                 if text != ".":
@@ -275,7 +262,7 @@ class Progress:
                 await self._send(sock, say(text))
             ready = wake.result()
             if ready:
-                on_cpu = self.waker.on_cpu()
+                on_cpu = self.wake.on_cpu
                 warning = (f"\nthe box is up, but its GPU is not: {on_cpu} answers on the CPU "
                            "(slower)" if on_cpu else "")
                 await self._send(sock, say(
@@ -288,11 +275,9 @@ class Progress:
     async def _pass_on(self, sock: socket.socket, peer: str, request: h11.Request,
                        body: bytes, dialect: Dialect) -> None:
         """The request to the backend; its events to the client, or its error as an event."""
-        family, address = self.waker.address()
-        backend = socket.socket(family, socket.SOCK_STREAM)
-        tune_backend_socket(backend)
+        backend: socket.socket | None = None
         try:
-            await asyncio.wait_for(self.loop.sock_connect(backend, address), 5)
+            backend = await self.open_backend()
             client = h11.Connection(h11.CLIENT)
             headers = [(name, value) for name, value in request.headers
                        if name.lower() not in (b"connection", b"content-length",
@@ -329,7 +314,8 @@ class Progress:
                                                  f"({problem or type(problem).__name__})",
                                                  "backend_error", 502))
         finally:
-            backend.close()
+            if backend is not None:
+                backend.close()
 
     async def _send(self, sock: socket.socket, data: bytes) -> None:
         try:

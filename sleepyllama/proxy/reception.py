@@ -2,10 +2,11 @@
 
 Each request head is read (at most MAX_HEAD bytes, within HEAD_TIMEOUT) and policy.decide()
 says what to do: answer it from the cache and read the next one on the same connection
-(keep-alive, pipelining), refuse it, or hand the client to the waiting room together with every
-byte read so far, which goes to the backend first once it is ready: nothing is lost, duplicated
-or reordered. A client that does not speak HTTP/1.x (TLS, HTTP/2, raw TCP) is handed over with
-its first bytes as it is. Nothing here runs once the backend is ready: then clients are spliced.
+(keep-alive, pipelining), refuse it, or hand the client back to be routed (backend.py: held
+for the wake, or passed on if the backend is ready by then) together with every byte read so
+far, which goes to the backend first: nothing is lost, duplicated or reordered. A client that
+does not speak HTTP/1.x (TLS, HTTP/2, raw TCP) is handed over with its first bytes as it is.
+Nothing here runs once the backend is ready: then clients are spliced.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import h11
 
@@ -25,7 +25,9 @@ from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import api_key, policy
 from sleepyllama.proxy import progress as progress_module
 from sleepyllama.proxy.cache import AnswerCache, headers
+from sleepyllama.proxy.client import Client, linger
 from sleepyllama.proxy.reply import error_reply
+from sleepyllama.proxy.wake import Wake
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,6 @@ BODY_TIMEOUT = 30.0  # a chat request's body, read to tell whether it is streame
 MAX_STREAM_BODY = progress_module.MAX_BODY
 
 
-@dataclass(eq=False)
-class Visitor:
-    sock: socket.socket
-    peer: str  # "host:port" for the journal
-    address: str  # the client's IP address, for wake_from
-    prefix: bytes = b""  # bytes read from it that the backend must get first
-    request: str = ""  # its first request's method and path, for the journal
-    agent: str = ""  # its User-Agent (LiteLLM's health checks look like chats but for this)
-
-
 def user_agent(headers: list[tuple[bytes, bytes]]) -> str:
     """The User-Agent, printable and short enough for a journal line."""
     for name, value in headers:
@@ -54,10 +46,6 @@ def user_agent(headers: list[tuple[bytes, bytes]]) -> str:
             text = value.decode("ascii", "replace")
             return "".join(c if c.isprintable() else "?" for c in text)[:100]
     return ""
-
-
-async def _asleep() -> str:
-    return "asleep"
 
 
 def _has_body(request: h11.Request) -> bool:
@@ -69,26 +57,21 @@ def _has_body(request: h11.Request) -> bool:
 
 class Reception:
     def __init__(self, loop: asyncio.AbstractEventLoop, config: ProxyConfig, cache: AnswerCache,
-                 *, hold: Callable[[Visitor], None], linger: Callable[[socket.socket], None],
-                 closed: Callable[[], None], changed: Callable[[], None],
-                 record: Callable[..., None] = lambda event, **fields: None,
-                 key: str | None = None,
-                 backend_state: Callable[[], Awaitable[str]] | None = None,
-                 progress: Callable[..., None] | None = None,
-                 prewake: Callable[[str, str, str], None] | None = None) -> None:
+                 wake: Wake, route: Callable[[Client], None], *,
+                 progress: Callable[[Client, h11.Request, bytes, tuple], None] | None = None,
+                 key: str | None = None) -> None:
         self.loop, self.config, self.cache, self.key = loop, config, cache, key
-        # "awake", "asleep" or "waking": asked before answering from the cache, since a backend
+        # asked before answering from the cache ("awake", "asleep" or "waking"), since a backend
         # whose readiness is merely stale is most often awake, and then it answers itself
-        self.backend_state = backend_state or _asleep
+        self.wake = wake
+        self.route = route  # a client handed on, with every byte read from it
         self.progress = progress  # serves a streamed chat with the wake's progress in it
-        self.prewake = prewake  # (peer, request, agent): a wake in the background
-        self.record = record
-        self.hold, self.linger, self.closed, self.changed = hold, linger, closed, changed
         self.reading: set[asyncio.Task[None]] = set()
         self.refused = 0
 
-    def receive(self, visitor: Visitor) -> None:
-        task = self.loop.create_task(self._receive(visitor))
+    def receive(self, client: Client) -> None:
+        client.received = True
+        task = self.loop.create_task(self._receive(client))
         self.reading.add(task)
         task.add_done_callback(self.reading.discard)
 
@@ -96,19 +79,19 @@ class Reception:
         for task in list(self.reading):
             task.cancel()
 
-    async def _receive(self, visitor: Visitor) -> None:
+    async def _receive(self, client: Client) -> None:
         try:
-            await self._read_requests(visitor)
+            await self._read_requests(client)
         except asyncio.CancelledError:
-            self._close(visitor)
+            self._close(client)
             raise
         except OSError:
-            self._close(visitor)
+            self._close(client)
         except Exception:  # a bug must cost this one connection only, and be seen
-            log.exception("error while reading the request of %s", visitor.peer)
-            self._close(visitor)
+            log.exception("error while reading the request of %s", client.peer)
+            self._close(client)
 
-    async def _read_requests(self, visitor: Visitor) -> None:
+    async def _read_requests(self, client: Client) -> None:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         pending = b""  # the raw bytes of the request being read, from its first byte on
         deadline = self.loop.time() + HEAD_TIMEOUT
@@ -118,23 +101,23 @@ class Reception:
                 event = connection.next_event()
             except h11.RemoteProtocolError as error:
                 status = error.error_status_hint
-                self._reject(visitor, status, f"not a request sleepyllama can read: {error}",
+                self._reject(client, status, f"not a request sleepyllama can read: {error}",
                              "invalid_request_error")
                 return
             if event is h11.NEED_DATA:
-                data = await self._recv(visitor, deadline)
+                data = await self._recv(client, deadline)
                 if data is None:  # the head did not come in time
                     if speaks_http is None and not pending and self.config.wake_on is None:
                         # silent from the start: a protocol whose server speaks first
-                        self._hand_over(visitor, b"", "")
+                        self._hand_over(client, b"", "")
                     elif pending:
-                        self._reject(visitor, 408, "the request head did not "
+                        self._reject(client, 408, "the request head did not "
                                      f"arrive within {HEAD_TIMEOUT:g} s", "invalid_request_error")
                     else:
-                        self._close(visitor)  # an idle keep-alive connection: just close it
+                        self._close(client)  # an idle keep-alive connection: just close it
                     return
                 if not data:
-                    self._close(visitor)  # hung up
+                    self._close(client)  # hung up
                     return
                 pending += data
                 if speaks_http is None:
@@ -142,70 +125,68 @@ class Reception:
                     if speaks_http is None:
                         continue
                     if not speaks_http:
-                        self._hand_over(visitor, pending, "")
+                        self._hand_over(client, pending, "")
                         return
                     connection.receive_data(pending)
                 else:
                     connection.receive_data(data)
                 continue
             if isinstance(event, h11.ConnectionClosed):
-                self._close(visitor)
+                self._close(client)
                 return
             if not isinstance(event, h11.Request):
                 continue  # the rest of a request already answered
             end_of_head = pending.find(b"\r\n\r\n")
             if not 0 <= end_of_head <= MAX_HEAD:  # h11 limits heads that arrive in parts only
-                self._reject(visitor, 431, f"a request head is limited to {MAX_HEAD} bytes",
+                self._reject(client, 431, f"a request head is limited to {MAX_HEAD} bytes",
                              "invalid_request_error")
                 return
-            visitor.agent = user_agent(event.headers)
+            client.agent = user_agent(event.headers)
             method = event.method.decode("ascii", "replace")
             target = event.target.decode("ascii", "replace")
             head = policy.Head(method, target, _has_body(event),
                                api_key.matches(self.key, api_key.presented(event.headers)),
                                kinds.needs_key(self.config.kind, method, policy.path_of(target)))
-            action, why = policy.decide(self.config, head, visitor.address, self.cache.cached())
+            action, why = policy.decide(self.config, head, client.address, self.cache.cached())
             if action is policy.Action.WAKE:
                 if self.progress is not None and progress_module.may_want_progress(
                         self.config, head.method, policy.path_of(head.target)):
-                    await self._stream_with_progress(visitor, connection, event, pending)
+                    await self._stream_with_progress(client, connection, event, pending)
                     return
-                self._hand_over(visitor, pending, head.request)
+                self._hand_over(client, pending, head.request)
                 return
             if action is policy.Action.REFUSE:
-                log.info("answering %s with 503: %s", visitor.peer, why)
+                log.info("answering %s with 503: %s", client.peer, why)
                 self.refused += 1
-                self._reject(visitor, 503, f"sleepyllama: the backend "
+                self._reject(client, 503, f"sleepyllama: the backend "
                              f"{self.config.backend} is asleep and {why}; try again later",
                              "backend_asleep")
                 return
             if action is policy.Action.UNAUTHORIZED:
-                log.info("answering %s with 401: %s", visitor.peer, why)
-                self._reject(visitor, 401, "Invalid API Key",
+                log.info("answering %s with 401: %s", client.peer, why)
+                self._reject(client, 401, "Invalid API Key",
                              "authentication_error")
                 return
             if action is policy.Action.BAD_REQUEST:
-                self._reject(visitor, 400, f"sleepyllama: {why}",
+                self._reject(client, 400, f"sleepyllama: {why}",
                              "invalid_request_error")
                 return
-            backend = await self.backend_state()
+            backend = await self.wake.look()
             if backend == "awake":
                 log.debug("%s from %s goes to the backend: it is awake", head.request,
-                          visitor.peer)
-                visitor.prefix, visitor.request = pending, head.request
-                self.hold(visitor)  # connected at once: the backend is ready
+                          client.peer)
+                client.prefix, client.request = pending, head.request
+                self.route(client)  # connected at once: the backend is ready
                 return
-            request = head.request
-            if (backend == "asleep" and self.prewake is not None
-                    and request in self.config.prewake_on
-                    and policy.client_may_wake(self.config, visitor.address)):
-                self.prewake(visitor.peer, request, visitor.agent)
-            if not await self._answer_from_cache(visitor, connection, head, backend):
+            if (backend == "asleep" and head.request in self.config.prewake_on
+                    and policy.client_may_wake(self.config, client.address)):
+                self.wake.prewake(client, head.request)
+            if not await self._answer_from_cache(client, connection, head, backend):
                 return
             pending = connection.trailing_data[0]  # the next request's bytes, if pipelined
             deadline = self.loop.time() + KEEPALIVE_IDLE
 
-    async def _stream_with_progress(self, visitor: Visitor, connection: h11.Connection,
+    async def _stream_with_progress(self, client: Client, connection: h11.Connection,
                                     request: h11.Request, pending: bytes) -> None:
         """Read the whole request; a streamed chat is served with the wake's progress in its
         stream, anything else (not streamed, too large, pipelined) is held as before with every
@@ -216,16 +197,16 @@ class Reception:
             try:
                 item = connection.next_event()
             except h11.RemoteProtocolError as error:
-                self._reject(visitor, 400, f"not a request sleepyllama can read: "
+                self._reject(client, 400, f"not a request sleepyllama can read: "
                              f"{error}", "invalid_request_error")
                 return
             if item is h11.NEED_DATA:
-                data = await self._recv(visitor, deadline) if len(pending) < MAX_STREAM_BODY else None
+                data = await self._recv(client, deadline) if len(pending) < MAX_STREAM_BODY else None
                 if not data:  # hung up, too slow or too large: held as before, all bytes kept
                     if data == b"":
-                        self._close(visitor)
+                        self._close(client)
                     else:
-                        self._hand_over(visitor, pending, f"POST {target}")
+                        self._hand_over(client, pending, f"POST {target}")
                     return
                 pending += data
                 connection.receive_data(data)
@@ -236,13 +217,13 @@ class Reception:
             break  # EndOfMessage (or a protocol error's ConnectionClosed)
         chat = progress_module.wants_progress(self.config, "POST", target, body)
         if chat is None or not isinstance(item, h11.EndOfMessage) or connection.trailing_data[0]:
-            self._hand_over(visitor, pending, f"POST {target}")
+            self._hand_over(client, pending, f"POST {target}")
             return
-        log.info("%s POST %s: a streamed chat, answered with the wake's progress", visitor.peer,
+        log.info("%s POST %s: a streamed chat, answered with the wake's progress", client.peer,
                  target)
-        self.progress(visitor.sock, visitor.peer, request, body, chat, visitor.agent)
+        self.progress(client, request, body, chat)
 
-    async def _answer_from_cache(self, visitor: Visitor, connection: h11.Connection,
+    async def _answer_from_cache(self, client: Client, connection: h11.Connection,
                                  head: policy.Head, backend: str) -> bool:
         """Send the cached answer; True when the connection stays open for the next request."""
         while not isinstance(connection.next_event(), h11.EndOfMessage):
@@ -258,59 +239,59 @@ class Reception:
         try:
             # a client that never reads its answer must not hold its slot for ever
             async with timeout(SEND_TIMEOUT):
-                await self.loop.sock_sendall(visitor.sock, answer)
+                await self.loop.sock_sendall(client.sock, answer)
         except ASYNC_TIMEOUT:
-            log.info("closing %s: it did not read its answer within %g s", visitor.peer,
+            log.info("closing %s: it did not read its answer within %g s", client.peer,
                      SEND_TIMEOUT)
-            self._close(visitor)
+            self._close(client)
             return False
         self.cache.answered += 1
-        self.record("answered-asleep", request=head.request, client=visitor.peer)
-        log.info("answered %s from the cache for %s: backend %s", head.request, visitor.peer,
+        self.wake.to_ledger("answered-asleep", request=head.request, client=client.peer)
+        log.info("answered %s from the cache for %s: backend %s", head.request, client.peer,
                  backend)
-        self.changed()
+        self.wake.changed()
         if close:
-            visitor.sock.shutdown(socket.SHUT_WR)
-            self.linger(visitor.sock)
+            client.sock.shutdown(socket.SHUT_WR)
+            linger(self.loop, client.sock, self.wake.closed)
             return False
         connection.start_next_cycle()
         return True
 
-    async def _recv(self, visitor: Visitor, deadline: float) -> bytes | None:
+    async def _recv(self, client: Client, deadline: float) -> bytes | None:
         try:
             async with timeout_at(deadline):
-                return await self.loop.sock_recv(visitor.sock, 65536)
+                return await self.loop.sock_recv(client.sock, 65536)
         except ASYNC_TIMEOUT:
             return None
 
-    def _hand_over(self, visitor: Visitor, pending: bytes, request: str) -> None:
-        """Hold the client for the wake with what it sent; `request` is "" for bytes that are not
+    def _hand_over(self, client: Client, pending: bytes, request: str) -> None:
+        """Hand the client on, to wake the backend, with what it sent; `request` is "" for bytes that are not
         an HTTP/1.x request (TLS, HTTP/2, a scanner's probe)."""
-        if not policy.client_may_wake(self.config, visitor.address):
-            log.info("closing %s: it may not wake the backend (wake_from)", visitor.peer)
+        if not policy.client_may_wake(self.config, client.address):
+            log.info("closing %s: it may not wake the backend (wake_from)", client.peer)
             self.refused += 1
-            self._close(visitor)
+            self._close(client)
             return
         if not request and self.config.wake_on is not None:
             # wake_on names HTTP requests: nothing else may wake the box (a scanner, a TLS probe)
             log.info("closing %s: it sent no HTTP/1.x request, and only those named in wake_on "
-                     "may wake the backend", visitor.peer)
+                     "may wake the backend", client.peer)
             self.refused += 1
-            self._close(visitor)
+            self._close(client)
             return
-        visitor.prefix, visitor.request = pending, request
-        self.hold(visitor)
+        client.prefix, client.request = pending, request
+        self.route(client)
 
-    def _reject(self, visitor: Visitor, status: int, message: str, kind: str) -> None:
+    def _reject(self, client: Client, status: int, message: str, kind: str) -> None:
         try:
-            visitor.sock.send(error_reply(status, message, kind))
-            visitor.sock.shutdown(socket.SHUT_WR)
+            client.sock.send(error_reply(status, message, kind))
+            client.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            self._close(visitor)
+            self._close(client)
             return
-        self.linger(visitor.sock)
-        self.changed()
+        linger(self.loop, client.sock, self.wake.closed)
+        self.wake.changed()
 
-    def _close(self, visitor: Visitor) -> None:
-        visitor.sock.close()
-        self.closed()
+    def _close(self, client: Client) -> None:
+        client.sock.close()
+        self.wake.closed()

@@ -1,48 +1,30 @@
-"""The waiting room: clients held while their backend wakes, in arrival order.
+"""Who waits for the backend, and how each leaves: connected once it is ready, told why not.
 
-A held client's request stays queued, unread, in its socket (or, when reception.py read it, in
-Client.prefix), so a plain reader would fire at once and spin: hang-ups are watched with
-EPOLLRDHUP instead. Each held client has a deadline (wake_timeout); what happens then, and on a
-hang-up, is the backend's to say.
+Clients wait in two ways: held unread in the waiting room, in arrival order, or in a task of
+their own (a stream with progress, a pre-wake) through Waiting.wait(). A held client's request
+stays queued, unread, in its socket (or, when reception.py read it, in Client.prefix), so a
+plain reader would fire at once and spin: hang-ups are watched with EPOLLRDHUP instead. One that
+hangs up is dropped at once; one held past its deadline (wake_timeout) gets an HTTP 503 (if it
+spoke HTTP) or a close, and so does every one when nothing listens on the backend's port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from sleepyllama.proxy import policy
+from sleepyllama.compat import ASYNC_TIMEOUT, timeout
+from sleepyllama.config import ProxyConfig
+from sleepyllama.proxy import probe as probes
+from sleepyllama.proxy.client import Client, linger, reply_if_http
+from sleepyllama.proxy.reply import backend_unavailable, nothing_listens
+from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.words import format_duration
 
-LINGER = 2.0  # after a 503, read what the client still sends, so close() does not turn into RST
-
-
-@dataclass(eq=False)
-class Client:
-    sock: socket.socket
-    peer: str
-    arrived: float
-    deadline: float
-    timer: asyncio.TimerHandle | None = None
-    prefix: bytes = b""  # read from the client already: the backend gets these first
-    request: str = ""  # "METHOD /path" when reception read it
-    agent: str = ""  # its User-Agent, when reception read it: who keeps waking the box
-    address: str = ""  # its IP address, for wake_from, should reception read it later
-    # the first client of a wake: told when the backend's first bytes to it come (wake_record)
-    on_first_answer: Callable[[], None] | None = None
-
-
-def reply_if_http(client: Client, reply: bytes) -> bool:
-    """Send `reply` to a client whose first bytes (still unread in its socket, or read by
-    reception into its prefix) are an HTTP/1.x request; False for any other. OSError passes
-    on to the caller, who closes the client either way."""
-    first_bytes = client.prefix or client.sock.recv(1024, socket.MSG_PEEK)
-    if not policy.speaks_http1(first_bytes):
-        return False
-    client.sock.send(reply)
-    return True
+log = logging.getLogger(__name__)
 
 
 class HangupWatcher:
@@ -122,29 +104,127 @@ class WaitingRoom:
         then(client)
 
 
-def linger(loop: asyncio.AbstractEventLoop, sock: socket.socket, closed: Callable[[], None]) -> None:
-    """Read and discard until the client closes (or LINGER passes), then close.
+class Waiting:
+    """Every client that waits for one backend's wake, and its give-ups."""
 
-    Closing a socket with unread bytes sends RST instead of FIN, and an RST can make the
-    client's kernel discard the 503 it has not read yet.
-    """
-    fd = sock.fileno()
+    def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, record: WakeRecord,
+                 *, wake_timeout: Callable[[], float], to_ledger: Callable[..., None],
+                 closed: Callable[[], None], changed: Callable[[], None]) -> None:
+        self.config, self.loop, self.record = config, loop, record
+        self.wake_timeout, self.to_ledger = wake_timeout, to_ledger
+        self.closed, self.changed = closed, changed
+        self.room = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
+        self.waiters: dict[Client, asyncio.Future[bool]] = {}  # waiting in tasks of their own
 
-    def close() -> None:
-        loop.remove_reader(fd)
-        timer.cancel()
-        sock.close()
-        closed()
+    def __len__(self) -> int:
+        return len(self.room) + len(self.waiters)
 
-    def drain() -> None:
+    def hold_limit(self) -> float:
+        return self.record.hold_limit(self.loop.time(), self.config.wake_timeout)
+
+    def first(self) -> Client | None:
+        """The client a wake is for, named in its journal line."""
+        if self.room:
+            return self.room.first()
+        return next(iter(self.waiters), None)
+
+    def hold(self, client: Client) -> None:
+        if not client.deadline:  # held for the first time: adopted ones keep theirs
+            client.arrived = self.loop.time()
+            client.deadline = client.arrived + self.hold_limit()
+        self.room.add(client)
+        log.debug("holding %s while %s wakes", client.peer, self.config.backend)
+
+    async def wait(self, client: Client) -> bool:
+        """True once the backend is ready, False when it did not wake within wake_timeout."""
+        ready = self.waiters[client] = self.loop.create_future()
+        self.changed()
+        started = self.loop.time()
         try:
-            if sock.recv(65536):
-                return
-        except BlockingIOError:
-            return
-        except OSError:
-            pass
-        close()
+            async with timeout(self.hold_limit()):
+                return await asyncio.shield(ready)
+        except ASYNC_TIMEOUT:
+            self.note_give_up(self.loop.time() - started)
+            return False
+        finally:
+            self.waiters.pop(client, None)
+            self.changed()
 
-    timer = loop.call_later(LINGER, close)
-    loop.add_reader(fd, drain)
+    def ready(self) -> list[Client]:
+        """The backend is ready: the held clients, in arrival order, to connect; the others are
+        told."""
+        self._tell_waiters(True)
+        return self.room.take_all()
+
+    def take_held(self) -> list[Client]:
+        return self.room.take_all()
+
+    def nobody_listens(self, refused_for: float) -> None:
+        """The box answers, but nothing has listened on the port for longer than its server
+        needs: every waiting client is told so now (a wrong port, a server on 127.0.0.1 only),
+        not after wake_timeout and dozens of magic packets."""
+        clients = self.room.take_all()
+        if not clients and not self.waiters:
+            return
+        hint = probes.hint("Connection refused", self.config.backend)
+        log.warning("%s (refused for %.0f s): answering %d waiting client(s) with 503 now",
+                    hint, refused_for, len(clients) + len(self.waiters))
+        for client in clients:
+            self._let_go(client, nothing_listens(hint, refused_for),
+                         "nothing listens on the backend's port")
+        self._tell_waiters(False)
+        self.changed()
+
+    def note_give_up(self, waited: float) -> None:
+        """The journal line and the ledger entry of a wake that gave up: once per wake."""
+        if self.record.give_up(self.loop.time()):
+            self.to_ledger("wake", **self.record.first, signals=self.record.signals,
+                           gave_up_after=round(waited, 1))
+            hint = probes.hint(self.record.last_probe, self.config.backend)
+            log.warning(
+                "backend %s did not wake within %s (%d wake signals sent, last probe: %s)%s",
+                self.config.backend, format_duration(round(waited)),
+                self.record.signals, self.record.last_probe or "none yet",
+                f": {hint}" if hint else "",
+            )
+
+    def close(self) -> None:
+        for client in self.room.take_all():
+            client.sock.close()
+
+    def _tell_waiters(self, ready: bool) -> None:
+        for future in self.waiters.values():
+            if not future.done():
+                future.set_result(ready)
+
+    def _hung_up(self, client: Client) -> None:
+        log.debug("%s hung up while held", client.peer)
+        client.sock.close()
+        self.closed()
+        self.changed()
+
+    def _give_up(self, client: Client) -> None:
+        now = self.loop.time()
+        waited = now - client.arrived
+        # read before this give-up is noted: an attempt that failed before this client came
+        hint = "; ".join(part for part in (
+            probes.hint(self.record.last_probe, self.config.backend),
+            self.record.earlier_attempt(now, client.arrived, self.wake_timeout())) if part)
+        self.note_give_up(waited)
+        self._let_go(client, backend_unavailable(
+            str(self.config.backend), round(client.deadline - client.arrived, 1), waited, hint,
+            self.record.retry_after()), "its backend did not wake")
+        self.changed()
+
+    def _let_go(self, client: Client, reply: bytes, why: str) -> None:
+        """A held client leaves with `reply` (if it spoke HTTP; else a close), and lingers."""
+        try:
+            answered = reply_if_http(client, reply)
+            log.info("%s %s: %s", "answered with 503" if answered else "closing", client.peer,
+                     why)
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            client.sock.close()
+            self.closed()
+        else:
+            linger(self.loop, client.sock, self.closed)

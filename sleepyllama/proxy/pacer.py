@@ -1,0 +1,65 @@
+"""The wake signals of one wake, paced: the first after a grace (none, for a box known down),
+then one each wol_interval while the wake goes on (WakeSchedule says when one is due)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sleepyllama.config import ProxyConfig
+from sleepyllama.proxy.client import Client
+from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.proxy.wol import WakeSchedule, WakeSender
+
+log = logging.getLogger(__name__)
+
+SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wake signal needed
+
+
+class Pacer:
+    def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, sender: WakeSender,
+                 record: WakeRecord, *, first_waiting: Callable[[], Client | None],
+                 clients_waiting: Callable[[], int], changed: Callable[[], None]) -> None:
+        self.config, self.loop, self.sender, self.record = config, loop, sender, record
+        # the client a wake is for, named in its journal line; None when nobody waits
+        self.first_waiting, self.clients_waiting = first_waiting, clients_waiting
+        self.changed = changed
+        self.schedule = WakeSchedule(config.wol_interval)
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self, *, at_once: bool) -> None:
+        self.timer = self.loop.call_later(0.0 if at_once else SEND_GRACE, self._send_when_due)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def close(self) -> None:
+        self.stop()
+        self.sender.close()
+
+    def _send_when_due(self) -> None:
+        """Send a wake signal now if the schedule allows; re-armed until stopped."""
+        now = self.loop.time()
+        first = self.first_waiting()
+        # once a signal went out, the wake goes on without clients (wake.py)
+        if (first is not None or self.record.started is not None) and self.schedule.due(now):
+            if self.record.started is None and first is not None:
+                self.record.first_signal(now, first.peer, first.request, first.agent)
+                # naming the client tells a person who keeps waking the box (a polling frontend,
+                # LiteLLM's background health checks: chats, but for their User-Agent)
+                log.info("waking %s with %s: %d client(s) waiting, first %s%s%s (last probe: %s)",
+                         self.config.backend, self.sender.describe(), self.clients_waiting(),
+                         first.peer,
+                         f" {first.request}" if first.request else "",
+                         f" (User-Agent: {first.agent})" if first.agent else "",
+                         self.record.last_probe or "none yet")
+            if self.sender.send():  # count only what went out
+                self.record.signals += 1
+                log.debug("sent %s (%d)", self.sender.describe(), self.record.signals)
+            self.schedule.mark_sent(now)
+            self.changed()
+        delay = self.schedule.seconds_until_due(now) or self.schedule.interval
+        self.timer = self.loop.call_later(delay, self._send_when_due)

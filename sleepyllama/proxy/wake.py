@@ -1,0 +1,284 @@
+"""Is the backend up, and who waits for it: the only place the proxy answers either.
+
+What the proxy believes of the backend (readiness.py) and the record of the current wake
+(wake_record.py) are pure and kept apart; this is the I/O around them. Clients wait here
+(waiting.py): held unread, or in a task of their own (a stream with progress, a pre-wake)
+through wait_ready(). While anyone waits the wake loop probes readiness and, unless the first
+probe succeeds at once, sends wake signals (pacer.py). Once ready, the held clients leave by the
+one way out, `connect`, in arrival order. Outside a wake, look() asks once, quickly, for a
+request that could be answered from the cache, and confirm_soon() keeps a ready verdict fresh
+while clients keep coming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from sleepyllama import hints, ledger, sleep_actions
+from sleepyllama.config import ProxyConfig
+from sleepyllama.proxy import probe as probes
+from sleepyllama.proxy.belief import Belief
+from sleepyllama.proxy.cache import AnswerCache
+from sleepyllama.proxy.client import Client
+from sleepyllama.proxy.pacer import Pacer
+from sleepyllama.proxy.prober import Answer, Probe, Prober
+from sleepyllama.proxy.waiting import Waiting
+from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.proxy.wol import WakeSender
+from sleepyllama.words import format_duration
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL = 0.1  # readiness probes while waking: the wake-to-first-byte lag is about half this
+# a LAN answers a connect in a millisecond; a box that drops packets (asleep) holds a probe for
+# this long, and the next probes do not wait for it (prober.py)
+WAKE_CONNECT_TIMEOUT = 0.5
+# a woken box's answers are kept this long after ready: the fetch's requests (and the thread
+# that makes them) would otherwise compete with the held clients' own, to the box and for the GIL
+CACHE_AFTER_WAKE = 1.0
+
+
+class Wake:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        loop: asyncio.AbstractEventLoop,
+        sender: WakeSender,
+        cache: AnswerCache,
+        *,
+        connect: Callable[[Client], None],  # the way out: a held client, the backend ready
+        changed: Callable[[], None] = lambda: None,  # the status line may have changed
+        closed: Callable[[], None] = lambda: None,  # one client's connection is over
+        probe: Probe | None = None,
+        ledger_file: Path | None = None,  # this proxy's record of wakes (ledger.py), if any
+    ) -> None:
+        self.config, self.loop, self.cache = config, loop, cache
+        self.connect, self.changed, self.closed = connect, changed, closed
+        self.ledger_file = ledger_file
+        # what past wakes took here (the ledger keeps them across restarts)
+        self.record = WakeRecord.remembering(ledger.read(ledger_file) if ledger_file else [])
+        self.probe = probe or (lambda: probes.probe(config, connect=WAKE_CONNECT_TIMEOUT))
+        self.prober = Prober(loop)
+        self.belief = Belief(config, loop, cache, self.record, self.prober, probe=self.probe,
+                             quick_probe=probe, changed=changed)
+        self.waiting = Waiting(config, loop, self.record, wake_timeout=self.wake_timeout,
+                               to_ledger=self.to_ledger, closed=closed, changed=changed)
+        self.pacer = Pacer(config, loop, sender, self.record, first_waiting=self.waiting.first,
+                           clients_waiting=self.clients_waiting, changed=changed)
+        self.prewakes: set[asyncio.Task[bool]] = set()
+        self.probe_now = asyncio.Event()  # a "ready" hint: the wake loop probes at once
+        self.task: asyncio.Task[None] | None = None
+        self.on_cpu = ""  # the server that said, in its "ready" hint, that it runs on the CPU
+
+    # -- what it is ---------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.belief.ready
+
+    def clients_waiting(self) -> int:
+        return len(self.waiting)
+
+    def busy(self) -> bool:
+        return bool(self.clients_waiting() or self.task is not None)
+
+    def wake_timeout(self) -> float:
+        """wake_timeout, or where it is the default and the box powers off, a cold boot's."""
+        return self.record.wake_timeout(self.config.wake_timeout)
+
+    def to_ledger(self, event: str, **fields: object) -> None:
+        if self.ledger_file is not None:
+            ledger.append(self.ledger_file, event, **fields)
+
+    # -- what it tells ----------------------------------------------------------------------
+
+    async def look(self) -> str:
+        """"awake", "waking" or "asleep", asked before a look-only request is answered from the
+        cache (belief.py: one quick probe where the verdict is only stale)."""
+        if self.ready:
+            return "awake"
+        if self.task is not None:
+            return "waking"
+        return await self.belief.look()
+
+    def hinted(self, hint: hints.Hint, sender: str) -> None:
+        """A hint from the GPU box (hints.py): it can cause a probe, or mark the backend asleep
+        so that the next client starts a wake at once; a spoofed one, nothing worse."""
+        if hint.event == "ready":
+            if hint.port is not None and hint.port != self.config.backend.port:
+                log.debug("hint from %s: %s on port %d is ready, not this backend's (port %d)",
+                          sender, hint.name, hint.port, self.config.backend.port)
+                return
+            self.on_cpu = hint.name if hint.on_cpu else ""
+            log.info("hint from %s: %s is ready%s%s", sender, hint.name or "a server",
+                     " on the CPU (its GPU did not come back)" if hint.on_cpu else "",
+                     "" if self.ready else "; probing now")
+            if self.task is not None:
+                self.probe_now.set()
+            elif not self.ready:
+                self.loop.create_task(self.belief.keep_answers_if_awake(ready_hint=True))
+        else:
+            action = hint.action or sleep_actions.DEFAULT  # a box that does not say suspends
+            log.info("hint from %s: the box is going to sleep (%s)", sender, action)
+            if action != self.record.asleep_as:  # kept: a wake after a restart of ours knows it
+                self.record.asleep_as = action
+                self.to_ledger("box-sleeping", action=action)
+            self.belief.going_to_sleep()
+
+    # -- who waits ----------------------------------------------------------------------------
+
+    def hold(self, client: Client) -> None:
+        """Hold a client, unread, until the backend is ready (then `connect`) or wake_timeout."""
+        self.waiting.hold(client)
+        self._start()
+
+    async def wait_ready(self, client: Client) -> bool:
+        """Wake the backend for a client that waits in a task of its own; True once it is ready,
+        False when it did not wake within wake_timeout."""
+        if self.ready:
+            return True
+        self._start()
+        return await self.waiting.wait(client)
+
+    def prewake(self, client: Client, request: str) -> None:
+        """Start a wake in the background for a request that only looks (prewake_on): the box
+        comes up while the user types."""
+        if self.ready or self.task is not None:
+            return
+        log.info("pre-wake of %s: %s from %s", self.config.backend, request, client.peer)
+        # a record for the wake only: the client itself stays with reception, for its answer
+        stand_in = Client(client.sock, client.peer, client.address,
+                          request=f"{request} (pre-wake)", agent=client.agent)
+        task = self.loop.create_task(self.wait_ready(stand_in))
+        self.prewakes.add(task)
+        task.add_done_callback(self.prewakes.discard)
+
+    # -- waking -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self.task is None:
+            self.task = self.loop.create_task(self._wake())
+
+    async def _wake(self) -> None:
+        """Probe until ready, sending wake signals meanwhile; then connect every held client.
+
+        The first signal waits SEND_GRACE for the first probe, so that a backend that is merely
+        unconfirmed (a stale verdict, a fresh proxy) is not sent packets or logged as woken; one
+        whose connect just failed is known to be down and gets its first signal at once. A new
+        probe starts every PROBE_INTERVAL, and at once on a "ready" hint, whatever the earlier
+        ones are doing (prober.py). Once a signal went out the wake runs to ready or to
+        wake_timeout even if every client left (a frontend's own timeout on its first look): the
+        box is on its way up, and its answers are kept for the next look.
+        """
+        started, finished = self.loop.time(), False
+        self.record.begin()
+        self.pacer.start(at_once=self.belief.readiness.take_known_down())
+        try:
+            answer = await self._probe_until_ready(started)
+            if answer is None:
+                return
+            self._woken(answer, self.loop.time() - started)
+            clients = self.waiting.ready()
+            if self.record.signals and clients:
+                clients[0].on_first_answer = self._first_answer_timer(clients[0].request)
+            for client in clients:
+                self.connect(client)
+            finished = True
+        finally:
+            self.prober.forget()
+            self.pacer.stop()
+            self.task = None
+            self.record.started = None
+            if finished and self.waiting.room:
+                # held again while the others were connected (a connect failed right after the
+                # 200): it needs a wake of its own, not a 503 with nothing probing for it
+                self._start()
+            self.changed()
+
+    async def _probe_until_ready(self, started: float) -> Answer | None:
+        """The first "ready" answer; None once nobody waits and the wake may end."""
+        due, left_alone = started, False
+        while True:
+            if self.loop.time() >= due or self.probe_now.is_set():
+                self.prober.start(self.probe, always=self.probe_now.is_set())
+                self.probe_now.clear()
+                due = self.loop.time() + PROBE_INTERVAL
+            for answer in await self.prober.answers(due, self.probe_now):
+                self.record.probed(answer.why, self.loop.time() - started)
+                if answer.ready and await self.belief.resolve():
+                    return answer
+            elapsed = self.loop.time() - started
+            if self.record.refused_too_long(elapsed, self.cache.learned or self.config.kind):
+                self.waiting.nobody_listens(elapsed - (self.record.refused_since or 0))
+            if self.clients_waiting():
+                continue
+            if not self.record.signals or elapsed >= self.wake_timeout():
+                if self.record.signals:
+                    log.info("stopped waking %s after %.1f s: no client waits any more",
+                             self.config.backend, elapsed)
+                    if not self.record.gave_up:
+                        self.to_ledger("wake", **self.record.first, signals=self.record.signals,
+                                       abandoned_after=round(elapsed, 1))
+                return None
+            if not left_alone:
+                left_alone = True
+                log.info("no client waits for %s any more, but it was sent a wake signal: "
+                         "waking on until it is ready (or %s), to keep its answers",
+                         self.config.backend, format_duration(self.wake_timeout()))
+
+    def _woken(self, answer: Answer, took: float) -> None:
+        """The backend said ready: log and record the wake, if signals were what woke it."""
+        needless = (self.record.started is not None and self.record.signals
+                    and answer.asked_at < self.record.started)
+        if needless:
+            # asked before any signal went out: it was awake all along (a "sleeping" hint that
+            # was wrong, or spoofed), and a wake of 0 s must not teach what a wake takes
+            log.info("backend %s was awake: it answered a probe sent before the first wake "
+                     "signal (%s); not counted as a wake", self.config.backend, answer.why)
+        elif self.record.signals:
+            log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
+                     self.config.backend, took, self.record.signals, self.clients_waiting())
+            self.to_ledger("wake", **self.record.first, **self.record.origin(),
+                           signals=self.record.signals, ready_after=round(took, 1),
+                           **self.record.phases())
+        else:
+            log.debug("backend %s confirmed ready (%s)", self.config.backend, answer.why)
+        self.record.ready(took, woken=bool(self.record.signals) and not needless)
+        self.belief.believe_ready(fill_after=CACHE_AFTER_WAKE if self.clients_waiting() else 0.0)
+
+    def _first_answer_timer(self, request: str) -> Callable[[], None]:
+        """What a woken box's first answer took after ready: the request's own work (a prompt
+        read, a model swapped in), which the wake's time does not show."""
+        ready_at = self.loop.time()
+
+        def answered() -> None:
+            after = self.loop.time() - ready_at
+            log.info("the backend's first answer to %s came %.2f s after ready",
+                     request or "the first client", after)
+            self.to_ledger("first-answer", after_ready=round(after, 2))
+
+        return answered
+
+    # -- restart and shutdown -----------------------------------------------------------------
+
+    def take_held(self) -> list[Client]:
+        """The held clients, out of this process's hands, for a restart (handover.py)."""
+        return self.waiting.take_held()
+
+    def release(self) -> None:
+        """Retired by a reload and waited for by nobody: the fds it kept go."""
+        self.waiting.room.hangups.close()
+        self.prober.close()
+        self.pacer.close()
+
+    def close(self) -> None:
+        for task in list(self.prewakes):
+            task.cancel()
+        self.waiting.close()
+        if self.task is not None:
+            self.task.cancel()
+        self.prober.close()
+        self.pacer.close()
