@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import select
 import socket
 from collections.abc import Callable
 
@@ -25,9 +26,15 @@ from sleepyllama.proxy.splice import PumpState, Splice, tune_backend_socket
 log = logging.getLogger(__name__)
 
 
-
 class Refused(OSError):
     """The backend did not take a connection: refused, timed out, unreachable."""
+
+
+def _done_already(sock: socket.socket) -> bool:
+    """Whether a non-blocking connect has finished (either way), without waiting."""
+    poll = select.poll()
+    poll.register(sock, select.POLLOUT)
+    return bool(poll.poll(0))
 
 
 class _Dial:
@@ -43,11 +50,15 @@ class _Dial:
         error = self.backend.connect_ex(sockaddr)
         if error == 0:
             then(self.backend)
-        elif error == errno.EINPROGRESS:
+        elif error != errno.EINPROGRESS:
+            self._give_up(errno.errorcode.get(error, str(error)))
+        elif _done_already(self.backend):
+            # a backend on this host (or a quick LAN) has answered by now: a turn of the event
+            # loop for it would cost more than the connect
+            self._connected()
+        else:
             self.timer = loop.call_later(CONNECT_TIMEOUT, self._give_up, "connect timed out")
             loop.add_writer(self.backend.fileno(), self._connected)
-        else:
-            self._give_up(errno.errorcode.get(error, str(error)))
 
     def _connected(self) -> None:
         self._stop_waiting()
