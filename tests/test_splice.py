@@ -137,3 +137,37 @@ def test_reset_on_one_side_closes_the_connection(spliced: Spliced) -> None:
         data = b""
     assert data == b"", "the backend side stayed open after the client's reset"
     assert spliced.closed.wait(5)
+
+
+def test_pipes_of_finished_connections_are_reused_empty_and_never_pile_up() -> None:
+    """Each connection's two pipes are kept for the next ones once drained (a tenth of a short
+    connection's cost): a reused one must carry only the new connection's bytes, and the spares
+    are bounded."""
+    from sleepyllama.proxy import splice
+
+    def one_connection(payload: bytes) -> bytes:
+        pair = Spliced()
+        try:
+            pair.client.sendall(payload)
+            pair.client.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := pair.backend.recv(65536):
+                received += chunk
+            pair.backend.sendall(payload[::-1])
+            pair.backend.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := pair.client.recv(65536):
+                answer += chunk
+            assert pair.closed.wait(10), "the splice did not end"
+            assert answer == payload[::-1], (len(answer), len(payload))
+            return received
+        finally:
+            pair.close()
+
+    fds_before = len(os.listdir("/proc/self/fd"))
+    for number in range(3 * splice.SPARE_PIPES):
+        payload = f"connection {number} ".encode() * (number * 97 % 5000 + 1)
+        assert one_connection(payload) == payload, f"connection {number} got another's bytes"
+    grown = len(os.listdir("/proc/self/fd")) - fds_before
+    assert len(splice._spare) <= splice.SPARE_PIPES
+    assert grown <= 2 * splice.SPARE_PIPES, f"{grown} fds more after the connections ended"
