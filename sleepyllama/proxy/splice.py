@@ -134,6 +134,9 @@ class Pump:
             self.destination_socket.shutdown(socket.SHUT_WR)
         self.splice.pump_done()
 
+    def wait_for_source(self) -> None:
+        self._want(read=True, write=False)
+
     def _want(self, *, read: bool, write: bool) -> None:
         if read != self.reading:
             if read:
@@ -191,6 +194,7 @@ class Splice:
     ) -> None:
         self.client, self.backend, self.on_close = client, backend, on_close
         self.closed = self.started = False
+        self.fresh = carried is None  # not one going on from before a restart
         up, down = carried or (None, None)
         upstream = Pump(loop, client.fileno(), backend, self, up)
         try:
@@ -202,9 +206,13 @@ class Splice:
 
     def start(self) -> None:
         self.started = True
-        for pump in self.pumps:
-            if not pump.done:
-                pump.step()
+        upstream, downstream = self.pumps
+        if not upstream.done:
+            upstream.step()  # the client's request, most often there already
+        if self.fresh and not downstream.done:
+            downstream.wait_for_source()  # the backend answers only once it has the request
+        elif not downstream.done:
+            downstream.step()
         self.pump_done()  # both were done already (a connection closing as it was handed over)
 
     def freeze(self) -> tuple[PumpState, PumpState]:
