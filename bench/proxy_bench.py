@@ -5,7 +5,8 @@ All three paths are measured in the same run, interleaved round by round, on loo
 ratios hold even on a shared, noisy machine; the absolute figures do not travel.
 
   throughput   bytes through one connection each way (client -> backend, backend -> client)
-  latency      one small HTTP request per new connection: connect, request, response, close
+  latency      one small HTTP request per new connection: connect, request, response, close;
+               one on each path in turn
   wake lag     from the moment /health turns 200 to the first byte of the held client's response,
                polled and with the GPU box's "ready" hint; on loopback, where a connect to the
                sleeping backend is refused at once, and on a LAN-like path (--lan-wakes, needs
@@ -127,17 +128,28 @@ def download(port: int, size: int) -> float:
     return size / elapsed
 
 
+def latency(port: int) -> float:
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(REQUEST)
+        response = b""
+        while chunk := sock.recv(4096):
+            response += chunk
+    assert response.endswith(b"ok"), response
+    return time.perf_counter() - started
+
+
 def latencies(port: int, count: int) -> list[float]:
-    samples = []
+    return [latency(port) for _ in range(count)]
+
+
+def interleaved_latencies(ports: dict[str, int], count: int) -> dict[str, list[float]]:
+    """One request on each path in turn: whatever else the machine does at a moment (a CPU's
+    frequency, another process) falls on every path alike, and the ratios hold still."""
+    samples: dict[str, list[float]] = {name: [] for name in ports}
     for _ in range(count):
-        started = time.perf_counter()
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(REQUEST)
-            response = b""
-            while chunk := sock.recv(4096):
-                response += chunk
-        samples.append(time.perf_counter() - started)
-        assert response.endswith(b"ok"), response
+        for name, port in ports.items():
+            samples[name].append(latency(port))
     return samples
 
 
@@ -386,7 +398,8 @@ def main() -> int:
             for name, port in paths.items():
                 up[name].append(upload(port, size))
                 down[name].append(download(port, size))
-                lat[name] += latencies(port, per_round)
+            for name, samples in interleaved_latencies(paths, per_round).items():
+                lat[name] += samples
             print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
         lags = wake_lags(directory, args.wakes) if args.wakes else []
         hinted = wake_lags(directory, args.wakes, hints=True) if args.wakes else []
