@@ -9,6 +9,12 @@ packet, so they carry no secret; they are small, checked for shape, and rate-lim
   sleepyllama-hint 1 sleeping
   sleepyllama-hint 1 sleeping poweroff   (how it sleeps, [idle] action: what a wake will cost)
 
+One more comes from this host only, never from the GPU box: the page's Wake button
+(sleepyllama-web) asks the proxy for a wake, naming who pressed it; the proxy takes it from a
+local address alone, and the page has checked `wake_from` for the browser's address.
+
+  sleepyllama-hint 1 wake 192.168.1.7
+
 A proxy of an older version reads "sleeping poweroff" as "sleeping", and "llama:8080" as a name:
 the word after an event is optional in every version, and may hold a colon. A "ready" hint is
 acted on only by the proxy whose backend is on that port: a box with two servers tells each
@@ -29,15 +35,15 @@ log = logging.getLogger(__name__)
 
 MAGIC = "sleepyllama-hint 1"
 MAX_DATAGRAM = 256
-EVENTS = ("ready", "sleeping")
-_HINT = re.compile(rf"{re.escape(MAGIC)} (ready|sleeping)(?: ([A-Za-z0-9_.:-]{{1,64}}))?"
+EVENTS = ("ready", "sleeping", "wake")
+_HINT = re.compile(rf"{re.escape(MAGIC)} (ready|sleeping|wake)(?: ([A-Za-z0-9_.:-]{{1,64}}))?"
                    r"(?: (cpu))?\n?")
 
 
 @dataclass(frozen=True)
 class Hint:
-    event: str  # "ready" or "sleeping"
-    name: str = ""  # the server that is ready
+    event: str  # "ready", "sleeping" or "wake"
+    name: str = ""  # the server that is ready; for "wake", who asked
     on_cpu: bool = False  # ready, but on the CPU: CUDA failed (host/placement.py)
     action: str = ""  # sleeping: suspend, hibernate, ... (sleep_actions.py); "": not said
     port: int | None = None  # ready: the port it serves on; None from a box that does not say
@@ -60,6 +66,8 @@ def decode(datagram: bytes) -> Hint | None:
     event, word = match.group(1), match.group(2) or ""
     if event == "sleeping":
         return Hint(event, action=word)
+    if event == "wake":
+        return Hint(event, word)
     name, _, port = word.rpartition(":")
     if name and port.isdigit() and 0 < int(port) < 65536:
         return Hint(event, name, bool(match.group(3)), port=int(port))

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sleepyllama import hints
 from sleepyllama.config import Address
 from sleepyllama.hints import Hint, RateLimit, decode, encode
@@ -28,7 +30,8 @@ from conftest import (
 
 
 def test_format_round_trip_and_what_is_not_a_hint() -> None:
-    for hint in (Hint("ready", "llama"), Hint("sleeping")):
+    for hint in (Hint("ready", "llama"), Hint("sleeping"), Hint("wake", "192.168.1.7"),
+                 Hint("wake", "fd00::7")):
         assert decode(encode(hint)) == hint
     assert encode(Hint("ready", "llama")) == b"sleepyllama-hint 1 ready llama\n"
     for junk in (b"", b"hello", b"sleepyllama-hint 2 ready", b"sleepyllama-hint 1 reboot",
@@ -230,3 +233,35 @@ class NoSignal:
 
     def close(self) -> None:
         pass
+
+
+def non_loopback_address() -> str | None:
+    """An address of this host that is not loopback (its LAN side), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routed by the default route, never sent
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_a_wake_request_is_taken_from_this_host_s_page_only(tmp_path, cleanup) -> None:
+    """The page's Wake button reaches the proxy as a datagram: one from another address must
+    not start a wake (it would bypass wake_from, which the page checks)."""
+    lan = non_loopback_address()
+    if lan is None:
+        pytest.skip("this machine has no address but loopback to send from")
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    port = free_port()
+    proxy = ProxyRun(tmp_path, proxy_table(backend, answer_while_asleep=[]), activate=False,
+                     listen=f"0.0.0.0:{port}")
+    cleanup.append(proxy)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((lan, 0))
+        sock.sendto(encode(Hint("wake", "10.9.9.9")), ("127.0.0.1", port))
+    wait_for(lambda: "ignored a wake request" in proxy.log(), what="the request ignored")
+    udp_to(("127.0.0.1", port), encode(Hint("wake", "10.9.9.9")))  # the page's, on loopback
+    wait_for(lambda: backend.packets(), what="a magic packet for the page's request")
+    assert "the page for 10.9.9.9 asked" in proxy.log()

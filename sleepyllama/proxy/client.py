@@ -33,6 +33,16 @@ class Client:
     on_first_answer: Callable[[], None] | None = None
 
 
+@dataclass(eq=False)
+class Asker:
+    """Who a wake is for when no client waits on a socket for it (a pre-wake, the page's Wake
+    button), as the journal and the ledger name a client."""
+
+    peer: str
+    request: str = ""
+    agent: str = ""
+
+
 def reply_if_http(client: Client, reply: bytes) -> bool:
     """Send `reply` to a client whose first bytes (still unread in its socket, or read by
     reception into its prefix) are an HTTP/1.x request; False for any other. OSError passes

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from sleepyllama.config import ProxyConfig
-from sleepyllama.proxy.client import Client
+from sleepyllama.proxy.client import Asker, Client
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
@@ -19,7 +19,7 @@ SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wa
 
 class Pacer:
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, sender: WakeSender,
-                 record: WakeRecord, *, first_waiting: Callable[[], Client | None],
+                 record: WakeRecord, *, first_waiting: Callable[[], Client | Asker | None],
                  clients_waiting: Callable[[], int], changed: Callable[[], None]) -> None:
         self.config, self.loop, self.sender, self.record = config, loop, sender, record
         # the client a wake is for, named in its journal line; None when nobody waits

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import resource
 import signal
@@ -27,6 +28,7 @@ from sleepyllama.config import ConfigError, ProxyConfig
 from sleepyllama.proxy import api_key, handover
 from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
+from sleepyllama.proxy.live import LiveFile
 from sleepyllama.proxy.misconfigured import Misconfigured
 from sleepyllama.proxy.wol import make_sender
 from sleepyllama.words import count, format_duration
@@ -62,6 +64,7 @@ class Proxy:
         self.idle_timer: asyncio.TimerHandle | None = None
         self.last_full_warning = -FULL_WARNING_EVERY
         self.refused = 0  # since the last "too many connections" warning
+        self.live = LiveFile(state_file(config, "live.json"))  # for the page
 
     def _backend(self, config: ProxyConfig) -> Backend:
         key = api_key.read(config)
@@ -128,8 +131,21 @@ class Proxy:
                           peer_name(sender))
             elif not self.hint_limit.allow(self.loop.time()):
                 log.debug("ignored a hint from %s: too many", peer_name(sender))
+            elif hint.event == "wake":
+                self._asked(hint, hint_socket, sender)
             else:
                 self.backend.wake.hinted(hint, peer_name(sender))
+
+    def _asked(self, hint: hints.Hint, hint_socket: socket.socket, sender: object) -> None:
+        """The page's Wake button (sleepyllama-web on this host): taken from this host only.
+        A datagram from elsewhere with a local source address is dropped by the kernel
+        (a martian), so the address is enough; the page checked wake_from itself."""
+        host = sender[0] if isinstance(sender, tuple) else ""
+        if not (host and (is_loopback(host) or host == hint_socket.getsockname()[0])):
+            log.info("ignored a wake request from %s: only this host's page may send one",
+                     peer_name(sender))
+            return
+        self.backend.wake.asked(f"the page for {hint.name}" if hint.name else "the page")
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -204,6 +220,7 @@ class Proxy:
                 splice.close()  # those that did not fit; a frozen one is left to the exit
         for backend in backends:
             backend.close_all()
+        self._write_live(running=False)
         self.stopped.set()
 
     # -- status -------------------------------------------------------------------------------
@@ -227,10 +244,16 @@ class Proxy:
         return f"backend not contacted yet · {count(self.connections, 'connections')}{cached}"
 
     def refresh_status(self) -> None:
+        self._write_live()
         line = self.status_line()
         # kept until a reload takes: a second's tick must not wipe what a user came to read
         self.notifier.status(f"config not reloaded: {self.reload_error} · serving on: {line}"
                              if self.reload_error else line)
+
+    def _write_live(self, running: bool = True) -> None:
+        self.live.update(self.config.name, str(self.config.backend),
+                         [describe(sock) for sock in self.hint_sockets], self.backend.wake,
+                         self.loop.time(), running=running)
 
     def _tick_status(self) -> None:
         # connection counts change too often to notify on each; once a second is plenty
@@ -240,13 +263,20 @@ class Proxy:
 
 def state_file(config: ProxyConfig, kind: str) -> Path | None:
     """A file of this proxy's in the unit's StateDirectory= (which outlives exit_idle, restarts
-    and reboots): NAME.answers.json, NAME.ledger.jsonl; none when run by hand without one."""
+    and reboots): NAME.answers.json, NAME.ledger.jsonl, NAME.live.json; none when run by hand without one."""
     directory = systemd.state_directory()
     return directory / f"{config.name}.{kind}" if directory else None
 
 
 def cache_path(config: ProxyConfig) -> Path | None:
     return state_file(config, "answers.json")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def describe(listener: socket.socket) -> str:

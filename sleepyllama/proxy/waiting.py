@@ -19,7 +19,7 @@ from collections.abc import Callable
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import probe as probes
-from sleepyllama.proxy.client import Client, linger, reply_if_http
+from sleepyllama.proxy.client import Asker, Client, linger, reply_if_http
 from sleepyllama.proxy.reply import backend_unavailable, nothing_listens
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.words import format_duration
@@ -114,7 +114,8 @@ class Waiting:
         self.wake_timeout, self.to_ledger = wake_timeout, to_ledger
         self.closed, self.changed = closed, changed
         self.room = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
-        self.waiters: dict[Client, asyncio.Future[bool]] = {}  # waiting in tasks of their own
+        # waiting in tasks of their own: a stream with progress, a wake nobody holds a socket for
+        self.waiters: dict[Client | Asker, asyncio.Future[bool]] = {}
 
     def __len__(self) -> int:
         return len(self.room) + len(self.waiters)
@@ -122,7 +123,7 @@ class Waiting:
     def hold_limit(self) -> float:
         return self.record.hold_limit(self.loop.time(), self.config.wake_timeout)
 
-    def first(self) -> Client | None:
+    def first(self) -> Client | Asker | None:
         """The client a wake is for, named in its journal line."""
         if self.room:
             return self.room.first()
@@ -135,7 +136,7 @@ class Waiting:
         self.room.add(client)
         log.debug("holding %s while %s wakes", client.peer, self.config.backend)
 
-    async def wait(self, client: Client) -> bool:
+    async def wait(self, client: Client | Asker) -> bool:
         """True once the backend is ready, False when it did not wake within wake_timeout."""
         ready = self.waiters[client] = self.loop.create_future()
         self.changed()

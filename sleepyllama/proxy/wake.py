@@ -22,7 +22,7 @@ from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.belief import Belief
 from sleepyllama.proxy.cache import AnswerCache
-from sleepyllama.proxy.client import Client
+from sleepyllama.proxy.client import Asker, Client
 from sleepyllama.proxy.pacer import Pacer
 from sleepyllama.proxy.prober import Answer, Probe, Prober
 from sleepyllama.proxy.waiting import Waiting
@@ -135,7 +135,7 @@ class Wake:
         self.waiting.hold(client)
         self._start()
 
-    async def wait_ready(self, client: Client) -> bool:
+    async def wait_ready(self, client: Client | Asker) -> bool:
         """Wake the backend for a client that waits in a task of its own; True once it is ready,
         False when it did not wake within wake_timeout."""
         if self.ready:
@@ -149,12 +149,24 @@ class Wake:
         if self.ready or self.task is not None:
             return
         log.info("pre-wake of %s: %s from %s", self.config.backend, request, client.peer)
-        # a record for the wake only: the client itself stays with reception, for its answer
-        stand_in = Client(client.sock, client.peer, client.address,
-                          request=f"{request} (pre-wake)", agent=client.agent)
-        task = self.loop.create_task(self.wait_ready(stand_in))
+        self.in_background(client.peer, f"{request} (pre-wake)", client.agent)
+
+    def in_background(self, peer: str, request: str, agent: str = "") -> None:
+        """A wake that nobody waits for on a socket (a pre-wake, the page's Wake button): it
+        runs its course as any other, and says who asked in the journal and the ledger."""
+        task = self.loop.create_task(self.wait_ready(Asker(peer, request, agent)))
         self.prewakes.add(task)
         task.add_done_callback(self.prewakes.discard)
+
+    def asked(self, who: str) -> None:
+        """Someone asked for the box on this host (the page's Wake button, through a local
+        datagram): a wake unless it is awake or waking already."""
+        if self.ready or self.task is not None:
+            log.info("%s asked to wake %s: it is %s already", who, self.config.backend,
+                     "awake" if self.ready else "waking")
+            return
+        log.info("waking %s: %s asked", self.config.backend, who)
+        self.in_background(who, "Wake button")
 
     # -- waking -------------------------------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""The proxy's state as it is now, kept in NAME.live.json in its StateDirectory for the page
+(sleepyllama-web, dashboard/): asleep, waking, awake or did not wake, since when, who waits, and
+where the proxy listens (the page's Wake button asks the proxy there). Written atomically, and
+only when something in it changed: at most a few times a second while a wake goes on.
+
+What has happened (wakes, give-ups, answers from the cache) is the ledger's; this is only now.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from sleepyllama.files import write_atomic
+from sleepyllama.proxy.wake import Wake
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
+
+
+def state_of(wake: Wake, now: float) -> str:
+    """One word for the page: "unknown" where the proxy has no evidence either way (it answered
+    a while ago, and nothing said it went to sleep since)."""
+    if wake.record.started is not None:
+        return "waking"
+    if wake.ready:
+        return "awake"
+    if wake.record.gave_up:
+        return "did-not-wake"
+    readiness = wake.belief.readiness
+    if readiness.is_asleep(now) or readiness.known_down or (
+            readiness.last_ready is None and wake.record.asleep_as):
+        return "asleep"
+    return "unknown"
+
+
+def wall(loop_time: float | None, loop_now: float) -> float | None:
+    """A moment of the event loop's clock as Unix time, for readers in other processes."""
+    # to the second: the two clocks drift apart by microseconds between calls
+    return None if loop_time is None else round(time.time() - (loop_now - loop_time))
+
+
+def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: float,
+             since: float) -> dict:
+    """listen: where its UDP hint sockets are ("host:port"), for the page's Wake button."""
+    typical = wake.record.typical()
+    return {
+        "version": VERSION, "name": name, "backend": backend, "listen": listen,
+        "pid": os.getpid(), "running": True,
+        "state": state_of(wake, loop_now), "since": since,
+        "waking_since": wall(wake.record.started, loop_now),
+        "signals": wake.record.signals if wake.record.started is not None else 0,
+        "clients_waiting": wake.clients_waiting(),
+        "typical_wake": round(typical[0], 1) if typical else None,
+        "asleep_as": wake.record.asleep_as,
+        "last_ready": wall(wake.belief.readiness.last_ready, loop_now),
+    }
+
+
+class LiveFile:
+    """NAME.live.json, rewritten when the state changed (not merely its clock)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.written: dict | None = None
+        self.state, self.since = "", time.time()
+
+    def update(self, name: str, backend: str, listen: list[str], wake: Wake,
+               loop_now: float, *, running: bool = True) -> None:
+        if self.path is None:
+            return
+        state = state_of(wake, loop_now)
+        if state != self.state:
+            self.state, self.since = state, round(time.time())
+        current = document(name, backend, listen, wake, loop_now, self.since)
+        current["running"] = running
+        if current == self.written:
+            return
+        try:
+            write_atomic(self.path, json.dumps(current, separators=(",", ":")).encode(), 0o600)
+        except OSError as error:
+            log.warning("cannot write %s: %s", self.path, error.strerror)
+            return
+        self.written = current
