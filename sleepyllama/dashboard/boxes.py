@@ -1,0 +1,166 @@
+"""Each GPU box as the page shows it, from what its proxy keeps in its StateDirectory: the live
+state (NAME.live.json, proxy/live.py), the ledger (NAME.ledger.jsonl: wakes, give-ups, answers
+from the cache) and the kept answers (NAME.answers.json: the models it lists while asleep).
+
+Everything read back is checked for shape and range: a file that is missing, torn or wrong
+reads as "unknown", with the reason, and never stops the page. `box()` is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sleepyllama import history, ledger
+from sleepyllama.config import ProxyConfig
+
+log = logging.getLogger(__name__)
+
+STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
+MAX_FILE = 1 << 20  # a live file is a few hundred bytes; an answers file a few KiB
+MAX_MODELS = 50
+
+
+@dataclass
+class LastWake:
+    at: float
+    cause: str  # "192.168.1.20:5123 POST /v1/chat/completions (User-Agent)"
+    outcome: str  # "ready after 8.3s" or "gave up after 180s"
+
+
+@dataclass
+class Box:
+    name: str
+    backend: str
+    state: str  # one of STATES
+    since: float | None = None  # Unix time the state began, as far as the proxy knows
+    waking_since: float | None = None
+    signals: int = 0
+    clients_waiting: int = 0
+    typical_wake: float | None = None  # the median of its last wakes, first signal to ready
+    running: bool = False  # the proxy process is up (socket activation may have let it exit)
+    problem: str = ""  # why the state is unknown: a file missing or unreadable
+    last_wake: LastWake | None = None
+    models: list[str] = field(default_factory=list)
+    wakes_total: int = 0
+    give_ups_total: int = 0
+    cache_answers_total: int = 0
+    wake_seconds: list[float] = field(default_factory=list)  # each successful wake's
+    hint_address: str = ""  # where the proxy takes the Wake button's datagram
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def _number(value: object, low: float = 0.0, high: float = 1e11) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and low <= value <= high else None
+
+
+def _count(value: object) -> int:
+    number = _number(value, 0, 1e6)
+    return int(number) if number is not None else 0
+
+
+def checked_live(document: object) -> tuple[dict, str]:
+    """The live file's fields that passed their checks, and what was wrong ("" if nothing)."""
+    if not isinstance(document, dict) or document.get("version") != 1:
+        return {}, "its live state has an unknown shape"
+    state = document.get("state")
+    live = {
+        "state": state if state in STATES else "unknown",
+        "since": _number(document.get("since")),
+        "waking_since": _number(document.get("waking_since")),
+        "signals": _count(document.get("signals")),
+        "clients_waiting": _count(document.get("clients_waiting")),
+        "typical_wake": _number(document.get("typical_wake"), 0, 86400),
+        "running": document.get("running") is True,
+    }
+    listen = document.get("listen")
+    if isinstance(listen, list) and listen and isinstance(listen[0], str) and len(listen[0]) < 100:
+        live["hint_address"] = listen[0]
+    return live, "" if state in STATES else f"its live state says {str(state)[:20]!r}"
+
+
+def models_of(answers: object) -> list[str]:
+    """The model ids in the kept answer to /v1/models (or /api/tags, Ollama's)."""
+    if not isinstance(answers, dict) or not isinstance(answers.get("entries"), dict):
+        return []
+    found: list[str] = []
+    for target, key, name in (("/v1/models", "data", "id"), ("/api/tags", "models", "name")):
+        entry = answers["entries"].get(target)
+        if not isinstance(entry, dict) or not isinstance(entry.get("body"), str):
+            continue
+        try:
+            listed = json.loads(entry["body"]).get(key)
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(listed, list):
+            found += [str(item[name])[:200] for item in listed
+                      if isinstance(item, dict) and isinstance(item.get(name), str)]
+        if found:
+            break
+    return found[:MAX_MODELS]
+
+
+def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: object,
+        problem: str = "") -> Box:
+    """One box from what was read (None where a file was missing); pure."""
+    checked, wrong = checked_live(live) if live is not None else ({}, "")
+    found = Box(config.name, str(config.backend), "unknown",
+                problem=problem or wrong or ("" if live is not None else
+                                             "its proxy has not written its state yet"))
+    for key, value in checked.items():
+        setattr(found, key, value)
+    wakes = [entry for entry in entries if entry.get("event") == "wake"]
+    found.wake_seconds = [float(entry["ready_after"]) for entry in wakes
+                          if _number(entry.get("ready_after"), 0, 86400) is not None]
+    found.wakes_total = len(found.wake_seconds)
+    found.give_ups_total = sum(1 for entry in wakes if "gave_up_after" in entry)
+    found.cache_answers_total = sum(1 for entry in entries
+                                    if entry.get("event") == "answered-asleep")
+    woken = history.wakes(wakes)
+    if woken:
+        cause, _, outcome = woken[-1].what.partition(": ")
+        found.last_wake = LastWake(woken[-1].at, cause, outcome)
+    found.models = models_of(answers)
+    return found
+
+
+def _read_json(path: Path) -> object:
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE + 1)
+    if len(data) > MAX_FILE:
+        raise ValueError(f"larger than {MAX_FILE} bytes")
+    return json.loads(data)
+
+
+def read_box(config: ProxyConfig, directory: Path) -> Box:
+    """One proxy's box from its files in `directory` (its StateDirectory)."""
+    live: object = None
+    problem = ""
+    try:
+        live = _read_json(directory / f"{config.name}.live.json")
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as error:
+        problem = f"its live state is unreadable ({error})"
+        log.warning("%s: %s", config.name, problem)
+    try:
+        entries = ledger.read(directory / f"{config.name}.ledger.jsonl")
+    except OSError as error:
+        entries, problem = [], problem or f"its ledger is unreadable ({error})"
+    try:
+        answers = _read_json(directory / f"{config.name}.answers.json")
+    except (OSError, ValueError):
+        answers = None
+    return box(config, live, entries, answers, problem)
+
+
+def read_boxes(proxies: Sequence[ProxyConfig], directory: Path) -> list[Box]:
+    return [read_box(config, directory) for config in proxies]

@@ -1,0 +1,88 @@
+"""The page: every box on one screen, readable on a phone, working without JavaScript (a form
+per button, a refresh every few seconds while a box wakes). Pure: boxes in, HTML out; every
+value from a file or a config is escaped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from html import escape
+
+from sleepyllama.dashboard.boxes import Box
+from sleepyllama.words import format_duration
+
+WAKING_REFRESH = 2  # seconds between reloads while a box wakes: the wake is followed
+RESTING_REFRESH = 30
+
+WORDS = {"asleep": "asleep", "waking": "waking", "awake": "awake",
+         "did-not-wake": "did not wake", "unknown": "not seen lately"}
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f6f4;color:#222}
+h1{font-size:1.3rem;margin:0 0 1rem}
+.box{background:#fff;border-radius:.6rem;padding:1rem;margin:0 0 1rem;max-width:40rem;
+box-shadow:0 1px 3px #0002}
+.box h2{font-size:1.1rem;margin:0 0 .4rem}
+.state{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:600}
+.asleep{background:#dde3f0}.waking{background:#ffe8a8}.awake{background:#c8efc8}
+.did-not-wake{background:#f6c6c0}.unknown{background:#e4e4e4}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:.6rem 0}
+dt{color:#666}dd{margin:0;overflow-wrap:anywhere}
+button{font-size:1rem;padding:.5rem 1.2rem;border-radius:.4rem;border:1px solid #888;
+background:#fff}
+.note{color:#666;font-size:.9rem}
+"""
+
+
+def ago(moment: float | None, now: float) -> str:
+    if moment is None:
+        return ""
+    return f"{format_duration(max(0, round(now - moment)))} ago"
+
+
+def state_line(box: Box, now: float) -> str:
+    words = WORDS.get(box.state, box.state)
+    line = f'<span class="state {escape(box.state)}">{escape(words)}</span>'
+    if box.state == "waking" and box.waking_since is not None:
+        line += f" for {round(now - box.waking_since)} s"
+        if box.typical_wake is not None:
+            line += f" (a wake usually takes {box.typical_wake:g} s here)"
+    elif box.since is not None:
+        line += f" since {escape(ago(box.since, now))}"
+    return line
+
+
+def card(box: Box, may_wake: bool, now: float) -> str:
+    rows = [("backend", box.backend)]
+    if box.clients_waiting:
+        rows.append(("waiting", f"{box.clients_waiting} client(s)"))
+    if box.last_wake is not None:
+        rows.append(("last wake", f"{ago(box.last_wake.at, now)}: {box.last_wake.cause}, "
+                                  f"{box.last_wake.outcome}"))
+    rows.append(("wakes", f"{box.wakes_total} ({box.give_ups_total} gave up)"))
+    if box.models:
+        rows.append(("models", ", ".join(box.models)))
+    if box.problem:
+        rows.append(("note", box.problem))
+    details = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in rows)
+    if box.state in ("awake", "waking"):
+        button = ""
+    elif may_wake:
+        button = (f'<form method="post" action="/wake"><input type="hidden" name="proxy" '
+                  f'value="{escape(box.name)}"><button>Wake</button></form>')
+    else:
+        button = '<p class="note">Your address may not wake this box (wake_from).</p>'
+    return (f'<section class="box" id="{escape(box.name)}"><h2>{escape(box.name)}</h2>'
+            f"<div>{state_line(box, now)}</div><dl>{details}</dl>{button}</section>")
+
+
+def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    refresh = WAKING_REFRESH if any(box.state == "waking" for box in boxes) else RESTING_REFRESH
+    cards = "".join(card(box, may_wake.get(box.name, False), now) for box in boxes) or (
+        "<p>No [proxy.*] table in the config: no box to show.</p>")
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta http-equiv="refresh" content="{refresh}">'
+            f"<title>sleepyllama</title><style>{STYLE}</style></head>"
+            f"<body><h1>sleepyllama</h1>{cards}</body></html>")

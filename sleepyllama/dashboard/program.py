@@ -1,0 +1,251 @@
+"""sleepyllama-web: the page, its JSON and its Prometheus metrics, for every proxy on this host.
+
+  GET  /             the page (dashboard/page.py)
+  GET  /api/status   the same as JSON
+  GET  /metrics      Prometheus text exposition (dashboard/metrics.py)
+  POST /wake         proxy=NAME: the Wake button
+
+It reads what the proxies keep in their StateDirectory (dashboard/boxes.py) and changes nothing
+there. The Wake button is no stronger than a client: it is offered, and taken, only where the
+proxy's wake_from allows the browser's address, and only from the page's own origin; the proxy
+then wakes the box as for any client, on a datagram it takes from this host alone (hints.py).
+Socket-activated under systemd (sleepyllama-web.socket); by hand, on --listen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from functools import partial
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from sleepyllama import config as configuration
+from sleepyllama import hints, history, logs, systemd
+from sleepyllama.command_line import program_parser
+from sleepyllama.config import ConfigError, ProxyConfig
+from sleepyllama.dashboard import boxes, metrics, page
+from sleepyllama.proxy import policy
+
+log = logging.getLogger("sleepyllama-web")
+
+MAX_FORM = 1024  # proxy=NAME is a few bytes
+REQUEST_TIMEOUT = 10.0  # a client that trickles its request is let go
+WAKE_SEEN_WITHIN = 3.0  # the proxy says "waking" within this, so the page that follows shows it
+
+
+class Site:
+    """What the handlers share: the config (read anew on each request: an edit shows at once)
+    and where the proxies keep their files."""
+
+    def __init__(self, config_path: Path, directory: Path) -> None:
+        self.config_path, self.directory = config_path, directory
+
+    def proxies(self) -> list[ProxyConfig]:
+        try:
+            return list(configuration.load(self.config_path).proxies.values())
+        except ConfigError as error:
+            log.warning("%s", error)
+            return []
+
+    def boxes(self, proxies: list[ProxyConfig] | None = None) -> list[boxes.Box]:
+        return boxes.read_boxes(self.proxies() if proxies is None else proxies, self.directory)
+
+    def wake(self, proxy: ProxyConfig, browser: str) -> tuple[HTTPStatus, str]:
+        """Ask the proxy for a wake on behalf of `browser`; the status and why."""
+        if not policy.client_may_wake(proxy, browser):
+            log.info("refused the Wake button of %s for %s: not in its wake_from", browser,
+                     proxy.name)
+            return HTTPStatus.FORBIDDEN, "your address may not wake this box (wake_from)"
+        box = boxes.read_box(proxy, self.directory)
+        target = hint_target(box.hint_address)
+        if target is None:
+            return HTTPStatus.CONFLICT, "its proxy has not started yet: it cannot be asked"
+        log.info("the Wake button of %s: asking the proxy %s to wake %s", browser, proxy.name,
+                 proxy.backend)
+        hints.send([target], hints.Hint("wake", browser.split("%")[0]))
+        deadline = time.monotonic() + WAKE_SEEN_WITHIN
+        while time.monotonic() < deadline:  # so that the page shown next says "waking"
+            if boxes.read_box(proxy, self.directory).state in ("waking", "awake"):
+                break
+            time.sleep(0.1)
+        return HTTPStatus.SEE_OTHER, "asked"
+
+
+def hint_target(address: str) -> configuration.Address | None:
+    """Where to send the proxy a datagram from this host: its own address, or loopback where
+    it listens on every address."""
+    try:
+        parsed = configuration.parse_address(address)
+    except ValueError:
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(parsed.host, parsed.host)
+    return configuration.Address(host, parsed.port)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "sleepyllama-web"
+    timeout = REQUEST_TIMEOUT
+
+    def __init__(self, *args: object, site: Site, **kwargs: object) -> None:
+        self.site = site
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def browser(self) -> str:
+        return str(self.client_address[0]) if isinstance(self.client_address, tuple) else ""
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        routes: dict[str, Callable[[], None]] = {"/": self._page, "/api/status": self._status,
+                                                 "/metrics": self._metrics}
+        route = routes.get(path)
+        if route is None:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+        else:
+            route()
+
+    def do_POST(self) -> None:
+        if urlsplit(self.path).path != "/wake":
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+            return
+        if not self._same_origin():
+            self._send(HTTPStatus.FORBIDDEN, b"not from this page\n", "text/plain; charset=utf-8")
+            return
+        form = self._form()
+        proxies = {proxy.name: proxy for proxy in self.site.proxies()}
+        name = (form.get("proxy") or [""])[0]
+        if name not in proxies:
+            self._send(HTTPStatus.BAD_REQUEST, b"no such proxy\n", "text/plain; charset=utf-8")
+            return
+        status, why = self.site.wake(proxies[name], self.browser())
+        if "application/json" in self.headers.get("Accept", ""):
+            self._send(HTTPStatus.OK if status == HTTPStatus.SEE_OTHER else status,
+                       json.dumps({"asked": status == HTTPStatus.SEE_OTHER, "why": why}).encode(),
+                       "application/json")
+        elif status == HTTPStatus.SEE_OTHER:
+            self.send_response(status)
+            self.send_header("Location", f"/#{name}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self._send(status, f"{why}\n".encode(), "text/plain; charset=utf-8")
+
+    # -- the answers --------------------------------------------------------------------------
+
+    def _page(self) -> None:
+        proxies = self.site.proxies()
+        allowed = {proxy.name: policy.client_may_wake(proxy, self.browser()) for proxy in proxies}
+        html = page.render(self.site.boxes(proxies), allowed)
+        self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
+
+    def _status(self) -> None:
+        proxies = self.site.proxies()
+        document = [{**box.as_json(), "may_wake": policy.client_may_wake(proxy, self.browser())}
+                    for proxy, box in zip(proxies, self.site.boxes(proxies), strict=True)]
+        self._send(HTTPStatus.OK, json.dumps(document).encode(), "application/json")
+
+    def _metrics(self) -> None:
+        body, content_type = metrics.exposition(self.site.boxes, self.headers.get("Accept"))
+        self._send(HTTPStatus.OK, body, content_type)
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; "
+                         "form-action 'self'; frame-ancestors 'none'")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _same_origin(self) -> bool:
+        """A browser says where a form came from (Origin); another site's page may not press
+        the button. A client that sends no Origin is not a browser on another site's behalf."""
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return self.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+        return urlsplit(origin).netloc == self.headers.get("Host", "")
+
+    def _form(self) -> dict[str, list[str]]:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return {}
+        if not 0 <= length <= MAX_FORM:
+            return {}
+        return parse_qs(self.rfile.read(length).decode("ascii", "replace"), max_num_fields=4)
+
+
+class ActivatedServer(ThreadingHTTPServer):
+    """An HTTP server on a socket systemd (or the caller) opened."""
+
+    def __init__(self, sock: socket.socket, handler: Callable[..., Handler]) -> None:
+        self.address_family = sock.family
+        super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+
+
+def listening_socket(listen: configuration.Address | None) -> socket.socket:
+    inherited, _stored = systemd.inherited_fds()
+    streams = [sock for sock in inherited if sock.type == socket.SOCK_STREAM]
+    if streams:
+        return streams[0]
+    if listen is None:
+        raise SystemExit("sleepyllama-web: give --listen HOST:PORT (or run it from its socket unit)")
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    return socket.create_server((listen.host, listen.port), family=family, reuse_port=False)
+
+
+def listen_address(text: str) -> configuration.Address:
+    try:
+        return configuration.parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = program_parser(
+        "sleepyllama-web",
+        "The page of every proxy on this host: each box's state, its last wake, a Wake button; "
+        "GET /api/status (JSON) and GET /metrics (Prometheus).",
+        ["sleepyllama-web --listen 0.0.0.0:3940",
+         "sleepyllama-web --config ./sleepyllama.toml --listen 127.0.0.1:3940 --state-dir ."])
+    parser.add_argument("--listen", type=listen_address, metavar="HOST:PORT",
+                        help="where the page listens when run by hand (under systemd: "
+                        "sleepyllama-web.socket)")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where the proxies keep their files (default: $STATE_DIRECTORY, "
+                        f"else {history.PROXY_STATE})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup("sleepyllama-web", args.verbose)
+    directory = args.state_dir or systemd.state_directory() or history.PROXY_STATE
+    site = Site(args.config, directory)
+    sock = listening_socket(args.listen)
+    server = ActivatedServer(sock, partial(Handler, site=site))
+    server.daemon_threads = True
+    log.info("the page of %d proxies on %s (their files in %s)", len(site.proxies()),
+             sock.getsockname()[:2], directory)
+    systemd.Notifier().ready()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

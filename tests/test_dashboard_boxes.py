@@ -1,0 +1,79 @@
+"""Each box as the page reads it from a proxy's files: whatever is in them, never a crash."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from sleepyllama import config, ledger
+from sleepyllama.dashboard import boxes
+
+PROXY = config.parse('[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+                     ).proxy("llama")
+
+LIVE = {"version": 1, "name": "llama", "backend": "10.0.0.5:8080", "listen": ["0.0.0.0:3939"],
+        "pid": 1, "running": True, "state": "waking", "since": 1_800_000_000,
+        "waking_since": 1_800_000_000, "signals": 3, "clients_waiting": 2, "typical_wake": 8.5,
+        "asleep_as": "suspend", "last_ready": None}
+
+
+def test_a_live_state_is_read_with_its_fields() -> None:
+    box = boxes.box(PROXY, LIVE, [], None)
+    assert (box.state, box.signals, box.clients_waiting, box.typical_wake) == ("waking", 3, 2, 8.5)
+    assert box.hint_address == "0.0.0.0:3939" and box.running and not box.problem
+
+
+@pytest.mark.parametrize("live", [
+    {**LIVE, "version": 2}, {**LIVE, "state": "exploded"}, [], "x", 7,
+])
+def test_a_live_state_of_another_shape_reads_as_unknown_with_why(live: object) -> None:
+    box = boxes.box(PROXY, live, [], None)
+    assert box.state == "unknown" and box.problem
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1, 1e300, True, "9", None])
+def test_numbers_out_of_range_are_dropped_not_shown(value: object) -> None:
+    box = boxes.box(PROXY, {**LIVE, "since": value, "signals": value, "typical_wake": value,
+                            "clients_waiting": value}, [], None)
+    assert box.since is None and box.typical_wake is None
+    assert box.signals == 0 and box.clients_waiting == 0
+    json.dumps(box.as_json(), allow_nan=False)  # what /api/status sends is strict JSON
+
+
+def test_the_ledger_gives_the_counts_and_the_last_wake(tmp_path) -> None:
+    path = tmp_path / "llama.ledger.jsonl"
+    ledger.append(path, "wake", first="10.0.0.2:5000", request="POST /v1/chat/completions",
+                  signals=2, ready_after=7.5)
+    ledger.append(path, "answered-asleep", request="GET /v1/models", client="10.0.0.2:5001")
+    ledger.append(path, "wake", first="10.0.0.3:5000", request="GET /v1/models?api_key=SECRET",
+                  signals=60, gave_up_after=180.0)
+    box = boxes.box(PROXY, LIVE, ledger.read(path), None)
+    assert (box.wakes_total, box.give_ups_total, box.cache_answers_total) == (1, 1, 1)
+    assert box.wake_seconds == [7.5]
+    assert box.last_wake is not None and box.last_wake.cause == "10.0.0.3:5000 GET /v1/models"
+    assert "gave up after 180.0s" in box.last_wake.outcome
+    assert "SECRET" not in json.dumps(box.as_json())
+
+
+def test_the_models_listed_while_asleep_come_from_the_kept_answers() -> None:
+    body = json.dumps({"object": "list", "data": [{"id": "qwen3-8b"}, {"id": "<b>x</b>"},
+                                                  {"no": "id"}]})
+    answers = {"entries": {"/v1/models": {"status": 200, "body": body}}}
+    assert boxes.box(PROXY, LIVE, [], answers).models == ["qwen3-8b", "<b>x</b>"]
+    ollama = {"entries": {"/api/tags": {"body": json.dumps({"models": [{"name": "llama3"}]})}}}
+    assert boxes.models_of(ollama) == ["llama3"]
+    for junk in ({"entries": {"/v1/models": {"body": "not json"}}}, {"entries": []}, None, 5):
+        assert boxes.models_of(junk) == []
+
+
+def test_files_missing_torn_or_too_large_say_so(tmp_path) -> None:
+    assert boxes.read_box(PROXY, tmp_path).problem == "its proxy has not written its state yet"
+    (tmp_path / "llama.live.json").write_text('{"version": 1, "state": "aw')
+    torn = boxes.read_box(PROXY, tmp_path)
+    assert torn.state == "unknown" and "unreadable" in torn.problem
+    (tmp_path / "llama.live.json").write_text(json.dumps(LIVE))
+    (tmp_path / "llama.answers.json").write_text(" " * (boxes.MAX_FILE + 10))
+    read = boxes.read_box(PROXY, tmp_path)
+    assert read.state == "waking" and read.models == []

@@ -1,0 +1,40 @@
+"""The page's HTML: every state said in words, what came from files escaped, buttons only
+where they may be pressed, and a page that follows a wake without JavaScript."""
+
+from __future__ import annotations
+
+from sleepyllama.dashboard.boxes import Box, LastWake
+from sleepyllama.dashboard.page import RESTING_REFRESH, WAKING_REFRESH, render
+
+NOW = 1_800_000_000.0
+
+
+def test_a_sleeping_box_offers_its_wake_button_where_allowed() -> None:
+    box = Box("llama", "10.0.0.5:8080", "asleep", since=NOW - 3600, models=["qwen3-8b"],
+              last_wake=LastWake(NOW - 7200, "10.0.0.2:5000 POST /v1/chat/completions",
+                                 "ready after 8.1s, 2 wake signals"))
+    html = render([box], {"llama": True}, NOW)
+    assert 'class="state asleep">asleep</span> since 1h ago' in html
+    assert '<form method="post" action="/wake">' in html and 'value="llama"' in html
+    assert "qwen3-8b" in html and "ready after 8.1s" in html
+    assert f'content="{RESTING_REFRESH}"' in html
+    assert "<script" not in html  # everything works without JavaScript
+    assert "may not wake" in render([box], {"llama": False}, NOW)
+    assert "<form" not in render([box], {"llama": False}, NOW)
+
+
+def test_a_waking_box_says_for_how_long_and_the_page_follows_it() -> None:
+    box = Box("llama", "10.0.0.5:8080", "waking", waking_since=NOW - 4, typical_wake=8.0,
+              clients_waiting=2)
+    html = render([box], {"llama": True}, NOW)
+    assert "waking</span> for 4 s (a wake usually takes 8 s here)" in html
+    assert f'content="{WAKING_REFRESH}"' in html
+    assert "<form" not in html  # nothing to press while it wakes
+
+
+def test_what_comes_from_files_is_escaped() -> None:
+    box = Box("llama", "10.0.0.5:8080", "asleep", models=["<script>alert(1)</script>"],
+              problem='"><img src=x>')
+    html = render([box], {"llama": True}, NOW)
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert "<img" not in html

@@ -1,0 +1,127 @@
+"""sleepyllama-web against a real proxy process (its files in a StateDirectory of the test's)
+and a fake GPU box that starts its server on a real magic packet."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import Process, ProxyRun, SleepingBackend, free_port, proxy_table, wait_for
+
+
+class Web:
+    def __init__(self, directory: Path, config: Path, state: Path) -> None:
+        self.port = free_port()
+        self.process = Process([sys.executable, "-m", "sleepyllama.dashboard.program", "-v",
+                                "--config", str(config), "--listen", f"127.0.0.1:{self.port}",
+                                "--state-dir", str(state)], directory / "web.log")
+        wait_for(lambda: "the page of" in self.process.text(), what="sleepyllama-web listening")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        with urllib.request.urlopen(self.url(path), timeout=10) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read().decode()
+
+    def status(self) -> list[dict]:
+        return json.loads(self.get("/api/status")[2])
+
+    def press_wake(self, name: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(self.url("/wake"), data=f"proxy={name}".encode(),
+                                         headers={"Content-Type":
+                                                  "application/x-www-form-urlencoded",
+                                                  **(headers or {})})
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(request, timeout=30) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def setup(tmp_path: Path, cleanup: list, **keys: object) -> tuple[SleepingBackend, ProxyRun, Web]:
+    state = tmp_path / "state"
+    state.mkdir()
+    backend = SleepingBackend(tmp_path, load_seconds=1.0)
+    cleanup.append(backend)
+    proxy = ProxyRun(tmp_path, proxy_table(backend, answer_while_asleep=[], **keys),
+                     activate=False, state_directory=state)
+    cleanup.append(proxy)
+    wait_for(lambda: (state / "llama.live.json").exists(), what="the proxy's live state")
+    web = Web(tmp_path, proxy.config, state)
+    cleanup.append(web)
+    return backend, proxy, web
+
+
+def test_the_wake_button_wakes_the_box_and_the_page_follows_it(tmp_path, cleanup) -> None:
+    backend, proxy, web = setup(tmp_path, cleanup)
+    assert not backend.packets()
+    status, _ = web.press_wake("llama")
+    assert status == 303, web.process.text()
+    wait_for(lambda: backend.packets(), what="a magic packet from the Wake button")
+    first = web.status()[0]
+    assert first["state"] in ("waking", "awake"), first  # seen before the redirect is answered
+    _, content_type, html = web.get("/")
+    assert content_type.startswith("text/html")
+    assert 'class="state waking"' in html or 'class="state awake"' in html
+    wait_for(lambda: web.status()[0]["state"] == "awake", timeout=30,
+             what="the page saying awake once the box answered")
+    wait_for(lambda: web.status()[0]["wakes_total"] == 1, what="the wake in the ledger")
+    box = web.status()[0]
+    assert box["last_wake"]["cause"].startswith("the page for 127.0.0.1"), box
+    assert "Wake button" in box["last_wake"]["cause"]
+    assert "the page for 127.0.0.1 asked" in proxy.log()
+
+
+def test_metrics_parse_as_prometheus_reads_them(tmp_path, cleanup) -> None:
+    _backend, _proxy, web = setup(tmp_path, cleanup)
+    web.press_wake("llama")
+    wait_for(lambda: web.status()[0]["wakes_total"] == 1, timeout=30, what="one wake")
+    _, content_type, text = web.get("/metrics")
+    assert content_type.startswith("text/plain; version=0.0.4"), content_type  # no Accept
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(text) for sample in family.samples}
+    proxy = (("proxy", "llama"),)
+    assert samples[("sleepyllama_wakes_total", proxy)] == 1
+    assert samples[("sleepyllama_wake_give_ups_total", proxy)] == 0
+    assert samples[("sleepyllama_wake_seconds_count", proxy)] == 1
+    assert samples[("sleepyllama_backend_up", proxy)] == 1
+    assert samples[("sleepyllama_backend_state", (("proxy", "llama"), ("state", "awake")))] == 1
+    assert samples[("sleepyllama_backend_state", (("proxy", "llama"), ("state", "asleep")))] == 0
+    assert ("sleepyllama_clients_waiting", proxy) in samples
+    assert ("sleepyllama_cache_answers_total", proxy) in samples
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"},
+                                     {"Sec-Fetch-Site": "cross-site"}])
+def test_another_sites_page_cannot_press_the_button(tmp_path, cleanup, headers) -> None:
+    backend, proxy, web = setup(tmp_path, cleanup)
+    status, _ = web.press_wake("llama", headers)
+    assert status == 403
+    status, _ = web.press_wake("nonexistent")
+    assert status == 400
+    assert not backend.packets() and "asked" not in proxy.log()
+
+
+def test_an_address_outside_wake_from_gets_no_button_and_no_wake(tmp_path, cleanup) -> None:
+    backend, proxy, web = setup(tmp_path, cleanup, wake_from=["192.168.1.0/24"])
+    assert "Your address may not wake this box" in web.get("/")[2]
+    assert web.status()[0]["may_wake"] is False
+    status, why = web.press_wake("llama")
+    assert status == 403 and "wake_from" in why
+    assert not backend.packets() and "asked" not in proxy.log()
