@@ -8,7 +8,7 @@ usage() {
 usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
-                           [--wake-progress]
+                           [--wake-progress] [--web HOST:PORT]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--proxy HOST:PORT]
                            [--action ACTION] -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--action ACTION]
@@ -23,6 +23,9 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
         a systemd credential: the model list is then kept and answered while the box sleeps,
         to clients that present the key. --wake-progress: a streamed chat that must wait for
         a wake shows the wake's progress in its thinking block, then the answer.
+        --web HOST:PORT: also the page of every proxy on this host (sleepyllama-web: each
+        box's state, a Wake button, /api/status, /metrics for Prometheus) on HOST:PORT. Off
+        unless asked: it is one more port on the LAN, and a button that wakes the box.
 server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, as the
         system user sleepyllama (its program and model files must be readable by that user:
         check names any that are not), suspends the box after --idle-timeout (default 1h)
@@ -59,7 +62,7 @@ CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu="" action=""
-kind="" api_key_file="" wake_progress=0
+kind="" api_key_file="" wake_progress=0 web=""
 notify=()
 uninstall=0 purge=0 name_given=0
 command=()
@@ -74,6 +77,7 @@ while [ $# -gt 0 ]; do
         --kind) kind=${2:?--kind needs auto, llama-server, ollama, llama-swap, vllm or none}; shift ;;
         --api-key-file) api_key_file=${2:?--api-key-file needs a file}; shift ;;
         --wake-progress) wake_progress=1 ;;
+        --web) web=${2:?--web needs HOST:PORT, as 0.0.0.0:3940}; shift ;;
         --proxy) notify+=("${2:?--proxy needs HOST:PORT of the proxy}"); shift ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
@@ -111,6 +115,8 @@ elif [ "$role" = proxy ]; then
     [ -z "$broadcast" ] || [[ $broadcast =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || fail "--broadcast '$broadcast' is not an IPv4 address"
     [ ${#command[@]} = 0 ] && [ -z "$command_file" ] || fail "proxy takes no command"
     [[ $kind =~ ^(|auto|llama-server|ollama|llama-swap|vllm|none)$ ]] || fail "--kind '$kind': auto, llama-server, ollama, llama-swap, vllm or none"
+    [ -z "$web" ] || address_ok "$web" || fail "--web '$web' is not HOST:PORT (IPv6 as [::]:3940)"
+    [ -z "$web" ] || [ "${web##*:}" != "${listen##*:}" ] || fail "--web '$web': the proxy listens on port ${listen##*:}; give the page a port of its own"
     [ -z "$api_key_file" ] || [ -s "$api_key_file" ] || fail "--api-key-file '$api_key_file' cannot be read or is empty (one line: the key)"
     # a port something else holds makes the socket fail with a bare "Job failed": name the holder
     port=${listen##*:}
@@ -125,6 +131,7 @@ elif [ "$role" = server ]; then
         [ -r "$command_file" ] || fail "--command-file '$command_file' cannot be read"
         mapfile -t command < <(grep -v '^[[:space:]]*\(#\|$\)' "$command_file")
     fi
+    [ -z "$web" ] || fail "--web is for the proxy's host: the page shows the proxies there"
     [ ${#command[@]} -gt 0 ] || fail "server needs its command: ./install.sh server -- /path/to/llama-server -m model.gguf --port 8080"
     [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
     [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"
@@ -362,6 +369,14 @@ ListenStream=
 ListenStream=$listen
 ListenDatagram=$listen
 EOF
+    if [ -n "$web" ]; then
+        place_text 644 "$UNIT_DIR/sleepyllama-web.socket.d/listen.conf" <<EOF
+# written by install.sh: where the page of every proxy on this host listens (install.sh --web)
+[Socket]
+ListenStream=
+ListenStream=$web
+EOF
+    fi
 else
     # /metrics counts every request, even one that came and went between two idle checks, and
     # reading it never wakes a sleeping model (as /slots would)
@@ -420,6 +435,7 @@ if [ "$changed" = 1 ]; then
 fi
 if [ "$role" = proxy ]; then
     wanted=("sleepyllama-proxy@$name.socket")
+    [ -z "$web" ] || wanted+=(sleepyllama-web.socket)
 else
     wanted=("sleepyllama-server@$name.service" sleepyllama-servers.target sleepyllama-idle.timer
             sleepyllama-sleep.service)
@@ -435,6 +451,10 @@ if [ "$role" = proxy ]; then
         # a new address or config: the socket listens anew, the proxy reads the config anew
         systemctl restart "sleepyllama-proxy@$name.socket"
         systemctl try-restart "sleepyllama-proxy@$name.service"
+        if [ -n "$web" ]; then
+            systemctl restart sleepyllama-web.socket
+            systemctl try-restart sleepyllama-web.service
+        fi
     fi
     # started now, not at the first client: with the box awake it keeps the model list at once,
     # so the first page load while the box sleeps is already answered
@@ -467,6 +487,7 @@ Next:
     (README, Troubleshooting, shows how to keep it on across reboots)
   - watch it: systemctl status sleepyllama-proxy@$name ; journalctl -u sleepyllama-proxy@$name -f
 EOF
+    [ -z "$web" ] || echo "  - the page: http://$web/ (this host's address in place of ${web%:*}); Prometheus: http://$web/metrics"
 else
     cat <<EOF
 Next:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -57,14 +58,21 @@ def test_the_ledger_gives_the_counts_and_the_last_wake(tmp_path) -> None:
     assert "SECRET" not in json.dumps(box.as_json())
 
 
+def kept(body: object) -> dict:
+    """An answer as the proxy keeps it (proxy/cache.py)."""
+    return {"status": 200, "content_type": "application/json", "fetched_at": 1_800_000_000,
+            "body": base64.b64encode(json.dumps(body).encode()).decode()}
+
+
 def test_the_models_listed_while_asleep_come_from_the_kept_answers() -> None:
-    body = json.dumps({"object": "list", "data": [{"id": "qwen3-8b"}, {"id": "<b>x</b>"},
-                                                  {"no": "id"}]})
-    answers = {"entries": {"/v1/models": {"status": 200, "body": body}}}
+    answers = {"entries": {"/v1/models": kept({"object": "list", "data": [
+        {"id": "qwen3-8b"}, {"id": "<b>x</b>"}, {"no": "id"}]})}}
     assert boxes.box(PROXY, LIVE, [], answers).models == ["qwen3-8b", "<b>x</b>"]
-    ollama = {"entries": {"/api/tags": {"body": json.dumps({"models": [{"name": "llama3"}]})}}}
+    ollama = {"entries": {"/api/tags": kept({"models": [{"name": "llama3"}]})}}
     assert boxes.models_of(ollama) == ["llama3"]
-    for junk in ({"entries": {"/v1/models": {"body": "not json"}}}, {"entries": []}, None, 5):
+    for junk in ({"entries": {"/v1/models": {**kept({}), "body": "not base64!"}}},
+                 {"entries": {"/v1/models": {**kept({}), "status": 500}}},
+                 {"entries": {"/v1/models": kept("a string")}}, {"entries": []}, None, 5):
         assert boxes.models_of(junk) == []
 
 

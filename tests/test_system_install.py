@@ -36,7 +36,7 @@ SERVER_ARGS = ["server", "--name", "llama", "--idle-timeout", "45m", "--", "/opt
                "--host", "127.0.0.1", "--port", "8080", "--load-seconds", "1",
                "--tokens", "40", "--token-delay", "0.25"]
 PROXY_ARGS = ["proxy", "--name", "llama", "--listen", "127.0.0.1:3939",
-              "--backend", "127.0.0.1:8080", "--mac", "ab:cd:ef:01:23:45"]
+              "--backend", "127.0.0.1:8080", "--mac", "ab:cd:ef:01:23:45", "--web", "127.0.0.1:3940"]
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,17 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     # the proxy kept the model list in its StateDirectory, as its DynamicUser, for while it sleeps
     wait_for(lambda: box.run(["test", "-s", "/var/lib/sleepyllama-proxy/llama.answers.json"],
                              check=False).returncode == 0, timeout=15, what="the proxy's cache")
+    # the page (install.sh --web) runs as the proxies' own DynamicUser, so it reads what they
+    # keep (0600) in their StateDirectory: their live state and the kept model list
+    page = json.loads(box.run(["curl", "-sS", "--max-time", "30",
+                               "http://127.0.0.1:3940/api/status"]).stdout)
+    assert [shown["name"] for shown in page] == ["llama"], page
+    assert page[0]["problem"] == "" and page[0]["models"], page
+    web_pid = box.show("sleepyllama-web.service", "MainPID")
+    web_uid = box.run(["cat", f"/proc/{web_pid}/status"]).stdout.split("Uid:")[1].split()[0]
+    assert web_uid == uid, "the page runs as another user than the proxies"
+    metrics = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3940/metrics"]).stdout
+    assert 'sleepyllama_wakes_total{proxy="llama"}' in metrics, metrics[:500]
     # the stream over, the taken-back connection is closed and counted so (STATUS every second)
     # ("backend awake", or "answered N s ago" once its readiness is older than 5 s)
     wait_for(lambda: "· 0 connections" in box.show(

@@ -8,6 +8,7 @@ reads as "unknown", with the reason, and never stops the page. `box()` is pure.
 
 from __future__ import annotations
 
+import binascii
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from sleepyllama import history, ledger
 from sleepyllama.config import ProxyConfig
+from sleepyllama.proxy import cache
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +90,21 @@ def checked_live(document: object) -> tuple[dict, str]:
 
 
 def models_of(answers: object) -> list[str]:
-    """The model ids in the kept answer to /v1/models (or /api/tags, Ollama's)."""
+    """The model ids in the kept answer to /v1/models (or /api/tags, Ollama's), as the proxy
+    keeps it (cache.py, whose checks it passes through)."""
     if not isinstance(answers, dict) or not isinstance(answers.get("entries"), dict):
         return []
-    found: list[str] = []
     for target, key, name in (("/v1/models", "data", "id"), ("/api/tags", "models", "name")):
-        entry = answers["entries"].get(target)
-        if not isinstance(entry, dict) or not isinstance(entry.get("body"), str):
-            continue
         try:
-            listed = json.loads(entry["body"]).get(key)
-        except (ValueError, AttributeError):
+            listed = json.loads(cache.entry(answers["entries"].get(target)).body).get(key)
+        except (ValueError, binascii.Error, AttributeError):
             continue
         if isinstance(listed, list):
-            found += [str(item[name])[:200] for item in listed
-                      if isinstance(item, dict) and isinstance(item.get(name), str)]
-        if found:
-            break
-    return found[:MAX_MODELS]
+            found = [str(item[name])[:200] for item in listed
+                     if isinstance(item, dict) and isinstance(item.get(name), str)]
+            if found:
+                return found[:MAX_MODELS]
+    return []
 
 
 def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: object,
