@@ -138,6 +138,13 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # where each idle check writes sleepyllama.prom for node_exporter's textfile collector:
+    # "" for the idle unit's own StateDirectory (/var/lib/sleepyllama), "off" for nowhere
+    textfile_dir: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     proxies: dict[str, ProxyConfig] = field(default_factory=dict)
@@ -147,6 +154,7 @@ class Config:
     schedule: tuple[Window, ...] = ()  # [schedule] awake: windows the box stays up in
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     resume: ResumeConfig = field(default_factory=ResumeConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -474,6 +482,22 @@ def watts(value: object) -> float:
     return float(value)
 
 
+def _metrics(path: Path, data: object) -> MetricsConfig:
+    table = _Table(path, "metrics", data, MetricsConfig)
+
+    def directory(value: object) -> str:
+        if value in ("", "off"):
+            return str(value)
+        if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+            raise ValueError(f"expected an absolute directory (node_exporter's "
+                             f"--collector.textfile.directory), \"\" or \"off\", not {value!r}")
+        return value
+
+    config = MetricsConfig(textfile_dir=table.get("textfile_dir", directory))
+    table.finish()
+    return config
+
+
 def _energy(path: Path, data: object) -> EnergyConfig:
     table = _Table(path, "energy", data, EnergyConfig)
     currency = table.get("currency", lambda v: v if isinstance(v, str) else _not_text(v))
@@ -543,9 +567,11 @@ def _toml(text: str, path: Path) -> dict[str, Any]:
 
 def _config(path: Path, data: dict[str, Any]) -> Config:
     for key in data:
-        if key not in ("proxy", "server", "idle", "energy", "schedule", "notify", "resume"):
+        if key not in ("proxy", "server", "idle", "energy", "schedule", "notify", "resume",
+                       "metrics"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
-                              "[server.NAME], [idle], [energy], [schedule], [notify], [resume])")
+                              "[server.NAME], [idle], [energy], [schedule], [notify], [resume], "
+                              "[metrics])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -557,6 +583,7 @@ def _config(path: Path, data: dict[str, Any]) -> Config:
         schedule=_schedule(path, data.get("schedule", {})),
         notify=_notify(path, data.get("notify", {})),
         resume=_resume(path, data.get("resume", {})),
+        metrics=_metrics(path, data.get("metrics", {})),
     )
 
 

@@ -18,10 +18,11 @@ from sleepyllama import config as configuration
 from sleepyllama import files, ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
-from sleepyllama.host import hook, state
+from sleepyllama.host import hook, state, textfile
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import Action, Verdict, decide
 from sleepyllama.host.signals import Signal, configured_signals
+from sleepyllama.host.signals.base import Reading
 from sleepyllama.host.signals.gpu import GpuSignal
 from sleepyllama.host.signals.servers import ServersSignal
 from sleepyllama.host.suspend import SystemOps, record_power_off, sleep_now
@@ -75,6 +76,7 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     ops = ops or SystemOps()
     if dry_run:
         return say_what_would_happen(config, verdict, ops)
+    write_figures(config, state_file, signals, readings, verdict, watts)
     if verdict.action is Action.STAY_AWAKE:
         log.info("stay awake: %s", verdict.reason)
         return verdict.action
@@ -96,6 +98,19 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     state.reset(state_file, boot, "suspended" if outcome else
                 f"the last attempt to sleep did not happen: {outcome.why_not}")
     return verdict.action
+
+
+def write_figures(config: Config, state_file: Path, signals: list[Signal],
+                  readings: list[Reading], verdict: Verdict, watts: dict | None) -> None:
+    """This check's figures for node_exporter ([metrics] textfile_dir; host/textfile.py)."""
+    where = config.metrics.textfile_dir
+    if where == "off":
+        return
+    gpus = next((s.last for s in signals if isinstance(s, GpuSignal)), [])
+    servers = next((s.answered for s in signals if isinstance(s, ServersSignal)), {})
+    registry = textfile.figures(readings, verdict.idle_for, gpus, servers,
+                                ledger.read(state.ledger_path(state_file)), config.energy, watts)
+    textfile.write(Path(where) if where else state_file.parent, registry)
 
 
 def say_what_would_happen(config: Config, verdict: Verdict, ops: SystemOps) -> Action:

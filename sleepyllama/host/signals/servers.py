@@ -27,6 +27,7 @@ class ServersSignal:
                  started: Callable[[str], float | None] | None = None) -> None:
         self.sources = [(server.name, source_for(server)) for server in servers]
         self.counters = dict(counters)
+        self.answered: dict[str, bool] = {}  # by server, at the last read: its activity was read
         self.clock = clock
         self.last_check = last_check  # CLOCK_REALTIME of the previous check
         self.started = started or unit_started
@@ -41,7 +42,9 @@ class ServersSignal:
                 look = source.look()
             except Unreadable as error:
                 results.append((Activity.UNKNOWN, f"{name}: {error}"))
+                self.answered[name] = False
                 continue
+            self.answered[name] = True
             busy, reason = judge(name, look, self.counters.get(name), now)
             began = self.started(name) if not busy and self.last_check is not None else None
             if began is not None and self.last_check is not None and began > self.last_check:

@@ -1,0 +1,78 @@
+"""The GPU box's figures for Prometheus, the way timer-driven jobs give them: each idle check
+writes sleepyllama.prom for node_exporter's textfile collector (--collector.textfile.directory),
+atomically (a scrape never reads half a file), readable by node_exporter's user.
+
+  sleepyllama_idle_seconds                 idle so far, by the idle clock
+  sleepyllama_busy{signal}                 1 where that signal reads busy or unknown
+  sleepyllama_asleep_seconds_total         time asleep, from this box's ledger
+  sleepyllama_suspends_total               sleeps, from the ledger
+  sleepyllama_energy_saved_kwh_total       what they saved ([energy], as sleepyllama history)
+  sleepyllama_gpu_power_watts{gpu}         each GPU's power.draw now (nvidia-smi)
+  sleepyllama_server_ready{server}         1 where the server answered the check's look
+
+figures() is pure: the check's readings and the ledger in, a registry out.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from sleepyllama import history
+from sleepyllama.config import EnergyConfig
+from sleepyllama.files import write_atomic
+from sleepyllama.host.signals.base import Activity, Reading
+from sleepyllama.host.signals.gpu import Gpu
+
+log = logging.getLogger(__name__)
+
+FILE = "sleepyllama.prom"
+
+
+def figures(readings: Sequence[Reading], idle_for: float, gpus: Sequence[Gpu],
+            servers: Mapping[str, bool], entries: Sequence[dict], energy: EnergyConfig,
+            idle_watts: dict | None, now: float | None = None) -> CollectorRegistry:
+    now = time.time() if now is None else now
+    registry = CollectorRegistry(auto_describe=False)
+    Gauge("sleepyllama_idle_seconds", "Seconds idle so far, by the idle clock",
+          registry=registry).set(idle_for)
+    busy = Gauge("sleepyllama_busy", "1 where the signal reads busy or unknown (unknown counts "
+                 "as busy)", ["signal"], registry=registry)
+    for reading in readings:
+        busy.labels(reading.signal).set(0 if reading.activity is Activity.IDLE else 1)
+    sleeps = history.sleeps(entries)
+    Counter("sleepyllama_asleep_seconds", "Seconds asleep, from the ledger",
+            registry=registry).inc(history.asleep_seconds(sleeps, 0.0, now, now))
+    Counter("sleepyllama_suspends", "Sleeps, from the ledger", registry=registry).inc(len(sleeps))
+    awake_watts, _how = history.power(energy, idle_watts)
+    if awake_watts is not None:
+        Counter("sleepyllama_energy_saved_kwh", "kWh the sleeps saved against the box awake and "
+                "idle", registry=registry).inc(history.kwh_saved(sleeps, 0.0, now, now,
+                                                                   awake_watts, energy))
+    power = Gauge("sleepyllama_gpu_power_watts", "Each GPU's power draw now", ["gpu"],
+                  registry=registry)
+    for gpu in gpus:
+        if gpu.power is not None:
+            power.labels(str(gpu.index)).set(gpu.power)
+    ready = Gauge("sleepyllama_server_ready", "1 where the server answered the idle check",
+                  ["server"], registry=registry)
+    for name, answered in servers.items():
+        ready.labels(name).set(1 if answered else 0)
+    return registry
+
+
+def write(directory: Path, registry: CollectorRegistry) -> None:
+    """sleepyllama.prom in `directory`, whole or not at all; a failure is said, never fatal (it
+    must not stop the box from sleeping)."""
+    try:
+        write_atomic(directory / FILE, generate_latest(registry), 0o644)
+    except OSError as error:
+        fix = (f": the idle unit's sandbox lets it write its StateDirectory only; for {directory}:"
+               f" systemctl edit sleepyllama-idle, [Service] ReadWritePaths={directory}"
+               if error.errno == errno.EROFS else "")
+        log.warning("cannot write %s for Prometheus: %s%s", directory / FILE, error.strerror, fix)
