@@ -14,10 +14,10 @@ def test_a_sleeping_box_offers_its_wake_button_where_allowed() -> None:
               last_wake=LastWake(NOW - 7200, "10.0.0.2:5000 POST /v1/chat/completions",
                                  "ready after 8.1s, 2 wake signals"))
     html = render([box], {"llama": True}, NOW)
-    assert 'class="state asleep">asleep</span> since 1h ago' in html
+    assert 'class="state asleep">asleep</span> for 1h' in html
     assert '<form method="post" action="/wake">' in html and 'value="llama"' in html
     assert "qwen3-8b" in html and "ready after 8.1s" in html
-    assert f'content="{RESTING_REFRESH}"' in html
+    assert f'content="{RESTING_REFRESH}; url=/"' in html
     assert "<script" not in html  # everything works without JavaScript
     assert "may not wake" in render([box], {"llama": False}, NOW)
     assert "<form" not in render([box], {"llama": False}, NOW)
@@ -28,7 +28,7 @@ def test_a_waking_box_says_for_how_long_and_the_page_follows_it() -> None:
               clients_waiting=2)
     html = render([box], {"llama": True}, NOW)
     assert "waking</span> for 4 s (a wake usually takes 8 s here)" in html
-    assert f'content="{WAKING_REFRESH}"' in html
+    assert f'content="{WAKING_REFRESH}; url=/"' in html
     assert "<form" not in html  # nothing to press while it wakes
 
 

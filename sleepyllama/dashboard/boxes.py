@@ -41,6 +41,7 @@ class Box:
     state: str  # one of STATES
     since: float | None = None  # Unix time the state began, as far as the proxy knows
     waking_since: float | None = None
+    last_ready: float | None = None  # when the backend last answered its ready check
     signals: int = 0
     clients_waiting: int = 0
     typical_wake: float | None = None  # the median of its last wakes, first signal to ready
@@ -78,6 +79,7 @@ def checked_live(document: object) -> tuple[dict, str]:
         "state": state if state in STATES else "unknown",
         "since": _number(document.get("since")),
         "waking_since": _number(document.get("waking_since")),
+        "last_ready": _number(document.get("last_ready")),
         "signals": _count(document.get("signals")),
         "clients_waiting": _count(document.get("clients_waiting")),
         "typical_wake": _number(document.get("typical_wake"), 0, 86400),

@@ -15,7 +15,7 @@ WAKING_REFRESH = 2  # seconds between reloads while a box wakes: the wake is fol
 RESTING_REFRESH = 30
 
 WORDS = {"asleep": "asleep", "waking": "waking", "awake": "awake",
-         "did-not-wake": "did not wake", "unknown": "not seen lately"}
+         "did-not-wake": "did not wake", "unknown": "not heard from yet"}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f6f4;color:#222}
@@ -48,12 +48,14 @@ def state_line(box: Box, now: float) -> str:
         if box.typical_wake is not None:
             line += f" (a wake usually takes {box.typical_wake:g} s here)"
     elif box.since is not None:
-        line += f" since {escape(ago(box.since, now))}"
+        line += f" for {escape(format_duration(max(0, round(now - box.since))))}"
     return line
 
 
 def card(box: Box, may_wake: bool, now: float) -> str:
     rows = [("backend", box.backend)]
+    if box.last_ready is not None and box.state != "waking":
+        rows.append(("last answered", ago(box.last_ready, now)))
     if box.clients_waiting:
         rows.append(("waiting", f"{box.clients_waiting} client(s)"))
     if box.last_wake is not None:
@@ -83,6 +85,6 @@ def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = 
         "<p>No [proxy.*] table in the config: no box to show.</p>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<meta http-equiv="refresh" content="{refresh}">'
+            f'<meta http-equiv="refresh" content="{refresh}; url=/">'
             f"<title>sleepyllama</title><style>{STYLE}</style></head>"
             f"<body><h1>sleepyllama</h1>{cards}</body></html>")

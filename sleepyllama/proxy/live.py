@@ -23,20 +23,18 @@ VERSION = 1
 STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
 
 
-def state_of(wake: Wake, now: float) -> str:
-    """One word for the page: "unknown" where the proxy has no evidence either way (it answered
-    a while ago, and nothing said it went to sleep since)."""
+def state_of(wake: Wake) -> str:
+    """One word for the page: the wake under way or its failure, else the latest evidence
+    (an answer: awake, until a failed connect or a "sleeping" hint says otherwise); "unknown"
+    before any, unless the box said, before a restart of ours, that it went to sleep."""
     if wake.record.started is not None:
         return "waking"
     if wake.ready:
         return "awake"
     if wake.record.gave_up:
         return "did-not-wake"
-    readiness = wake.belief.readiness
-    if readiness.is_asleep(now) or readiness.known_down or (
-            readiness.last_ready is None and wake.record.asleep_as):
-        return "asleep"
-    return "unknown"
+    word = wake.belief.readiness.last_word()
+    return word or ("asleep" if wake.record.asleep_as else "unknown")
 
 
 def wall(loop_time: float | None, loop_now: float) -> float | None:
@@ -52,7 +50,7 @@ def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: f
     return {
         "version": VERSION, "name": name, "backend": backend, "listen": listen,
         "pid": os.getpid(), "running": True,
-        "state": state_of(wake, loop_now), "since": since,
+        "state": state_of(wake), "since": since,
         "waking_since": wall(wake.record.started, loop_now),
         "signals": wake.record.signals if wake.record.started is not None else 0,
         "clients_waiting": wake.clients_waiting(),
@@ -74,7 +72,7 @@ class LiveFile:
                loop_now: float, *, running: bool = True) -> None:
         if self.path is None:
             return
-        state = state_of(wake, loop_now)
+        state = state_of(wake)
         if state != self.state:
             self.state, self.since = state, round(time.time())
         current = document(name, backend, listen, wake, loop_now, self.since)

@@ -21,6 +21,7 @@ class Readiness:
     ready_until: float = 0.0  # until when the last successful ready check is trusted
     last_ready: float | None = None  # when the backend last answered its ready check
     asleep_until: float = 0.0  # until when the backend is believed asleep
+    asleep_at: float | None = None  # when it last gave evidence of sleep (no answer, a hint)
     known_down: bool = False  # no grace before the next wake's first signal
 
     def is_ready(self, now: float) -> bool:
@@ -39,11 +40,19 @@ class Readiness:
 
     def believe_asleep(self, now: float, *, down: bool = False) -> None:
         """It did not answer (down: a connect failed, or it said it goes to sleep)."""
-        self.ready_until, self.asleep_until = 0.0, now + ASLEEP_TRUST
+        self.ready_until, self.asleep_until, self.asleep_at = 0.0, now + ASLEEP_TRUST, now
         self.known_down = self.known_down or down
 
     def is_asleep(self, now: float) -> bool:
         return now < self.asleep_until
+
+    def last_word(self) -> str:
+        """"awake" or "asleep": what the latest evidence says, however old ("": none yet). For
+        a person's page: a box that answered and has not been heard of since is up."""
+        if self.asleep_at is not None and (self.last_ready is None
+                                           or self.asleep_at >= self.last_ready):
+            return "asleep"
+        return "awake" if self.last_ready is not None else ""
 
     def take_known_down(self) -> bool:
         """Whether the backend is known down, for one wake: its first signal goes out at once."""

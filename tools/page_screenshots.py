@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""README's pictures of the page (sleepyllama-web), taken in Debian's headless chromium at a
+phone's width: a box asleep, waking, and awake. The box is the tests' fake llama-server behind
+a real proxy, started by a real magic packet, as in tests/test_dashboard_browser.py.
+
+  .venv/bin/python tools/page_screenshots.py [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser import Chromium  # noqa: E402 (the tests' helpers, found through sys.path)
+from test_dashboard_program import Web  # noqa: E402
+
+from sleepyllama import hints  # noqa: E402
+
+from conftest import MAC, ProxyRun, SleepingBackend, udp_to, wait_for  # noqa: E402
+
+STATE = "document.querySelector('.state') && document.querySelector('.state').textContent"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="sleepyllama-page-"))
+    state = directory / "state"
+    state.mkdir()
+    stop: list = []
+    try:
+        backend = SleepingBackend(directory, load_seconds=8.0)
+        stop.append(backend)
+        table = (f'[proxy.llama]\nbackend = "127.0.0.1:{backend.port}"\nmac = "{MAC}"\n'
+                 f'broadcast = "127.255.255.255"\nwol_port = {backend.wol_port}\n'
+                 'answer_while_asleep = []\n')
+        proxy = ProxyRun(directory, table, activate=False, state_directory=state)
+        stop.append(proxy)
+        udp_to(proxy.address, hints.encode(hints.Hint("sleeping", action="suspend")))
+        wait_for(lambda: '"state":"asleep"' in (state / "llama.live.json").read_text(),
+                 what="the proxy believing the box asleep")
+        web = Web(directory, proxy.config, state)
+        stop.append(web)
+        browser = Chromium(width=420, height=520)
+        stop.append(browser)
+        browser.navigate(web.url("/"))
+        browser.wait_for(f"{STATE} === 'asleep'", what="the page saying asleep")
+        browser.screenshot(args.out / "page-asleep.png")
+        browser.evaluate("document.querySelector('form button').click()")
+        browser.wait_for(f"{STATE} === 'waking'", what="the page saying waking")
+        time.sleep(3.5)  # a few seconds into the wake, as a person would see it
+        browser.navigate(web.url("/"))
+        browser.wait_for(f"{STATE} === 'waking'", what="the page saying waking")
+        browser.screenshot(args.out / "page-waking.png")
+        browser.wait_for(f"{STATE} === 'awake'", timeout=60, what="the page saying awake")
+        browser.screenshot(args.out / "page-awake.png")
+    finally:
+        for thing in reversed(stop):
+            thing.stop()
+    print(f"wrote {args.out}/page-asleep.png, page-waking.png, page-awake.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
