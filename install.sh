@@ -9,6 +9,7 @@ usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
                            [--wake-progress] [--web HOST:PORT]
+                           [--mqtt HOST:PORT [--mqtt-user USER --mqtt-password-file FILE]]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--proxy HOST:PORT]
                            [--action ACTION] -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--action ACTION]
@@ -26,6 +27,10 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
         --web HOST:PORT: also the page of every proxy on this host (sleepyllama-web: each
         box's state, a Wake button, /api/status, /metrics for Prometheus) on HOST:PORT. Off
         unless asked: it is one more port on the LAN, and a button that wakes the box.
+        --mqtt HOST:PORT (with --web): the page also tells Home Assistant, through that MQTT
+        broker, about each box (MQTT discovery: a device with its state and a Wake button);
+        --mqtt-password-file: copied to /etc/sleepyllama/mqtt.password (root only) and handed
+        to the page as a systemd credential.
 server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, as the
         system user sleepyllama (its program and model files must be readable by that user:
         check names any that are not), suspends the box after --idle-timeout (default 1h)
@@ -62,7 +67,7 @@ CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu="" action=""
-kind="" api_key_file="" wake_progress=0 web=""
+kind="" api_key_file="" wake_progress=0 web="" mqtt="" mqtt_user="" mqtt_password_file=""
 notify=()
 uninstall=0 purge=0 name_given=0
 command=()
@@ -78,6 +83,9 @@ while [ $# -gt 0 ]; do
         --api-key-file) api_key_file=${2:?--api-key-file needs a file}; shift ;;
         --wake-progress) wake_progress=1 ;;
         --web) web=${2:?--web needs HOST:PORT, as 0.0.0.0:3940}; shift ;;
+        --mqtt) mqtt=${2:?--mqtt needs the broker as HOST:PORT, as 192.168.1.10:1883}; shift ;;
+        --mqtt-user) mqtt_user=${2:?--mqtt-user needs a user name}; shift ;;
+        --mqtt-password-file) mqtt_password_file=${2:?--mqtt-password-file needs a file}; shift ;;
         --proxy) notify+=("${2:?--proxy needs HOST:PORT of the proxy}"); shift ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
@@ -117,6 +125,11 @@ elif [ "$role" = proxy ]; then
     [[ $kind =~ ^(|auto|llama-server|ollama|llama-swap|vllm|none)$ ]] || fail "--kind '$kind': auto, llama-server, ollama, llama-swap, vllm or none"
     [ -z "$web" ] || address_ok "$web" || fail "--web '$web' is not HOST:PORT (IPv6 as [::]:3940)"
     [ -z "$web" ] || [ "${web##*:}" != "${listen##*:}" ] || fail "--web '$web': the proxy listens on port ${listen##*:}; give the page a port of its own"
+    [ -z "$mqtt" ] || [ -n "$web" ] || fail "--mqtt needs --web HOST:PORT: the page is what tells Home Assistant"
+    [ -z "$mqtt" ] || address_ok "$mqtt" || fail "--mqtt '$mqtt' is not HOST:PORT (the broker, as 192.168.1.10:1883)"
+    [ -z "$mqtt_user$mqtt_password_file" ] || [ -n "$mqtt" ] || fail "--mqtt-user and --mqtt-password-file go with --mqtt HOST:PORT"
+    [[ $mqtt_user =~ ^[[:print:]]*$ ]] && [[ $mqtt_user != *\"* ]] || fail "--mqtt-user '$mqtt_user': printable characters, no quote"
+    [ -z "$mqtt_password_file" ] || [ -s "$mqtt_password_file" ] || fail "--mqtt-password-file '$mqtt_password_file' cannot be read or is empty (one line: the password)"
     [ -z "$api_key_file" ] || [ -s "$api_key_file" ] || fail "--api-key-file '$api_key_file' cannot be read or is empty (one line: the key)"
     # a port something else holds makes the socket fail with a bare "Job failed": name the holder
     port=${listen##*:}
@@ -222,7 +235,7 @@ if [ "$uninstall" = 1 ]; then
     done
     if [ "$purge" = 1 ]; then
         # the config and the key copies; a file of the user's in /etc/sleepyllama stays
-        for path in "$CONFIG" $keys; do
+        for path in "$CONFIG" $keys /etc/sleepyllama/mqtt.password; do
             if [ -e "$path" ]; then rm -f "$path"; note "removed $path"; fi
         done
         if [ -d /etc/sleepyllama ]; then
@@ -360,6 +373,7 @@ EOF
     result=$("$PREFIX/bin/python" -m sleepyllama.tables "$CONFIG" proxy "$name" --backend "$backend" \
              --mac "$mac" ${broadcast:+--broadcast "$broadcast"} ${kind:+--kind "$kind"} \
              ${key_path:+--api-key-file "$key_path"} \
+             ${mqtt:+--mqtt-broker "$mqtt"} ${mqtt_user:+--mqtt-username "$mqtt_user"} \
              $([ "$wake_progress" = 1 ] && echo --wake-progress))
     place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
 # written by install.sh: where frontends connect, and the GPU box's hints (UDP, same port); the
@@ -369,6 +383,18 @@ ListenStream=
 ListenStream=$listen
 ListenDatagram=$listen
 EOF
+    if [ -n "$mqtt_password_file" ]; then
+        # a copy only root may read; the page's DynamicUser gets it as a systemd credential
+        if ! cmp -s "$mqtt_password_file" /etc/sleepyllama/mqtt.password 2>/dev/null; then
+            install -D -m 600 -o root -g root "$mqtt_password_file" /etc/sleepyllama/mqtt.password
+            note "wrote /etc/sleepyllama/mqtt.password (the MQTT broker's password, root only)"
+        fi
+        place_text 644 "$UNIT_DIR/sleepyllama-web.service.d/mqtt.conf" <<EOF
+# written by install.sh: the MQTT broker's password, readable by the page alone (CREDENTIALS_DIRECTORY)
+[Service]
+LoadCredential=mqtt-password:/etc/sleepyllama/mqtt.password
+EOF
+    fi
     if [ -n "$web" ]; then
         place_text 644 "$UNIT_DIR/sleepyllama-web.socket.d/listen.conf" <<EOF
 # written by install.sh: where the page of every proxy on this host listens (install.sh --web)

@@ -138,6 +138,17 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    # the MQTT broker Home Assistant uses, "HOST:PORT"; None: no MQTT
+    broker: Address | None = None
+    username: str = ""
+    # the password: the systemd credential mqtt-password, else this file (run by hand)
+    password_file: str = ""
+    discovery_prefix: str = "homeassistant"  # Home Assistant's default
+    topic: str = "sleepyllama"  # states, commands and availability go under this
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     # where each idle check writes sleepyllama.prom for node_exporter's textfile collector:
     # "" for the idle unit's own StateDirectory (/var/lib/sleepyllama), "off" for nowhere
@@ -155,6 +166,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     resume: ResumeConfig = field(default_factory=ResumeConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -498,6 +510,31 @@ def _metrics(path: Path, data: object) -> MetricsConfig:
     return config
 
 
+def _mqtt(path: Path, data: object) -> MqttConfig:
+    table = _Table(path, "mqtt", data, MqttConfig)
+
+    def topic(value: object) -> str:
+        # a topic level of letters, digits, _ and -: no wildcard, no separator, no NUL
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError(f"expected a topic level of letters, digits, _ and -, not {value!r}")
+        return value
+
+    def text(value: object) -> str:
+        if not isinstance(value, str) or not value.isprintable() or len(value) > 256:
+            raise ValueError(f"expected printable text, not {value!r}")
+        return value
+
+    config = MqttConfig(
+        broker=table.get("broker", parse_address),
+        username=table.get("username", text),
+        password_file=table.get("password_file", text),
+        discovery_prefix=table.get("discovery_prefix", topic),
+        topic=table.get("topic", topic),
+    )
+    table.finish()
+    return config
+
+
 def _energy(path: Path, data: object) -> EnergyConfig:
     table = _Table(path, "energy", data, EnergyConfig)
     currency = table.get("currency", lambda v: v if isinstance(v, str) else _not_text(v))
@@ -568,10 +605,10 @@ def _toml(text: str, path: Path) -> dict[str, Any]:
 def _config(path: Path, data: dict[str, Any]) -> Config:
     for key in data:
         if key not in ("proxy", "server", "idle", "energy", "schedule", "notify", "resume",
-                       "metrics"):
+                       "metrics", "mqtt"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
                               "[server.NAME], [idle], [energy], [schedule], [notify], [resume], "
-                              "[metrics])")
+                              "[metrics], [mqtt])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -584,6 +621,7 @@ def _config(path: Path, data: dict[str, Any]) -> Config:
         notify=_notify(path, data.get("notify", {})),
         resume=_resume(path, data.get("resume", {})),
         metrics=_metrics(path, data.get("metrics", {})),
+        mqtt=_mqtt(path, data.get("mqtt", {})),
     )
 
 

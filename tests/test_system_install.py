@@ -36,7 +36,9 @@ SERVER_ARGS = ["server", "--name", "llama", "--idle-timeout", "45m", "--", "/opt
                "--host", "127.0.0.1", "--port", "8080", "--load-seconds", "1",
                "--tokens", "40", "--token-delay", "0.25"]
 PROXY_ARGS = ["proxy", "--name", "llama", "--listen", "127.0.0.1:3939",
-              "--backend", "127.0.0.1:8080", "--mac", "ab:cd:ef:01:23:45", "--web", "127.0.0.1:3940"]
+              "--backend", "127.0.0.1:8080", "--mac", "ab:cd:ef:01:23:45", "--web", "127.0.0.1:3940",
+              "--mqtt", "127.0.0.1:1883", "--mqtt-user", "ha", "--mqtt-password-file",
+              "/etc/mqtt-password-of-the-user"]
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,10 @@ def test_bad_arguments_change_nothing(box: Container) -> None:
         (["server", "--idle-timeout", "soon", "--", "/opt/fake/llama-server"], "is not a duration"),
         (["server", "--name", "bad name", "--", "/opt/fake/llama-server"], "letters, digits"),
         (["frobnicate"], "unknown argument"),
+        (["proxy", "--listen", "0.0.0.0:3939", "--backend", "10.0.0.5:8080", "--mac",
+          "ab:cd:ef:01:23:45", "--mqtt", "10.0.0.9:1883"], "--mqtt needs --web HOST:PORT"),
+        (["proxy", "--listen", "0.0.0.0:3939", "--backend", "10.0.0.5:8080", "--mac",
+          "ab:cd:ef:01:23:45", "--web", "0.0.0.0:3939"], "give the page a port of its own"),
         (["server", "/opt/fake/llama-server", "-m", "x.gguf"],
          "the server's command goes after --, as in ./install.sh server [options] -- "
          "/opt/fake/llama-server -m x.gguf"),
@@ -117,6 +123,7 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert "DEPRECATION" not in first.stdout + first.stderr  # pip's, for a legacy build
     assert "added --metrics to the llama-server command" in first.stdout
     assert 'GPU signal: [idle] gpu = "pstate" (nvidia-smi found)' in first.stdout
+    box.write("/etc/mqtt-password-of-the-user", "s3cret\n", mode="600")
     install(box, *PROXY_ARGS)
     wait_for(lambda: box.show("sleepyllama-server@llama.service", "ActiveState") == "active",
              timeout=60, what="the server")
@@ -169,6 +176,7 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert '"--metrics"]' in config
     assert '[idle]\ntimeout = "45m"\ngpu = "pstate"' in config
     assert '[proxy.llama]\nbackend = "127.0.0.1:8080"' in config
+    assert '[mqtt]\nbroker = "127.0.0.1:1883"\nusername = "ha"' in config, config
     assert box.run(["stat", "-c", "%a %U", "/etc/sleepyllama/sleepyllama.toml"]).stdout.strip() == (
         "644 root")
 
@@ -186,6 +194,11 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert web_uid == uid, "the page runs as another user than the proxies"
     metrics = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3940/metrics"]).stdout
     assert 'sleepyllama_wakes_total{proxy="llama"}' in metrics, metrics[:500]
+    # --mqtt: the broker in the config, its password a credential only the page reads
+    assert box.run(["stat", "-c", "%a %U", "/etc/sleepyllama/mqtt.password"]).stdout.strip() == (
+        "600 root")
+    web_environment = box.run(["cat", f"/proc/{web_pid}/environ"]).stdout
+    assert "CREDENTIALS_DIRECTORY=" in web_environment
     # the stream over, the taken-back connection is closed and counted so (STATUS every second)
     # ("backend awake", or "answered N s ago" once its readiness is older than 5 s)
     wait_for(lambda: "· 0 connections" in box.show(

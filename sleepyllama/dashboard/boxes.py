@@ -53,6 +53,7 @@ class Box:
     give_ups_total: int = 0
     cache_answers_total: int = 0
     wake_seconds: list[float] = field(default_factory=list)  # each successful wake's
+    wake_times: list[float] = field(default_factory=list)  # when each successful wake began
     hint_address: str = ""  # where the proxy takes the Wake button's datagram
 
     def as_json(self) -> dict:
@@ -119,8 +120,9 @@ def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: obj
     for key, value in checked.items():
         setattr(found, key, value)
     wakes = [entry for entry in entries if entry.get("event") == "wake"]
-    found.wake_seconds = [float(entry["ready_after"]) for entry in wakes
-                          if _number(entry.get("ready_after"), 0, 86400) is not None]
+    woke = [entry for entry in wakes if _number(entry.get("ready_after"), 0, 86400) is not None]
+    found.wake_seconds = [float(entry["ready_after"]) for entry in woke]
+    found.wake_times = [float(entry["at"]) for entry in woke]
     found.wakes_total = len(found.wake_seconds)
     found.give_ups_total = sum(1 for entry in wakes if "gave_up_after" in entry)
     found.cache_answers_total = sum(1 for entry in entries

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from sleepyllama import config as configuration
 from sleepyllama import hints, history, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import ConfigError, ProxyConfig
-from sleepyllama.dashboard import boxes, metrics, page
+from sleepyllama.dashboard import boxes, metrics, mqtt, page
 from sleepyllama.proxy import policy
 
 log = logging.getLogger("sleepyllama-web")
@@ -64,13 +65,18 @@ class Site:
             log.info("refused the Wake button of %s for %s: not in its wake_from", browser,
                      proxy.name)
             return HTTPStatus.FORBIDDEN, "your address may not wake this box (wake_from)"
+        return self.ask(proxy, browser.split("%")[0])
+
+    def ask(self, proxy: ProxyConfig, who: str) -> tuple[HTTPStatus, str]:
+        """Ask the proxy for a wake, naming who asked (a browser's address, "home-assistant"),
+        and wait a moment for it to say so."""
         box = boxes.read_box(proxy, self.directory)
         target = hint_target(box.hint_address)
         if target is None:
             return HTTPStatus.CONFLICT, "its proxy has not started yet: it cannot be asked"
-        log.info("the Wake button of %s: asking the proxy %s to wake %s", browser, proxy.name,
+        log.info("the Wake button of %s: asking the proxy %s to wake %s", who, proxy.name,
                  proxy.backend)
-        hints.send([target], hints.Hint("wake", browser.split("%")[0]))
+        hints.send([target], hints.Hint("wake", who))
         deadline = time.monotonic() + WAKE_SEEN_WITHIN
         while time.monotonic() < deadline:  # so that the page shown next says "waking"
             if boxes.read_box(proxy, self.directory).state in ("waking", "awake"):
@@ -241,10 +247,30 @@ def main(argv: list[str] | None = None) -> int:
     server.daemon_threads = True
     log.info("the page of %d proxies on %s (their files in %s)", len(site.proxies()),
              sock.getsockname()[:2], directory)
+    publisher = home_assistant(args.config, site)
+    signal.signal(signal.SIGTERM, stop_serving)
     systemd.Notifier().ready()
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+    finally:
+        if publisher is not None:
+            publisher.stop()
     return 0
+
+
+def stop_serving(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # out of serve_forever, through the cleanup of main()
+
+
+def home_assistant(config_path: Path, site: Site) -> mqtt.Publisher | None:
+    """[mqtt]: Home Assistant's view, read from the config once (a change needs a restart)."""
+    try:
+        settings = configuration.load(config_path).mqtt
+    except ConfigError:
+        return None  # said by the page's own load
+    return mqtt.start(settings, site.proxies, site.boxes,
+                      lambda proxy: site.ask(proxy, "home-assistant"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""Home Assistant through MQTT: the discovery payloads, and a real Mosquitto broker (Debian's
+mosquitto) with the page publishing to it, a Wake pressed through MQTT, and the last will."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from test_dashboard_program import Web, setup
+
+from sleepyllama import config
+from sleepyllama.dashboard import mqtt
+from sleepyllama.dashboard.boxes import Box, LastWake
+
+from conftest import Process, free_port, wait_for
+
+MQTT = config.parse('[mqtt]\nbroker = "127.0.0.1:1883"\n').mqtt
+PROXY = config.parse('[proxy."gpu.box"]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+                     ).proxy("gpu.box")
+
+
+def test_each_box_is_a_device_of_five_entities_with_the_publisher_s_availability() -> None:
+    found = dict(mqtt.discovery(MQTT, PROXY, "router"))
+    assert sorted(found) == [f"homeassistant/{component}/sleepyllama_gpu_box_{key}/config"
+                             for component, key in sorted([
+                                 ("binary_sensor", "awake"), ("button", "wake"),
+                                 ("sensor", "last_wake"), ("sensor", "state"),
+                                 ("sensor", "wakes_today")])]
+    for topic, payload in found.items():
+        assert topic.split("/")[2] == payload["unique_id"]  # object_id = unique_id
+        assert payload["availability_topic"] == "sleepyllama/status"
+        assert payload["device"]["identifiers"] == ["sleepyllama_gpu_box"]
+    button = found["homeassistant/button/sleepyllama_gpu_box_wake/config"]
+    assert button["command_topic"] == "sleepyllama/gpu_box/wake/set"
+    assert button["payload_press"] == "PRESS"
+
+
+def test_states_say_what_the_page_says() -> None:
+    now = 1_800_000_000.0
+    box = Box("gpu.box", "10.0.0.5:8080", "waking", wake_times=[now - 86400 * 2, now - 60],
+              last_wake=LastWake(now - 60, "10.0.0.2:5000 POST /v1/chat/completions" + "x" * 400,
+                                 "ready after 8.1s"))
+    said = mqtt.states(MQTT, box, now)
+    assert said["sleepyllama/gpu_box/awake"] == "OFF"
+    assert said["sleepyllama/gpu_box/state"] == "waking"
+    assert said["sleepyllama/gpu_box/wakes_today"] == "1"
+    assert len(said["sleepyllama/gpu_box/last_wake"]) == 255  # Home Assistant's limit
+
+
+def test_the_password_comes_from_the_systemd_credential(tmp_path, monkeypatch) -> None:
+    (tmp_path / "mqtt-password").write_text("s3cret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert mqtt.password(MQTT) == "s3cret"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    assert mqtt.password(MQTT) is None
+
+
+class Broker:
+    def __init__(self, directory: Path) -> None:
+        program = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(program):
+            pytest.skip("mosquitto is not installed (Debian's package mosquitto; ./run-tests "
+                        "installs it)")
+        self.port = free_port()
+        conf = directory / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        "persistence false\n")
+        self.process = Process([program, "-c", str(conf), "-v"], directory / "mosquitto.log")
+        wait_for(lambda: "running" in self.process.text(), what="mosquitto")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Listener:
+    """What Home Assistant would see: every message under both prefixes, the last per topic."""
+
+    def __init__(self, port: int) -> None:
+        self.seen: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="listener")
+        self.client.on_message = self._message
+        self.client.on_connect = lambda client, *_: client.subscribe(
+            [("homeassistant/#", 1), ("sleepyllama/#", 1)])
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _message(self, _client: object, _userdata: object, message: paho.MQTTMessage) -> None:
+        with self.lock:
+            self.seen[message.topic] = message.payload.decode()
+
+    def get(self, topic: str) -> str | None:
+        with self.lock:
+            return self.seen.get(topic)
+
+    def press(self, topic: str) -> None:
+        self.client.publish(topic, "PRESS", qos=1).wait_for_publish(10)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_home_assistant_sees_the_box_presses_wake_and_learns_when_the_page_dies(
+        tmp_path, cleanup) -> None:
+    broker = Broker(tmp_path)
+    cleanup.append(broker)
+    backend, proxy, web = setup(tmp_path, cleanup)
+    web.stop()
+    proxy.config.write_text(proxy.config.read_text()
+                            + f'[mqtt]\nbroker = "127.0.0.1:{broker.port}"\n')
+    web = Web(tmp_path, proxy.config, tmp_path / "state")
+    cleanup.append(web)
+    listener = Listener(broker.port)
+    cleanup.append(listener)
+    wait_for(lambda: listener.get("sleepyllama/status") == "online", what="availability online")
+    config_topic = "homeassistant/button/sleepyllama_llama_wake/config"
+    wait_for(lambda: listener.get(config_topic), what="the Wake button's discovery")
+    assert json.loads(listener.get(config_topic) or "{}")["command_topic"] == (
+        "sleepyllama/llama/wake/set")
+    wait_for(lambda: listener.get("sleepyllama/llama/state") == "unknown",
+             what="the box's first state")
+    assert not backend.packets()
+    listener.press("sleepyllama/llama/wake/set")
+    wait_for(lambda: backend.packets(), what="a magic packet from Home Assistant's press")
+    wait_for(lambda: listener.get("sleepyllama/llama/awake") == "ON", timeout=30,
+             what="awake, as Home Assistant sees it")
+    assert listener.get("sleepyllama/llama/wakes_today") == "1"
+    assert "home-assistant" in (listener.get("sleepyllama/llama/last_wake") or "")
+    # the page dies without a word: the broker says so for it (its last will)
+    os.killpg(web.process.popen.pid, signal.SIGKILL)
+    wait_for(lambda: listener.get("sleepyllama/status") == "offline", what="the last will")
