@@ -120,7 +120,7 @@ class Wake:
                 self.probe_now.set()
             elif not self.ready:
                 self.loop.create_task(self.belief.keep_answers_if_awake(ready_hint=True))
-        else:
+        elif hint.event == "sleeping":
             action = hint.action or sleep_actions.DEFAULT  # a box that does not say suspends
             log.info("hint from %s: the box is going to sleep (%s)", sender, action)
             if action != self.record.asleep_as:  # kept: a wake after a restart of ours knows it
