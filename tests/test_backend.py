@@ -404,3 +404,29 @@ def test_a_stream_with_progress_whose_connect_fails_tells_the_wake_the_backend_i
     answer, believed_ready = asyncio.run(scenario())
     assert b"broke off" in answer and b"[DONE]" in answer, answer[-400:]
     assert not believed_ready, "the failed connect did not reach the wake's belief"
+
+
+def test_each_sleep_the_box_tells_is_one_line_of_the_ledger_however_often_said(tmp_path) -> None:
+    """The page draws the box's sleeps from the ledger: each "sleeping" hint after the box was
+    heard awake is recorded (it was, only when the way it sleeps changed); the same hint
+    again, or a flood of spoofed ones, adds nothing."""
+    from sleepyllama import hints, ledger
+    from sleepyllama.proxy.backend import Backend
+
+    proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'answer_while_asleep = []\n').proxy("t")
+    ledger_file = tmp_path / "ledger.jsonl"
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=lambda: (True, "HTTP 200"),
+                          ledger_file=ledger_file)
+        for _ in range(3):
+            backend.wake.hinted(hints.Hint("sleeping", action="suspend"), "box")
+        backend.wake.belief.readiness.believe_ready(loop.time())  # it answered again
+        backend.wake.hinted(hints.Hint("sleeping", action="suspend"), "box")
+        backend.close_all()
+
+    asyncio.run(scenario())
+    said = [entry for entry in ledger.read(ledger_file) if entry["event"] == "box-sleeping"]
+    assert len(said) == 2, said

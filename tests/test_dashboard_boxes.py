@@ -85,3 +85,34 @@ def test_files_missing_torn_or_too_large_say_so(tmp_path) -> None:
     (tmp_path / "llama.answers.json").write_text(" " * (boxes.MAX_FILE + 10))
     read = boxes.read_box(PROXY, tmp_path)
     assert read.state == "waking" and read.models == []
+
+
+def test_the_box_s_sleeps_as_its_proxy_saw_them(tmp_path) -> None:
+    """From a "sleeping" hint to the box answering again (a wake's entry at ready, less its
+    ready_after); said twice, one sleep; nothing since, asleep still."""
+    path = tmp_path / "llama.ledger.jsonl"
+    for event, fields in (("box-sleeping", {"action": "suspend"}),
+                          ("box-sleeping", {"action": "suspend"}),
+                          ("wake", {"first": "10.0.0.2:5000", "signals": 2, "ready_after": 10.0}),
+                          ("box-sleeping", {"action": "poweroff"})):
+        ledger.append(path, event, **fields)
+    entries = ledger.read(path)
+    for entry, at in zip(entries, (1000.0, 1500.0, 5000.0, 9000.0), strict=True):
+        entry["at"] = at
+    found = boxes.sleeps(entries)
+    assert [(sleep.start, sleep.end, sleep.kind) for sleep in found] == [
+        (1000.0, 4990.0, "suspend"), (9000.0, None, "poweroff")]
+
+
+def test_the_last_seven_days_are_drawn_from_the_ledger(tmp_path) -> None:
+    now = 1_800_000_000.0
+    path = tmp_path / "llama.ledger.jsonl"
+    ledger.append(path, "box-sleeping", action="suspend")
+    ledger.append(path, "wake", first="10.0.0.2:5000", signals=1, ready_after=5.0)
+    entries = ledger.read(path)
+    entries[0]["at"], entries[1]["at"] = now - 86400 * 2, now - 86400  # asleep a whole day
+    days = boxes.box(PROXY, LIVE, entries, None, now=now).days
+    assert len(days) == boxes.DAYS
+    assert 23.5 <= sum(day.asleep_hours for day in days) <= 24.5
+    assert sum(day.wakes for day in days) == 1
+    assert boxes.box(PROXY, LIVE, [], None, now=now).days == []  # nothing known: no picture

@@ -38,3 +38,16 @@ def test_what_comes_from_files_is_escaped() -> None:
     html = render([box], {"llama": True}, NOW)
     assert "<script>alert" not in html and "&lt;script&gt;" in html
     assert "<img" not in html
+
+
+def test_the_week_is_a_picture_with_its_figures_in_words() -> None:
+    from sleepyllama.history import Day
+
+    days = [Day(f"Mon 11-{23 + i}", ["asleep"] * 40 + ["woken"] + ["awake"] * 7, 20.0, 1, None)
+            for i in range(7)]
+    box = Box("llama", "10.0.0.5:8080", "awake", days=days)
+    html = render([box], {"llama": True}, NOW)
+    assert html.count("<rect") == 7 * 48
+    assert 'aria-label="the last 7 days: asleep 140 h, 7 wakes"' in html
+    assert "asleep 140.0 h, 7 wake(s)" in html
+    assert "<svg" not in render([Box("llama", "10.0.0.5:8080", "awake")], {"llama": True}, NOW)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """README's pictures of the page (sleepyllama-web), taken in Debian's headless chromium at a
-phone's width: a box asleep, waking, and awake. The box is the tests' fake llama-server behind
-a real proxy, started by a real magic packet, as in tests/test_dashboard_browser.py.
+phone's width: a box asleep, waking, and awake, after a made-up week of nights asleep. The box
+is the tests' fake llama-server behind a real proxy, started by a real magic packet, as in
+tests/test_dashboard_browser.py.
 
   .venv/bin/python tools/page_screenshots.py [--out docs]
 """
@@ -9,6 +10,7 @@ a real proxy, started by a real magic packet, as in tests/test_dashboard_browser
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -20,11 +22,31 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser import Chromium  # noqa: E402 (the tests' helpers, found through sys.path)
 from test_dashboard_program import Web  # noqa: E402
 
-from sleepyllama import hints  # noqa: E402
+from sleepyllama import hints, history, ledger  # noqa: E402
 
 from conftest import MAC, ProxyRun, SleepingBackend, udp_to, wait_for  # noqa: E402
 
 STATE = "document.querySelector('.state') && document.querySelector('.state').textContent"
+
+
+def a_week_before(ledger_file: Path, now: float) -> None:
+    """Six days of nights asleep and mornings woken in the proxy's ledger, for the picture:
+    written as the proxy writes them, their moments moved back."""
+    moments: list[tuple[float, str, dict]] = []
+    for back in range(6, 0, -1):
+        day = history.day_start(now - back * 86400 + 3600)
+        for asleep, woken in ((0.5, 8.0), (12.5, 13.25), (19.0, 20.5)):
+            moments.append((day + asleep * 3600, "box-sleeping", {"action": "suspend"}))
+            moments.append((day + woken * 3600, "wake", {
+                "first": "192.168.1.20:51234", "request": "POST /v1/chat/completions",
+                "signals": 3, "ready_after": 8.5}))
+    for _, event, fields in moments:
+        ledger.append(ledger_file, event, **fields)
+    lines = ledger_file.read_text().splitlines()
+    written = [json.loads(line) for line in lines]
+    for entry, (at, _, _) in zip(written[-len(moments):], moments, strict=True):
+        entry["at"] = round(at, 3)
+    ledger_file.write_text("".join(json.dumps(entry) + "\n" for entry in written))
 
 
 def main() -> int:
@@ -41,6 +63,7 @@ def main() -> int:
         table = (f'[proxy.llama]\nbackend = "127.0.0.1:{backend.port}"\nmac = "{MAC}"\n'
                  f'broadcast = "127.255.255.255"\nwol_port = {backend.wol_port}\n'
                  'answer_while_asleep = []\n')
+        a_week_before(state / "llama.ledger.jsonl", time.time())
         proxy = ProxyRun(directory, table, activate=False, state_directory=state)
         stop.append(proxy)
         udp_to(proxy.address, hints.encode(hints.Hint("sleeping", action="suspend")))
@@ -48,7 +71,7 @@ def main() -> int:
                  what="the proxy believing the box asleep")
         web = Web(directory, proxy.config, state)
         stop.append(web)
-        browser = Chromium(width=420, height=520)
+        browser = Chromium(width=420, height=700)
         stop.append(browser)
         browser.navigate(web.url("/"))
         browser.wait_for(f"{STATE} === 'asleep'", what="the page saying asleep")

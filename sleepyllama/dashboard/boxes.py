@@ -12,6 +12,7 @@ import binascii
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
 MAX_FILE = 1 << 20  # a live file is a few hundred bytes; an answers file a few KiB
 MAX_MODELS = 50
+DAYS = 7
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Box:
     wake_seconds: list[float] = field(default_factory=list)  # each successful wake's
     wake_times: list[float] = field(default_factory=list)  # when each successful wake began
     hint_address: str = ""  # where the proxy takes the Wake button's datagram
+    days: list[history.Day] = field(default_factory=list)  # the last DAYS, oldest first
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -110,8 +113,28 @@ def models_of(answers: object) -> list[str]:
     return []
 
 
+def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
+    """The box's sleeps as its proxy saw them: from a "sleeping" hint (box-sleeping) to the
+    moment the box answered again (a wake's entry is written at ready: less its ready_after),
+    or open while nothing answered since."""
+    found: list[history.Sleep] = []
+    for entry in entries:
+        at = float(entry["at"])
+        if entry.get("event") == "box-sleeping":
+            if found and found[-1].end is None:
+                continue  # the same sleep, said again
+            action = entry.get("action")
+            found.append(history.Sleep(at, None, "the box said so",
+                                       action if isinstance(action, str) else "suspend"))
+        elif entry.get("event") == "wake" and found and found[-1].end is None:
+            took = _number(entry.get("ready_after"), 0, 86400)
+            if took is not None:
+                found[-1].end = max(found[-1].start, at - took)
+    return found
+
+
 def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: object,
-        problem: str = "") -> Box:
+        problem: str = "", now: float | None = None) -> Box:
     """One box from what was read (None where a file was missing); pure."""
     checked, wrong = checked_live(live) if live is not None else ({}, "")
     found = Box(config.name, str(config.backend), "unknown",
@@ -132,6 +155,9 @@ def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: obj
         cause, _, outcome = woken[-1].what.partition(": ")
         found.last_wake = LastWake(woken[-1].at, cause, outcome)
     found.models = models_of(answers)
+    if now is not None and entries:
+        found.days = history.days(sleeps(entries), history.wakes(wakes), DAYS, now, None,
+                                  float(entries[0]["at"]))
     return found
 
 
@@ -162,7 +188,7 @@ def read_box(config: ProxyConfig, directory: Path) -> Box:
         answers = _read_json(directory / f"{config.name}.answers.json")
     except (OSError, ValueError):
         answers = None
-    return box(config, live, entries, answers, problem)
+    return box(config, live, entries, answers, problem, time.time())
 
 
 def read_boxes(proxies: Sequence[ProxyConfig], directory: Path) -> list[Box]:

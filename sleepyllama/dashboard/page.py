@@ -31,6 +31,7 @@ dt{color:#666}dd{margin:0;overflow-wrap:anywhere}
 button{font-size:1rem;padding:.5rem 1.2rem;border-radius:.4rem;border:1px solid #888;
 background:#fff}
 .note{color:#666;font-size:.9rem}
+.week{width:100%;max-width:30rem;display:block;margin:.4rem 0 0}
 """
 
 
@@ -50,6 +51,32 @@ def state_line(box: Box, now: float) -> str:
     elif box.since is not None:
         line += f" for {escape(format_duration(max(0, round(now - box.since))))}"
     return line
+
+
+CELL, ROW, LABEL = 6, 14, 78  # the week's picture: a half-hour's width, a day's height
+COLOURS = {"awake": "#f2c94c", "asleep": "#5b6b9a", "woken": "#27ae60", "": "#e8e8e8"}
+
+
+def week(box: Box) -> str:
+    """The last days as the proxy saw them, a row a day, a cell a half-hour (history.days): the
+    `sleepyllama history` strip, in SVG."""
+    if not box.days:
+        return ""
+    rows = []
+    for index, day in enumerate(box.days):
+        y = index * ROW
+        rows.append(f'<text x="0" y="{y + 10}">{escape(day.date)}</text>')
+        rows += [f'<rect x="{LABEL + cell * CELL}" y="{y}" width="{CELL - 1}" height="{ROW - 3}"'
+                 f' fill="{COLOURS.get(kind, COLOURS[""])}"/>' for cell, kind in enumerate(day.cells)]
+    asleep = sum(day.asleep_hours for day in box.days)
+    woken = sum(day.wakes for day in box.days)
+    width, height = LABEL + 48 * CELL, len(box.days) * ROW
+    return (f'<svg class="week" viewBox="0 0 {width} {height}" role="img" aria-label="the last '
+            f'{len(box.days)} days: asleep {asleep:.0f} h, {woken} wakes" font-size="10">'
+            + "".join(rows) + f'</svg><p class="note">Last {len(box.days)} days: asleep '
+            f'{asleep:.1f} h, {woken} wake(s). <span style="color:{COLOURS["asleep"]}">■</span> '
+            f'asleep <span style="color:{COLOURS["awake"]}">■</span> awake '
+            f'<span style="color:{COLOURS["woken"]}">■</span> woken</p>')
 
 
 def card(box: Box, may_wake: bool, now: float) -> str:
@@ -75,7 +102,7 @@ def card(box: Box, may_wake: bool, now: float) -> str:
     else:
         button = '<p class="note">Your address may not wake this box (wake_from).</p>'
     return (f'<section class="box" id="{escape(box.name)}"><h2>{escape(box.name)}</h2>'
-            f"<div>{state_line(box, now)}</div><dl>{details}</dl>{button}</section>")
+            f"<div>{state_line(box, now)}</div><dl>{details}</dl>{week(box)}{button}</section>")
 
 
 def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None) -> str:

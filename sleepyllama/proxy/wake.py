@@ -123,7 +123,10 @@ class Wake:
         elif hint.event == "sleeping":
             action = hint.action or sleep_actions.DEFAULT  # a box that does not say suspends
             log.info("hint from %s: the box is going to sleep (%s)", sender, action)
-            if action != self.record.asleep_as:  # kept: a wake after a restart of ours knows it
+            # kept: a wake after a restart of ours knows it, and the page draws the sleep; once
+            # per sleep (a flood of the same datagram is one line)
+            if (action != self.record.asleep_as
+                    or self.belief.readiness.last_word() != "asleep"):
                 self.record.asleep_as = action
                 self.to_ledger("box-sleeping", action=action)
             self.belief.going_to_sleep()
