@@ -10,8 +10,9 @@ usage:
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
                            [--wake-progress] [--web HOST:PORT]
                            [--mqtt HOST:PORT [--mqtt-user USER --mqtt-password-file FILE]]
+                           [--steer-secret-file FILE]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--proxy HOST:PORT]
-                           [--action ACTION] -- COMMAND [ARGS...]
+                           [--action ACTION] [--steer-secret-file FILE] -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--action ACTION]
                            --command-file FILE
   sudo ./install.sh --uninstall [--name NAME] [--purge]
@@ -44,6 +45,11 @@ server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NA
         --action: how the box sleeps: suspend (default), hibernate, suspend-then-hibernate, or
         poweroff (a magic packet boots it: the firmware's Wake-on-LAN from off must be on).
         A choice already in the config is kept unless --action.
+--steer-secret-file FILE (both roles, the same file on each): a secret the two hosts share
+        (make one: head -c 32 /dev/urandom | base64 > steer.secret), copied to
+        /etc/sleepyllama/steer.secret (root only). On the GPU box it turns on
+        sleepyllama-steer (UDP 3941): "stay awake" and "sleep now" from the always-on host,
+        signed with it (sudo sleepyllama stay-awake 3h there; the page's buttons with --web).
 --uninstall  removes the units, drop-ins, hook and /opt/sleepyllama it made; keeps the config
         and the idle state in /var/lib/sleepyllama unless --purge. A file of yours among them
         (your own drop-in, a key file in /etc/sleepyllama) stays, and is named. With --name
@@ -68,6 +74,7 @@ STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu="" action=""
 kind="" api_key_file="" wake_progress=0 web="" mqtt="" mqtt_user="" mqtt_password_file=""
+steer_secret_file=""
 notify=()
 uninstall=0 purge=0 name_given=0
 command=()
@@ -86,6 +93,7 @@ while [ $# -gt 0 ]; do
         --mqtt) mqtt=${2:?--mqtt needs the broker as HOST:PORT, as 192.168.1.10:1883}; shift ;;
         --mqtt-user) mqtt_user=${2:?--mqtt-user needs a user name}; shift ;;
         --mqtt-password-file) mqtt_password_file=${2:?--mqtt-password-file needs a file}; shift ;;
+        --steer-secret-file) steer_secret_file=${2:?--steer-secret-file needs a file}; shift ;;
         --proxy) notify+=("${2:?--proxy needs HOST:PORT of the proxy}"); shift ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
         --command-file) command_file=${2:?--command-file needs a file}; shift ;;
@@ -108,6 +116,10 @@ done
 address_ok() { [[ $1 =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] && ((BASH_REMATCH[2] >= 1 && BASH_REMATCH[2] <= 65535)); }
 [ "$(id -u)" = 0 ] || fail "needs root: sudo ./install.sh $role ..."
 [[ $name =~ ^[A-Za-z0-9_.:-]+$ ]] || fail "--name '$name': letters, digits and _ . : - only"
+if [ -n "$steer_secret_file" ]; then
+    [ -r "$steer_secret_file" ] || fail "--steer-secret-file '$steer_secret_file' cannot be read"
+    [ "$(tr -d '[:space:]' < "$steer_secret_file" | wc -c)" -ge 16 ] || fail "--steer-secret-file '$steer_secret_file': at least 16 characters (head -c 32 /dev/urandom | base64 > steer.secret)"
+fi
 if [ "$uninstall" = 1 ]; then
     [ -z "$role" ] || fail "--uninstall takes no role"
 elif [ "$role" = proxy ]; then
@@ -235,7 +247,7 @@ if [ "$uninstall" = 1 ]; then
     done
     if [ "$purge" = 1 ]; then
         # the config and the key copies; a file of the user's in /etc/sleepyllama stays
-        for path in "$CONFIG" $keys /etc/sleepyllama/mqtt.password; do
+        for path in "$CONFIG" $keys /etc/sleepyllama/mqtt.password /etc/sleepyllama/steer.secret; do
             if [ -e "$path" ]; then rm -f "$path"; note "removed $path"; fi
         done
         if [ -d /etc/sleepyllama ]; then
@@ -354,6 +366,12 @@ if [ "$role" = server ]; then
     fi
 fi
 
+# -- the shared secret for the way back to the GPU box (sleepyllama/steer.py) ------------------
+if [ -n "$steer_secret_file" ] && ! cmp -s "$steer_secret_file" /etc/sleepyllama/steer.secret 2>/dev/null; then
+    install -D -m 600 -o root -g root "$steer_secret_file" /etc/sleepyllama/steer.secret
+    note "wrote /etc/sleepyllama/steer.secret (the secret the two hosts share, root only)"
+fi
+
 # -- the config: only this table changes ------------------------------------------------------
 if [ "$role" = proxy ]; then
     key_path=""
@@ -393,6 +411,13 @@ EOF
 # written by install.sh: the MQTT broker's password, readable by the page alone (CREDENTIALS_DIRECTORY)
 [Service]
 LoadCredential=mqtt-password:/etc/sleepyllama/mqtt.password
+EOF
+    fi
+    if [ -n "$web" ] && [ -e /etc/sleepyllama/steer.secret ]; then
+        place_text 644 "$UNIT_DIR/sleepyllama-web.service.d/steer.conf" <<EOF
+# written by install.sh: the secret shared with the GPU box, for the page's Stay awake and Sleep now
+[Service]
+LoadCredential=steer-secret:/etc/sleepyllama/steer.secret
 EOF
     fi
     if [ -n "$web" ]; then
@@ -465,6 +490,7 @@ if [ "$role" = proxy ]; then
 else
     wanted=("sleepyllama-server@$name.service" sleepyllama-servers.target sleepyllama-idle.timer
             sleepyllama-sleep.service)
+    [ ! -e /etc/sleepyllama/steer.secret ] || wanted+=(sleepyllama-steer.socket)
 fi
 for unit in "${wanted[@]}"; do
     if [ "$(systemctl is-enabled "$unit" 2>/dev/null)" != enabled ]; then
@@ -498,6 +524,10 @@ else
     # the target, not only the server: it is what resume and `systemctl status` go by
     systemctl start --no-block sleepyllama-servers.target
     systemctl start sleepyllama-idle.timer
+    if [ -e /etc/sleepyllama/steer.secret ]; then
+        systemctl start sleepyllama-steer.socket
+        [ "$changed" = 0 ] || systemctl try-restart sleepyllama-steer.service
+    fi
 fi
 
 [ "$changed" = 1 ] || echo "  nothing changed: already installed as asked"

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import history, logs, systemd
+from sleepyllama import history, logs, steer, systemd
 from sleepyllama.checks import check, input_problems, print_findings
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import schedule, state
+from sleepyllama.host import stay_awake as staying
 from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.probe import probe
 from sleepyllama.proxy.wake_record import WakeRecord
@@ -154,10 +155,12 @@ EXAMPLES = {
     "wake": "  sleepyllama wake            (the only [proxy.*] table)\n"
             "  sleepyllama wake llama --timeout 5m",
     "sleep-now": "  sudo sleepyllama sleep-now\n"
-                 "  sudo sleepyllama sleep-now --force   (even if a signal says busy)",
+                 "  sudo sleepyllama sleep-now --force   (even if a signal says busy)\n"
+                 "  sudo sleepyllama sleep-now --box llama   (from the always-on host)",
     "check": "  sleepyllama check && echo ready to go",
     "restart": "  sudo sleepyllama restart   (after editing /etc/sleepyllama/sleepyllama.toml)",
-    "stay-awake": "  sudo sleepyllama stay-awake 3h\n  sudo sleepyllama stay-awake --cancel",
+    "stay-awake": "  sudo sleepyllama stay-awake 3h\n  sudo sleepyllama stay-awake --cancel\n"
+                  "  sudo sleepyllama stay-awake 3h --box llama   (from the always-on host)",
     "history": "  sleepyllama history\n  sleepyllama history --days 30 --json | jq .kwh_saved",
 }
 
@@ -199,7 +202,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                             "last look at the signals, stop the servers, ask logind to suspend. "
                             "Needs root.")
     sleep_command.add_argument("--force", action="store_true",
-                               help="suspend even if a signal says busy")
+                               help="suspend even if a signal says busy (on the box itself)")
+    box_help = ("from the always-on host: the GPU box behind [proxy.NAME], asked through its "
+                "signed commands (install.sh --steer-secret-file); the default there")
     command("check", "Validate the config and the environment and list every error and "
             "warning, each with its fix: nvidia-smi, server commands and their model files, "
             "Wake-on-LAN, units that failed or restart again and again. Exits 1 on any error.")
@@ -217,6 +222,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     group.add_argument("duration", nargs="?", type=positive_duration,
                        help="how long: 90m, 3h, 1h30m")
     group.add_argument("--cancel", action="store_true", help="let the idle check decide again")
+    for sub in (stay, sleep_command):
+        sub.add_argument("--box", metavar="NAME", nargs="?", const="", default=None,
+                         help=box_help)
     return parser.parse_args(argv)
 
 
@@ -224,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama")
     logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(message)s"))
-    if args.command == "stay-awake":  # needs no config: it must work while one is broken
-        return stay_awake(args.duration, args.cancel)
+    if args.command == "stay-awake" and args.box is None and not from_afar(args.config):
+        return stay_awake(args.duration, args.cancel)  # needs no config: one may be broken
     try:
         config = configuration.load(args.config)
     except ConfigError as error:
@@ -250,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
             return restart(config)
         if args.command == "history":
             return history_command(config, args.days, args.json)
+        if args.command == "stay-awake":
+            return steer_box(config, args.box, "stay-awake-cancel" if args.cancel else "stay-awake",
+                             int(args.duration or 0))
+        if args.command == "sleep-now" and (args.box is not None or from_afar(args.config)):
+            if args.force:
+                print("sleepyllama sleep-now: --force is for the box itself; from here the box's "
+                      "own busy verdict decides", file=sys.stderr)
+                return 2
+            return steer_box(config, args.box, "sleep-now")
         if args.command == "sleep-now":
             return sleep_now_command(config, args.force)
         found = check(config)
@@ -260,32 +277,46 @@ def main(argv: list[str] | None = None) -> int:
         return configuration.EX_CONFIG
 
 
-STAY_AWAKE_UNIT = "sleepyllama-stay-awake.service"
-
-
 def stay_awake(duration: float | None, cancel: bool) -> int:
-    """Hold a real logind block inhibitor on sleep for `duration`, in a transient unit, so that
-    the idle check, a lid or `systemctl suspend` all see it; or drop the one held."""
+    """Hold a logind sleep inhibitor for `duration` (host/stay_awake.py), or drop the one held."""
     if os.geteuid() != 0:
         print("sleepyllama stay-awake: run as root: sudo sleepyllama stay-awake ...", file=sys.stderr)
         return 1
-    # one at a time: a new duration replaces the old one
-    systemd.systemctl("stop", STAY_AWAKE_UNIT)
     if cancel:
-        print("stay-awake cancelled: the idle check decides again")
+        print(staying.cancel())
         return 0
     assert duration is not None
-    until = time.strftime("%a %H:%M", time.localtime(time.time() + duration))
-    result = systemd.run_transient(
-        STAY_AWAKE_UNIT, f"sleepyllama: stay awake until {until}",
-        ["systemd-inhibit", "--what=sleep", "--mode=block", "--who=sleepyllama",
-         f"--why=stay-awake until {until}", "sleep", str(int(duration))])
-    if result.returncode != 0:
-        print(f"sleepyllama stay-awake: {result.stderr.strip()}", file=sys.stderr)
+    held, said = staying.start(duration)
+    if not held:
+        print(f"sleepyllama stay-awake: {said}", file=sys.stderr)
         return 1
-    print(f"staying awake until {until} ({format_duration(duration)}); "
-          "sudo sleepyllama stay-awake --cancel ends it")
+    print(f"{said}; sudo sleepyllama stay-awake --cancel ends it")
     return 0
+
+
+def from_afar(path: Path) -> bool:
+    """Whether this is the always-on host: its config has proxies and no servers."""
+    try:
+        config = configuration.load(path)
+    except ConfigError:
+        return False
+    return bool(config.proxies) and not config.servers
+
+
+def steer_box(config: Config, name: str | None, command: str, seconds: int = 0) -> int:
+    """A signed command to the GPU box behind [proxy.NAME] (steer.py), and its answer."""
+    box = config.pick_proxy(name or None).backend.host
+    try:
+        secret = steer.read_secret()
+        taken, said = steer.send(secret, box, config.steer.port, command, seconds)
+    except PermissionError:
+        print(f"sleepyllama: {steer.SECRET_FILE} is root's: sudo sleepyllama ...", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"sleepyllama: {error}", file=sys.stderr)
+        return 1
+    print(f"{box}: {said}")
+    return 0 if taken else 1
 
 
 def history_command(config: Config, count: int, as_json: bool) -> int:
@@ -312,7 +343,7 @@ def sleep_now_command(config: Config, force: bool) -> int:
         print("sleepyllama sleep-now: run as root: sudo sleepyllama sleep-now", file=sys.stderr)
         return 1
     _idle_state, record = state.load(state.state_path())
-    signals = [] if force else signals_for(config, state.counters(record))
+    signals = [] if force else signals_for(config, record)
     return 0 if sleep_now(config, signals, "asked by sleepyllama sleep-now") else 1
 
 

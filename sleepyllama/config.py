@@ -149,6 +149,13 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class SteerConfig:
+    # the GPU box's UDP port for the always-on host's signed commands (steer.py); its socket
+    # unit listens on 3941: another port needs the same in a drop-in of sleepyllama-steer.socket
+    port: int = 3941
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     # where each idle check writes sleepyllama.prom for node_exporter's textfile collector:
     # "" for the idle unit's own StateDirectory (/var/lib/sleepyllama), "off" for nowhere
@@ -167,6 +174,7 @@ class Config:
     resume: ResumeConfig = field(default_factory=ResumeConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    steer: SteerConfig = field(default_factory=SteerConfig)
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -535,6 +543,13 @@ def _mqtt(path: Path, data: object) -> MqttConfig:
     return config
 
 
+def _steer(path: Path, data: object) -> SteerConfig:
+    table = _Table(path, "steer", data, SteerConfig)
+    config = SteerConfig(port=table.get("port", parse_port))
+    table.finish()
+    return config
+
+
 def _energy(path: Path, data: object) -> EnergyConfig:
     table = _Table(path, "energy", data, EnergyConfig)
     currency = table.get("currency", lambda v: v if isinstance(v, str) else _not_text(v))
@@ -605,10 +620,10 @@ def _toml(text: str, path: Path) -> dict[str, Any]:
 def _config(path: Path, data: dict[str, Any]) -> Config:
     for key in data:
         if key not in ("proxy", "server", "idle", "energy", "schedule", "notify", "resume",
-                       "metrics", "mqtt"):
+                       "metrics", "mqtt", "steer"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
                               "[server.NAME], [idle], [energy], [schedule], [notify], [resume], "
-                              "[metrics], [mqtt])")
+                              "[metrics], [mqtt], [steer])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -622,6 +637,7 @@ def _config(path: Path, data: dict[str, Any]) -> Config:
         resume=_resume(path, data.get("resume", {})),
         metrics=_metrics(path, data.get("metrics", {})),
         mqtt=_mqtt(path, data.get("mqtt", {})),
+        steer=_steer(path, data.get("steer", {})),
     )
 
 

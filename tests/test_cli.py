@@ -60,3 +60,19 @@ def test_every_command_takes_its_options_on_either_side(tmp_path: Path) -> None:
     after = subprocess.run([sys.executable, "-m", "sleepyllama.cli", "check", "--config",
                             str(config)], capture_output=True, text=True, timeout=60)
     assert after.returncode == 78 and str(config) in after.stderr, after.stderr
+
+
+def test_sleep_now_looks_with_what_the_last_idle_check_left(monkeypatch) -> None:
+    """sleep-now handed the signals the servers' counters where the whole record belongs, so
+    they lost the last check's moment: requests since then could go unseen."""
+    from sleepyllama import cli, config
+    from sleepyllama.host import idle_check, state, suspend
+
+    record = {"checked_at": 1_800_000_000.0, "counters": {}}
+    seen: list[dict] = []
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(state, "load", lambda _path: (None, record))
+    monkeypatch.setattr(idle_check, "signals_for", lambda _config, given: seen.append(given) or [])
+    monkeypatch.setattr(suspend, "sleep_now", lambda *_args: suspend.Outcome(False, "test"))
+    cli.sleep_now_command(config.parse(""), force=False)
+    assert seen == [record]

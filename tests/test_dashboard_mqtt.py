@@ -109,13 +109,22 @@ class Listener:
 
 def test_home_assistant_sees_the_box_presses_wake_and_learns_when_the_page_dies(
         tmp_path, cleanup) -> None:
+    from test_steering import SECRET, Box
+
     broker = Broker(tmp_path)
     cleanup.append(broker)
+    steered = Box(tmp_path / "steer.json", idle_exit=120)  # the box's side of the way back
+    cleanup.append(steered)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "steer-secret").write_bytes(SECRET)
     backend, proxy, web = setup(tmp_path, cleanup)
     web.stop()
     proxy.config.write_text(proxy.config.read_text()
-                            + f'[mqtt]\nbroker = "127.0.0.1:{broker.port}"\n')
-    web = Web(tmp_path, proxy.config, tmp_path / "state")
+                            + f'[mqtt]\nbroker = "127.0.0.1:{broker.port}"\n'
+                            + f"[steer]\nport = {steered.port}\n")
+    web = Web(tmp_path, proxy.config, tmp_path / "state",
+              {"CREDENTIALS_DIRECTORY": str(credentials)})
     cleanup.append(web)
     listener = Listener(broker.port)
     cleanup.append(listener)
@@ -133,6 +142,18 @@ def test_home_assistant_sees_the_box_presses_wake_and_learns_when_the_page_dies(
              what="awake, as Home Assistant sees it")
     assert listener.get("sleepyllama/llama/wakes_today") == "1"
     assert "home-assistant" in (listener.get("sleepyllama/llama/last_wake") or "")
+    listener.press("sleepyllama/llama/stay_awake/set")  # signed on to the box
+    wait_for(lambda: steered.done == ["stay 10800"], what="Stay awake 3 h at the box")
     # the page dies without a word: the broker says so for it (its last will)
     os.killpg(web.process.popen.pid, signal.SIGKILL)
     wait_for(lambda: listener.get("sleepyllama/status") == "offline", what="the last will")
+
+
+def test_with_the_shared_secret_stay_awake_and_sleep_now_are_buttons_too() -> None:
+    found = dict(mqtt.discovery(MQTT, PROXY, "router", steering=True))
+    stay = found["homeassistant/button/sleepyllama_gpu_box_stay_awake/config"]
+    assert stay["command_topic"] == "sleepyllama/gpu_box/stay_awake/set"
+    assert stay["name"] == "Stay awake 3 h"
+    assert "homeassistant/button/sleepyllama_gpu_box_sleep_now/config" in found
+    assert len(found) == 7
+    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 5  # no secret: no such buttons

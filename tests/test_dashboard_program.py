@@ -4,6 +4,7 @@ and a fake GPU box that starts its server on a real magic packet."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -16,11 +17,13 @@ from conftest import Process, ProxyRun, SleepingBackend, free_port, proxy_table,
 
 
 class Web:
-    def __init__(self, directory: Path, config: Path, state: Path) -> None:
+    def __init__(self, directory: Path, config: Path, state: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.process = Process([sys.executable, "-m", "sleepyllama.dashboard.program", "-v",
                                 "--config", str(config), "--listen", f"127.0.0.1:{self.port}",
-                                "--state-dir", str(state)], directory / "web.log")
+                                "--state-dir", str(state)], directory / "web.log",
+                               {**os.environ, **(env or {})})
         wait_for(lambda: "the page of" in self.process.text(), what="sleepyllama-web listening")
 
     def url(self, path: str) -> str:
@@ -34,7 +37,11 @@ class Web:
         return json.loads(self.get("/api/status")[2])
 
     def press_wake(self, name: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-        request = urllib.request.Request(self.url("/wake"), data=f"proxy={name}".encode(),
+        return self.post("/wake", f"proxy={name}", headers)
+
+    def post(self, path: str, form: str, headers: dict[str, str] | None = None
+             ) -> tuple[int, str]:
+        request = urllib.request.Request(self.url(path), data=form.encode(),
                                          headers={"Content-Type":
                                                   "application/x-www-form-urlencoded",
                                                   **(headers or {})})
@@ -125,3 +132,34 @@ def test_an_address_outside_wake_from_gets_no_button_and_no_wake(tmp_path, clean
     status, why = web.press_wake("llama")
     assert status == 403 and "wake_from" in why
     assert not backend.packets() and "asked" not in proxy.log()
+
+
+def test_stay_awake_and_sleep_now_reach_the_gpu_box_signed(tmp_path, cleanup) -> None:
+    """The page's buttons for a box that is up: signed commands to it (steer.py), answered by
+    the box's own side (here in this process, its actions stood in for)."""
+    from test_steering import SECRET, Box
+
+    steered = Box(tmp_path / "steer.json", busy="llama: 1 request in flight", idle_exit=60)
+    cleanup.append(steered)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
+    _backend, proxy, web = setup(tmp_path, cleanup)
+    web.stop()
+    proxy.config.write_text(proxy.config.read_text() + f"[steer]\nport = {steered.port}\n")
+    web = Web(tmp_path, proxy.config, tmp_path / "state",
+              {"CREDENTIALS_DIRECTORY": str(credentials)})
+    cleanup.append(web)
+    status, said = web.post("/stay-awake", "proxy=llama&hours=3")
+    assert status == 200 and "staying awake for 10800 s" in said, said
+    assert steered.done == ["stay 10800"]
+    assert web.post("/stay-awake", "proxy=llama&hours=5")[0] == 400  # not a choice offered
+    status, said = web.post("/sleep-now", "proxy=llama")
+    assert status == 409 and "busy: llama: 1 request in flight" in said, said
+    assert steered.done == ["stay 10800"]  # the box's own verdict said no
+    assert web.post("/sleep-now", "proxy=llama", {"Origin": "http://evil.example"})[0] == 403
+    # the buttons show on a box that is up
+    web.press_wake("llama")
+    wait_for(lambda: web.status()[0]["state"] == "awake", timeout=30, what="awake")
+    html = web.get("/")[2]
+    assert 'action="/stay-awake"' in html and 'action="/sleep-now"' in html

@@ -32,13 +32,15 @@ INSTALL = str(REPO / "install.sh")
 # what install.sh writes, to compare between runs
 WATCHED = ["/etc/systemd/system", "/etc/sleepyllama", "/usr/lib/systemd/system-sleep",
            "/usr/local/bin/sleepyllama", "/opt/sleepyllama/.source-hash"]
-SERVER_ARGS = ["server", "--name", "llama", "--idle-timeout", "45m", "--", "/opt/fake/llama-server",
+SECRET_FILE = "/etc/steer-secret-of-the-user"  # the same file on both hosts, as README says
+SERVER_ARGS = ["server", "--name", "llama", "--idle-timeout", "45m", "--steer-secret-file",
+               SECRET_FILE, "--", "/opt/fake/llama-server",
                "--host", "127.0.0.1", "--port", "8080", "--load-seconds", "1",
                "--tokens", "40", "--token-delay", "0.25"]
 PROXY_ARGS = ["proxy", "--name", "llama", "--listen", "127.0.0.1:3939",
               "--backend", "127.0.0.1:8080", "--mac", "ab:cd:ef:01:23:45", "--web", "127.0.0.1:3940",
               "--mqtt", "127.0.0.1:1883", "--mqtt-user", "ha", "--mqtt-password-file",
-              "/etc/mqtt-password-of-the-user"]
+              "/etc/mqtt-password-of-the-user", "--steer-secret-file", SECRET_FILE]
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,11 @@ def snapshot(box: Container) -> str:
     return box.run(["sh", "-c", "find \"$@\" -xdev \\( -type f -o -type l \\) -printf '%p %T@ ' "
                     "-exec sh -c 'sha256sum \"$0\" 2>/dev/null || readlink \"$0\"' {} \\; | sort",
                     "sh", *WATCHED], check=False).stdout
+
+
+def give_the_secret(box: Container) -> None:
+    """The file both hosts' install.sh take (--steer-secret-file), made as README says."""
+    box.write(SECRET_FILE, "c2xlZXB5bGxhbWEtdGVzdC1zZWNyZXQtMzI=\n", mode="600")
 
 
 def test_bad_arguments_change_nothing(box: Container) -> None:
@@ -118,6 +125,7 @@ def test_bad_arguments_change_nothing(box: Container) -> None:
 
 
 def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
+    give_the_secret(box)
     first = install(box, *SERVER_ARGS)
     assert "installed sleepyllama into /opt/sleepyllama" in first.stdout
     assert "DEPRECATION" not in first.stdout + first.stderr  # pip's, for a legacy build
@@ -194,6 +202,15 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert web_uid == uid, "the page runs as another user than the proxies"
     metrics = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3940/metrics"]).stdout
     assert 'sleepyllama_wakes_total{proxy="llama"}' in metrics, metrics[:500]
+    # the way back (--steer-secret-file on both): a signed "stay awake" from the always-on
+    # side reaches the box's socket-activated sleepyllama-steer, which holds a real inhibitor
+    stayed = box.run(["sleepyllama", "stay-awake", "1h", "--box", "llama"])
+    assert "127.0.0.1: staying awake until" in stayed.stdout, stayed.stdout + stayed.stderr
+    assert box.show("sleepyllama-stay-awake.service", "ActiveState") == "active"
+    box.run(["sleepyllama", "stay-awake", "--cancel", "--box", "llama"])
+    wait_for(lambda: box.show("sleepyllama-stay-awake.service", "ActiveState") != "active",
+             what="the inhibitor dropped")
+    assert "stay-awake from " in box.journal("-u", "sleepyllama-steer.service")
     # --mqtt: the broker in the config, its password a credential only the page reads
     assert box.run(["stat", "-c", "%a %U", "/etc/sleepyllama/mqtt.password"]).stdout.strip() == (
         "600 root")
@@ -302,6 +319,7 @@ def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
     # stopped by systemd's start limit (RestartSec shortened here), and named by check
     box.write("/etc/systemd/system/sleepyllama-server@bad.service.d/test.conf",
               "[Service]\nRestartSec=1\n")
+    give_the_secret(box)
     install(box, *SERVER_ARGS)
     installed = install(box, "server", "--name", "bad", "--", "/opt/fake/llama-server", "-m",
                         "/models/nope.gguf", "--host", "127.0.0.1", "--port", "8081",

@@ -19,7 +19,8 @@ SERVICES = sorted(UNITS.glob("*.service"))
 # reloads nvidia_uvm (CAP_SYS_MODULE) and names who holds it (CAP_SYS_PTRACE)
 MAX_EXPOSURE = {"sleepyllama-proxy@.service": 2.0, "sleepyllama-idle.service": 3.0,
                 "sleepyllama-sleep.service": 2.5, "sleepyllama-server@.service": 2.0,
-                "sleepyllama-gpu-check.service": 2.5, "sleepyllama-web.service": 2.0}
+                "sleepyllama-gpu-check.service": 2.5, "sleepyllama-web.service": 2.0,
+                "sleepyllama-steer.service": 3.0}
 
 
 def installed_copy(tmp_path: Path) -> Path:

@@ -30,6 +30,7 @@ from sleepyllama.dashboard.boxes import Box
 
 log = logging.getLogger(__name__)
 
+STAY_FOR = 3 * 3600  # the Stay awake button's hours, as the page's default
 PUBLISH_EVERY = 1.0  # seconds between looks at the proxies' files; only changes are sent
 PRESS = "PRESS"
 MAX_STATE = 255  # Home Assistant keeps a sensor's state to 255 characters
@@ -45,8 +46,10 @@ def availability_topic(mqtt: MqttConfig) -> str:
     return f"{mqtt.topic}/status"
 
 
-def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str) -> list[tuple[str, dict]]:
-    """(topic, payload) of each entity of one box."""
+def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str,
+              steering: bool = False) -> list[tuple[str, dict]]:
+    """(topic, payload) of each entity of one box; with steering (the secret shared with the
+    GPU box: steer.py), Stay awake 3h and Sleep now too."""
     box_id = object_id(proxy.name)
     base = f"{mqtt.topic}/{box_id}"
     device = {"identifiers": [f"sleepyllama_{box_id}"], "name": f"GPU box {proxy.name}",
@@ -69,6 +72,14 @@ def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str) -> list[tuple[str
         ("button", "wake", {"name": "Wake", "command_topic": f"{base}/wake/set",
                             "payload_press": PRESS, "icon": "mdi:power"}),
     ]
+    if steering:
+        entities += [
+            ("button", "stay_awake", {"name": f"Stay awake {STAY_FOR // 3600} h",
+                                      "command_topic": f"{base}/stay_awake/set",
+                                      "payload_press": PRESS, "icon": "mdi:sleep-off"}),
+            ("button", "sleep_now", {"name": "Sleep now", "command_topic": f"{base}/sleep_now/set",
+                                     "payload_press": PRESS, "icon": "mdi:sleep"}),
+        ]
     found = []
     for component, key, fields in entities:
         unique = f"sleepyllama_{box_id}_{key}"
@@ -106,10 +117,12 @@ class Publisher:
 
     def __init__(self, mqtt: MqttConfig, proxies: Callable[[], list[ProxyConfig]],
                  read: Callable[[list[ProxyConfig]], list[Box]],
-                 wake: Callable[[ProxyConfig], object]) -> None:
+                 wake: Callable[[ProxyConfig], object],
+                 steer: Callable[[ProxyConfig, str, int], object] | None = None) -> None:
         import paho.mqtt.client as paho  # only where [mqtt] is configured
 
         self.mqtt, self.proxies, self.read, self.wake = mqtt, proxies, read, wake
+        self.steer = steer  # (proxy, command, seconds): a signed command to the box
         self.sent: dict[str, str] = {}
         self.lock = threading.Lock()
         self.stopped = threading.Event()
@@ -143,7 +156,7 @@ class Publisher:
             return
         log.info("connected to the MQTT broker %s: announcing %d box(es) to Home Assistant",
                  self.mqtt.broker, len(self.proxies()))
-        self.client.subscribe([(f"{self.mqtt.topic}/+/wake/set", 1),
+        self.client.subscribe([(f"{self.mqtt.topic}/+/+/set", 1),
                                (f"{self.mqtt.discovery_prefix}/status", 1)])
         self._announce()
         with self.lock:
@@ -151,7 +164,7 @@ class Publisher:
 
     def _announce(self) -> None:
         for proxy in self.proxies():
-            for topic, payload in discovery(self.mqtt, proxy, self.host):
+            for topic, payload in discovery(self.mqtt, proxy, self.host, self.steer is not None):
                 self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
         self.client.publish(availability_topic(self.mqtt), "online", qos=1, retain=True)
 
@@ -165,11 +178,17 @@ class Publisher:
         by_id = {object_id(proxy.name): proxy for proxy in self.proxies()}
         parts = topic.split("/")
         proxy = by_id.get(parts[-3]) if len(parts) >= 3 else None
-        if proxy is None or payload != PRESS:
+        button = parts[-2] if len(parts) >= 3 else ""
+        steered = {"stay_awake": ("stay-awake", STAY_FOR), "sleep_now": ("sleep-now", 0)}
+        if (proxy is None or payload != PRESS or button not in ("wake", *steered)
+                or (button in steered and self.steer is None)):
             log.info("ignored an MQTT command on %s: %r", topic, payload[:20])
             return
-        log.info("Home Assistant pressed Wake for %s", proxy.name)
-        self.wake(proxy)
+        log.info("Home Assistant pressed %s for %s", button, proxy.name)
+        if button == "wake":
+            self.wake(proxy)
+        elif self.steer is not None:
+            self.steer(proxy, *steered[button])
 
     def _publish_states(self) -> None:
         while not self.stopped.wait(PUBLISH_EVERY):
@@ -192,10 +211,11 @@ class Publisher:
 
 def start(mqtt: MqttConfig, proxies: Callable[[], list[ProxyConfig]],
           read: Callable[[list[ProxyConfig]], list[Box]],
-          wake: Callable[[ProxyConfig], object]) -> Publisher | None:
+          wake: Callable[[ProxyConfig], object],
+          steer: Callable[[ProxyConfig, str, int], object] | None = None) -> Publisher | None:
     if mqtt.broker is None:
         return None
-    publisher = Publisher(mqtt, proxies, read, wake)
+    publisher = Publisher(mqtt, proxies, read, wake, steer)
     publisher.start()
     log.info("publishing to Home Assistant through the MQTT broker %s", mqtt.broker)
     return publisher

@@ -31,6 +31,8 @@ dt{color:#666}dd{margin:0;overflow-wrap:anywhere}
 button{font-size:1rem;padding:.5rem 1.2rem;border-radius:.4rem;border:1px solid #888;
 background:#fff}
 .note{color:#666;font-size:.9rem}
+.row{display:inline-block;margin:.4rem .6rem 0 0}
+select{font-size:1rem;padding:.4rem}
 .week{width:100%;max-width:30rem;display:block;margin:.4rem 0 0}
 """
 
@@ -79,7 +81,30 @@ def week(box: Box) -> str:
             f'<span style="color:{COLOURS["woken"]}">■</span> woken</p>')
 
 
-def card(box: Box, may_wake: bool, now: float) -> str:
+STAY_HOURS = ("1", "3", "8", "24")
+
+
+def steering(box: Box) -> str:
+    """Stay awake for… and Sleep now, for a box that is up: signed commands to it (steer.py)."""
+    name = escape(box.name)
+    choices = "".join(f'<option value="{hours}"{" selected" if hours == "3" else ""}>{hours} h'
+                      "</option>" for hours in STAY_HOURS)
+    return (f'<form method="post" action="/stay-awake" class="row"><input type="hidden" '
+            f'name="proxy" value="{name}"><button>Stay awake for</button> <select name="hours">'
+            f'{choices}</select></form><form method="post" action="/sleep-now" class="row">'
+            f'<input type="hidden" name="proxy" value="{name}"><button>Sleep now</button></form>')
+
+
+def said(name: str, text: str) -> str:
+    """What the box answered a button, with the way back to the page."""
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>sleepyllama</title><style>{STYLE}</style></head><body><h1>sleepyllama</h1>"
+            f'<section class="box"><h2>{escape(name)}</h2><p>{escape(text)}</p>'
+            '<p><a href="/">Back to the page</a></p></section></body></html>')
+
+
+def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
     rows = [("backend", box.backend)]
     if box.last_ready is not None and box.state != "waking":
         rows.append(("last answered", ago(box.last_ready, now)))
@@ -94,7 +119,9 @@ def card(box: Box, may_wake: bool, now: float) -> str:
     if box.problem:
         rows.append(("note", box.problem))
     details = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in rows)
-    if box.state in ("awake", "waking"):
+    if box.state == "awake":
+        button = steering(box) if can_steer and may_wake else ""
+    elif box.state == "waking":
         button = ""
     elif may_wake:
         button = (f'<form method="post" action="/wake"><input type="hidden" name="proxy" '
@@ -105,10 +132,12 @@ def card(box: Box, may_wake: bool, now: float) -> str:
             f"<div>{state_line(box, now)}</div><dl>{details}</dl>{week(box)}{button}</section>")
 
 
-def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None) -> str:
+def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None,
+           steering: bool = False) -> str:
     now = time.time() if now is None else now
     refresh = WAKING_REFRESH if any(box.state == "waking" for box in boxes) else RESTING_REFRESH
-    cards = "".join(card(box, may_wake.get(box.name, False), now) for box in boxes) or (
+    cards = "".join(card(box, may_wake.get(box.name, False), now, steering)
+                    for box in boxes) or (
         "<p>No [proxy.*] table in the config: no box to show.</p>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -4,6 +4,8 @@
   GET  /api/status   the same as JSON
   GET  /metrics      Prometheus text exposition (dashboard/metrics.py)
   POST /wake         proxy=NAME: the Wake button
+  POST /stay-awake   proxy=NAME&hours=N: keep the GPU box up (the way back: steer.py)
+  POST /sleep-now    proxy=NAME: the box sleeps unless its own verdict says busy
 
 It reads what the proxies keep in their StateDirectory (dashboard/boxes.py) and changes nothing
 there. The Wake button is no stronger than a client: it is offered, and taken, only where the
@@ -29,9 +31,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from sleepyllama import config as configuration
-from sleepyllama import hints, history, logs, systemd
+from sleepyllama import hints, history, logs, steer, systemd
 from sleepyllama.command_line import program_parser
-from sleepyllama.config import ConfigError, ProxyConfig
+from sleepyllama.config import ConfigError, ProxyConfig, SteerConfig
 from sleepyllama.dashboard import boxes, metrics, mqtt, page
 from sleepyllama.proxy import policy
 
@@ -56,6 +58,12 @@ class Site:
             log.warning("%s", error)
             return []
 
+    def steer_port(self) -> int:
+        try:
+            return configuration.load(self.config_path).steer.port
+        except ConfigError:
+            return SteerConfig().port
+
     def boxes(self, proxies: list[ProxyConfig] | None = None) -> list[boxes.Box]:
         return boxes.read_boxes(self.proxies() if proxies is None else proxies, self.directory)
 
@@ -66,6 +74,32 @@ class Site:
                      proxy.name)
             return HTTPStatus.FORBIDDEN, "your address may not wake this box (wake_from)"
         return self.ask(proxy, browser.split("%")[0])
+
+    def can_steer(self) -> bool:
+        """Whether the page holds the secret it shares with the GPU boxes."""
+        try:
+            steer.read_secret()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def steer(self, proxy: ProxyConfig, browser: str, command: str,
+              seconds: int = 0) -> tuple[HTTPStatus, str]:
+        """A signed command to the GPU box behind `proxy` for `browser`: its status and answer."""
+        if not policy.client_may_wake(proxy, browser):
+            return HTTPStatus.FORBIDDEN, "your address may not steer this box (wake_from)"
+        return self.steer_as(proxy, browser.split("%")[0], command, seconds)
+
+    def steer_as(self, proxy: ProxyConfig, who: str, command: str,
+                 seconds: int = 0) -> tuple[HTTPStatus, str]:
+        try:
+            taken, said = steer.send(steer.read_secret(), proxy.backend.host, self.steer_port(),
+                                     command, seconds, who=who)
+        except (OSError, ValueError) as error:
+            log.info("%s for %s from %s: %s", command, proxy.name, who, error)
+            return HTTPStatus.BAD_GATEWAY, str(error)
+        log.info("%s for %s from %s: %s", command, proxy.name, who, said)
+        return (HTTPStatus.OK if taken else HTTPStatus.CONFLICT), said
 
     def ask(self, proxy: ProxyConfig, who: str) -> tuple[HTTPStatus, str]:
         """Ask the proxy for a wake, naming who asked (a browser's address, "home-assistant"),
@@ -121,7 +155,8 @@ class Handler(BaseHTTPRequestHandler):
             route()
 
     def do_POST(self) -> None:
-        if urlsplit(self.path).path != "/wake":
+        path = urlsplit(self.path).path
+        if path not in ("/wake", "/stay-awake", "/sleep-now"):
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
             return
         if not self._same_origin():
@@ -132,6 +167,9 @@ class Handler(BaseHTTPRequestHandler):
         name = (form.get("proxy") or [""])[0]
         if name not in proxies:
             self._send(HTTPStatus.BAD_REQUEST, b"no such proxy\n", "text/plain; charset=utf-8")
+            return
+        if path != "/wake":
+            self._steer(proxies[name], path, form)
             return
         status, why = self.site.wake(proxies[name], self.browser())
         if "application/json" in self.headers.get("Accept", ""):
@@ -146,12 +184,28 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(status, f"{why}\n".encode(), "text/plain; charset=utf-8")
 
+    def _steer(self, proxy: ProxyConfig, path: str, form: dict[str, list[str]]) -> None:
+        if path == "/stay-awake":
+            hours = (form.get("hours") or [""])[0]
+            if hours not in page.STAY_HOURS:
+                self._send(HTTPStatus.BAD_REQUEST, b"hours: one of the page's choices\n",
+                           "text/plain; charset=utf-8")
+                return
+            status, said = self.site.steer(proxy, self.browser(), "stay-awake", int(hours) * 3600)
+        else:
+            status, said = self.site.steer(proxy, self.browser(), "sleep-now")
+        if "application/json" in self.headers.get("Accept", ""):
+            self._send(status, json.dumps({"taken": status == HTTPStatus.OK, "said": said})
+                       .encode(), "application/json")
+        else:
+            self._send(status, page.said(proxy.name, said).encode(), "text/html; charset=utf-8")
+
     # -- the answers --------------------------------------------------------------------------
 
     def _page(self) -> None:
         proxies = self.site.proxies()
         allowed = {proxy.name: policy.client_may_wake(proxy, self.browser()) for proxy in proxies}
-        html = page.render(self.site.boxes(proxies), allowed)
+        html = page.render(self.site.boxes(proxies), allowed, steering=self.site.can_steer())
         self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
 
     def _status(self) -> None:
@@ -269,8 +323,12 @@ def home_assistant(config_path: Path, site: Site) -> mqtt.Publisher | None:
         settings = configuration.load(config_path).mqtt
     except ConfigError:
         return None  # said by the page's own load
+    steering = site.can_steer()
     return mqtt.start(settings, site.proxies, site.boxes,
-                      lambda proxy: site.ask(proxy, "home-assistant"))
+                      lambda proxy: site.ask(proxy, "home-assistant"),
+                      (lambda proxy, command, seconds:
+                       site.steer_as(proxy, "home-assistant", command, seconds))
+                      if steering else None)
 
 
 if __name__ == "__main__":
