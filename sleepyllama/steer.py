@@ -24,6 +24,7 @@ import hmac
 import os
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,11 +112,23 @@ def read_secret(path: Path | None = None) -> bytes:
     return secret
 
 
+_last_sent = [0]
+_sending = threading.Lock()
+
+
+def _later_than_the_last(now_ms: int) -> int:
+    """Two commands of one process within a millisecond (the page's buttons from two
+    browsers) get two moments: the box takes only one per moment."""
+    with _sending:
+        _last_sent[0] = max(now_ms, _last_sent[0] + 1)
+        return _last_sent[0]
+
+
 def send(secret: bytes, box: str, port: int, name: str, seconds: int = 0, who: str = "",
          tries: int = 3, timeout: float = 2.0) -> tuple[bool, str]:
     """Send a command to the box and wait for its answer: (taken, what it said). OSError when
     it does not answer (asleep, no steering there, another secret)."""
-    command = Command(name, seconds, int(time.time() * 1000),
+    command = Command(name, seconds, _later_than_the_last(int(time.time() * 1000)),
                       who or socket.gethostname().split(".")[0][:64] or "sleepyllama")
     family = socket.AF_INET6 if ":" in box else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:

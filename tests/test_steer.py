@@ -61,3 +61,11 @@ def test_the_secret_comes_from_the_credential_else_the_file(tmp_path, monkeypatc
     (credentials / "steer-secret").write_text("short\n")
     with pytest.raises(ValueError, match="at least 16 bytes"):
         steer.read_secret(own)
+
+
+def test_two_commands_of_one_process_in_one_millisecond_get_two_moments() -> None:
+    """The box takes one command per moment (later than the last): a second button pressed in
+    the same millisecond must not read as a replay."""
+    first = steer._later_than_the_last(NOW)
+    assert steer._later_than_the_last(NOW) == first + 1
+    assert steer._later_than_the_last(first + 100) == first + 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,16 @@ class Box:
 
 def answered_after(box: Box) -> None:
     """A good command after those before it, answered: the box has read them all (one
-    socket, in order), so what they did is in box.done; then the box stops."""
-    assert steer.send(SECRET, "127.0.0.1", box.port, "stay-awake", 60, who="later")[0]
+    socket, in order), so what they did is in box.done; then the box stops. Its moment is
+    later than any the box took (within one millisecond of the box's own "now", this clock
+    may not have moved on yet)."""
+    command = steer.Command("stay-awake", 60, max(int(time.time() * 1000),
+                                                  box.receiver.last_ms + 1), "later")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(steer.encode(SECRET, command), ("127.0.0.1", box.port))
+        assert steer.read_answer(SECRET, sock.recv(600), command) == (
+            True, "staying awake for 60 s")
     box.stop()
 
 
