@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sleepyllama.config import DEFAULT_PATH
+from sleepyllama.config import DEFAULT_PATH, Address, parse_address
 
 
 def program_parser(prog: str, description: str, examples: list[str],
@@ -19,3 +19,11 @@ def program_parser(prog: str, description: str, examples: list[str],
     if verbose:
         parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
     return parser
+
+
+def listen_address(text: str) -> Address:
+    """--listen HOST:PORT, its error said as argparse says a bad value."""
+    try:
+        return parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sleepyllama import systemd
 
 MAGIC = "sleepyllama-steer 1"
 COMMANDS = ("stay-awake", "stay-awake-cancel", "sleep-now")
@@ -102,9 +103,7 @@ def read_answer(secret: bytes, datagram: bytes, command: Command) -> tuple[bool,
 def read_secret(path: Path | None = None) -> bytes:
     """The shared secret: systemd's credential, else the file (root's commands). OSError when
     there is none; ValueError when it is too short to be one."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    candidate = Path(directory) / CREDENTIAL if directory else None
-    source = candidate if candidate is not None and candidate.exists() else (path or SECRET_FILE)
+    source = systemd.credential_or(CREDENTIAL, path or SECRET_FILE)
     secret = source.read_bytes().strip()
     if len(secret) < MIN_SECRET:
         raise ValueError(f"{source}: a secret of at least {MIN_SECRET} bytes is needed "

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import pystemd.daemon
 import sdnotify
@@ -109,6 +110,19 @@ def state_directory() -> Path | None:
     """The unit's StateDirectory= (systemd passes it in STATE_DIRECTORY); None outside one."""
     directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     return Path(directory) if directory else None
+
+
+@overload
+def credential_or(name: str, fallback: Path) -> Path: ...
+@overload
+def credential_or(name: str, fallback: None) -> Path | None: ...
+def credential_or(name: str, fallback: Path | None) -> Path | None:
+    """A unit's credential NAME (LoadCredential=, in CREDENTIALS_DIRECTORY) where systemd gave
+    one, else `fallback`: the file a command run by hand reads."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory and (Path(directory) / name).exists():
+        return Path(directory) / name
+    return fallback
 
 
 def boot_id() -> str:

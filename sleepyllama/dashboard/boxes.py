@@ -20,10 +20,10 @@ from pathlib import Path
 from sleepyllama import history, ledger
 from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import cache
+from sleepyllama.proxy.live import STATES
 
 log = logging.getLogger(__name__)
 
-STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
 MAX_FILE = 1 << 20  # a live file is a few hundred bytes; an answers file a few KiB
 MAX_MODELS = 50
 DAYS = 7

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sleepyllama import history
+from sleepyllama import history, systemd
 from sleepyllama.config import MqttConfig, ProxyConfig
 from sleepyllama.dashboard.boxes import Box
+from sleepyllama.proxy.live import STATES
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str,
                                     "device_class": "power"}),
         ("sensor", "state", {"name": "State", "state_topic": f"{base}/state",
                              "device_class": "enum",
-                             "options": ["asleep", "waking", "awake", "did-not-wake",
-                                         "unknown"]}),
+                             "options": list(STATES)}),
         ("sensor", "last_wake", {"name": "Last wake", "state_topic": f"{base}/last_wake",
                                  "icon": "mdi:alarm"}),
         ("sensor", "wakes_today", {"name": "Wakes today", "state_topic": f"{base}/wakes_today",
@@ -101,15 +100,12 @@ def states(mqtt: MqttConfig, box: Box, now: float) -> dict[str, str]:
 
 def password(mqtt: MqttConfig) -> str | None:
     """The broker's password: systemd's credential, else password_file; None without one."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    candidates = [Path(directory) / CREDENTIAL] if directory else []
-    candidates += [Path(mqtt.password_file)] if mqtt.password_file else []
-    for path in candidates:
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            continue
-    return None
+    path = systemd.credential_or(CREDENTIAL, Path(mqtt.password_file) if mqtt.password_file
+                                 else None)
+    try:
+        return path.read_text().strip() if path is not None else None
+    except FileNotFoundError:
+        return None
 
 
 class Publisher:

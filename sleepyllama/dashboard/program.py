@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sleepyllama import config as configuration
 from sleepyllama import hints, history, logs, steer, systemd
-from sleepyllama.command_line import program_parser
+from sleepyllama.command_line import listen_address, program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, SteerConfig
 from sleepyllama.dashboard import boxes, metrics, mqtt, page
 from sleepyllama.proxy import policy
@@ -266,13 +266,6 @@ def listening_socket(listen: configuration.Address | None) -> socket.socket:
         raise SystemExit("sleepyllama-web: give --listen HOST:PORT (or run it from its socket unit)")
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     return socket.create_server((listen.host, listen.port), family=family, reuse_port=False)
-
-
-def listen_address(text: str) -> configuration.Address:
-    try:
-        return configuration.parse_address(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

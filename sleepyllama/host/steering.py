@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import files, logs, steer, systemd
-from sleepyllama.command_line import program_parser
+from sleepyllama.command_line import listen_address, program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import state
 from sleepyllama.host import stay_awake as staying
@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Take the always-on host's signed commands (stay awake, sleep now) on the GPU box. "
         "Socket-activated by sleepyllama-steer.socket; by hand, on --listen.",
         ["sleepyllama-steer --listen 0.0.0.0:3941"])
-    parser.add_argument("--listen", type=configuration.parse_address, metavar="HOST:PORT",
+    parser.add_argument("--listen", type=listen_address, metavar="HOST:PORT",
                         help="where to listen when run by hand")
     parser.add_argument("--state-file", type=Path, default=None,
                         help="the last command taken (default: $STATE_DIRECTORY/steer.json)")

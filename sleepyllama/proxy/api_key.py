@@ -8,9 +8,9 @@ The key is never logged, and a client's key is compared in constant time.
 from __future__ import annotations
 
 import hmac
-import os
 from pathlib import Path
 
+from sleepyllama import systemd
 from sleepyllama.config import ConfigError, ProxyConfig
 
 CREDENTIAL = "api-key"  # the name in LoadCredential=api-key:PATH (install.sh writes it)
@@ -21,9 +21,7 @@ def read(config: ProxyConfig) -> str | None:
     """The key, or None when the backend wants none; ConfigError when it cannot be read."""
     if config.api_key_file is None:
         return None
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    path = Path(credentials) / CREDENTIAL if credentials and (
-        Path(credentials) / CREDENTIAL).exists() else Path(config.api_key_file)
+    path = systemd.credential_or(CREDENTIAL, Path(config.api_key_file))
     where = f"[proxy.{config.name}] api_key_file: {path}"
     try:
         words = path.read_text(encoding="utf-8")[: MAX_KEY + 1].split()

@@ -20,6 +20,7 @@ from sleepyllama.proxy.wake import Wake
 log = logging.getLogger(__name__)
 
 VERSION = 1
+# the words for the page, Prometheus and Home Assistant (dashboard/), all of them read these
 STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
 
 

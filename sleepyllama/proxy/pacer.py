@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from sleepyllama.config import ProxyConfig
-from sleepyllama.proxy.client import Asker, Client
+from sleepyllama.proxy.waiting import Waiting
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
@@ -19,11 +19,9 @@ SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wa
 
 class Pacer:
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, sender: WakeSender,
-                 record: WakeRecord, *, first_waiting: Callable[[], Client | Asker | None],
-                 clients_waiting: Callable[[], int], changed: Callable[[], None]) -> None:
+                 record: WakeRecord, waiting: Waiting, *, changed: Callable[[], None]) -> None:
         self.config, self.loop, self.sender, self.record = config, loop, sender, record
-        # the client a wake is for, named in its journal line; None when nobody waits
-        self.first_waiting, self.clients_waiting = first_waiting, clients_waiting
+        self.waiting = waiting  # the first of them is named in the wake's journal line
         self.changed = changed
         self.schedule = WakeSchedule(config.wol_interval)
         self.timer: asyncio.TimerHandle | None = None
@@ -43,7 +41,7 @@ class Pacer:
     def _send_when_due(self) -> None:
         """Send a wake signal now if the schedule allows; re-armed until stopped."""
         now = self.loop.time()
-        first = self.first_waiting()
+        first = self.waiting.first()
         # once a signal went out, the wake goes on without clients (wake.py)
         if (first is not None or self.record.started is not None) and self.schedule.due(now):
             if self.record.started is None and first is not None:
@@ -51,7 +49,7 @@ class Pacer:
                 # naming the client tells a person who keeps waking the box (a polling frontend,
                 # LiteLLM's background health checks: chats, but for their User-Agent)
                 log.info("waking %s with %s: %d client(s) waiting, first %s%s%s (last probe: %s)",
-                         self.config.backend, self.sender.describe(), self.clients_waiting(),
+                         self.config.backend, self.sender.describe(), len(self.waiting),
                          first.peer,
                          f" {first.request}" if first.request else "",
                          f" (User-Agent: {first.agent})" if first.agent else "",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sleepyllama import config as configuration
 from sleepyllama import hints, logs, systemd
-from sleepyllama.command_line import program_parser
+from sleepyllama.command_line import listen_address, program_parser
 from sleepyllama.config import ConfigError, ProxyConfig
 from sleepyllama.proxy import api_key, handover
 from sleepyllama.proxy.backend import Backend
@@ -347,13 +347,6 @@ async def serve(load: Callable[[], ProxyConfig], config: ProxyConfig | ConfigErr
         proxy.adopt(handover.take_back(stored, notifier))
     proxy.start()
     await proxy.stopped.wait()
-
-
-def listen_address(text: str) -> configuration.Address:
-    try:
-        return configuration.parse_address(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

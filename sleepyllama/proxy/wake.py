@@ -66,8 +66,7 @@ class Wake:
                              quick_probe=probe, changed=changed)
         self.waiting = Waiting(config, loop, self.record, wake_timeout=self.wake_timeout,
                                to_ledger=self.to_ledger, closed=closed, changed=changed)
-        self.pacer = Pacer(config, loop, sender, self.record, first_waiting=self.waiting.first,
-                           clients_waiting=self.clients_waiting, changed=changed)
+        self.pacer = Pacer(config, loop, sender, self.record, self.waiting, changed=changed)
         self.prewakes: set[asyncio.Task[bool]] = set()
         self.probe_now = asyncio.Event()  # a "ready" hint: the wake loop probes at once
         self.task: asyncio.Task[None] | None = None
