@@ -51,3 +51,16 @@ def test_the_week_is_a_picture_with_its_figures_in_words() -> None:
     assert 'aria-label="the last 7 days: asleep 140 h, 7 wakes"' in html
     assert "asleep 140.0 h, 7 wake(s)" in html
     assert "<svg" not in render([Box("llama", "10.0.0.5:8080", "awake")], {"llama": True}, NOW)
+
+
+def test_after_a_press_the_page_follows_the_wake_before_the_proxy_says_so() -> None:
+    """A loaded box's proxy may say "waking" only after the page came back from the press: the
+    page then still reloads quickly, for a minute, not every 30 s."""
+    from sleepyllama.dashboard.page import FOLLOW_FOR
+
+    box = Box("llama", "10.0.0.5:8080", "asleep")
+    pressed = int(NOW) - 5
+    html = render([box], {"llama": True}, NOW, pressed_at=pressed)
+    assert f'content="{WAKING_REFRESH}; url=/?pressed={pressed}"' in html
+    later = render([box], {"llama": True}, NOW + FOLLOW_FOR, pressed_at=pressed)
+    assert f'content="{RESTING_REFRESH}; url=/"' in later

@@ -81,8 +81,7 @@ def test_the_wake_button_wakes_the_box_and_the_page_follows_it(tmp_path, cleanup
     status, _ = web.press_wake("llama")
     assert status == 303, web.process.text()
     wait_for(lambda: backend.packets(), what="a magic packet from the Wake button")
-    first = web.status()[0]
-    assert first["state"] in ("waking", "awake"), first  # seen before the redirect is answered
+    wait_for(lambda: web.status()[0]["state"] in ("waking", "awake"), what="waking")
     _, content_type, html = web.get("/")
     assert content_type.startswith("text/html")
     assert 'class="state waking"' in html or 'class="state awake"' in html

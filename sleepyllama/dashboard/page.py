@@ -132,15 +132,23 @@ def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
             f"<div>{state_line(box, now)}</div><dl>{details}</dl>{week(box)}{button}</section>")
 
 
+FOLLOW_FOR = 60  # seconds after a press the page reloads quickly, even before the box says so
+
+
 def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None,
-           steering: bool = False) -> str:
+           steering: bool = False, pressed_at: int | None = None) -> str:
+    """pressed_at: when a Wake button was pressed (the page after it): the page follows the
+    wake from then on, whatever the proxy says yet (a loaded box may take a while to)."""
     now = time.time() if now is None else now
-    refresh = WAKING_REFRESH if any(box.state == "waking" for box in boxes) else RESTING_REFRESH
+    following = pressed_at is not None and 0 <= now - pressed_at < FOLLOW_FOR
+    waking = any(box.state == "waking" for box in boxes)
+    refresh = WAKING_REFRESH if waking or following else RESTING_REFRESH
+    target = f"/?pressed={pressed_at}" if following else "/"
     cards = "".join(card(box, may_wake.get(box.name, False), now, steering)
                     for box in boxes) or (
         "<p>No [proxy.*] table in the config: no box to show.</p>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<meta http-equiv="refresh" content="{refresh}; url=/">'
+            f'<meta http-equiv="refresh" content="{refresh}; url={target}">'
             f"<title>sleepyllama</title><style>{STYLE}</style></head>"
             f"<body><h1>sleepyllama</h1>{cards}</body></html>")

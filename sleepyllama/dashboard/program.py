@@ -119,6 +119,12 @@ class Site:
         return HTTPStatus.SEE_OTHER, "asked"
 
 
+def pressed(path: str) -> int | None:
+    """?pressed=UNIXTIME, as the page after a Wake button has it; None for anything else."""
+    value = parse_qs(urlsplit(path).query, max_num_fields=2).get("pressed", [""])[0]
+    return int(value) if value.isdigit() and len(value) <= 12 else None
+
+
 def hint_target(address: str) -> configuration.Address | None:
     """Where to send the proxy a datagram from this host: its own address, or loopback where
     it listens on every address."""
@@ -178,7 +184,7 @@ class Handler(BaseHTTPRequestHandler):
                        "application/json")
         elif status == HTTPStatus.SEE_OTHER:
             self.send_response(status)
-            self.send_header("Location", f"/#{name}")
+            self.send_header("Location", f"/?pressed={int(time.time())}#{name}")
             self.send_header("Content-Length", "0")
             self.end_headers()
         else:
@@ -205,7 +211,8 @@ class Handler(BaseHTTPRequestHandler):
     def _page(self) -> None:
         proxies = self.site.proxies()
         allowed = {proxy.name: policy.client_may_wake(proxy, self.browser()) for proxy in proxies}
-        html = page.render(self.site.boxes(proxies), allowed, steering=self.site.can_steer())
+        html = page.render(self.site.boxes(proxies), allowed, steering=self.site.can_steer(),
+                           pressed_at=pressed(self.path))
         self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
 
     def _status(self) -> None:
