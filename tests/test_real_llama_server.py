@@ -365,6 +365,12 @@ def test_with_api_key_the_cached_model_list_goes_only_to_clients_with_the_key(
         wait_for(lambda: answers.exists() and "/v1/models" in answers.read_text(), timeout=20,
                  what="the model list fetched with the key")
         assert "sekrit" not in answers.read_text() and "sekrit" not in first.log()
+        # the page (sleepyllama-web) lists the models the real server's answer names
+        from sleepyllama.dashboard import boxes
+
+        shown = boxes.read_box(configuration.parse(table).proxy("llama"), state_directory)
+        assert shown.models == ["tiny"], shown
+        assert "sekrit" not in json.dumps(shown.as_json())
     finally:
         first.stop()
     subprocess.run(["pkill", "-f", f"^{BINARY} .*--port {port} "], check=True)
