@@ -8,6 +8,8 @@ packet, so they carry no secret; they are small, checked for shape, and rate-lim
   sleepyllama-hint 1 ready llama:8080 cpu   (ready, but on the CPU: its GPU did not come back)
   sleepyllama-hint 1 sleeping
   sleepyllama-hint 1 sleeping poweroff   (how it sleeps, [idle] action: what a wake will cost)
+  sleepyllama-hint 1 sleeping suspend:183   (and the watts the sleep saves: the box awake and
+                                             idle, less what it draws asleep; the page's kWh)
 
 One more comes from this host only, never from the GPU box: the page's Wake button
 (sleepyllama-web) asks the proxy for a wake, naming who pressed it; the proxy takes it from a
@@ -15,8 +17,10 @@ local address alone, and the page has checked `wake_from` for the browser's addr
 
   sleepyllama-hint 1 wake 192.168.1.7
 
-A proxy of an older version reads "sleeping poweroff" as "sleeping", and "llama:8080" as a name:
-the word after an event is optional in every version, and may hold a colon. A "ready" hint is
+A proxy of an older version reads "sleeping poweroff" as "sleeping", "llama:8080" as a name, and
+"suspend:183" as an action it does not know (a suspend): the word after an event is optional in
+every version, and may hold a colon. A spoofed saving can only misstate the page's kWh, within
+MAX_WATTS. A "ready" hint is
 acted on only by the proxy whose backend is on that port: a box with two servers tells each
 proxy of its own.
 """
@@ -29,12 +33,14 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sleepyllama import sleep_actions
 from sleepyllama.config import Address
 
 log = logging.getLogger(__name__)
 
 MAGIC = "sleepyllama-hint 1"
 MAX_DATAGRAM = 256
+MAX_WATTS = 100_000  # a sleep's saving past this is nothing real: the figure is dropped
 EVENTS = ("ready", "sleeping", "wake")
 _HINT = re.compile(rf"{re.escape(MAGIC)} (ready|sleeping|wake)(?: ([A-Za-z0-9_.:-]{{1,64}}))?"
                    r"(?: (cpu))?\n?")
@@ -47,13 +53,20 @@ class Hint:
     on_cpu: bool = False  # ready, but on the CPU: CUDA failed (host/placement.py)
     action: str = ""  # sleeping: suspend, hibernate, ... (sleep_actions.py); "": not said
     port: int | None = None  # ready: the port it serves on; None from a box that does not say
+    saving_watts: int | None = None  # sleeping: what the sleep saves; None: the box does not know
 
 
 def encode(hint: Hint) -> bytes:
-    word = hint.action if hint.event == "sleeping" else (
+    word = _sleeping_word(hint) if hint.event == "sleeping" else (
         f"{hint.name}:{hint.port}" if hint.name and hint.port is not None else hint.name)
     return (f"{MAGIC} {hint.event}{' ' + word if word else ''}"
             f"{' cpu' if hint.on_cpu and hint.name else ''}\n").encode()
+
+
+def _sleeping_word(hint: Hint) -> str:
+    if hint.saving_watts is None:
+        return hint.action
+    return f"{hint.action or sleep_actions.DEFAULT}:{hint.saving_watts}"
 
 
 def decode(datagram: bytes) -> Hint | None:
@@ -65,7 +78,9 @@ def decode(datagram: bytes) -> Hint | None:
         return None
     event, word = match.group(1), match.group(2) or ""
     if event == "sleeping":
-        return Hint(event, action=word)
+        action, _, watts = word.partition(":")
+        saving = int(watts) if watts.isdigit() and int(watts) <= MAX_WATTS else None
+        return Hint(event, action=action, saving_watts=saving)
     if event == "wake":
         return Hint(event, word)
     name, _, port = word.rpartition(":")

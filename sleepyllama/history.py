@@ -36,6 +36,8 @@ class Sleep:
     end: float | None  # None: asleep still, as far as the ledger knows
     reason: str
     kind: str = "suspend"  # systemd-sleep's word, or "poweroff" (sleep_actions.py)
+    # what it saved each hour, as the box told its proxy; None: work it out from awake_watts
+    saving_watts: float | None = None
 
 
 @dataclass
@@ -152,17 +154,35 @@ def asleep_seconds(found: Sequence[Sleep], start: float, end: float, now: float)
     return sum(max(0.0, min(sleep.end or now, end) - max(sleep.start, start)) for sleep in found)
 
 
-def kwh_saved(found: Sequence[Sleep], start: float, end: float, now: float, awake_watts: float,
-              energy: EnergyConfig) -> float:
+def kwh_saved(found: Sequence[Sleep], start: float, end: float, now: float,
+              awake_watts: float | None, energy: EnergyConfig) -> float:
     """What the sleeps between start and end saved against the box awake and idle: a suspended
-    box still draws asleep_watts, a hibernated or powered-off one off_watts."""
+    box still draws asleep_watts, a hibernated or powered-off one off_watts. A sleep the box
+    told its proxy of carries its own saving; one that does not counts only with awake_watts."""
+    def watts(sleep: Sleep) -> float:
+        if sleep.saving_watts is not None:
+            return sleep.saving_watts
+        if awake_watts is None:
+            return 0.0
+        return max(0.0, awake_watts - asleep_watts(sleep.kind, energy))
+
     return sum(max(0.0, min(sleep.end or now, end) - max(sleep.start, start)) / 3600
-               * max(0.0, awake_watts - asleep_watts(sleep.kind, energy)) / 1000
-               for sleep in found)
+               * watts(sleep) / 1000 for sleep in found)
+
+
+def kwh_known(found: Sequence[Sleep], awake_watts: float | None) -> bool:
+    return awake_watts is not None or any(sleep.saving_watts is not None for sleep in found)
 
 
 def asleep_watts(kind: str, energy: EnergyConfig) -> float:
     return energy.off_watts if kind in ("hibernate", "poweroff") else energy.asleep_watts
+
+
+def saving_watts(energy: EnergyConfig, idle_watts: dict | None, kind: str) -> int | None:
+    """What a sleep of this kind saves each hour, in watts; None while the box's draw is not
+    known. The box tells its proxies (hints.py), whose page counts the kWh."""
+    awake, _how = power(energy, idle_watts)
+    return None if awake is None else round(max(0.0, awake - asleep_watts(kind, energy)))
 
 
 @dataclass
@@ -204,7 +224,7 @@ def days(found: Sequence[Sleep], woken: Sequence[Wake], count: int, now: float,
         hours = asleep_seconds(found, start, end, now) / 3600
         result.append(Day(time.strftime("%a %m-%d", time.localtime(start)), cells, hours,
                           sum(start <= wake.at < end for wake in woken if wake.woke),
-                          None if awake_watts is None else kwh_saved(
+                          None if not kwh_known(found, awake_watts) else kwh_saved(
                               found, start, end, now, awake_watts, energy or EnergyConfig())))
     return result
 

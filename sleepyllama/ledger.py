@@ -61,6 +61,7 @@ SECONDS = ("ready_after", "up_after", "served_after", "gave_up_after", "abandone
            "after_ready")
 TEXTS = ("name", "reason", "kind", "action", "from", "first", "request", "agent", "client",
          "error", "problem")
+WATTS = ("saving_watts",)  # what a sleep saves each hour, as the box said (hints.MAX_WATTS)
 NEEDED = {"server-ready": ("name", "load_seconds"), "server-degraded": ("name", "problem")}
 
 
@@ -79,6 +80,8 @@ def well_formed(entry: object) -> bool:
     held_by = entry.get("held_by", [])
     return (all(_seconds(entry[key]) for key in SECONDS if key in entry)
             and all(isinstance(entry[key], str) for key in TEXTS if key in entry)
+            and all(files.finite(entry[key]) and 0 <= entry[key] <= 100_000  # type: ignore[operator]
+                    for key in WATTS if key in entry)
             and all(key in entry for key in NEEDED.get(entry["event"], ()))
             and isinstance(signals, int) and not isinstance(signals, bool) and signals >= 0
             and isinstance(held_by, list) and all(isinstance(who, str) for who in held_by))

@@ -424,9 +424,11 @@ def test_each_sleep_the_box_tells_is_one_line_of_the_ledger_however_often_said(t
         for _ in range(3):
             backend.wake.hinted(hints.Hint("sleeping", action="suspend"), "box")
         backend.wake.belief.readiness.believe_ready(loop.time())  # it answered again
-        backend.wake.hinted(hints.Hint("sleeping", action="suspend"), "box")
+        backend.wake.hinted(hints.Hint("sleeping", action="suspend", saving_watts=183), "box")
         backend.close_all()
 
     asyncio.run(scenario())
     said = [entry for entry in ledger.read(ledger_file) if entry["event"] == "box-sleeping"]
     assert len(said) == 2, said
+    # what the sleep saves, as the box said it: the page counts the kWh
+    assert "saving_watts" not in said[0] and said[1]["saving_watts"] == 183, said

@@ -116,3 +116,23 @@ def test_the_last_seven_days_are_drawn_from_the_ledger(tmp_path) -> None:
     assert 23.5 <= sum(day.asleep_hours for day in days) <= 24.5
     assert sum(day.wakes for day in days) == 1
     assert boxes.box(PROXY, LIVE, [], None, now=now).days == []  # nothing known: no picture
+
+
+def test_the_kwh_saved_are_the_box_s_own_figure_times_how_long_it_slept(tmp_path) -> None:
+    """The box says what a sleep saves each hour (its "sleeping" hint); the always-on host
+    counts the hours. A sleep of a box that did not say saves nothing known."""
+    now = 1_800_000_000.0
+    path = tmp_path / "llama.ledger.jsonl"
+    ledger.append(path, "box-sleeping", action="suspend", saving_watts=200)
+    ledger.append(path, "wake", first="10.0.0.2:5000", signals=1, ready_after=0.0)
+    ledger.append(path, "box-sleeping", action="suspend")
+    ledger.append(path, "wake", first="10.0.0.2:5000", signals=1, ready_after=0.0)
+    entries = ledger.read(path)
+    for entry, at in zip(entries, (now - 36000, now - 36000 + 5 * 3600, now - 7200, now - 3600),
+                         strict=True):
+        entry["at"] = at
+    found = boxes.box(PROXY, LIVE, entries, None, now=now)
+    assert found.kwh_saved == pytest.approx(1.0)  # 5 h at 200 W; the hour after is not known
+    assert found.kwh_saved_total == pytest.approx(1.0)
+    quiet = [entry for entry in entries if "saving_watts" not in entry]
+    assert boxes.box(PROXY, LIVE, quiet, None, now=now).kwh_saved is None

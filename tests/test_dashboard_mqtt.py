@@ -25,13 +25,13 @@ PROXY = config.parse('[proxy."gpu.box"]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd
                      ).proxy("gpu.box")
 
 
-def test_each_box_is_a_device_of_five_entities_with_the_publisher_s_availability() -> None:
+def test_each_box_is_a_device_of_six_entities_with_the_publisher_s_availability() -> None:
     found = dict(mqtt.discovery(MQTT, PROXY, "router"))
     assert sorted(found) == [f"homeassistant/{component}/sleepyllama_gpu_box_{key}/config"
                              for component, key in sorted([
                                  ("binary_sensor", "awake"), ("button", "wake"),
-                                 ("sensor", "last_wake"), ("sensor", "state"),
-                                 ("sensor", "wakes_today")])]
+                                 ("sensor", "energy_saved"), ("sensor", "last_wake"),
+                                 ("sensor", "state"), ("sensor", "wakes_today")])]
     for topic, payload in found.items():
         assert topic.split("/")[2] == payload["unique_id"]  # object_id = unique_id
         assert payload["availability_topic"] == "sleepyllama/status"
@@ -39,6 +39,11 @@ def test_each_box_is_a_device_of_five_entities_with_the_publisher_s_availability
     button = found["homeassistant/button/sleepyllama_gpu_box_wake/config"]
     assert button["command_topic"] == "sleepyllama/gpu_box/wake/set"
     assert button["payload_press"] == "PRESS"
+    energy = found["homeassistant/sensor/sleepyllama_gpu_box_energy_saved/config"]
+    # what Home Assistant's energy dashboard takes: a total in kWh (it may go down when the
+    # ledger is rolled, which "total" allows and "total_increasing" does not)
+    assert (energy["device_class"], energy["state_class"], energy["unit_of_measurement"]) == (
+        "energy", "total", "kWh")
 
 
 def test_states_say_what_the_page_says() -> None:
@@ -51,6 +56,9 @@ def test_states_say_what_the_page_says() -> None:
     assert said["sleepyllama/gpu_box/state"] == "waking"
     assert said["sleepyllama/gpu_box/wakes_today"] == "1"
     assert len(said["sleepyllama/gpu_box/last_wake"]) == 255  # Home Assistant's limit
+    assert said["sleepyllama/gpu_box/energy_saved"] == "None"  # unknown: the box never said
+    box.kwh_saved_total = 12.3456
+    assert mqtt.states(MQTT, box, now)["sleepyllama/gpu_box/energy_saved"] == "12.346"
 
 
 def test_the_password_comes_from_the_systemd_credential(tmp_path, monkeypatch) -> None:
@@ -155,5 +163,5 @@ def test_with_the_shared_secret_stay_awake_and_sleep_now_are_buttons_too() -> No
     assert stay["command_topic"] == "sleepyllama/gpu_box/stay_awake/set"
     assert stay["name"] == "Stay awake 3 h"
     assert "homeassistant/button/sleepyllama_gpu_box_sleep_now/config" in found
-    assert len(found) == 7
-    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 5  # no secret: no such buttons
+    assert len(found) == 8
+    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 6  # no secret: no such buttons

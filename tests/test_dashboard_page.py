@@ -51,6 +51,9 @@ def test_the_week_is_a_picture_with_its_figures_in_words() -> None:
     assert 'aria-label="the last 7 days: asleep 140 h, 7 wakes"' in html
     assert "asleep 140.0 h, 7 wake(s)" in html
     assert "<svg" not in render([Box("llama", "10.0.0.5:8080", "awake")], {"llama": True}, NOW)
+    assert "kWh" not in html  # the box never said what its sleeps save
+    box.kwh_saved = 3.456
+    assert "asleep 140.0 h, 7 wake(s), 3.46 kWh saved" in render([box], {"llama": True}, NOW)
 
 
 def test_after_a_press_the_page_follows_the_wake_before_the_proxy_says_so() -> None:

@@ -151,6 +151,19 @@ def test_a_sleeping_hint_says_how_the_box_sleeps_and_older_ones_still_read() -> 
         "sleeping", action="suspend-then-hibernate")
 
 
+def test_a_sleeping_hint_says_what_the_sleep_saves_and_an_older_proxy_reads_its_action() -> None:
+    """The box knows what it draws awake; the always-on host shows the kWh its sleeps save."""
+    saving = Hint("sleeping", action="suspend", saving_watts=183)
+    assert encode(saving) == b"sleepyllama-hint 1 sleeping suspend:183\n"
+    assert decode(encode(saving)) == saving
+    # an older proxy's pattern takes the word whole, and an unknown action reads as suspend
+    assert hints._HINT.fullmatch(encode(saving).decode()) is not None
+    assert encode(Hint("sleeping", saving_watts=5)) == b"sleepyllama-hint 1 sleeping suspend:5\n"
+    for word in (b"suspend:-3", b"suspend:1e9", b"suspend:nan", b"suspend:999999"):
+        assert decode(b"sleepyllama-hint 1 sleeping " + word + b"\n") == Hint(
+            "sleeping", action="suspend"), word
+
+
 def test_a_box_that_powers_off_is_waited_for_as_one_that_boots(tmp_path, cleanup) -> None:
     """The "sleeping" hint says how the box sleeps; a proxy started afresh (exit_idle, a
     restart) still knows it, says "booting" in the wake's progress and learns the wake apart."""

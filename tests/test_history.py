@@ -219,6 +219,9 @@ def test_a_resume_shows_what_the_gpu_check_and_the_servers_said(tmp_path: Path,
     '{"at": 1795600000, "event": "server-ready", "name": "llama", "load_seconds": NaN}',
     '{"at": 1795600000, "event": "wake", "first": ["x"], "ready_after": 3}',
     '{"at": 1795600000, "event": "gpu-failed", "held_by": "ollama"}',
+    '{"at": 1795600000, "event": "box-sleeping", "saving_watts": NaN}',
+    '{"at": 1795600000, "event": "box-sleeping", "saving_watts": 1e9}',
+    '{"at": 1795600000, "event": "box-sleeping", "saving_watts": "183"}',
 ])
 def test_every_field_read_back_is_checked(tmp_path: Path, line: str) -> None:
     """Found by an adversarial trial (issue 20): a NaN ready_after made every give-up raise in

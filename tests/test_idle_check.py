@@ -27,6 +27,7 @@ class Recorder:
         self.calls: list[str] = []
         self.left, self.suspend_error = left or [], suspend_error
         self.cannot_wake = cannot_wake or []
+        self.idle_watts: dict | None = None  # the GPUs' idle draw, as the idle checks measured it
 
     def ops(self) -> SystemOps:
         def stop(timeout: float) -> list[str]:
@@ -44,7 +45,8 @@ class Recorder:
 
         return SystemOps(stop_servers=stop, start_servers=lambda: self.calls.append("start"),
                          sleep=sleep, arm_wake_on_lan=arm,
-                         wake_on_lan_problems=lambda _proxies: self.cannot_wake)
+                         wake_on_lan_problems=lambda _proxies: self.cannot_wake,
+                         idle_watts=lambda: self.idle_watts)
 
 
 def stored(path: Path) -> dict:
@@ -207,6 +209,32 @@ def test_the_sleep_sequence_tells_the_proxies_right_before_the_suspend() -> None
         proxy.settimeout(0.5)
         with pytest.raises(TimeoutError):
             proxy.recv(1024)
+
+
+@pytest.mark.parametrize(("action", "saving"), [("suspend", 183), ("poweroff", 184)])
+def test_the_sleeping_hint_says_what_the_sleep_saves(action: str, saving: int) -> None:
+    """The box awake and idle (GPUs measured, plus [energy] base_watts) less what it draws
+    asleep: what the always-on host's page counts as kWh saved."""
+    import socket
+
+    from sleepyllama.hints import Hint, decode
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.settimeout(10)
+        told = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
+                            f'action = "{action}"\n[energy]\nbase_watts = 50\n'
+                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
+        recorder = Recorder()
+        recorder.idle_watts = {"watts": 135.0, "samples": 4}
+        assert sleep_now(told, [], "idle for 10m", recorder.ops())
+        assert decode(proxy.recv(1024)) == Hint("sleeping", action=action, saving_watts=saving)
+        # nothing measured and no base_watts: the box does not know, and says nothing of it
+        recorder.idle_watts = None
+        bare = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
+                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
+        assert sleep_now(bare, [], "idle for 10m", recorder.ops())
+        assert decode(proxy.recv(1024)) == Hint("sleeping", action="suspend")
 
 
 def test_a_box_no_magic_packet_can_wake_stays_up_serving_and_says_why(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def a_week_before(ledger_file: Path, now: float) -> None:
     for back in range(6, 0, -1):
         day = history.day_start(now - back * 86400 + 3600)
         for asleep, woken in ((0.5, 8.0), (12.5, 13.25), (19.0, 20.5)):
-            moments.append((day + asleep * 3600, "box-sleeping", {"action": "suspend"}))
+            moments.append((day + asleep * 3600, "box-sleeping",
+                            {"action": "suspend", "saving_watts": 183}))
             moments.append((day + woken * 3600, "wake", {
                 "first": "192.168.1.20:51234", "request": "POST /v1/chat/completions",
                 "signals": 3, "ready_after": 8.5}))

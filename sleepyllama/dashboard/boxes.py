@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sleepyllama import history, ledger
-from sleepyllama.config import ProxyConfig
+from sleepyllama.config import EnergyConfig, ProxyConfig
 from sleepyllama.proxy import cache
 from sleepyllama.proxy.live import STATES
 
@@ -58,6 +58,10 @@ class Box:
     wake_times: list[float] = field(default_factory=list)  # when each successful wake began
     hint_address: str = ""  # where the proxy takes the Wake button's datagram
     days: list[history.Day] = field(default_factory=list)  # the last DAYS, oldest first
+    # what its sleeps saved, from what the box said each saves (its "sleeping" hint); None: it
+    # never said (a box that has no power figure yet, or of an older version)
+    kwh_saved: float | None = None  # in the last DAYS
+    kwh_saved_total: float | None = None  # as far back as the ledger goes
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -125,7 +129,8 @@ def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
                 continue  # the same sleep, said again
             action = entry.get("action")
             found.append(history.Sleep(at, None, "the box said so",
-                                       action if isinstance(action, str) else "suspend"))
+                                       action if isinstance(action, str) else "suspend",
+                                       _number(entry.get("saving_watts"), 0, 100_000)))
         elif entry.get("event") == "wake" and found and found[-1].end is None:
             took = _number(entry.get("ready_after"), 0, 86400)
             if took is not None:
@@ -156,8 +161,13 @@ def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: obj
         found.last_wake = LastWake(woken[-1].at, cause, outcome)
     found.models = models_of(answers)
     if now is not None and entries:
-        found.days = history.days(sleeps(entries), history.wakes(wakes), DAYS, now, None,
+        slept = sleeps(entries)
+        found.days = history.days(slept, history.wakes(wakes), DAYS, now, None,
                                   float(entries[0]["at"]))
+        if history.kwh_known(slept, None):
+            found.kwh_saved = sum(day.kwh_saved or 0.0 for day in found.days)
+            found.kwh_saved_total = history.kwh_saved(slept, 0.0, now, now, None,
+                                                      EnergyConfig())
     return found
 
 

@@ -1,5 +1,6 @@
 """Home Assistant, through its MQTT discovery: each GPU box a device with a binary sensor
-(awake), sensors (state, the last wake's cause, wakes today) and a Wake button, and the
+(awake), sensors (state, the last wake's cause, wakes today, the energy its sleeps saved) and a
+Wake button, and the
 publisher's availability, with a last will, so that Home Assistant shows "unavailable" rather
 than a stale state when the always-on host's page stops.
 
@@ -68,6 +69,10 @@ def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str,
                                  "icon": "mdi:alarm"}),
         ("sensor", "wakes_today", {"name": "Wakes today", "state_topic": f"{base}/wakes_today",
                                    "state_class": "total_increasing", "icon": "mdi:counter"}),
+        # a total that may go down (the ledger is rolled): "total", not "total_increasing"
+        ("sensor", "energy_saved", {"name": "Energy saved", "state_topic": f"{base}/energy_saved",
+                                    "device_class": "energy", "state_class": "total",
+                                    "unit_of_measurement": "kWh"}),
         ("button", "wake", {"name": "Wake", "command_topic": f"{base}/wake/set",
                             "payload_press": PRESS, "icon": "mdi:power"}),
     ]
@@ -95,7 +100,10 @@ def states(mqtt: MqttConfig, box: Box, now: float) -> dict[str, str]:
     return {f"{base}/awake": "ON" if box.state == "awake" else "OFF",
             f"{base}/state": box.state,
             f"{base}/last_wake": cause[:MAX_STATE],
-            f"{base}/wakes_today": str(today)}
+            f"{base}/wakes_today": str(today),
+            # "None" is Home Assistant's unknown: the box has not said what its sleeps save
+            f"{base}/energy_saved": ("None" if box.kwh_saved_total is None
+                                     else f"{box.kwh_saved_total:.3f}")}
 
 
 def password(mqtt: MqttConfig) -> str | None:

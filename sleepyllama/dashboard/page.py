@@ -72,11 +72,12 @@ def week(box: Box) -> str:
                  f' fill="{COLOURS.get(kind, COLOURS[""])}"/>' for cell, kind in enumerate(day.cells)]
     asleep = sum(day.asleep_hours for day in box.days)
     woken = sum(day.wakes for day in box.days)
+    saved = "" if box.kwh_saved is None else f", {box.kwh_saved:.2f} kWh saved"
     width, height = LABEL + 48 * CELL, len(box.days) * ROW
     return (f'<svg class="week" viewBox="0 0 {width} {height}" role="img" aria-label="the last '
             f'{len(box.days)} days: asleep {asleep:.0f} h, {woken} wakes" font-size="10">'
             + "".join(rows) + f'</svg><p class="note">Last {len(box.days)} days: asleep '
-            f'{asleep:.1f} h, {woken} wake(s). <span style="color:{COLOURS["asleep"]}">■</span> '
+            f'{asleep:.1f} h, {woken} wake(s){saved}. <span style="color:{COLOURS["asleep"]}">■</span> '
             f'asleep <span style="color:{COLOURS["awake"]}">■</span> awake '
             f'<span style="color:{COLOURS["woken"]}">■</span> woken</p>')
 

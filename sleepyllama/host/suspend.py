@@ -10,15 +10,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepyllama import hints, ledger, sleep_actions, systemd
+from sleepyllama import hints, history, ledger, sleep_actions, systemd
 from sleepyllama.config import Address, Config
-from sleepyllama.host import unit_view
+from sleepyllama.host import state, unit_view
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, Reading, Signal
 
 log = logging.getLogger(__name__)
 
 STOP_MARGIN = 15.0  # on top of the longest stop_timeout: the wrapper's own kill and exit
+
+
+def measured_idle_watts() -> dict | None:
+    try:
+        return state.idle_watts(state.load(state.state_path())[1])
+    except OSError:  # sleepyllama sleep-now as a user who may not read the idle unit's state
+        return None
 
 
 @dataclass
@@ -34,6 +41,8 @@ class SystemOps:
     wake_on_lan_problems: Callable[[Sequence[Address]], list[str]] = wake_on_lan.problems
     # what the idle unit, in its sandbox, cannot read of what it needs (a dry run runs outside)
     idle_blind_spots: Callable[[Config], list[str]] = unit_view.idle_blind_spots
+    # the GPUs' draw awake and idle, as the idle checks measured it (state.py); None: not yet
+    idle_watts: Callable[[], dict | None] = measured_idle_watts
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,8 @@ def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
     action = config.idle.action
     # the proxies mark the box asleep now, and learn what a wake from it costs: their next
     # client wakes it without first waiting for a connect to fail
-    hints.send(config.notify.proxies, hints.Hint("sleeping", action=action))
+    saving = history.saving_watts(config.energy, ops.idle_watts(), action)
+    hints.send(config.notify.proxies, hints.Hint("sleeping", action=action, saving_watts=saving))
     try:
         ops.sleep(action)
     except Exception as error:

@@ -127,7 +127,8 @@ class Wake:
             if (action != self.record.asleep_as
                     or self.belief.readiness.last_word() != "asleep"):
                 self.record.asleep_as = action
-                self.to_ledger("box-sleeping", action=action)
+                saving = {} if hint.saving_watts is None else {"saving_watts": hint.saving_watts}
+                self.to_ledger("box-sleeping", action=action, **saving)
             self.belief.going_to_sleep()
 
     # -- who waits ----------------------------------------------------------------------------
