@@ -12,7 +12,8 @@ usage:
                            [--mqtt HOST:PORT [--mqtt-user USER --mqtt-password-file FILE]]
                            [--steer-secret-file FILE]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--proxy HOST:PORT]
-                           [--action ACTION] [--steer-secret-file FILE] -- COMMAND [ARGS...]
+                           [--action ACTION] [--steer-secret-file FILE] [--web HOST:PORT]
+                           -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--action ACTION]
                            --command-file FILE
   sudo ./install.sh --uninstall [--name NAME] [--purge]
@@ -45,6 +46,8 @@ server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NA
         --action: how the box sleeps: suspend (default), hibernate, suspend-then-hibernate, or
         poweroff (a magic packet boots it: the firmware's Wake-on-LAN from off must be on).
         A choice already in the config is kept unless --action.
+        --web HOST:PORT: the box's own page (sleepyllama-web): what its idle check sees, its
+        last days, and with --steer-secret-file Stay awake and Sleep now. Off unless asked.
 --steer-secret-file FILE (both roles, the same file on each): a secret the two hosts share
         (make one: head -c 32 /dev/urandom | base64 > steer.secret), copied to
         /etc/sleepyllama/steer.secret (root only). On the GPU box it turns on
@@ -156,7 +159,8 @@ elif [ "$role" = server ]; then
         [ -r "$command_file" ] || fail "--command-file '$command_file' cannot be read"
         mapfile -t command < <(grep -v '^[[:space:]]*\(#\|$\)' "$command_file")
     fi
-    [ -z "$web" ] || fail "--web is for the proxy's host: the page shows the proxies there"
+    [ -z "$web" ] || address_ok "$web" || fail "--web '$web' is not HOST:PORT (IPv6 as [::]:3940)"
+    [ -z "$mqtt$mqtt_user$mqtt_password_file" ] || fail "--mqtt is for the always-on host: its page tells Home Assistant about every box"
     [ ${#command[@]} -gt 0 ] || fail "server needs its command: ./install.sh server -- /path/to/llama-server -m model.gguf --port 8080"
     [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
     [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"
@@ -413,21 +417,6 @@ EOF
 LoadCredential=mqtt-password:/etc/sleepyllama/mqtt.password
 EOF
     fi
-    if [ -n "$web" ] && [ -e /etc/sleepyllama/steer.secret ]; then
-        place_text 644 "$UNIT_DIR/sleepyllama-web.service.d/steer.conf" <<EOF
-# written by install.sh: the secret shared with the GPU box, for the page's Stay awake and Sleep now
-[Service]
-LoadCredential=steer-secret:/etc/sleepyllama/steer.secret
-EOF
-    fi
-    if [ -n "$web" ]; then
-        place_text 644 "$UNIT_DIR/sleepyllama-web.socket.d/listen.conf" <<EOF
-# written by install.sh: where the page of every proxy on this host listens (install.sh --web)
-[Socket]
-ListenStream=
-ListenStream=$web
-EOF
-    fi
 else
     # /metrics counts every request, even one that came and went between two idle checks, and
     # reading it never wakes a sleeping model (as /slots would)
@@ -477,6 +466,22 @@ EOF
         echo "    then pstate = \"auto\" in [server.$name] (README, GPU power while awake)"
     fi
 fi
+# the page, on either host: on the GPU box it shows the box itself (its idle check, its days)
+if [ -n "$web" ] && [ -e /etc/sleepyllama/steer.secret ]; then
+    place_text 644 "$UNIT_DIR/sleepyllama-web.service.d/steer.conf" <<EOF
+# written by install.sh: the secret shared by the two hosts, for the page's Stay awake and Sleep now
+[Service]
+LoadCredential=steer-secret:/etc/sleepyllama/steer.secret
+EOF
+fi
+if [ -n "$web" ]; then
+    place_text 644 "$UNIT_DIR/sleepyllama-web.socket.d/listen.conf" <<EOF
+# written by install.sh: where the page of this host listens (install.sh --web)
+[Socket]
+ListenStream=
+ListenStream=$web
+EOF
+fi
 [ "$result" = unchanged ] || note "wrote [$role.$name] into $CONFIG"
 chown root:root "$CONFIG" && chmod 644 "$CONFIG"
 
@@ -486,12 +491,12 @@ if [ "$changed" = 1 ]; then
 fi
 if [ "$role" = proxy ]; then
     wanted=("sleepyllama-proxy@$name.socket")
-    [ -z "$web" ] || wanted+=(sleepyllama-web.socket)
 else
     wanted=("sleepyllama-server@$name.service" sleepyllama-servers.target sleepyllama-idle.timer
             sleepyllama-sleep.service)
     [ ! -e /etc/sleepyllama/steer.secret ] || wanted+=(sleepyllama-steer.socket)
 fi
+[ -z "$web" ] || wanted+=(sleepyllama-web.socket)
 for unit in "${wanted[@]}"; do
     if [ "$(systemctl is-enabled "$unit" 2>/dev/null)" != enabled ]; then
         systemctl enable --quiet "$unit"
@@ -503,10 +508,6 @@ if [ "$role" = proxy ]; then
         # a new address or config: the socket listens anew, the proxy reads the config anew
         systemctl restart "sleepyllama-proxy@$name.socket"
         systemctl try-restart "sleepyllama-proxy@$name.service"
-        if [ -n "$web" ]; then
-            systemctl restart sleepyllama-web.socket
-            systemctl try-restart sleepyllama-web.service
-        fi
     fi
     # started now, not at the first client: with the box awake it keeps the model list at once,
     # so the first page load while the box sleeps is already answered
@@ -528,6 +529,12 @@ else
         systemctl start sleepyllama-steer.socket
         [ "$changed" = 0 ] || systemctl try-restart sleepyllama-steer.service
     fi
+fi
+
+if [ -n "$web" ] && [ "$changed" = 1 ]; then
+    # a new address or secret: the page's socket listens anew, the page reads them anew
+    systemctl restart sleepyllama-web.socket
+    systemctl try-restart sleepyllama-web.service
 fi
 
 [ "$changed" = 1 ] || echo "  nothing changed: already installed as asked"
@@ -552,6 +559,7 @@ Next:
   - the model is loading: systemctl status sleepyllama-server@$name (Status: "ready · 0 requests in flight")
   - idle decisions: journalctl -u sleepyllama-idle -f ; sleepyllama-idle --dry-run ; sleepyllama status
 EOF
+    [ -z "$web" ] || echo "  - the box's page: http://$web/ (this host's address in place of ${web%:*})"
 fi
 echo
 if [ "$checked" = failed ]; then

@@ -252,14 +252,15 @@ def power(energy: EnergyConfig, idle_watts: dict | None,
                    f"{energy.asleep_watts:g} W, hibernated or off {energy.off_watts:g} W")
 
 
-def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path = PROXY_STATE,
+def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path | None = PROXY_STATE,
                  unreadable: list[str] | None = None) -> list[dict]:
-    """Every entry of this host's ledgers. What a non-root user may not read (the proxy's
-    DynamicUser directory is private) is left out and named in `unreadable`."""
+    """Every entry of this host's ledgers (proxies: None for the GPU box's alone). What a
+    non-root user may not read (the proxy's DynamicUser directory is private) is left out and
+    named in `unreadable`."""
     entries: list[dict] = []
     paths = list(hosts)
     try:
-        if proxies.is_dir():
+        if proxies is not None and proxies.is_dir():
             paths += sorted(proxies.glob("*.ledger.jsonl"))
     except PermissionError:
         (unreadable if unreadable is not None else []).append(str(proxies))

@@ -18,11 +18,12 @@ from conftest import Process, ProxyRun, SleepingBackend, free_port, proxy_table,
 
 class Web:
     def __init__(self, directory: Path, config: Path, state: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, box_state: Path | None = None) -> None:
         self.port = free_port()
+        box = ["--box-state-dir", str(box_state)] if box_state is not None else []
         self.process = Process([sys.executable, "-m", "sleepyllama.dashboard.program", "-v",
                                 "--config", str(config), "--listen", f"127.0.0.1:{self.port}",
-                                "--state-dir", str(state)], directory / "web.log",
+                                "--state-dir", str(state), *box], directory / "web.log",
                                {**os.environ, **(env or {})})
         wait_for(lambda: "the page of" in self.process.text(), what="sleepyllama-web listening")
 
@@ -162,3 +163,44 @@ def test_stay_awake_and_sleep_now_reach_the_gpu_box_signed(tmp_path, cleanup) ->
     wait_for(lambda: web.status()[0]["state"] == "awake", timeout=30, what="awake")
     html = web.get("/")[2]
     assert 'action="/stay-awake"' in html and 'action="/sleep-now"' in html
+
+
+def test_on_the_gpu_box_the_page_shows_the_box_and_steers_it_through_its_own_socket(
+        tmp_path, cleanup) -> None:
+    """sleepyllama-web run on the GPU box: its idle check's signals and its last days, and
+    Stay awake and Sleep now signed to its own steering socket (its actions stood in for)."""
+    from test_dashboard_own_box import RECORD
+    from test_steering import SECRET, Box
+
+    steered = Box(tmp_path / "steer.json", busy="sessions: alice on tty2", idle_exit=60)
+    cleanup.append(steered)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
+    box_state = tmp_path / "box"
+    box_state.mkdir()
+    (box_state / "idle.json").write_text(json.dumps(RECORD))
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["/bin/true"]\n[steer]\nport = {steered.port}\n')
+    web = Web(tmp_path, config, tmp_path, {"CREDENTIALS_DIRECTORY": str(credentials)}, box_state)
+    cleanup.append(web)
+    html = web.get("/")[2]
+    assert "(this box)" in html and "busy: alice on tty2" in html, html
+    assert 'name="box"' in html and 'action="/sleep-now"' in html
+    assert json.loads(web.get("/api/box")[2])["reason"] == RECORD["reason"]
+    status, said = web.post("/stay-awake", "box=this&hours=3")
+    assert status == 200 and "staying awake for 10800 s" in said, said
+    status, said = web.post("/sleep-now", "box=this")
+    assert status == 409 and "busy: sessions: alice on tty2" in said, said
+    assert steered.done == ["stay 10800"]  # the box's own verdict said no to the sleep
+    assert web.post("/sleep-now", "box=this", {"Origin": "http://evil.example"})[0] == 403
+    assert web.post("/stay-awake", "box=this&hours=5")[0] == 400
+
+
+def test_a_host_that_is_no_gpu_box_has_no_box_of_its_own(tmp_path, cleanup) -> None:
+    _backend, _proxy, web = setup(tmp_path, cleanup)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        web.get("/api/box")
+    assert refused.value.code == 404
+    assert "(this box)" not in web.get("/")[2]
+    assert web.post("/sleep-now", "box=this")[0] == 400

@@ -108,6 +108,9 @@ def test_bad_arguments_change_nothing(box: Container) -> None:
           "ab:cd:ef:01:23:45", "--mqtt", "10.0.0.9:1883"], "--mqtt needs --web HOST:PORT"),
         (["proxy", "--listen", "0.0.0.0:3939", "--backend", "10.0.0.5:8080", "--mac",
           "ab:cd:ef:01:23:45", "--web", "0.0.0.0:3939"], "give the page a port of its own"),
+        (["server", "--mqtt", "10.0.0.9:1883", "--web", "0.0.0.0:3940", "--",
+          "/opt/fake/llama-server"], "--mqtt is for the always-on host"),
+        (["server", "--web", "3940", "--", "/opt/fake/llama-server"], "--web '3940' is not HOST:PORT"),
         (["server", "/opt/fake/llama-server", "-m", "x.gguf"],
          "the server's command goes after --, as in ./install.sh server [options] -- "
          "/opt/fake/llama-server -m x.gguf"),
@@ -202,6 +205,12 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert web_uid == uid, "the page runs as another user than the proxies"
     metrics = box.run(["curl", "-sS", "--max-time", "30", "http://127.0.0.1:3940/metrics"]).stdout
     assert 'sleepyllama_wakes_total{proxy="llama"}' in metrics, metrics[:500]
+    # both roles on one host: the page shows the GPU box itself too, as its sandbox reads the
+    # idle unit's state (an idle check run now, as a person would, not a minute from now)
+    box.run(["systemctl", "start", "sleepyllama-idle.service"])
+    own = json.loads(box.run(["curl", "-sS", "--max-time", "30",
+                              "http://127.0.0.1:3940/api/box"]).stdout)
+    assert own["verdict"] and own["readings"] and own["problem"] == "", own
     # the way back (--steer-secret-file on both): a signed "stay awake" from the always-on
     # side reaches the box's socket-activated sleepyllama-steer, which holds a real inhibitor
     stayed = box.run(["sleepyllama", "stay-awake", "1h", "--box", "llama"])

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from html import escape
 
 from sleepyllama.dashboard.boxes import Box
+from sleepyllama.dashboard.own_box import OwnBox
+from sleepyllama.history import Day
 from sleepyllama.words import format_duration
 
 WAKING_REFRESH = 2  # seconds between reloads while a box wakes: the wake is followed
@@ -59,24 +61,24 @@ CELL, ROW, LABEL = 6, 14, 78  # the week's picture: a half-hour's width, a day's
 COLOURS = {"awake": "#f2c94c", "asleep": "#5b6b9a", "woken": "#27ae60", "": "#e8e8e8"}
 
 
-def week(box: Box) -> str:
-    """The last days as the proxy saw them, a row a day, a cell a half-hour (history.days): the
-    `sleepyllama history` strip, in SVG."""
-    if not box.days:
+def week(days: Sequence[Day], kwh_saved: float | None) -> str:
+    """The last days, a row a day, a cell a half-hour (history.days): the `sleepyllama history`
+    strip, in SVG."""
+    if not days:
         return ""
     rows = []
-    for index, day in enumerate(box.days):
+    for index, day in enumerate(days):
         y = index * ROW
         rows.append(f'<text x="0" y="{y + 10}">{escape(day.date)}</text>')
         rows += [f'<rect x="{LABEL + cell * CELL}" y="{y}" width="{CELL - 1}" height="{ROW - 3}"'
                  f' fill="{COLOURS.get(kind, COLOURS[""])}"/>' for cell, kind in enumerate(day.cells)]
-    asleep = sum(day.asleep_hours for day in box.days)
-    woken = sum(day.wakes for day in box.days)
-    saved = "" if box.kwh_saved is None else f", {box.kwh_saved:.2f} kWh saved"
-    width, height = LABEL + 48 * CELL, len(box.days) * ROW
+    asleep = sum(day.asleep_hours for day in days)
+    woken = sum(day.wakes for day in days)
+    saved = "" if kwh_saved is None else f", {kwh_saved:.2f} kWh saved"
+    width, height = LABEL + 48 * CELL, len(days) * ROW
     return (f'<svg class="week" viewBox="0 0 {width} {height}" role="img" aria-label="the last '
-            f'{len(box.days)} days: asleep {asleep:.0f} h, {woken} wakes" font-size="10">'
-            + "".join(rows) + f'</svg><p class="note">Last {len(box.days)} days: asleep '
+            f'{len(days)} days: asleep {asleep:.0f} h, {woken} wakes" font-size="10">'
+            + "".join(rows) + f'</svg><p class="note">Last {len(days)} days: asleep '
             f'{asleep:.1f} h, {woken} wake(s){saved}. <span style="color:{COLOURS["asleep"]}">■</span> '
             f'asleep <span style="color:{COLOURS["awake"]}">■</span> awake '
             f'<span style="color:{COLOURS["woken"]}">■</span> woken</p>')
@@ -85,15 +87,16 @@ def week(box: Box) -> str:
 STAY_HOURS = ("1", "3", "8", "24")
 
 
-def steering(box: Box) -> str:
-    """Stay awake for… and Sleep now, for a box that is up: signed commands to it (steer.py)."""
-    name = escape(box.name)
+def steering(name: str, field: str = "proxy") -> str:
+    """Stay awake for… and Sleep now, for a box that is up: signed commands to it (steer.py).
+    field: "proxy" (the box behind the proxy of that name), or "box" (this box, on its own
+    page)."""
+    which = f'<input type="hidden" name="{field}" value="{escape(name)}">'
     choices = "".join(f'<option value="{hours}"{" selected" if hours == "3" else ""}>{hours} h'
                       "</option>" for hours in STAY_HOURS)
-    return (f'<form method="post" action="/stay-awake" class="row"><input type="hidden" '
-            f'name="proxy" value="{name}"><button>Stay awake for</button> <select name="hours">'
-            f'{choices}</select></form><form method="post" action="/sleep-now" class="row">'
-            f'<input type="hidden" name="proxy" value="{name}"><button>Sleep now</button></form>')
+    return (f'<form method="post" action="/stay-awake" class="row">{which}<button>Stay awake '
+            f'for</button> <select name="hours">{choices}</select></form><form method="post" '
+            f'action="/sleep-now" class="row">{which}<button>Sleep now</button></form>')
 
 
 def said(name: str, text: str) -> str:
@@ -121,7 +124,7 @@ def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
         rows.append(("note", box.problem))
     details = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in rows)
     if box.state == "awake":
-        button = steering(box) if can_steer and may_wake else ""
+        button = steering(box.name) if can_steer and may_wake else ""
     elif box.state == "waking":
         button = ""
     elif may_wake:
@@ -130,24 +133,51 @@ def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
     else:
         button = '<p class="note">Your address may not wake this box (wake_from).</p>'
     return (f'<section class="box" id="{escape(box.name)}"><h2>{escape(box.name)}</h2>'
-            f"<div>{state_line(box, now)}</div><dl>{details}</dl>{week(box)}{button}</section>")
+            f"<div>{state_line(box, now)}</div><dl>{details}</dl>{week(box.days, box.kwh_saved)}"
+            f"{button}</section>")
+
+
+def own_card(box: OwnBox, now: float, can_steer: bool) -> str:
+    """This GPU box, on its own page: what its last idle check saw, its last days, and Stay
+    awake for… and Sleep now through its own steering socket."""
+    line = '<span class="state awake">awake</span>'
+    if box.reason:
+        line += f" · {escape(box.reason)}"
+    rows = []
+    if box.checked_at is not None:
+        rows.append(("looked", ago(box.checked_at, now)))
+    rows += [(reading.signal, f"{reading.activity}: {reading.reason}" if reading.reason
+              else reading.activity) for reading in box.readings]
+    if box.problem:
+        rows.append(("note", box.problem))
+    details = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in rows)
+    button = steering(box.name, "box") if can_steer else (
+        '<p class="note">Stay awake and Sleep now need the steering secret '
+        "(install.sh server --steer-secret-file).</p>")
+    power = "" if box.kwh_saved is not None or not box.power else (
+        f'<p class="note">{escape(box.power)}</p>')
+    return (f'<section class="box" id="this-box"><h2>{escape(box.name)} (this box)</h2>'
+            f"<div>{line}</div><dl>{details}</dl>{week(box.days, box.kwh_saved)}{power}"
+            f"{button}</section>")
 
 
 FOLLOW_FOR = 60  # seconds after a press the page reloads quickly, even before the box says so
 
 
 def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None,
-           steering: bool = False, pressed_at: int | None = None) -> str:
+           steering: bool = False, pressed_at: int | None = None,
+           own: OwnBox | None = None) -> str:
     """pressed_at: when a Wake button was pressed (the page after it): the page follows the
-    wake from then on, whatever the proxy says yet (a loaded box may take a while to)."""
+    wake from then on, whatever the proxy says yet (a loaded box may take a while to).
+    own: this host, where it is a GPU box (sleepyllama-web run there)."""
     now = time.time() if now is None else now
     following = pressed_at is not None and 0 <= now - pressed_at < FOLLOW_FOR
     waking = any(box.state == "waking" for box in boxes)
     refresh = WAKING_REFRESH if waking or following else RESTING_REFRESH
     target = f"/?pressed={pressed_at}" if following else "/"
-    cards = "".join(card(box, may_wake.get(box.name, False), now, steering)
-                    for box in boxes) or (
-        "<p>No [proxy.*] table in the config: no box to show.</p>")
+    cards = (own_card(own, now, steering) if own is not None else "") + "".join(
+        card(box, may_wake.get(box.name, False), now, steering) for box in boxes) or (
+        "<p>No [proxy.*] or [server.*] table in the config: no box to show.</p>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="refresh" content="{refresh}; url={target}">'

@@ -1,11 +1,14 @@
-"""sleepyllama-web: the page, its JSON and its Prometheus metrics, for every proxy on this host.
+"""sleepyllama-web: the page, its JSON and its Prometheus metrics, for every proxy on this host,
+and for this host itself where it is a GPU box (a [server.*] table in its config).
 
   GET  /             the page (dashboard/page.py)
-  GET  /api/status   the same as JSON
+  GET  /api/status   the proxies' boxes as JSON
+  GET  /api/box      this GPU box as JSON (dashboard/own_box.py); 404 on a host that is not one
   GET  /metrics      Prometheus text exposition (dashboard/metrics.py)
   POST /wake         proxy=NAME: the Wake button
-  POST /stay-awake   proxy=NAME&hours=N: keep the GPU box up (the way back: steer.py)
-  POST /sleep-now    proxy=NAME: the box sleeps unless its own verdict says busy
+  POST /stay-awake   proxy=NAME&hours=N: keep the GPU box up (the way back: steer.py);
+                     box=NAME&hours=N: this box, through its own steering socket
+  POST /sleep-now    proxy=NAME, or box=NAME: the box sleeps unless its own verdict says busy
 
 It reads what the proxies keep in their StateDirectory (dashboard/boxes.py) and changes nothing
 there. The Wake button is no stronger than a client: it is offered, and taken, only where the
@@ -34,7 +37,8 @@ from sleepyllama import config as configuration
 from sleepyllama import hints, history, logs, steer, systemd
 from sleepyllama.command_line import listen_address, program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, SteerConfig
-from sleepyllama.dashboard import boxes, metrics, mqtt, page
+from sleepyllama.dashboard import boxes, metrics, mqtt, own_box, page
+from sleepyllama.host import state
 from sleepyllama.proxy import policy
 
 log = logging.getLogger("sleepyllama-web")
@@ -48,8 +52,20 @@ class Site:
     """What the handlers share: the config (read anew on each request: an edit shows at once)
     and where the proxies keep their files."""
 
-    def __init__(self, config_path: Path, directory: Path) -> None:
+    def __init__(self, config_path: Path, directory: Path,
+                 box_directory: Path = state.DEFAULT_DIRECTORY) -> None:
         self.config_path, self.directory = config_path, directory
+        self.box_directory = box_directory  # where this GPU box's idle unit keeps its state
+
+    def own(self) -> own_box.OwnBox | None:
+        """This host, where its config has a [server.*] table; None elsewhere."""
+        try:
+            config = configuration.load(self.config_path)
+        except ConfigError:
+            return None  # said by proxies()
+        if not config.servers:
+            return None
+        return own_box.read_own_box(config, self.box_directory)
 
     def proxies(self) -> list[ProxyConfig]:
         try:
@@ -92,13 +108,22 @@ class Site:
 
     def steer_as(self, proxy: ProxyConfig, who: str, command: str,
                  seconds: int = 0) -> tuple[HTTPStatus, str]:
+        return self._steer_host(proxy.backend.host, proxy.name, who, command, seconds)
+
+    def steer_own(self, browser: str, command: str, seconds: int = 0) -> tuple[HTTPStatus, str]:
+        """This box, through its own steering socket: a button on its page is as strong as
+        reaching the page (sleep now still waits for the box's own idle verdict)."""
+        return self._steer_host("127.0.0.1", "this box", browser.split("%")[0], command, seconds)
+
+    def _steer_host(self, host: str, name: str, who: str, command: str,
+                    seconds: int) -> tuple[HTTPStatus, str]:
         try:
-            taken, said = steer.send(steer.read_secret(), proxy.backend.host, self.steer_port(),
-                                     command, seconds, who=who)
+            taken, said = steer.send(steer.read_secret(), host, self.steer_port(), command,
+                                     seconds, who=who)
         except (OSError, ValueError) as error:
-            log.info("%s for %s from %s: %s", command, proxy.name, who, error)
+            log.info("%s for %s from %s: %s", command, name, who, error)
             return HTTPStatus.BAD_GATEWAY, str(error)
-        log.info("%s for %s from %s: %s", command, proxy.name, who, said)
+        log.info("%s for %s from %s: %s", command, name, who, said)
         return (HTTPStatus.OK if taken else HTTPStatus.CONFLICT), said
 
     def ask(self, proxy: ProxyConfig, who: str) -> tuple[HTTPStatus, str]:
@@ -153,6 +178,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         routes: dict[str, Callable[[], None]] = {"/": self._page, "/api/status": self._status,
+                                                 "/api/box": self._own,
                                                  "/metrics": self._metrics}
         route = routes.get(path)
         if route is None:
@@ -169,6 +195,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.FORBIDDEN, b"not from this page\n", "text/plain; charset=utf-8")
             return
         form = self._form()
+        if "box" in form and path != "/wake":
+            self._steer(None, path, form)
+            return
         proxies = {proxy.name: proxy for proxy in self.site.proxies()}
         name = (form.get("proxy") or [""])[0]
         if name not in proxies:
@@ -190,21 +219,30 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(status, f"{why}\n".encode(), "text/plain; charset=utf-8")
 
-    def _steer(self, proxy: ProxyConfig, path: str, form: dict[str, list[str]]) -> None:
+    def _steer(self, proxy: ProxyConfig | None, path: str, form: dict[str, list[str]]) -> None:
+        """proxy: the box behind it; None: this box (its own page)."""
+        if proxy is None and self.site.own() is None:
+            self._send(HTTPStatus.BAD_REQUEST, b"this host is not a GPU box\n",
+                       "text/plain; charset=utf-8")
+            return
+        command, seconds = "sleep-now", 0
         if path == "/stay-awake":
             hours = (form.get("hours") or [""])[0]
             if hours not in page.STAY_HOURS:
                 self._send(HTTPStatus.BAD_REQUEST, b"hours: one of the page's choices\n",
                            "text/plain; charset=utf-8")
                 return
-            status, said = self.site.steer(proxy, self.browser(), "stay-awake", int(hours) * 3600)
+            command, seconds = "stay-awake", int(hours) * 3600
+        if proxy is None:
+            status, said = self.site.steer_own(self.browser(), command, seconds)
         else:
-            status, said = self.site.steer(proxy, self.browser(), "sleep-now")
+            status, said = self.site.steer(proxy, self.browser(), command, seconds)
         if "application/json" in self.headers.get("Accept", ""):
             self._send(status, json.dumps({"taken": status == HTTPStatus.OK, "said": said})
                        .encode(), "application/json")
         else:
-            self._send(status, page.said(proxy.name, said).encode(), "text/html; charset=utf-8")
+            name = proxy.name if proxy is not None else socket.gethostname()
+            self._send(status, page.said(name, said).encode(), "text/html; charset=utf-8")
 
     # -- the answers --------------------------------------------------------------------------
 
@@ -212,7 +250,7 @@ class Handler(BaseHTTPRequestHandler):
         proxies = self.site.proxies()
         allowed = {proxy.name: policy.client_may_wake(proxy, self.browser()) for proxy in proxies}
         html = page.render(self.site.boxes(proxies), allowed, steering=self.site.can_steer(),
-                           pressed_at=pressed(self.path))
+                           pressed_at=pressed(self.path), own=self.site.own())
         self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
 
     def _status(self) -> None:
@@ -220,6 +258,14 @@ class Handler(BaseHTTPRequestHandler):
         document = [{**box.as_json(), "may_wake": policy.client_may_wake(proxy, self.browser())}
                     for proxy, box in zip(proxies, self.site.boxes(proxies), strict=True)]
         self._send(HTTPStatus.OK, json.dumps(document).encode(), "application/json")
+
+    def _own(self) -> None:
+        own = self.site.own()
+        if own is None:
+            self._send(HTTPStatus.NOT_FOUND, b"this host is not a GPU box: no [server.*] table\n",
+                       "text/plain; charset=utf-8")
+        else:
+            self._send(HTTPStatus.OK, json.dumps(own.as_json()).encode(), "application/json")
 
     def _metrics(self) -> None:
         body, content_type = metrics.exposition(self.site.boxes, self.headers.get("Accept"))
@@ -279,7 +325,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = program_parser(
         "sleepyllama-web",
         "The page of every proxy on this host: each box's state, its last wake, a Wake button; "
-        "GET /api/status (JSON) and GET /metrics (Prometheus).",
+        "GET /api/status (JSON) and GET /metrics (Prometheus). On a GPU box (a [server.*] "
+        "table), also the box itself: its idle check's signals, its last days, Stay awake and "
+        "Sleep now; GET /api/box.",
         ["sleepyllama-web --listen 0.0.0.0:3940",
          "sleepyllama-web --config ./sleepyllama.toml --listen 127.0.0.1:3940 --state-dir ."])
     parser.add_argument("--listen", type=listen_address, metavar="HOST:PORT",
@@ -288,6 +336,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="where the proxies keep their files (default: $STATE_DIRECTORY, "
                         f"else {history.PROXY_STATE})")
+    parser.add_argument("--box-state-dir", type=Path, default=state.DEFAULT_DIRECTORY,
+                        help="on a GPU box, where its idle unit keeps idle.json and its ledger "
+                        "(default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -295,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("sleepyllama-web", args.verbose)
     directory = args.state_dir or systemd.state_directory() or history.PROXY_STATE
-    site = Site(args.config, directory)
+    site = Site(args.config, directory, args.box_state_dir)
     sock = listening_socket(args.listen)
     server = ActivatedServer(sock, partial(Handler, site=site))
     server.daemon_threads = True
