@@ -204,3 +204,31 @@ def test_a_host_that_is_no_gpu_box_has_no_box_of_its_own(tmp_path, cleanup) -> N
     assert refused.value.code == 404
     assert "(this box)" not in web.get("/")[2]
     assert web.post("/sleep-now", "box=this")[0] == 400
+
+
+def test_a_stop_signal_that_comes_during_a_finalizer_still_stops_the_page() -> None:
+    """Found by a CI run (the same pattern in the tests' fake llama-server hung a stop): an
+    exception raised from a signal handler that runs inside a finalizer (__del__) is printed
+    and dropped, and the page would serve on until systemd killed it."""
+    import subprocess
+
+    script = """
+import os, signal, socket, time
+from functools import partial
+from sleepyllama.dashboard import program
+server = program.ActivatedServer(socket.create_server(("127.0.0.1", 0)),
+                                 partial(program.Handler, site=None))
+program.stop_on_signals(server)
+class Finalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:  # the handler runs here, inside __del__
+            pass
+Finalizer()
+server.serve_forever(poll_interval=0.05)
+print("stopped", flush=True)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout == "stopped\n", result.stderr

@@ -8,6 +8,7 @@ Prints one line per matching packet to stdout, "packet N MONOTONIC", so a test c
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import subprocess
@@ -37,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     child: subprocess.Popen[bytes] | None = None
 
     def stop(*_: object) -> None:
+        # os._exit, not sys.exit: an exception raised in a handler that runs inside a finalizer
+        # is dropped, and the listener would go on (fake_llama_server.serve)
         if child is not None:
             child.terminate()
             child.wait()
-        sys.exit(0)
+        sys.stdout.flush()
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     print("listening", flush=True)

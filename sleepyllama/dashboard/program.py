@@ -20,11 +20,11 @@ Socket-activated under systemd (sleepyllama-web.socket); by hand, on --listen.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -353,19 +353,26 @@ def main(argv: list[str] | None = None) -> int:
     log.info("the page of %d proxies on %s (their files in %s)", len(site.proxies()),
              sock.getsockname()[:2], directory)
     publisher = home_assistant(args.config, site)
-    signal.signal(signal.SIGTERM, stop_serving)
+    stop_on_signals(server)
     systemd.Notifier().ready()
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
+        server.serve_forever()
     finally:
         if publisher is not None:
             publisher.stop()
     return 0
 
 
-def stop_serving(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # out of serve_forever, through the cleanup of main()
+def stop_on_signals(server: ThreadingHTTPServer) -> None:
+    """SIGTERM and SIGINT end serve_forever, and main() cleans up. Never by raising from the
+    handler: one that runs while a finalizer (__del__) does has its exception printed and
+    dropped, and the page would serve on until systemd killed it."""
+    def stop(_signum: int, _frame: object) -> None:
+        # shutdown() waits for serve_forever to return: not from this thread
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 def home_assistant(config_path: Path, site: Site) -> mqtt.Publisher | None:
