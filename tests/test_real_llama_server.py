@@ -222,17 +222,23 @@ def test_without_metrics_the_slots_fallback_never_wakes_a_sleeping_model(tmp_pat
         server.stop()
 
 
-def test_status_shows_a_request_in_flight(llama: LlamaServerRun) -> None:
+def test_status_shows_a_request_in_flight(tmp_path: Path, cleanup: list) -> None:
+    """A CI run read "nothing in flight": its stream had ended. A slot of -c 512 -np 2 holds
+    256 tokens, generated in well under a second, and a loaded machine read /metrics after
+    that. With context shift the stream runs to max_tokens (tens of seconds): it is in flight
+    until the client hangs up, and the signal is read while it is."""
+    llama = LlamaServerRun(tmp_path, "--metrics", "--context-shift")
+    cleanup.append(llama)
     server = ServerConfig("llama", tuple(llama_command(llama.port)), llama.url + "/health",
                           activity="llama-server")
-    body = json.dumps({"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4000,
+    body = json.dumps({"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 100000,
                        "ignore_eos": True, "stream": True}).encode()
     with socket.create_connection(("127.0.0.1", llama.port)) as sock:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                      b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         sock.recv(1)  # streaming has begun
         reading = ServersSignal([server], {}).read()
-    assert reading.activity is Activity.BUSY
+    assert reading.activity is Activity.BUSY, reading
     assert reading.reason in ("llama: 1 request in flight", "llama: 2 requests in flight")
 
 
