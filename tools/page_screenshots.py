@@ -2,7 +2,8 @@
 """README's pictures of the page (sleepyllama-web), taken in Debian's headless chromium at a
 phone's width: a box asleep, waking, and awake, after a made-up week of nights asleep. The box
 is the tests' fake llama-server behind a real proxy, started by a real magic packet, as in
-tests/test_dashboard_browser.py.
+tests/test_dashboard_browser.py. Then the GPU box's own page, from a made-up idle check and a
+made-up week in the box's own ledger.
 
   .venv/bin/python tools/page_screenshots.py [--out docs]
 """
@@ -50,6 +51,39 @@ def a_week_before(ledger_file: Path, now: float) -> None:
     ledger_file.write_text("".join(json.dumps(entry) + "\n" for entry in written))
 
 
+READINGS = [("servers", "llama: nothing in flight, nothing since the last check"),
+            ("gpu", "GPU 0 P8"), ("gpu-processes", "no GPU process but the servers"),
+            ("sessions", "nobody logged in"), ("inhibitors", "no sleep inhibitor")]
+
+
+def a_box_of_its_own(directory: Path, now: float) -> Path:
+    """The idle unit's StateDirectory as a GPU box that slept its nights would have it: the
+    last idle check (idle.json) and a week of sleeps in its ledger; returns the directory."""
+    box = directory / "box"
+    box.mkdir()
+    (box / "idle.json").write_text(json.dumps({
+        "boot_id": "made-up", "idle_since": now - 1500, "checked_at": now - 12,
+        "verdict": "stay awake", "reason": "idle for 25m, sleeping in 35m", "idle_for": 1500.0,
+        "sleep_in": 2100.0, "idle_watts": {"watts": 95.0, "samples": 400},
+        "readings": [{"signal": signal, "activity": "idle", "reason": reason}
+                     for signal, reason in READINGS]}))
+    moments: list[tuple[float, str, dict]] = []
+    for back in range(6, 0, -1):
+        day = history.day_start(now - back * 86400 + 3600)
+        for asleep, woken in ((0.5, 8.0), (12.5, 13.25), (19.0, 20.5)):
+            moments += [(day + asleep * 3600, "sleep", {"reason": "idle for 1h"}),
+                        (day + asleep * 3600 + 5, "suspend", {"kind": "suspend"}),
+                        (day + woken * 3600, "resume", {})]
+    ledger_file = box / "ledger.jsonl"
+    for _, event, fields in moments:
+        ledger.append(ledger_file, event, **fields)
+    written = [json.loads(line) for line in ledger_file.read_text().splitlines()]
+    for entry, (at, _, _) in zip(written, moments, strict=True):
+        entry["at"] = round(at, 3)
+    ledger_file.write_text("".join(json.dumps(entry) + "\n" for entry in written))
+    return box
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
@@ -85,10 +119,22 @@ def main() -> int:
         browser.screenshot(args.out / "page-waking.png")
         browser.wait_for(f"{STATE} === 'awake'", timeout=60, what="the page saying awake")
         browser.screenshot(args.out / "page-awake.png")
+        # the GPU box's own page (install.sh server --web), its buttons shown (a secret there)
+        credentials = directory / "credentials"
+        credentials.mkdir()
+        (credentials / "steer-secret").write_text("made-up-secret-of-the-pictures\n")
+        config = directory / "box.toml"
+        config.write_text('[server.llama]\ncommand = ["/bin/true"]\n[energy]\nbase_watts = 60\n')
+        own = Web(directory, config, directory / "no-proxies",
+                  {"CREDENTIALS_DIRECTORY": str(credentials)}, a_box_of_its_own(directory, time.time()))
+        stop.append(own)
+        browser.navigate(own.url("/"))
+        browser.wait_for("document.querySelector('#this-box') !== null", what="the box's page")
+        browser.screenshot(args.out / "page-box.png")
     finally:
         for thing in reversed(stop):
             thing.stop()
-    print(f"wrote {args.out}/page-asleep.png, page-waking.png, page-awake.png")
+    print(f"wrote {args.out}/page-asleep.png, page-waking.png, page-awake.png, page-box.png")
     return 0
 
 
