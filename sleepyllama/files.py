@@ -31,3 +31,8 @@ def finite(value: object) -> bool:
     infinite."""
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+def within(value: object, low: float, high: float) -> float | None:
+    """A finite number from a file, as a float, where it lies in [low, high]; None otherwise."""
+    return float(value) if finite(value) and low <= value <= high else None  # type: ignore[operator]

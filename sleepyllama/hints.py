@@ -20,9 +20,8 @@ local address alone, and the page has checked `wake_from` for the browser's addr
 A proxy of an older version reads "sleeping poweroff" as "sleeping", "llama:8080" as a name, and
 "suspend:183" as an action it does not know (a suspend): the word after an event is optional in
 every version, and may hold a colon. A spoofed saving can only misstate the page's kWh, within
-MAX_WATTS. A "ready" hint is
-acted on only by the proxy whose backend is on that port: a box with two servers tells each
-proxy of its own.
+MAX_WATTS. A "ready" hint is acted on only by the proxy whose backend is on that port: a box
+with two servers tells each proxy of its own.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from sleepyllama import files, systemd
+from sleepyllama import files, hints, systemd
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ SECONDS = ("ready_after", "up_after", "served_after", "gave_up_after", "abandone
            "after_ready")
 TEXTS = ("name", "reason", "kind", "action", "from", "first", "request", "agent", "client",
          "error", "problem")
-WATTS = ("saving_watts",)  # what a sleep saves each hour, as the box said (hints.MAX_WATTS)
+WATTS = ("saving_watts",)  # what a sleep saves each hour, as the box said it (hints.py)
 NEEDED = {"server-ready": ("name", "load_seconds"), "server-degraded": ("name", "problem")}
 
 
@@ -80,7 +80,7 @@ def well_formed(entry: object) -> bool:
     held_by = entry.get("held_by", [])
     return (all(_seconds(entry[key]) for key in SECONDS if key in entry)
             and all(isinstance(entry[key], str) for key in TEXTS if key in entry)
-            and all(files.finite(entry[key]) and 0 <= entry[key] <= 100_000  # type: ignore[operator]
+            and all(files.within(entry[key], 0, hints.MAX_WATTS) is not None
                     for key in WATTS if key in entry)
             and all(key in entry for key in NEEDED.get(entry["event"], ()))
             and isinstance(signals, int) and not isinstance(signals, bool) and signals >= 0

@@ -3,7 +3,10 @@ operations replaced (no systemd here; the container tests run the real ones)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,17 @@ class Recorder:
                          sleep=sleep, arm_wake_on_lan=arm,
                          wake_on_lan_problems=lambda _proxies: self.cannot_wake,
                          idle_watts=lambda: self.idle_watts)
+
+
+@contextlib.contextmanager
+def a_proxy_told(settings: str) -> Iterator[tuple[socket.socket, config.Config]]:
+    """A proxy's hint socket on loopback, and a box's config ([idle] and more) that tells it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.settimeout(10)
+        yield proxy, config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
+                                  f'{settings}[notify]\nproxies = '
+                                  f'["127.0.0.1:{proxy.getsockname()[1]}"]\n')
 
 
 def stored(path: Path) -> dict:
@@ -191,15 +205,9 @@ def test_the_gpus_idle_power_is_averaged_over_idle_checks(tmp_path: Path,
 
 
 def test_the_sleep_sequence_tells_the_proxies_right_before_the_suspend() -> None:
-    import socket
-
     from sleepyllama.hints import Hint, decode
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as proxy:
-        proxy.bind(("127.0.0.1", 0))
-        proxy.settimeout(10)
-        told = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
-                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
+    with a_proxy_told("") as (proxy, told):
         recorder = Recorder()
         assert sleep_now(told, [], "idle for 10m", recorder.ops())
         assert recorder.calls == ["arm", "stop", "suspend"]
@@ -215,24 +223,16 @@ def test_the_sleep_sequence_tells_the_proxies_right_before_the_suspend() -> None
 def test_the_sleeping_hint_says_what_the_sleep_saves(action: str, saving: int) -> None:
     """The box awake and idle (GPUs measured, plus [energy] base_watts) less what it draws
     asleep: what the always-on host's page counts as kWh saved."""
-    import socket
-
     from sleepyllama.hints import Hint, decode
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as proxy:
-        proxy.bind(("127.0.0.1", 0))
-        proxy.settimeout(10)
-        told = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
-                            f'action = "{action}"\n[energy]\nbase_watts = 50\n'
-                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
+    with a_proxy_told(f'action = "{action}"\n[energy]\nbase_watts = 50\n') as (proxy, told):
         recorder = Recorder()
         recorder.idle_watts = {"watts": 135.0, "samples": 4}
         assert sleep_now(told, [], "idle for 10m", recorder.ops())
         assert decode(proxy.recv(1024)) == Hint("sleeping", action=action, saving_watts=saving)
-        # nothing measured and no base_watts: the box does not know, and says nothing of it
+    # nothing measured and no base_watts: the box does not know, and says nothing of it
+    with a_proxy_told("") as (proxy, bare):
         recorder.idle_watts = None
-        bare = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
-                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
         assert sleep_now(bare, [], "idle for 10m", recorder.ops())
         assert decode(proxy.recv(1024)) == Hint("sleeping", action="suspend")
 
@@ -268,16 +268,9 @@ def test_a_dry_run_never_promises_a_sleep_that_will_not_come(tmp_path: Path,
 
 @pytest.mark.parametrize("action", ["hibernate", "suspend-then-hibernate", "poweroff"])
 def test_each_action_is_asked_of_logind_and_told_to_the_proxies(action: str) -> None:
-    import socket
-
     from sleepyllama.hints import Hint, decode
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as proxy:
-        proxy.bind(("127.0.0.1", 0))
-        proxy.settimeout(10)
-        told = config.parse(f'[idle]\ngpu = "off"\nservers = false\ninhibitors = false\n'
-                            f'action = "{action}"\n'
-                            f'[notify]\nproxies = ["127.0.0.1:{proxy.getsockname()[1]}"]\n')
+    with a_proxy_told(f'action = "{action}"\n') as (proxy, told):
         recorder = Recorder()
         assert sleep_now(told, [], "idle for 10m", recorder.ops())
         assert recorder.calls == ["arm", "stop", action]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import binascii
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sleepyllama import history, ledger
+from sleepyllama import files, hints, history, ledger
 from sleepyllama.config import EnergyConfig, ProxyConfig
 from sleepyllama.proxy import cache
 from sleepyllama.proxy.live import STATES
@@ -68,9 +67,7 @@ class Box:
 
 
 def _number(value: object, low: float = 0.0, high: float = 1e11) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and low <= value <= high else None
+    return files.within(value, low, high)
 
 
 def _count(value: object) -> int:
@@ -130,7 +127,7 @@ def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
             action = entry.get("action")
             found.append(history.Sleep(at, None, "the box said so",
                                        action if isinstance(action, str) else "suspend",
-                                       _number(entry.get("saving_watts"), 0, 100_000)))
+                                       _number(entry.get("saving_watts"), 0, hints.MAX_WATTS)))
         elif entry.get("event") == "wake" and found and found[-1].end is None:
             took = _number(entry.get("ready_after"), 0, 86400)
             if took is not None:

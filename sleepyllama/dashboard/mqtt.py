@@ -1,8 +1,7 @@
 """Home Assistant, through its MQTT discovery: each GPU box a device with a binary sensor
 (awake), sensors (state, the last wake's cause, wakes today, the energy its sleeps saved) and a
-Wake button, and the
-publisher's availability, with a last will, so that Home Assistant shows "unavailable" rather
-than a stale state when the always-on host's page stops.
+Wake button, and the publisher's availability, with a last will, so that Home Assistant shows
+"unavailable" rather than a stale state when the always-on host's page stops.
 
 Discovery follows Home Assistant's documented single-component schema:
 `<discovery_prefix>/<component>/<object_id>/config`, retained, object_id = unique_id, sent again

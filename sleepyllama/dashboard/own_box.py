@@ -55,7 +55,7 @@ class OwnBox:
 
 
 def _seconds(value: object) -> float | None:
-    return float(value) if files.finite(value) and 0 <= value < 1e11 else None  # type: ignore[operator]
+    return files.within(value, 0, 1e11)
 
 
 def _text(value: object) -> str:

@@ -57,15 +57,18 @@ class Site:
         self.config_path, self.directory = config_path, directory
         self.box_directory = box_directory  # where this GPU box's idle unit keeps its state
 
-    def own(self) -> own_box.OwnBox | None:
-        """This host, where its config has a [server.*] table; None elsewhere."""
+    def gpu_box(self) -> configuration.Config | None:
+        """This host's config, where it has a [server.*] table; None elsewhere."""
         try:
             config = configuration.load(self.config_path)
         except ConfigError:
             return None  # said by proxies()
-        if not config.servers:
-            return None
-        return own_box.read_own_box(config, self.box_directory)
+        return config if config.servers else None
+
+    def own(self) -> own_box.OwnBox | None:
+        """This host as a GPU box, from its idle unit's files; None where it is not one."""
+        config = self.gpu_box()
+        return None if config is None else own_box.read_own_box(config, self.box_directory)
 
     def proxies(self) -> list[ProxyConfig]:
         try:
@@ -221,7 +224,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _steer(self, proxy: ProxyConfig | None, path: str, form: dict[str, list[str]]) -> None:
         """proxy: the box behind it; None: this box (its own page)."""
-        if proxy is None and self.site.own() is None:
+        if proxy is None and self.site.gpu_box() is None:
             self._send(HTTPStatus.BAD_REQUEST, b"this host is not a GPU box\n",
                        "text/plain; charset=utf-8")
             return
