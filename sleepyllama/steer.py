@@ -5,13 +5,18 @@ answered by one.
 The box's hints to the proxy may be spoofed at no cost (hints.py), but these change what the box
 does, so each carries an HMAC-SHA256 under a secret both hosts keep (install.sh
 --steer-secret-file; a systemd credential for the units, /etc/sleepyllama/steer.secret for
-root's commands) and the sender's clock in milliseconds. The box takes a command only with a
-good MAC, from within WINDOW of its own clock, and later than the last it took (kept across
-restarts by the receiver): a spoofed, altered or replayed one does nothing. The answer is
-signed too, over the command it answers.
+root's commands), the sender's clock in milliseconds, and the address it was sent to. Every box
+of a home shares the secret, so that address binds a command to its box: a box takes only what
+was sent to the address it received it on. It takes a command with a good MAC, from within
+WINDOW of its own clock, once: it remembers what it took within the window (host/steering.py),
+so a sender whose clock is ahead locks out no other. A command it refuses but could read (good
+MAC) is answered with why; the answer is signed too, over the command it answers.
 
-  sleepyllama-steer 1 stay-awake 10800 1796200000123 192.168.1.7 <64 hex>
-  sleepyllama-steer 1 ok 1796200000123 staying awake until Wed 11:00 <64 hex>
+  sleepyllama-steer 2 stay-awake 10800 1796200000123 192.168.1.50 192.168.1.7 <64 hex>
+  sleepyllama-steer 2 ok 1796200000123 staying awake until Wed 11:00 <64 hex>
+
+A version-1 command (an always-on host not yet upgraded) with a good MAC is answered, in
+version 1, with "upgrade the sender", and never acted on: it names no box.
 
 Pure: the shapes, signing and checking. The sender's I/O is send(); the box's is
 host/steering.py.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import socket
 import threading
@@ -30,7 +36,8 @@ from pathlib import Path
 
 from sleepyllama import systemd
 
-MAGIC = "sleepyllama-steer 1"
+VERSION = 2
+MAGIC = f"sleepyllama-steer {VERSION}"
 COMMANDS = ("stay-awake", "stay-awake-cancel", "sleep-now")
 MAX_DATAGRAM = 512
 WINDOW_MS = 60_000  # both hosts' clocks agree within this (NTP does far better)
@@ -39,18 +46,36 @@ MAX_STAY = 7 * 86400  # a week
 SECRET_FILE = Path("/etc/sleepyllama/steer.secret")
 CREDENTIAL = "steer-secret"
 
-_COMMAND = re.compile(rf"{re.escape(MAGIC)} ({'|'.join(COMMANDS)}) (\d{{1,7}}) (\d{{13}}) "
-                      r"([A-Za-z0-9_.:-]{1,64}) ([0-9a-f]{64})\n?")
+_NAMES = "|".join(COMMANDS)
+_COMMAND = re.compile(rf"{re.escape(MAGIC)} ({_NAMES}) (\d{{1,7}}) (\d{{13}}) "
+                      r"([0-9A-Fa-f.:]{2,45}) ([A-Za-z0-9_.:-]{1,64}) ([0-9a-f]{64})\n?")
 _ANSWER = re.compile(rf"{re.escape(MAGIC)} (ok|refused) (\d{{13}}) ([ -~]{{0,300}}) "
                      r"([0-9a-f]{64})\n?")
+_OLD_MAGIC = "sleepyllama-steer 1"
+_OLD_COMMAND = re.compile(rf"{re.escape(_OLD_MAGIC)} ({_NAMES}) (\d{{1,7}}) (\d{{13}}) "
+                          r"([A-Za-z0-9_.:-]{1,64}) ([0-9a-f]{64})\n?")
 
 
 @dataclass(frozen=True)
 class Command:
     name: str  # one of COMMANDS
     seconds: int  # stay-awake: for how long; else 0
-    at_ms: int  # the sender's clock: orders commands, and bounds their age
+    at_ms: int  # the sender's clock: bounds its age
     who: str  # who asked, for the journal ("192.168.1.7", "home-assistant", a host name)
+    box: str = ""  # the address it was sent to: the box it is for
+
+    @property
+    def body(self) -> str:
+        return f"{MAGIC} {self.name} {self.seconds} {self.at_ms} {self.box} {self.who}"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A command that is not taken: why (for the journal), and, where it is the secret
+    holder's own (a good MAC), the signed answer that tells the sender why."""
+
+    why: str
+    answer: bytes | None = None
 
 
 def _mac(secret: bytes, text: str) -> str:
@@ -58,34 +83,74 @@ def _mac(secret: bytes, text: str) -> str:
 
 
 def encode(secret: bytes, command: Command) -> bytes:
-    body = f"{MAGIC} {command.name} {command.seconds} {command.at_ms} {command.who}"
-    return f"{body} {_mac(secret, body)}\n".encode()
+    return f"{command.body} {_mac(secret, command.body)}\n".encode()
 
 
-def decode(secret: bytes, datagram: bytes, now_ms: int, last_ms: int) -> Command | str:
-    """The command in a datagram, or why it is not taken (for the journal)."""
+def same_address(one: str, other: str) -> bool:
+    """Whether two spellings name one address (an IPv4 client of a dual-stack socket is
+    ::ffff:a.b.c.d; an IPv6 one may carry its scope, %eth0)."""
+    def parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        try:
+            address = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            return address.ipv4_mapped
+        return address
+
+    first = parsed(one)
+    return first is not None and first == parsed(other)
+
+
+def decode(secret: bytes, datagram: bytes, now_ms: int, received_on: str) -> Command | Refusal:
+    """The command in a datagram received on the address `received_on`, or why it is not
+    taken. Whether it was taken already is the receiver's to know."""
     if len(datagram) > MAX_DATAGRAM:
-        return "too large"
-    match = _COMMAND.fullmatch(datagram.decode("ascii", "replace"))
+        return Refusal("too large")
+    text = datagram.decode("ascii", "replace")
+    match = _COMMAND.fullmatch(text)
     if match is None:
-        return "not a command"
+        return _old(secret, text) or Refusal("not a command")
+    name, seconds, at_ms, box, who, mac = match.groups()
+    command = Command(name, int(seconds), int(at_ms), who, box)
+    if not hmac.compare_digest(_mac(secret, command.body), mac):
+        return Refusal("a wrong signature (another secret, or altered)")
+    why = _refused(command, now_ms, received_on)
+    return Refusal(why, answer(secret, command, False, why)) if why else command
+
+
+def _refused(command: Command, now_ms: int, received_on: str) -> str:
+    if not same_address(command.box, received_on):
+        return f"for another box: sent to {command.box}, received on {received_on}"
+    skew = command.at_ms - now_ms
+    if abs(skew) > WINDOW_MS:
+        return (f"sent {abs(skew) / 1000:.0f} s {'ahead of' if skew > 0 else 'behind'} this "
+                f"box's clock (at most {WINDOW_MS // 1000} s): set both clocks by NTP")
+    if command.name == "stay-awake" and not 0 < command.seconds <= MAX_STAY:
+        return f"stay-awake for {command.seconds} s (1 s to a week)"
+    return ""
+
+
+def _old(secret: bytes, text: str) -> Refusal | None:
+    """A version-1 command with a good MAC: refused, answered in version 1 so that the older
+    sender shows why."""
+    match = _OLD_COMMAND.fullmatch(text)
+    if match is None:
+        return None
     name, seconds, at_ms, who, mac = match.groups()
-    body = f"{MAGIC} {name} {seconds} {at_ms} {who}"
-    if not hmac.compare_digest(_mac(secret, body), mac):
-        return "a wrong signature (another secret, or altered)"
-    if abs(int(at_ms) - now_ms) > WINDOW_MS:
-        return f"sent {abs(int(at_ms) - now_ms) / 1000:.0f} s away from this clock"
-    if int(at_ms) <= last_ms:
-        return "replayed (not later than the last command taken)"
-    if name == "stay-awake" and not 0 < int(seconds) <= MAX_STAY:
-        return f"stay-awake for {seconds} s (1 s to a week)"
-    return Command(name, int(seconds), int(at_ms), who)
+    if not hmac.compare_digest(_mac(secret, f"{_OLD_MAGIC} {name} {seconds} {at_ms} {who}"), mac):
+        return Refusal("a version-1 command with a wrong signature")
+    why = "this box runs a newer sleepyllama: upgrade the always-on host (install.sh)"
+    body = f"{_OLD_MAGIC} refused {at_ms} {why}"
+    return Refusal(f"a version-1 command ({name}) from an older sleepyllama",
+                   f"{body} {_mac(secret, body)}\n".encode())
 
 
 def answer(secret: bytes, command: Command, ok: bool, text: str) -> bytes:
     said = "".join(c if " " <= c <= "~" else "?" for c in text)[:300]
     body = f"{MAGIC} {'ok' if ok else 'refused'} {command.at_ms} {said}"
-    return f"{body} {_mac(secret, body)}\n".encode()
+    # over the command's own MAC too: an answer fits only the command it answers
+    return f"{body} {_mac(secret, body + _mac(secret, command.body))}\n".encode()
 
 
 def read_answer(secret: bytes, datagram: bytes, command: Command) -> tuple[bool, str] | None:
@@ -95,7 +160,8 @@ def read_answer(secret: bytes, datagram: bytes, command: Command) -> tuple[bool,
         return None
     verdict, at_ms, text, mac = match.groups()
     body = f"{MAGIC} {verdict} {at_ms} {text}"
-    if int(at_ms) != command.at_ms or not hmac.compare_digest(_mac(secret, body), mac):
+    if (int(at_ms) != command.at_ms
+            or not hmac.compare_digest(_mac(secret, body + _mac(secret, command.body)), mac)):
         return None
     return verdict == "ok", text
 
@@ -115,9 +181,9 @@ _last_sent = [0]
 _sending = threading.Lock()
 
 
-def _later_than_the_last(now_ms: int) -> int:
-    """Two commands of one process within a millisecond (the page's buttons from two
-    browsers) get two moments: the box takes only one per moment."""
+def _a_moment_of_its_own(now_ms: int) -> int:
+    """Two like commands of one process within a millisecond (one button pressed in two
+    browsers) would be one datagram, taken once: each gets a moment of its own."""
     with _sending:
         _last_sent[0] = max(now_ms, _last_sent[0] + 1)
         return _last_sent[0]
@@ -127,12 +193,13 @@ def send(secret: bytes, box: str, port: int, name: str, seconds: int = 0, who: s
          tries: int = 3, timeout: float = 2.0) -> tuple[bool, str]:
     """Send a command to the box and wait for its answer: (taken, what it said). OSError when
     it does not answer (asleep, no steering there, another secret)."""
-    command = Command(name, seconds, _later_than_the_last(int(time.time() * 1000)),
-                      who or socket.gethostname().split(".")[0][:64] or "sleepyllama")
     family = socket.AF_INET6 if ":" in box else socket.AF_INET
+    address = socket.getaddrinfo(box, port, family, socket.SOCK_DGRAM)[0][4]
+    command = Command(name, seconds, _a_moment_of_its_own(int(time.time() * 1000)),
+                      who or socket.gethostname().split(".")[0][:64] or "sleepyllama",
+                      str(address[0]).split("%")[0])
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
-        address = socket.getaddrinfo(box, port, family, socket.SOCK_DGRAM)[0][4]
         for _ in range(tries):  # the same datagram again: taken once, answered each time
             sock.sendto(encode(secret, command), address)
             deadline = time.monotonic() + timeout

@@ -2,9 +2,12 @@
 datagram each: stay awake for a while, stop staying awake, sleep now. Socket-activated by
 sleepyllama-steer.socket (UDP 3941); it exits after a minute without a command.
 
-A command is taken once: with a good signature, from within a minute of this clock, and later
-than the last one taken (kept in the StateDirectory across restarts). The same datagram again
-(a retry, the answer lost) is answered as before and not acted on twice. "sleep now" answers
+A command is taken once: with a good signature, sent to the address it came in on (this box,
+not another that shares the secret), from within a minute of this clock, and not taken before
+(what was taken within the minute is kept in the StateDirectory across restarts). The same
+datagram again (a retry, the answer lost) is answered as before and not acted on twice. A
+command it refuses and could read is answered with why; a flood of anything else is counted,
+and said in the journal once a minute. "sleep now" answers
 first and then runs the idle check's sleep sequence, which looks at the signals once more: a
 busy box refuses, exactly as `sleepyllama sleep-now` does.
 """
@@ -12,6 +15,7 @@ busy box refuses, exactly as `sleepyllama sleep-now` does.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import socket
@@ -23,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import files, logs, steer, systemd
+from sleepyllama import datagrams, files, logs, steer, systemd
 from sleepyllama.command_line import listen_address, program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import state
 from sleepyllama.host import stay_awake as staying
+from sleepyllama.rejections import Rejections
 
 log = logging.getLogger("sleepyllama-steer")
 
@@ -72,42 +77,76 @@ def act(command: steer.Command, actions: Actions) -> tuple[bool, str, bool]:
 
 
 class Receiver:
+    """Takes each command once: it remembers those it took within steer.WINDOW_MS (kept in
+    the StateDirectory across restarts), and answers a retry of one as it answered it."""
+
     def __init__(self, sock: socket.socket, secret: bytes, state_file: Path,
                  actions: Actions) -> None:
         self.sock, self.secret, self.state_file, self.actions = sock, secret, state_file, actions
-        self.last_ms = self._load()
-        self.last: tuple[bytes, bytes] | None = None  # the last datagram taken, and its answer
+        datagrams.ask_for_destinations(sock)
+        self.taken, self.floor_ms = self._load()
+        self.answers: dict[str, bytes] = {}  # the answers to what this process took
+        self.rejections = Rejections(log, "datagram(s)")
         self.stopping = threading.Event()
 
-    def _load(self) -> int:
+    def _load(self) -> tuple[dict[str, int], int]:
+        """(the commands taken within the window, by their digest; the moment at or before
+        which every command is refused: where the record of what was taken is lost)."""
+        now = int(time.time() * 1000)
         try:
-            last = json.loads(self.state_file.read_text()).get("last_ms")
+            record = json.loads(self.state_file.read_text())
         except FileNotFoundError:
-            return 0
-        except (OSError, ValueError, AttributeError) as error:
-            log.warning("%s is unreadable (%s): starting from now", self.state_file, error)
-            return int(time.time() * 1000)  # a replay of anything older is refused all the same
-        if isinstance(last, int) and not isinstance(last, bool) and 0 <= last < 10**13:
-            return last
-        log.warning("%s holds %r: starting from now", self.state_file, last)
-        return int(time.time() * 1000)
+            return {}, 0
+        except (OSError, ValueError) as error:
+            log.warning("%s is unreadable (%s): refusing commands sent before now",
+                        self.state_file, error)
+            return {}, now
+        if isinstance(record, dict) and "last_ms" in record and "taken" not in record:
+            last = record["last_ms"]  # version 1's record: the last command taken
+            if isinstance(last, int) and not isinstance(last, bool) and 0 <= last < 10**13:
+                return {}, last
+        taken = record.get("taken") if isinstance(record, dict) else None
+        if isinstance(taken, dict) and all(
+                isinstance(key, str) and isinstance(at, int) and not isinstance(at, bool)
+                and 0 <= at < 10**13 for key, at in taken.items()):
+            return taken, 0
+        log.warning("%s holds %r: refusing commands sent before now", self.state_file,
+                    str(record)[:80])
+        return {}, now
 
-    def handle(self, datagram: bytes, sender: tuple) -> bool:
-        """One datagram; True when the box is to sleep now (answered already)."""
-        if self.last is not None and datagram == self.last[0]:
-            self.sock.sendto(self.last[1], sender)  # a retry: its answer again, no second act
+    def _remember(self, key: str, at_ms: int, now_ms: int) -> None:
+        self.taken = {k: at for k, at in self.taken.items() if at >= now_ms - steer.WINDOW_MS}
+        self.taken[key] = at_ms
+        files.write_atomic(self.state_file, json.dumps({"taken": self.taken}).encode(), 0o600)
+
+    def handle(self, datagram: bytes, sender: tuple, received_on: str) -> bool:
+        """One datagram received on the address `received_on`; True when the box is to sleep
+        now (answered already)."""
+        key = hashlib.sha256(datagram).hexdigest()[:32]
+        if key in self.answers:
+            self.sock.sendto(self.answers[key], sender)  # a retry: its answer again, no second act
             return False
-        command = steer.decode(self.secret, datagram, int(time.time() * 1000), self.last_ms)
-        if isinstance(command, str):
-            log.warning("ignored a command from %s: %s", sender[0], command)
+        now_ms = int(time.time() * 1000)
+        command = steer.decode(self.secret, datagram, now_ms, received_on)
+        if isinstance(command, steer.Command) and command.at_ms <= self.floor_ms:
+            why = "sent before this box lost its record of the commands it took: send it again"
+            command = steer.Refusal(why, steer.answer(self.secret, command, False, why))
+        if isinstance(command, steer.Command) and key in self.taken:
+            said = "taken already (its first answer was lost)"
+            self.sock.sendto(steer.answer(self.secret, command, True, said), sender)
             return False
-        self.last_ms = command.at_ms
-        files.write_atomic(self.state_file, json.dumps({"last_ms": self.last_ms}).encode(), 0o600)
+        if isinstance(command, steer.Refusal):
+            self.rejections.note(command.why, sender[0])
+            if command.answer is not None:
+                self.sock.sendto(command.answer, sender)
+            return False
+        self._remember(key, command.at_ms, now_ms)
         taken, said, sleep = act(command, self.actions)
         log.info("%s from %s (%s): %s%s", command.name, command.who, sender[0],
                  "" if taken else "refused: ", said)
         answer = steer.answer(self.secret, command, taken, said)
-        self.last = (datagram, answer)
+        self.answers = {k: a for k, a in self.answers.items() if k in self.taken}
+        self.answers[key] = answer
         self.sock.sendto(answer, sender)
         if sleep:
             self.actions.sleep(command.who)
@@ -118,12 +157,15 @@ class Receiver:
         deadline = time.monotonic() + idle_exit
         while not self.stopping.is_set() and time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, min(1.0, deadline - time.monotonic())))
+            self.rejections.tick()
             try:
-                datagram, sender = self.sock.recvfrom(steer.MAX_DATAGRAM + 1)
+                datagram, sender, received_on = datagrams.receive(self.sock,
+                                                                   steer.MAX_DATAGRAM + 1)
             except TimeoutError:
                 continue
-            self.handle(datagram, sender)
+            self.handle(datagram, sender, received_on)
             deadline = time.monotonic() + idle_exit
+        self.rejections.flush()
 
     def stop(self) -> None:
         self.stopping.set()
