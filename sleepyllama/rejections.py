@@ -37,9 +37,10 @@ class Rejections:
         if not self.counts:
             return
         total = sum(self.counts.values())
-        reasons = "; ".join(f"{count}× {why}" for why, count in self.counts.most_common(3))
+        reasons = "; ".join(f"{why}: {count}" for why, count in self.counts.most_common(3))
         more = f"; and {len(self.counts) - 3} other reason(s)" if len(self.counts) > 3 else ""
-        since = "" if self.said_at is None else f" in the last {self.clock() - self.said_at:.0f} s"
+        since = ("" if self.said_at is None
+                 else f" in the last {self.clock() - self.said_at:.0f} s")
         self.log.warning("ignored %d %s%s: %s%s (the last from %s)", total, self.what, since,
                          reasons, more, self.last_sender)
         self.counts.clear()

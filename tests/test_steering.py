@@ -171,4 +171,4 @@ def test_a_flood_of_bad_datagrams_is_counted_not_logged_each(state_file, caplog)
     assert len(warnings) <= 3, warnings
     counted = sum(int(line.split()[1]) for line in warnings)
     assert counted == 200, warnings  # the first at once, the rest in the line said at stop
-    assert "not a command" in warnings[-1]
+    assert "not a command: " in warnings[-1]
