@@ -156,6 +156,18 @@ class SteerConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    # the names the page is reached by besides this host's own (its host name, NAME.local,
+    # localhost, the address a browser connected to): a reverse proxy's, a DNS name of yours.
+    # Any other Host is refused, so that a site whose name is made to point here (DNS
+    # rebinding) cannot press a button or read a box's clients
+    names: tuple[str, ...] = ()
+    # on the GPU box: the browsers that may press its own Stay awake and Sleep now; None: all
+    # (a proxy's box is steered from the browsers its wake_from allows)
+    steer_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     # where each idle check writes sleepyllama.prom for node_exporter's textfile collector:
     # "" for the idle unit's own StateDirectory (/var/lib/sleepyllama), "off" for nowhere
@@ -175,6 +187,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     steer: SteerConfig = field(default_factory=SteerConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def proxy(self, name: str) -> ProxyConfig:
         if name not in self.proxies:
@@ -550,6 +563,25 @@ def _steer(path: Path, data: object) -> SteerConfig:
     return config
 
 
+def host_names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of host names like [\"llm.home.arpa\"], not {value!r}")
+    names = []
+    for name in value:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,253}", name):
+            raise ValueError(f"expected a host name or address (no port, no scheme), not {name!r}")
+        names.append(name.lower().rstrip("."))
+    return tuple(names)
+
+
+def _web(path: Path, data: object) -> WebConfig:
+    table = _Table(path, "web", data, WebConfig)
+    config = WebConfig(names=table.get("names", host_names),
+                       steer_from=table.get("steer_from", parse_networks))
+    table.finish()
+    return config
+
+
 def _energy(path: Path, data: object) -> EnergyConfig:
     table = _Table(path, "energy", data, EnergyConfig)
     currency = table.get("currency", lambda v: v if isinstance(v, str) else _not_text(v))
@@ -620,10 +652,10 @@ def _toml(text: str, path: Path) -> dict[str, Any]:
 def _config(path: Path, data: dict[str, Any]) -> Config:
     for key in data:
         if key not in ("proxy", "server", "idle", "energy", "schedule", "notify", "resume",
-                       "metrics", "mqtt", "steer"):
+                       "metrics", "mqtt", "steer", "web"):
             raise ConfigError(f"{path}: [{key}]: unknown table (known: [proxy.NAME], "
                               "[server.NAME], [idle], [energy], [schedule], [notify], [resume], "
-                              "[metrics], [mqtt], [steer])")
+                              "[metrics], [mqtt], [steer], [web])")
     return Config(
         path=path,
         proxies={n: _proxy(path, n, t) for n, t in _named_tables(path, "proxy", data.get("proxy", {}))},
@@ -638,6 +670,7 @@ def _config(path: Path, data: dict[str, Any]) -> Config:
         metrics=_metrics(path, data.get("metrics", {})),
         mqtt=_mqtt(path, data.get("mqtt", {})),
         steer=_steer(path, data.get("steer", {})),
+        web=_web(path, data.get("web", {})),
     )
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 import socket
 import threading
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama import systemd
+from sleepyllama.addresses import same_address
 
 VERSION = 2
 MAGIC = f"sleepyllama-steer {VERSION}"
@@ -84,22 +84,6 @@ def _mac(secret: bytes, text: str) -> str:
 
 def encode(secret: bytes, command: Command) -> bytes:
     return f"{command.body} {_mac(secret, command.body)}\n".encode()
-
-
-def same_address(one: str, other: str) -> bool:
-    """Whether two spellings name one address (an IPv4 client of a dual-stack socket is
-    ::ffff:a.b.c.d; an IPv6 one may carry its scope, %eth0)."""
-    def parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-        try:
-            address = ipaddress.ip_address(text.split("%")[0])
-        except ValueError:
-            return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            return address.ipv4_mapped
-        return address
-
-    first = parsed(one)
-    return first is not None and first == parsed(other)
 
 
 def decode(secret: bytes, datagram: bytes, now_ms: int, received_on: str) -> Command | Refusal:

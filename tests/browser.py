@@ -27,7 +27,10 @@ def chromium_program() -> str:
 
 
 class Chromium:
-    def __init__(self, width: int = 420, height: int = 800) -> None:
+    def __init__(self, width: int = 420, height: int = 800, names: dict[str, str] | None = None
+                 ) -> None:
+        """names: host names this browser resolves to the given addresses, as a DNS name made
+        to point at the page would."""
         self.profile = tempfile.mkdtemp(prefix="sleepyllama-chromium-")
         to_browser_read, self.to_browser = os.pipe()
         self.from_browser, from_browser_write = os.pipe()
@@ -43,7 +46,10 @@ class Chromium:
         self.process = subprocess.Popen(
             [chromium_program(), "--headless", "--no-sandbox", "--disable-gpu",
              "--remote-debugging-pipe", f"--user-data-dir={self.profile}", "--no-first-run",
-             f"--window-size={width},{height}", "about:blank"],
+             f"--window-size={width},{height}",
+             *([f"--host-resolver-rules={', '.join(f'MAP {n} {a}' for n, a in names.items())}"]
+               if names else []),
+             "about:blank"],
             pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=onto_3_and_4)
         os.close(to_browser_read)

@@ -180,3 +180,15 @@ def test_a_proxy_serves_on_when_another_table_has_an_error(tmp_path: Path) -> No
     path.write_text("[proxy.llama\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_proxy(path, "llama")
+
+
+def test_web_names_and_steer_from() -> None:
+    parsed = config.parse('[web]\nnames = ["LLM.Home.arpa.", "10.0.0.5"]\n'
+                          'steer_from = ["192.168.1.0/24"]\n')
+    assert parsed.web.names == ("llm.home.arpa", "10.0.0.5")
+    assert [str(n) for n in parsed.web.steer_from or ()] == ["192.168.1.0/24"]
+    assert config.parse("").web == config.WebConfig(names=(), steer_from=None)
+    for bad in ('names = ["http://llm.home"]', 'names = "llm.home"', 'names = ["a b"]',
+                'steer_from = ["nowhere"]', 'name = ["llm.home"]'):
+        with pytest.raises(ConfigError, match=r"\[web\]"):
+            config.parse(f"[web]\n{bad}\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -33,6 +34,16 @@ class Web:
     def get(self, path: str) -> tuple[int, str, str]:
         with urllib.request.urlopen(self.url(path), timeout=10) as answer:
             return answer.status, answer.headers["Content-Type"], answer.read().decode()
+
+    def request(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """A GET with these headers: its status and body, whatever the status."""
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.url(path),
+                                                               headers=headers or {}),
+                                        timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
 
     def status(self) -> list[dict]:
         return json.loads(self.get("/api/status")[2])
@@ -232,3 +243,118 @@ print("stopped", flush=True)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert result.stdout == "stopped\n", result.stderr
+
+
+def test_a_request_made_to_another_name_is_refused_get_and_post(tmp_path, cleanup) -> None:
+    """Found by trying it (DNS rebinding): a site whose name points here sent its own name as
+    Host and as Origin, and the page woke the box and served its clients' addresses."""
+    backend, proxy, web = setup(tmp_path, cleanup)
+    evil = {"Host": f"evil.example:{web.port}", "Origin": f"http://evil.example:{web.port}"}
+    status, why = web.press_wake("llama", evil)
+    assert status == 421 and "[web] names" in why, why
+    assert web.post("/sleep-now", "proxy=llama", evil)[0] == 421
+    for path in ("/", "/api/status", "/metrics"):
+        assert web.request(path, {"Host": f"evil.example:{web.port}"})[0] == 421, path
+    assert not backend.packets() and "asked" not in proxy.log()
+    # this host's own names, and the address the browser came to, are the page's
+    assert web.request("/api/status", {"Host": f"localhost:{web.port}"})[0] == 200
+    assert web.request("/api/status", {"Host": f"{socket.gethostname()}:{web.port}"})[0] == 200
+    assert web.request("/api/status", {"Host": f"127.0.0.2:{web.port}"})[0] == 421
+
+
+def test_a_reverse_proxy_s_name_is_taken_once_it_is_named(tmp_path, cleanup) -> None:
+    backend, proxy, web = setup(tmp_path, cleanup)
+    named = {"Host": "LLM.home.arpa.", "Origin": "http://llm.home.arpa"}
+    assert web.request("/api/status", named)[0] == 421
+    proxy.config.write_text(proxy.config.read_text() + '[web]\nnames = ["llm.home.arpa"]\n')
+    assert web.request("/api/status", named)[0] == 200  # the config is read on each request
+    assert web.press_wake("llama", named)[0] == 303
+    wait_for(lambda: backend.packets(), what="a magic packet from the named page")
+
+
+def test_head_answers_as_get_without_a_body(tmp_path, cleanup) -> None:
+    """Uptime checkers ask with HEAD; it answered 501."""
+    _backend, _proxy, web = setup(tmp_path, cleanup)
+    for path in ("/", "/api/status", "/metrics"):
+        with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+            sock.sendall(f"HEAD {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200"), head
+        assert b"Content-Length: " in head and int(
+            head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0
+        assert body == b"", path
+
+
+def test_hundreds_of_slow_clients_hold_a_bounded_number_of_threads(tmp_path, cleanup) -> None:
+    """Found by trying it: a thread for each of 1100 slow clients, and the page failed with
+    "Too many open files" while it read its config."""
+    from sleepyllama.dashboard.program import MAX_CLIENTS, REQUEST_TIMEOUT
+
+    _backend, _proxy, web = setup(tmp_path, cleanup)
+    slow = []
+    try:
+        for _ in range(300):  # each says nothing and holds its connection
+            slow.append(socket.create_connection(("127.0.0.1", web.port), timeout=10))
+        pid = web.process.popen.pid
+
+        def threads() -> int:
+            status = Path(f"/proc/{pid}/status").read_text()
+            return int(status.split("Threads:")[1].split()[0])
+
+        # those over the bound are closed as they come, long before a held one times out
+        # (REQUEST_TIMEOUT): without a bound, nothing is closed before that
+        wait_for(lambda: all(_closed(sock) for sock in slow[-50:]), timeout=REQUEST_TIMEOUT / 2,
+                 what="the page closing the connections over its bound")
+        assert threads() <= MAX_CLIENTS + 8, threads()
+        assert not any(_closed(sock) for sock in slow[:MAX_CLIENTS // 2])  # held, not dropped
+    finally:
+        for sock in slow:
+            sock.close()
+    # and once they are gone, the page answers as before
+    wait_for(lambda: _answers(web), timeout=30, what="the page answering again")
+
+
+def _closed(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _answers(web: Web) -> bool:
+    try:
+        return web.request("/api/status")[0] == 200
+    except OSError:
+        return False
+
+
+def test_the_gpu_box_s_own_buttons_answer_only_to_steer_from(tmp_path, cleanup) -> None:
+    """The GPU box's page had Stay awake and Sleep now with no address check at all."""
+    from test_dashboard_own_box import RECORD
+    from test_steering import SECRET, Box
+
+    steered = Box(tmp_path / "steer.json", idle_exit=60)
+    cleanup.append(steered)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
+    box_state = tmp_path / "box"
+    box_state.mkdir()
+    (box_state / "idle.json").write_text(json.dumps(RECORD))
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["/bin/true"]\n[steer]\nport = {steered.port}\n'
+                      '[web]\nsteer_from = ["192.168.1.0/24"]\n')
+    web = Web(tmp_path, config, tmp_path, {"CREDENTIALS_DIRECTORY": str(credentials)}, box_state)
+    cleanup.append(web)
+    status, why = web.post("/stay-awake", "box=this&hours=3")
+    assert status == 403 and "steer_from" in why, why
+    assert web.post("/sleep-now", "box=this")[0] == 403
+    config.write_text(config.read_text().replace("192.168.1.0/24", "127.0.0.0/8"))
+    assert web.post("/stay-awake", "box=this&hours=3")[0] == 200
+    assert steered.done == ["stay 10800"]

@@ -11,9 +11,13 @@ and for this host itself where it is a GPU box (a [server.*] table in its config
   POST /sleep-now    proxy=NAME, or box=NAME: the box sleeps unless its own verdict says busy
 
 It reads what the proxies keep in their StateDirectory (dashboard/boxes.py) and changes nothing
-there. The Wake button is no stronger than a client: it is offered, and taken, only where the
-proxy's wake_from allows the browser's address, and only from the page's own origin; the proxy
-then wakes the box as for any client, on a datagram it takes from this host alone (hints.py).
+there. It answers only requests made to a name it is reached by (this host's own names, the
+address the browser connected to, [web] names): a site whose name is made to point here (DNS
+rebinding) gets nothing, not even a GET. The Wake button is no stronger than a client: it is
+offered, and taken, only where the proxy's wake_from allows the browser's address, and only
+from the page's own origin; the proxy then wakes the box as for any client, on a datagram it
+takes from this host alone (hints.py). A GPU box's own Stay awake and Sleep now are taken from
+the browsers [web] steer_from allows.
 Socket-activated under systemd (sleepyllama-web.socket); by hand, on --listen.
 """
 
@@ -33,8 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from sleepyllama import addresses, hints, history, logs, steer, systemd
 from sleepyllama import config as configuration
-from sleepyllama import hints, history, logs, steer, systemd
 from sleepyllama.command_line import listen_address, program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, SteerConfig
 from sleepyllama.dashboard import boxes, metrics, mqtt, own_box, page
@@ -45,6 +49,7 @@ log = logging.getLogger("sleepyllama-web")
 
 MAX_FORM = 1024  # proxy=NAME is a few bytes
 REQUEST_TIMEOUT = 10.0  # a client that trickles its request is let go
+MAX_CLIENTS = 64  # at once, each a thread; one more is closed at once (the unit allows 512 fds)
 WAKE_SEEN_WITHIN = 3.0  # the proxy says "waking" within this, so the page that follows shows it
 
 
@@ -56,6 +61,21 @@ class Site:
                  box_directory: Path = state.DEFAULT_DIRECTORY) -> None:
         self.config_path, self.directory = config_path, directory
         self.box_directory = box_directory  # where this GPU box's idle unit keeps its state
+        self.own_names = own_names()
+
+    def web(self) -> configuration.WebConfig:
+        try:
+            return configuration.load(self.config_path).web
+        except ConfigError:
+            return configuration.WebConfig()  # said by proxies()
+
+    def reached_by(self, host: str, local_address: str) -> bool:
+        """Whether a request's Host names this page: a name of this host's, one of [web]
+        names, or the very address the browser connected to."""
+        name = addresses.host_name(host)
+        if addresses.ip_of(name) is not None:
+            return addresses.same_address(name, local_address) or name in self.web().names
+        return name in self.own_names or name in self.web().names
 
     def gpu_box(self) -> configuration.Config | None:
         """This host's config, where it has a [server.*] table; None elsewhere."""
@@ -114,8 +134,11 @@ class Site:
         return self._steer_host(proxy.backend.host, proxy.name, who, command, seconds)
 
     def steer_own(self, browser: str, command: str, seconds: int = 0) -> tuple[HTTPStatus, str]:
-        """This box, through its own steering socket: a button on its page is as strong as
-        reaching the page (sleep now still waits for the box's own idle verdict)."""
+        """This box, through its own steering socket, for a browser [web] steer_from allows
+        (sleep now still waits for the box's own idle verdict)."""
+        if not addresses.allowed(self.web().steer_from, browser):
+            log.info("refused %s of %s for this box: not in [web] steer_from", command, browser)
+            return HTTPStatus.FORBIDDEN, "your address may not steer this box ([web] steer_from)"
         return self._steer_host("127.0.0.1", "this box", browser.split("%")[0], command, seconds)
 
     def _steer_host(self, host: str, name: str, who: str, command: str,
@@ -145,6 +168,31 @@ class Site:
                 break
             time.sleep(0.1)
         return HTTPStatus.SEE_OTHER, "asked"
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether a browser's Origin is the page at Host: one name (as Host names spell it) and
+    one port (a Host without one is at its scheme's: behind a reverse proxy, 80 or 443)."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        host_port = urlsplit(f"//{host}").port
+    except ValueError:
+        return False
+    return (addresses.host_name(parts.netloc) == addresses.host_name(host)
+            and (port == host_port if host_port is not None else port in (80, 443)))
+
+
+def own_names() -> frozenset[str]:
+    """The names this host is reached by without a word from its user: its host name, short
+    and as DNS has it, NAME.local (mDNS), localhost."""
+    host = socket.gethostname().lower()
+    short = host.split(".")[0]
+    try:
+        fqdn = socket.getfqdn().lower()
+    except OSError:
+        fqdn = host
+    return frozenset({host, short, fqdn, f"{short}.local", "localhost"})
 
 
 def pressed(path: str) -> int | None:
@@ -178,7 +226,14 @@ class Handler(BaseHTTPRequestHandler):
     def browser(self) -> str:
         return str(self.client_address[0]) if isinstance(self.client_address, tuple) else ""
 
+    def do_HEAD(self) -> None:
+        """As GET without the body: uptime checkers ask so."""
+        self.head_only = True
+        self.do_GET()
+
     def do_GET(self) -> None:
+        if not self._reached_by_its_name():
+            return
         path = urlsplit(self.path).path
         routes: dict[str, Callable[[], None]] = {"/": self._page, "/api/status": self._status,
                                                  "/api/box": self._own,
@@ -190,6 +245,8 @@ class Handler(BaseHTTPRequestHandler):
             route()
 
     def do_POST(self) -> None:
+        if not self._reached_by_its_name():
+            return
         path = urlsplit(self.path).path
         if path not in ("/wake", "/stay-awake", "/sleep-now"):
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
@@ -283,7 +340,24 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; "
                          "form-action 'self'; frame-ancestors 'none'")
         self.end_headers()
-        self.wfile.write(body)
+        if not getattr(self, "head_only", False):
+            self.wfile.write(body)
+
+    def _reached_by_its_name(self) -> bool:
+        """Answer only a request made to a name of this page's (see Site.reached_by); a
+        client that sends no Host (HTTP/1.0) names none, and is no browser."""
+        host = self.headers.get("Host")
+        local = self.connection.getsockname()[0] if isinstance(self.connection, socket.socket) \
+            else ""
+        if host is None or self.site.reached_by(host, str(local)):
+            return True
+        log.info("refused %s %s from %s: made to %r, not a name of this page's ([web] names)",
+                 self.command, urlsplit(self.path).path, self.browser(), host[:80])
+        self._send(HTTPStatus.MISDIRECTED_REQUEST,
+                   b"this page does not answer to that name: add it to [web] names in "
+                   b"/etc/sleepyllama/sleepyllama.toml if it is yours (a reverse proxy)\n",
+                   "text/plain; charset=utf-8")
+        return False
 
     def _same_origin(self) -> bool:
         """A browser says where a form came from (Origin); another site's page may not press
@@ -291,7 +365,7 @@ class Handler(BaseHTTPRequestHandler):
         origin = self.headers.get("Origin")
         if origin is None:
             return self.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
-        return urlsplit(origin).netloc == self.headers.get("Host", "")
+        return same_origin(origin, self.headers.get("Host", ""))
 
     def _form(self) -> dict[str, list[str]]:
         try:
@@ -311,6 +385,23 @@ class ActivatedServer(ThreadingHTTPServer):
         super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
+        self.clients = threading.BoundedSemaphore(MAX_CLIENTS)
+
+    def process_request(self, request: object, client_address: object) -> None:
+        """A thread for each client, up to MAX_CLIENTS: a thousand slow ones must not take
+        every thread and file the page has."""
+        if not self.clients.acquire(blocking=False):
+            log.debug("closed a connection from %s: %d clients at once already",
+                      client_address, MAX_CLIENTS)
+            self.shutdown_request(request)  # type: ignore[arg-type]
+            return
+        super().process_request(request, client_address)  # type: ignore[arg-type]
+
+    def process_request_thread(self, request: object, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            self.clients.release()
 
 
 def listening_socket(listen: configuration.Address | None) -> socket.socket:

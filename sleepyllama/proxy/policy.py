@@ -8,11 +8,11 @@ an uptime checker), or hold the client and wake the box.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from sleepyllama import addresses
 from sleepyllama.config import ProxyConfig
 
 
@@ -45,15 +45,8 @@ class Head:
 
 
 def client_may_wake(config: ProxyConfig, address: str) -> bool:
-    if config.wake_from is None:
-        return True
-    try:
-        ip = ipaddress.ip_address(address.split("%")[0])
-    except ValueError:
-        return False  # not an IP client (a Unix socket): not in any network named
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped  # a dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d
-    return any(ip in network for network in config.wake_from)
+    # not an IP client (a Unix socket) is in no network named
+    return addresses.allowed(config.wake_from, address)
 
 
 def request_may_wake(config: ProxyConfig, head: Head) -> bool:
