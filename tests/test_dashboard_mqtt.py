@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import paho.mqtt.client as paho
 import pytest
@@ -25,13 +26,14 @@ PROXY = config.parse('[proxy."gpu.box"]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd
                      ).proxy("gpu.box")
 
 
-def test_each_box_is_a_device_of_six_entities_with_the_publisher_s_availability() -> None:
+def test_each_box_is_a_device_of_seven_entities_with_the_publisher_s_availability() -> None:
     found = dict(mqtt.discovery(MQTT, PROXY, "router"))
     assert sorted(found) == [f"homeassistant/{component}/sleepyllama_gpu_box_{key}/config"
                              for component, key in sorted([
                                  ("binary_sensor", "awake"), ("button", "wake"),
-                                 ("sensor", "energy_saved"), ("sensor", "last_wake"),
-                                 ("sensor", "state"), ("sensor", "wakes_today")])]
+                                 ("sensor", "energy_saved"), ("sensor", "last_command"),
+                                 ("sensor", "last_wake"), ("sensor", "state"),
+                                 ("sensor", "wakes_today")])]
     for topic, payload in found.items():
         assert topic.split("/")[2] == payload["unique_id"]  # object_id = unique_id
         assert payload["availability_topic"] == "sleepyllama/status"
@@ -163,5 +165,84 @@ def test_with_the_shared_secret_stay_awake_and_sleep_now_are_buttons_too() -> No
     assert stay["command_topic"] == "sleepyllama/gpu_box/stay_awake/set"
     assert stay["name"] == "Stay awake 3 h"
     assert "homeassistant/button/sleepyllama_gpu_box_sleep_now/config" in found
-    assert len(found) == 8
-    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 6  # no secret: no such buttons
+    assert len(found) == 9
+    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 7  # no secret: no such buttons
+
+
+def with_mqtt(tmp_path: Path, cleanup: list, broker_port: int, extra: str = "",
+              env: dict[str, str] | None = None) -> tuple:
+    """The page of test_dashboard_program's setup, restarted with [mqtt] (and `extra`)."""
+    backend, proxy, web = setup(tmp_path, cleanup)
+    web.stop()
+    proxy.config.write_text(proxy.config.read_text()
+                            + f'[mqtt]\nbroker = "127.0.0.1:{broker_port}"\n' + extra)
+    web = Web(tmp_path, proxy.config, tmp_path / "state", env)
+    cleanup.append(web)
+    return backend, proxy, web
+
+
+def test_a_retained_press_is_no_press_and_is_cleared(tmp_path, cleanup) -> None:
+    """Found by trying it: mosquitto_pub -r ... wake/set -m PRESS woke the box at every start
+    of the page and every reconnect."""
+    broker = Broker(tmp_path)
+    cleanup.append(broker)
+    listener = Listener(broker.port)
+    cleanup.append(listener)
+    listener.client.publish("sleepyllama/llama/wake/set", "PRESS", qos=1,
+                            retain=True).wait_for_publish(10)
+    wait_for(lambda: listener.get("sleepyllama/llama/wake/set") == "PRESS", what="kept")
+    backend, proxy, web = with_mqtt(tmp_path, cleanup, broker.port)
+    wait_for(lambda: listener.get("sleepyllama/llama/wake/set") == "", what="the press cleared")
+    assert "ignored a retained MQTT command" in web.process.text()
+    wait_for(lambda: listener.get("sleepyllama/llama/state") == "unknown", what="a first state")
+    assert not backend.packets() and "asked" not in proxy.log()
+    listener.press("sleepyllama/llama/wake/set")  # a press as Home Assistant sends one
+    wait_for(lambda: backend.packets(), what="a magic packet from a real press")
+
+
+def test_an_unreadable_password_leaves_the_page_serving_and_says_why(tmp_path, cleanup) -> None:
+    """Found by trying it: a password_file of root's (0600), or a directory, killed the page
+    with a traceback."""
+    directory = tmp_path / "not-a-file"
+    directory.mkdir()
+    _backend, _proxy, web = with_mqtt(
+        tmp_path, cleanup, free_port(),
+        f'username = "ha"\npassword_file = "{directory}"\n')
+    html = web.get("/")[2]
+    assert "Home Assistant: not connected: cannot read the MQTT password" in html, html
+    assert "Traceback" not in web.process.text()
+    assert "not publishing to Home Assistant" in web.process.text()
+
+
+def test_a_box_that_does_not_answer_holds_up_no_wake(tmp_path, cleanup) -> None:
+    """Found with a real Home Assistant: a Stay awake for a box that did not answer ran in
+    paho's thread for 6 s, and a Wake pressed meanwhile started 5.8 s late."""
+    import socket
+
+    from test_steering import SECRET
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes datagrams, never answers
+    silent.bind(("127.0.0.1", 0))
+    cleanup.append(SimpleNamespace(stop=silent.close))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "steer-secret").write_bytes(SECRET)
+    broker = Broker(tmp_path)
+    cleanup.append(broker)
+    listener = Listener(broker.port)
+    cleanup.append(listener)
+    backend, _proxy, _web = with_mqtt(
+        tmp_path, cleanup, broker.port, f"[steer]\nport = {silent.getsockname()[1]}\n",
+        {"CREDENTIALS_DIRECTORY": str(credentials)})
+    wait_for(lambda: listener.get("sleepyllama/llama/state") == "unknown", what="a first state")
+    listener.press("sleepyllama/llama/stay_awake/set")
+    silent.settimeout(10)
+    silent.recv(600)  # the signed command is out, and its sender waits for an answer
+    listener.press("sleepyllama/llama/wake/set")
+    wait_for(lambda: backend.packets(), what="a magic packet from the Wake press")
+    # the Stay awake is still waiting (3 tries of 2 s) while the box wakes
+    assert listener.get("sleepyllama/llama/last_command") in (
+        None, "wake: asked its proxy to wake it")
+    wait_for(lambda: (listener.get("sleepyllama/llama/last_command") or "").startswith(
+        "stay awake: "), timeout=30, what="what the Stay awake came to")
+    assert "did not answer" in (listener.get("sleepyllama/llama/last_command") or "")

@@ -8,7 +8,12 @@ Discovery follows Home Assistant's documented single-component schema:
 when Home Assistant says it is back (`<discovery_prefix>/status` "online"). States are retained
 on `<topic>/<proxy>/...`; the button publishes PRESS on `<topic>/<proxy>/wake/set`. A press is
 as strong as the broker's credentials: whoever may publish there may wake the box, as a client
-inside wake_from may.
+inside wake_from may, and, where the page holds the steering secret, keep it awake or sleep it.
+A command published with the retain flag is no press (the broker would give it again at every
+connect, and the box would wake at every start of the page): it is ignored, and cleared.
+Each press is carried out on a thread of its own, never in paho's network thread, so a box
+that does not answer holds up no other message; what it came to is published on
+`<topic>/<proxy>/last_command`.
 
 discovery() and states() are pure; Publisher does the I/O through paho-mqtt.
 """
@@ -31,6 +36,8 @@ from sleepyllama.proxy.live import STATES
 log = logging.getLogger(__name__)
 
 STAY_FOR = 3 * 3600  # the Stay awake button's hours, as the page's default
+MAX_PRESSES = 4  # carried out at once; one more is ignored, and said
+STEERED = {"stay_awake": ("stay-awake", STAY_FOR), "sleep_now": ("sleep-now", 0)}
 PUBLISH_EVERY = 1.0  # seconds between looks at the proxies' files; only changes are sent
 PRESS = "PRESS"
 MAX_STATE = 255  # Home Assistant keeps a sensor's state to 255 characters
@@ -72,6 +79,9 @@ def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str,
         ("sensor", "energy_saved", {"name": "Energy saved", "state_topic": f"{base}/energy_saved",
                                     "device_class": "energy", "state_class": "total",
                                     "unit_of_measurement": "kWh"}),
+        ("sensor", "last_command", {"name": "Last command",
+                                    "state_topic": f"{base}/last_command",
+                                    "icon": "mdi:message-reply-text"}),
         ("button", "wake", {"name": "Wake", "command_topic": f"{base}/wake/set",
                             "payload_press": PRESS, "icon": "mdi:power"}),
     ]
@@ -105,14 +115,23 @@ def states(mqtt: MqttConfig, box: Box, now: float) -> dict[str, str]:
                                      else f"{box.kwh_saved_total:.3f}")}
 
 
+class Unusable(Exception):
+    """[mqtt] as configured cannot be used: str(error) says why, in one line."""
+
+
 def password(mqtt: MqttConfig) -> str | None:
-    """The broker's password: systemd's credential, else password_file; None without one."""
+    """The broker's password: systemd's credential, else password_file; None without one.
+    Unusable where there is one that cannot be read (root's 0600 file, a directory)."""
     path = systemd.credential_or(CREDENTIAL, Path(mqtt.password_file) if mqtt.password_file
                                  else None)
     try:
         return path.read_text().strip() if path is not None else None
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise Unusable(f"cannot read the MQTT password {path}: {reason} (install.sh --mqtt "
+                       "passes it to the unit as the credential mqtt-password)") from None
 
 
 class Publisher:
@@ -120,12 +139,14 @@ class Publisher:
 
     def __init__(self, mqtt: MqttConfig, proxies: Callable[[], list[ProxyConfig]],
                  read: Callable[[list[ProxyConfig]], list[Box]],
-                 wake: Callable[[ProxyConfig], object],
-                 steer: Callable[[ProxyConfig, str, int], object] | None = None) -> None:
+                 wake: Callable[[ProxyConfig], str],
+                 steer: Callable[[ProxyConfig, str, int], str] | None = None) -> None:
+        """wake and steer carry out a press, and say what it came to."""
         import paho.mqtt.client as paho  # only where [mqtt] is configured
 
         self.mqtt, self.proxies, self.read, self.wake = mqtt, proxies, read, wake
         self.steer = steer  # (proxy, command, seconds): a signed command to the box
+        self.presses = threading.BoundedSemaphore(MAX_PRESSES)  # carried out at once
         self.sent: dict[str, str] = {}
         self.lock = threading.Lock()
         self.stopped = threading.Event()
@@ -178,20 +199,43 @@ class Publisher:
             if payload == "online":  # Home Assistant restarted: it asks for discovery again
                 self._announce()
             return
+        if getattr(message, "retain", False):
+            if payload:  # an empty retained payload is the broker's way of clearing one
+                log.warning("ignored a retained MQTT command on %s (it would fire at every "
+                            "connect): cleared it", topic)
+                self.client.publish(topic, b"", qos=1, retain=True)
+            return
         by_id = {object_id(proxy.name): proxy for proxy in self.proxies()}
         parts = topic.split("/")
         proxy = by_id.get(parts[-3]) if len(parts) >= 3 else None
         button = parts[-2] if len(parts) >= 3 else ""
-        steered = {"stay_awake": ("stay-awake", STAY_FOR), "sleep_now": ("sleep-now", 0)}
-        if (proxy is None or payload != PRESS or button not in ("wake", *steered)
-                or (button in steered and self.steer is None)):
+        if (proxy is None or payload != PRESS or button not in ("wake", *STEERED)
+                or (button in STEERED and self.steer is None)):
             log.info("ignored an MQTT command on %s: %r", topic, payload[:20])
             return
+        if not self.presses.acquire(blocking=False):
+            log.warning("ignored Home Assistant's %s for %s: %d presses are being carried out "
+                        "already", button, proxy.name, MAX_PRESSES)
+            return
+        threading.Thread(target=self._carry_out, args=(proxy, button), name="mqtt-press",
+                         daemon=True).start()
+
+    def _carry_out(self, proxy: ProxyConfig, button: str) -> None:
+        """One press, off paho's thread and beside any other: a box that does not answer a
+        signed command (6 s) holds up no Wake and no state."""
         log.info("Home Assistant pressed %s for %s", button, proxy.name)
-        if button == "wake":
-            self.wake(proxy)
-        elif self.steer is not None:
-            self.steer(proxy, *steered[button])
+        try:
+            said = (self.wake(proxy) if button == "wake" or self.steer is None
+                    else self.steer(proxy, *STEERED[button]))
+        except Exception as error:  # said, and the page goes on
+            log.exception("Home Assistant's %s for %s failed", button, proxy.name)
+            said = f"failed: {error}"
+        finally:
+            self.presses.release()
+        log.info("Home Assistant's %s for %s: %s", button, proxy.name, said)
+        self.client.publish(f"{self.mqtt.topic}/{object_id(proxy.name)}/last_command",
+                            f"{button.replace('_', ' ')}: {said}"[:MAX_STATE], qos=1,
+                            retain=True)
 
     def _publish_states(self) -> None:
         while not self.stopped.wait(PUBLISH_EVERY):
@@ -214,8 +258,10 @@ class Publisher:
 
 def start(mqtt: MqttConfig, proxies: Callable[[], list[ProxyConfig]],
           read: Callable[[list[ProxyConfig]], list[Box]],
-          wake: Callable[[ProxyConfig], object],
-          steer: Callable[[ProxyConfig, str, int], object] | None = None) -> Publisher | None:
+          wake: Callable[[ProxyConfig], str],
+          steer: Callable[[ProxyConfig, str, int], str] | None = None) -> Publisher | None:
+    """The publisher, started; None without [mqtt] broker. Unusable where the config cannot
+    be used as it is."""
     if mqtt.broker is None:
         return None
     publisher = Publisher(mqtt, proxies, read, wake, steer)

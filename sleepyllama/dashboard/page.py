@@ -166,10 +166,11 @@ FOLLOW_FOR = 60  # seconds after a press the page reloads quickly, even before t
 
 def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None,
            steering: bool = False, pressed_at: int | None = None,
-           own: OwnBox | None = None) -> str:
+           own: OwnBox | None = None, problems: Sequence[str] = ()) -> str:
     """pressed_at: when a Wake button was pressed (the page after it): the page follows the
     wake from then on, whatever the proxy says yet (a loaded box may take a while to).
-    own: this host, where it is a GPU box (sleepyllama-web run there)."""
+    own: this host, where it is a GPU box (sleepyllama-web run there); problems: what the
+    page itself cannot do (Home Assistant not connected, and why)."""
     now = time.time() if now is None else now
     following = pressed_at is not None and 0 <= now - pressed_at < FOLLOW_FOR
     waking = any(box.state == "waking" for box in boxes)
@@ -182,4 +183,6 @@ def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = 
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="refresh" content="{refresh}; url={target}">'
             f"<title>sleepyllama</title><style>{STYLE}</style></head>"
-            f"<body><h1>sleepyllama</h1>{cards}</body></html>")
+            f"<body><h1>sleepyllama</h1>"
+            + "".join(f'<p class="problem">{escape(problem)}</p>' for problem in problems)
+            + f"{cards}</body></html>")

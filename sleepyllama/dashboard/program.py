@@ -62,6 +62,7 @@ class Site:
         self.config_path, self.directory = config_path, directory
         self.box_directory = box_directory  # where this GPU box's idle unit keeps its state
         self.own_names = own_names()
+        self.problems: list[str] = []  # what this page cannot do, shown on it
 
     def web(self) -> configuration.WebConfig:
         try:
@@ -310,7 +311,8 @@ class Handler(BaseHTTPRequestHandler):
         proxies = self.site.proxies()
         allowed = {proxy.name: policy.client_may_wake(proxy, self.browser()) for proxy in proxies}
         html = page.render(self.site.boxes(proxies), allowed, steering=self.site.can_steer(),
-                           pressed_at=pressed(self.path), own=self.site.own())
+                           pressed_at=pressed(self.path), own=self.site.own(),
+                           problems=self.site.problems)
         self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
 
     def _status(self) -> None:
@@ -475,12 +477,21 @@ def home_assistant(config_path: Path, site: Site) -> mqtt.Publisher | None:
         settings = configuration.load(config_path).mqtt
     except ConfigError:
         return None  # said by the page's own load
-    steering = site.can_steer()
-    return mqtt.start(settings, site.proxies, site.boxes,
-                      lambda proxy: site.ask(proxy, "home-assistant"),
-                      (lambda proxy, command, seconds:
-                       site.steer_as(proxy, "home-assistant", command, seconds))
-                      if steering else None)
+
+    def wake(proxy: ProxyConfig) -> str:
+        status, why = site.ask(proxy, "home-assistant")
+        return "asked its proxy to wake it" if status == HTTPStatus.SEE_OTHER else why
+
+    def steer_box(proxy: ProxyConfig, command: str, seconds: int) -> str:
+        return site.steer_as(proxy, "home-assistant", command, seconds)[1]
+
+    try:
+        return mqtt.start(settings, site.proxies, site.boxes, wake,
+                          steer_box if site.can_steer() else None)
+    except mqtt.Unusable as error:
+        site.problems.append(f"Home Assistant: not connected: {error}")
+        log.error("not publishing to Home Assistant: %s", error)
+        return None
 
 
 if __name__ == "__main__":
