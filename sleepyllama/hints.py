@@ -117,3 +117,22 @@ class RateLimit:
             self.tokens -= 1
             return True
         return False
+
+
+class SenderLimits:
+    """A RateLimit for each sender, and one for all of them together: a flood from one
+    sender costs another nothing, and spoofed senders, each new, still cost one probe in
+    a while. The page's own wake requests are not hints from afar, and pass no limit."""
+
+    def __init__(self, senders: int = 256, overall_per_second: float = 10.0,
+                 overall_burst: int = 20) -> None:
+        self.senders = senders
+        self.buckets: dict[str, RateLimit] = {}  # the most recent sender last
+        self.overall = RateLimit(overall_per_second, overall_burst)
+
+    def allow(self, sender: str, now: float) -> bool:
+        bucket = self.buckets.pop(sender, None) or RateLimit()
+        self.buckets[sender] = bucket
+        if len(self.buckets) > self.senders:
+            del self.buckets[next(iter(self.buckets))]
+        return bucket.allow(now) and self.overall.allow(now)

@@ -22,6 +22,7 @@ class Rejections:
         self.said_at: float | None = None
 
     def note(self, why: str, sender: str) -> None:
+        self.log.debug("ignored a datagram from %s: %s", sender, why)
         self.counts[why] += 1
         self.last_sender = sender
         self.tick()

@@ -12,7 +12,7 @@ import pytest
 
 from sleepyllama import hints
 from sleepyllama.config import Address
-from sleepyllama.hints import Hint, RateLimit, decode, encode
+from sleepyllama.hints import Hint, RateLimit, SenderLimits, decode, encode
 
 from conftest import (
     FAKE_SERVER,
@@ -98,7 +98,7 @@ def test_spoofed_oversized_and_flooding_datagrams_do_nothing_worse(tmp_path, cle
         return proxy.log().count("INFO: hint from")
 
     started = time.monotonic()
-    wait_for(lambda: proxy.log().count("ignored a hint from") + acted() >= 200,
+    wait_for(lambda: proxy.log().count("ignored a datagram from") + acted() >= 203,
              what="the flood read")
     # three at once, then one a second, however long the flood took to read here
     assert acted() <= 3 + int(time.monotonic() - started) + 1, "each hint of a flood was acted on"
@@ -274,7 +274,32 @@ def test_a_wake_request_is_taken_from_this_host_s_page_only(tmp_path, cleanup) -
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((lan, 0))
         sock.sendto(encode(Hint("wake", "10.9.9.9")), ("127.0.0.1", port))
-    wait_for(lambda: "ignored a wake request" in proxy.log(), what="the request ignored")
+    wait_for(lambda: "a wake request from afar" in proxy.log(), what="the request ignored")
     udp_to(("127.0.0.1", port), encode(Hint("wake", "10.9.9.9")))  # the page's, on loopback
     wait_for(lambda: backend.packets(), what="a magic packet for the page's request")
     assert "the page for 10.9.9.9 asked" in proxy.log()
+
+
+def test_each_sender_has_its_own_limit_and_all_together_one_more() -> None:
+    limits = SenderLimits(overall_per_second=10.0, overall_burst=20)
+    assert [limits.allow("10.0.0.66", 0.0) for _ in range(50)].count(True) == 3
+    assert limits.allow("192.168.1.50", 0.0)  # the box's own hint, after another's flood
+    # spoofed senders, each new: together no more than the overall burst
+    assert [limits.allow(f"10.1.{n // 250}.{n % 250}", 0.1) for n in range(1000)].count(True) <= 20
+
+
+def test_a_flood_of_hints_drops_no_wake_of_this_host_s_page(tmp_path, cleanup) -> None:
+    """Found by trying it: one limit for every sender and event, and at 20 spoofed hints a
+    second the page's Wake answered "asked" while no packet went out."""
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    port = free_port()
+    proxy = ProxyRun(tmp_path, proxy_table(backend, answer_while_asleep=[]), activate=False,
+                     listen=f"127.0.0.1:{port}")
+    cleanup.append(proxy)
+    for _ in range(100):
+        udp_to(("127.0.0.1", port), encode(Hint("sleeping")))
+    udp_to(("127.0.0.1", port), encode(Hint("wake", "192.168.1.7")))  # the page's, after them
+    wait_for(lambda: backend.packets(), what="a magic packet for the page's request")
+    wait_for(lambda: "ignored" in proxy.log() and "too many hints" in proxy.log(),
+             what="the dropped hints said")

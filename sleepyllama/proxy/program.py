@@ -31,6 +31,7 @@ from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.live import LiveFile
 from sleepyllama.proxy.misconfigured import Misconfigured
 from sleepyllama.proxy.wol import make_sender
+from sleepyllama.rejections import Rejections
 from sleepyllama.words import count, format_duration
 
 log = logging.getLogger("sleepyllama-proxy")
@@ -53,7 +54,8 @@ class Proxy:
     ) -> None:
         self.config, self.listeners, self.loop, self.notifier = config, listeners, loop, notifier
         self.hint_sockets = hint_sockets or []  # UDP on the same port: the GPU box's hints
-        self.hint_limit = hints.RateLimit()
+        self.hint_limits = hints.SenderLimits()
+        self.hint_rejections = Rejections(log, "datagram(s) on the hint port")
         self.backend = self._backend(config)
         self.retired: list[Backend] = []  # of earlier configs: they finish what they hold
         self.reload_error = ""  # the last reload's config error, said in STATUS until fixed
@@ -116,7 +118,8 @@ class Proxy:
         self.loop.create_task(self.backend.wake.belief.keep_answers_if_awake())
 
     def _hint(self, hint_socket: socket.socket) -> None:
-        """Datagrams from the GPU box: read all that came, act on at most one a second."""
+        """Datagrams from the GPU box: read all that came; act on at most one a second of
+        each sender's (hints.SenderLimits), and on every wake request of this host's page."""
         for _ in range(ACCEPT_BATCH):
             try:
                 datagram, sender = hint_socket.recvfrom(hints.MAX_DATAGRAM + 1)
@@ -126,26 +129,25 @@ class Proxy:
                 log.debug("reading a hint failed: %s", error.strerror)
                 return
             hint = hints.decode(datagram)
+            host = str(sender[0]) if isinstance(sender, tuple) else ""
             if hint is None:
-                log.debug("ignored a datagram of %d bytes from %s: not a hint", len(datagram),
-                          peer_name(sender))
-            elif not self.hint_limit.allow(self.loop.time()):
-                log.debug("ignored a hint from %s: too many", peer_name(sender))
-            elif hint.event == "wake":
-                self._asked(hint, hint_socket, sender)
+                self.hint_rejections.note("not a hint", peer_name(sender))
+            elif hint.event == "wake" and not self._from_this_host(host, hint_socket):
+                self.hint_rejections.note("a wake request from afar (only this host's page "
+                                          "may send one)", peer_name(sender))
+            elif hint.event == "wake":  # the page's own: never dropped for another's flood
+                self.backend.wake.asked(f"the page for {hint.name}" if hint.name else "the page")
+            elif not self.hint_limits.allow(host, self.loop.time()):
+                self.hint_rejections.note("too many hints", peer_name(sender))
             else:
                 self.backend.wake.hinted(hint, peer_name(sender))
 
-    def _asked(self, hint: hints.Hint, hint_socket: socket.socket, sender: object) -> None:
-        """The page's Wake button (sleepyllama-web on this host): taken from this host only.
-        A datagram from elsewhere with a local source address is dropped by the kernel
-        (a martian), so the address is enough; the page checked wake_from itself."""
-        host = sender[0] if isinstance(sender, tuple) else ""
-        if not (host and (is_loopback(host) or host == hint_socket.getsockname()[0])):
-            log.info("ignored a wake request from %s: only this host's page may send one",
-                     peer_name(sender))
-            return
-        self.backend.wake.asked(f"the page for {hint.name}" if hint.name else "the page")
+    @staticmethod
+    def _from_this_host(host: str, hint_socket: socket.socket) -> bool:
+        """The page's Wake button (sleepyllama-web on this host) asks from this host only. A
+        datagram from elsewhere with a local source address is dropped by the kernel (a
+        martian), so the address is enough; the page checked wake_from itself."""
+        return bool(host) and (is_loopback(host) or host == hint_socket.getsockname()[0])
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -220,6 +222,7 @@ class Proxy:
                 splice.close()  # those that did not fit; a frozen one is left to the exit
         for backend in backends:
             backend.close_all()
+        self.hint_rejections.flush()
         self._write_live(running=False)
         self.stopped.set()
 
@@ -258,6 +261,7 @@ class Proxy:
     def _tick_status(self) -> None:
         # connection counts change too often to notify on each; once a second is plenty
         self.refresh_status()
+        self.hint_rejections.tick()
         self.loop.call_later(1.0, self._tick_status)
 
 
