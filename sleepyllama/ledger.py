@@ -34,6 +34,9 @@ def append(path: Path, event: str, **fields: object) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            if os.fstat(fd).st_size == 0:
+                # new: readable by the page, whatever the unit's UMask=0077 made of the 0644
+                os.fchmod(fd, 0o644)
             os.write(fd, line)
             size = os.fstat(fd).st_size
         finally:
@@ -104,3 +107,11 @@ def read(path: Path) -> list[dict]:
             continue
         entries.append(entry)
     return entries
+
+
+def ends_a_sleep(entry: dict) -> bool:
+    """A proxy's entry of its box seen up: a wake that reached ready, or box-up (the box
+    answered outside a wake of the proxy's: woken by another, a sleep that was refused or a
+    "sleeping" hint that was not the box's). A sleep the page counts ends there."""
+    return entry.get("event") == "box-up" or (entry.get("event") == "wake"
+                                              and "ready_after" in entry)

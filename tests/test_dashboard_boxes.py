@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 
@@ -88,8 +89,8 @@ def test_files_missing_torn_or_too_large_say_so(tmp_path) -> None:
 
 
 def test_the_box_s_sleeps_as_its_proxy_saw_them(tmp_path) -> None:
-    """From a "sleeping" hint to the box answering again (a wake's entry at ready, less its
-    ready_after); said twice, one sleep; nothing since, asleep still."""
+    """From a "sleeping" hint to the box seen up again (a wake's entry, at ready); said twice,
+    one sleep; nothing since, asleep still."""
     path = tmp_path / "llama.ledger.jsonl"
     for event, fields in (("box-sleeping", {"action": "suspend"}),
                           ("box-sleeping", {"action": "suspend"}),
@@ -101,7 +102,36 @@ def test_the_box_s_sleeps_as_its_proxy_saw_them(tmp_path) -> None:
         entry["at"] = at
     found = boxes.sleeps(entries)
     assert [(sleep.start, sleep.end, sleep.kind) for sleep in found] == [
-        (1000.0, 4990.0, "suspend"), (9000.0, None, "poweroff")]
+        (1000.0, 5000.0, "suspend"), (9000.0, None, "poweroff")]
+
+
+def kwh_at(entries: list[dict], now: float) -> float | None:
+    return boxes.box(PROXY, LIVE, [e for e in entries if e["at"] <= now], None, now=now
+                     ).kwh_saved_total
+
+
+def test_the_kwh_saved_never_go_down_between_two_reads(tmp_path) -> None:
+    """Found with a real Home Assistant: the total went down at every wake (its time was
+    counted as sleep, then taken back), which state_class total records as negative energy."""
+    path = tmp_path / "llama.ledger.jsonl"
+    ledger.append(path, "box-sleeping", action="suspend", saving_watts=200)
+    ledger.append(path, "wake", first="10.0.0.2:5000", signals=2, ready_after=30.0)
+    entries = ledger.read(path)
+    entries[0]["at"], entries[1]["at"] = 1_800_000_000.0, 1_800_003_600.0
+    reads = [kwh_at(entries, 1_800_000_000.0 + seconds) for seconds in range(0, 7200, 10)]
+    assert all(b >= a for a, b in itertools.pairwise(reads)), reads  # type: ignore[operator]
+    assert reads[-1] == pytest.approx(0.2)  # an hour at 200 W
+
+
+def test_a_box_seen_up_outside_a_wake_ends_its_sleep(tmp_path) -> None:
+    """Found by trying it: after a refused hibernate the box stayed up, said "ready", and the
+    page counted 200 W saved until the next wake; a spoofed "sleeping" did the same."""
+    path = tmp_path / "llama.ledger.jsonl"
+    ledger.append(path, "box-sleeping", action="hibernate", saving_watts=200)
+    ledger.append(path, "box-up")
+    entries = ledger.read(path)
+    entries[0]["at"], entries[1]["at"] = 1_800_000_000.0, 1_800_000_060.0
+    assert kwh_at(entries, 1_800_000_000.0 + 86400) == pytest.approx(200 * 60 / 3600 / 1000)
 
 
 def test_the_last_seven_days_are_drawn_from_the_ledger(tmp_path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sleepyllama import hints
+from sleepyllama import hints, ledger
 from sleepyllama.config import Address
 from sleepyllama.hints import Hint, RateLimit, SenderLimits, decode, encode
 
@@ -303,3 +303,61 @@ def test_a_flood_of_hints_drops_no_wake_of_this_host_s_page(tmp_path, cleanup) -
     wait_for(lambda: backend.packets(), what="a magic packet for the page's request")
     wait_for(lambda: "ignored" in proxy.log() and "too many hints" in proxy.log(),
              what="the dropped hints said")
+
+
+def test_a_box_that_says_ready_after_sleeping_ends_the_sleep(tmp_path, cleanup) -> None:
+    """A refused hibernate: the box said "sleeping", stayed up and said "ready"; the proxy's
+    ledger ends the sleep there, so the page counts no saving from then on."""
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    state = tmp_path / "state"
+    state.mkdir()
+    proxy = ProxyRun(tmp_path, proxy_table(backend), activate=False, state_directory=state)
+    cleanup.append(proxy)
+    wait_for(lambda: "serving llama" in proxy.log(), what="the proxy")
+    wake_directly(backend)
+    udp_to(proxy.address, encode(Hint("sleeping", action="hibernate", saving_watts=200)))
+    wait_for(lambda: "the box is going to sleep" in proxy.log(), what="the sleeping hint")
+    udp_to(proxy.address, encode(Hint("ready", "llama")))
+    events = lambda: [entry["event"] for entry in ledger.read(state / "llama.ledger.jsonl")]  # noqa: E731
+    wait_for(lambda: events()[-1:] == ["box-up"], what="the sleep ended in the ledger")
+    assert events() == ["box-sleeping", "box-up"]
+
+
+def test_a_sleeping_hint_is_checked_a_while_later(monkeypatch) -> None:
+    """A "sleeping" hint that was not the box's (or a sleep logind refused, on a box that
+    does not say "ready" again): the proxy looks once a while later, and a box that answers
+    ends the sleep. In one process, on a clock of the test's choosing."""
+    import asyncio
+
+    from sleepyllama import config
+    from sleepyllama.proxy import belief as beliefs
+    from sleepyllama.proxy.cache import AnswerCache
+    from sleepyllama.proxy.prober import Prober
+    from sleepyllama.proxy.wake_record import WakeRecord
+
+    monkeypatch.setattr(beliefs, "SLEEP_CHECKED_AFTER", 0.05)
+    proxy = config.parse('[proxy.llama]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                         ).proxy("llama")
+    recorded: list[str] = []
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        record = WakeRecord(sleep_open=True)
+        looked = asyncio.Event()
+
+        def probe() -> tuple[bool, str]:
+            loop.call_soon_threadsafe(looked.set)
+            return True, "HTTP 200"
+
+        belief = beliefs.Belief(proxy, loop, AnswerCache("http://127.0.0.1:9", (), None),
+                                record, Prober(loop), probe=probe, quick_probe=probe,
+                                changed=lambda: None,
+                                to_ledger=lambda event, **fields: recorded.append(event))
+        belief.going_to_sleep()
+        await asyncio.wait_for(looked.wait(), 30)
+        while not recorded:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    assert recorded == ["box-up"]

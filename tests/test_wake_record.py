@@ -92,3 +92,14 @@ def test_a_box_up_with_nothing_listening_is_told_after_its_kind_needs_not_wake_t
     learned.begin()
     learned.probed("Connection refused", 3.0)
     assert not learned.refused_too_long(17.0, "vllm") and learned.refused_too_long(18.5, "vllm")
+
+
+def test_a_sleep_the_box_told_of_is_open_until_it_is_seen_up() -> None:
+    told = [{"event": "box-sleeping", "action": "suspend"}]
+    assert WakeRecord.remembering(told).sleep_open
+    assert not WakeRecord.remembering([*told, {"event": "box-up"}]).sleep_open
+    assert not WakeRecord.remembering([*told, {"event": "wake", "ready_after": 9.0}]).sleep_open
+    assert WakeRecord.remembering([*told, {"event": "wake", "gave_up_after": 180.0}]).sleep_open
+    record = WakeRecord.remembering(told)
+    assert record.answered() is True  # ends it: to be recorded once
+    assert record.answered() is False

@@ -116,8 +116,10 @@ def models_of(answers: object) -> list[str]:
 
 def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
     """The box's sleeps as its proxy saw them: from a "sleeping" hint (box-sleeping) to the
-    moment the box answered again (a wake's entry is written at ready: less its ready_after),
-    or open while nothing answered since."""
+    moment the box was seen up again (ledger.ends_a_sleep), or open, counted to now, while it
+    was not. Ending a sleep where it was seen up, never earlier, keeps the total from going
+    down between two reads: an open sleep was counted to each read's now, and the box was not
+    seen up before the entry that says it was."""
     found: list[history.Sleep] = []
     for entry in entries:
         at = float(entry["at"])
@@ -128,10 +130,8 @@ def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
             found.append(history.Sleep(at, None, "the box said so",
                                        action if isinstance(action, str) else "suspend",
                                        _number(entry.get("saving_watts"), 0, hints.MAX_WATTS)))
-        elif entry.get("event") == "wake" and found and found[-1].end is None:
-            took = _number(entry.get("ready_after"), 0, 86400)
-            if took is not None:
-                found[-1].end = max(found[-1].start, at - took)
+        elif ledger.ends_a_sleep(entry) and found and found[-1].end is None:
+            found[-1].end = max(found[-1].start, at)
     return found
 
 

@@ -27,14 +27,19 @@ log = logging.getLogger(__name__)
 # before answering from the cache: an awake backend on a LAN answers its ready check in
 # milliseconds; once it did not, it is believed asleep for a while (each look would wait again)
 QUICK_PROBE_TIMEOUT = 0.25
+# after a "sleeping" hint the box stops its servers and suspends within seconds; one that still
+# answers this much later did not sleep (logind refused, or the hint was not the box's)
+SLEEP_CHECKED_AFTER = 60.0
 
 
 class Belief:
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, cache: AnswerCache,
                  record: WakeRecord, prober: Prober, *, probe: Probe,
-                 quick_probe: Probe | None = None, changed: Callable[[], None]) -> None:
+                 quick_probe: Probe | None = None, changed: Callable[[], None],
+                 to_ledger: Callable[..., None] = lambda event, **fields: None) -> None:
         self.config, self.loop, self.cache, self.record = config, loop, cache, record
         self.prober, self.probe, self.changed = prober, probe, changed
+        self.to_ledger = to_ledger
         self.quick_probe = quick_probe or (lambda: probes.probe(config, QUICK_PROBE_TIMEOUT,
                                                                 QUICK_PROBE_TIMEOUT))
         self.readiness = Readiness()
@@ -115,7 +120,9 @@ class Belief:
 
     def believe_ready(self, fill_after: float = 0.0) -> None:
         self.readiness.believe_ready(self.loop.time())
-        self.record.answered()
+        if self.record.answered():
+            log.info("backend %s is up: the sleep it told of is over", self.config.backend)
+            self.to_ledger("box-up")
         if self.cache.targets and not self.cache.fetching and self.cache.stale(time.time()):
             self.cache.fetching = True
             self.loop.call_later(fill_after, self._fill_cache)
@@ -161,6 +168,13 @@ class Belief:
         return True
 
     def going_to_sleep(self) -> None:
-        """The box said so: the next client's wake sends its first packet at once."""
+        """The box said so: the next client's wake sends its first packet at once. A look a
+        while later finds out whether it did (a refused hibernate, a spoofed hint): a box
+        that answers then was never asleep, whatever the page would count."""
         self.readiness.believe_asleep(self.loop.time(), down=True)
         self.changed()
+        self.loop.call_later(SLEEP_CHECKED_AFTER, self._check_the_sleep)
+
+    def _check_the_sleep(self) -> None:
+        if self.record.sleep_open and not self.ready:
+            self.loop.create_task(self.keep_answers_if_awake(ready_hint=True))

@@ -63,7 +63,7 @@ class Wake:
         self.probe = probe or (lambda: probes.probe(config, connect=WAKE_CONNECT_TIMEOUT))
         self.prober = Prober(loop)
         self.belief = Belief(config, loop, cache, self.record, self.prober, probe=self.probe,
-                             quick_probe=probe, changed=changed)
+                             quick_probe=probe, changed=changed, to_ledger=self.to_ledger)
         self.waiting = Waiting(config, loop, self.record, wake_timeout=self.wake_timeout,
                                to_ledger=self.to_ledger, closed=closed, changed=changed)
         self.pacer = Pacer(config, loop, sender, self.record, self.waiting, changed=changed)
@@ -127,6 +127,7 @@ class Wake:
             if (action != self.record.asleep_as
                     or self.belief.readiness.last_word() != "asleep"):
                 self.record.asleep_as = action
+                self.record.sleep_open = True
                 saving = {} if hint.saving_watts is None else {"saving_watts": hint.saving_watts}
                 self.to_ledger("box-sleeping", action=action, **saving)
             self.belief.going_to_sleep()

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sleepyllama import history, kinds, sleep_actions
+from sleepyllama import history, kinds, ledger, sleep_actions
 from sleepyllama.config import DEFAULT_WAKE_TIMEOUT
 from sleepyllama.proxy.reply import RETRY_AFTER
 from sleepyllama.words import format_duration
@@ -39,6 +39,9 @@ class WakeRecord:
     past: list[dict] = field(default_factory=list)  # the last wakes, as the ledger has them
     # how the box said it sleeps (its "sleeping" hint: sleep_actions.py); "": it never said
     asleep_as: str = ""
+    # the box said it sleeps (box-sleeping in the ledger) and has not been seen up since: the
+    # sleep the page counts is open until it is (box-up, or a wake's entry)
+    sleep_open: bool = False
 
     def begin(self) -> None:
         self.signals, self.gave_up, self.last_probe, self.up_after = 0, False, "", None
@@ -79,6 +82,7 @@ class WakeRecord:
         """The backend answered 200 `seconds` after the wake began (woken: by its signals)."""
         self.last_give_up = None
         if woken:
+            self.sleep_open = False  # its wake entry ends the sleep
             self.past = [*self.past, {"event": "wake", "ready_after": seconds, **self.origin(),
                                       **self.phases()}][-REMEMBERED:]
 
@@ -120,10 +124,13 @@ class WakeRecord:
             return ""
         return f"{action.waking}: about {format_duration(round(action.typical_wake))}"
 
-    def answered(self) -> None:
+    def answered(self) -> bool:
         """The backend answered its ready check, in a wake or outside one: a failed wake is over
-        (STATUS stops saying it, holds are whole again)."""
+        (STATUS stops saying it, holds are whole again). True where that ends a sleep the box
+        told of (to be recorded: box-up)."""
         self.gave_up, self.last_give_up = False, None
+        ended, self.sleep_open = self.sleep_open, False
+        return ended
 
     def give_up(self, now: float) -> bool:
         """A client waited too long; True the first time in this wake (log and record it)."""
@@ -169,5 +176,13 @@ class WakeRecord:
     def remembering(cls, entries: Sequence[dict]) -> WakeRecord:
         """A record that knows the past wakes of a ledger, and how the box last said it sleeps."""
         said = [entry for entry in entries if entry.get("event") == "box-sleeping"]
+        sleep_open = False
+        for entry in entries:
+            if entry.get("event") == "box-sleeping":
+                sleep_open = True
+            elif ledger.ends_a_sleep(entry):
+                sleep_open = False
         return cls(past=[entry for entry in entries if entry.get("event") == "wake"][-REMEMBERED:],
-                   asleep_as=str(said[-1].get("action", "")) if said else "")
+                   asleep_as=str(said[-1].get("action", "")) if said else "",
+                   sleep_open=sleep_open)
+
