@@ -20,10 +20,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from sleepyllama.dashboard.boxes import Box
+from sleepyllama.proxy.live import STATES
 
 # first signal to ready: a suspended box takes seconds, a cold boot minutes
 WAKE_BUCKETS = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
-SHOWN_STATES = ("asleep", "waking", "awake")
 
 
 def histogram_buckets(samples: Sequence[float]) -> list[tuple[str, float]]:
@@ -52,9 +52,12 @@ class BoxCollector(Collector):
                                       "cache while the backend slept", labels=["proxy"])
         seconds = HistogramMetricFamily("sleepyllama_wake_seconds", "From the first wake signal "
                                         "to ready", labels=["proxy"])
+        saved = CounterMetricFamily("sleepyllama_energy_saved_kwh", "What the box's sleeps "
+                                    "saved, as the page and Home Assistant count it (absent "
+                                    "until the box says what a sleep saves)", labels=["proxy"])
         for box in boxes:
             up.add_metric([box.name], 1.0 if box.state == "awake" else 0.0)
-            for name in SHOWN_STATES:
+            for name in STATES:  # every state the page knows: exactly one reads 1
                 state.add_metric([box.name, name], 1.0 if box.state == name else 0.0)
             wakes.add_metric([box.name], box.wakes_total)
             give_ups.add_metric([box.name], box.give_ups_total)
@@ -62,7 +65,9 @@ class BoxCollector(Collector):
             answers.add_metric([box.name], box.cache_answers_total)
             seconds.add_metric([box.name], histogram_buckets(box.wake_seconds),
                                sum(box.wake_seconds))
-        yield from (up, state, wakes, give_ups, waiting, answers, seconds)
+            if box.kwh_saved_total is not None:
+                saved.add_metric([box.name], box.kwh_saved_total)
+        yield from (up, state, wakes, give_ups, waiting, answers, seconds, saved)
 
 
 def exposition(read: Callable[[], list[Box]], accept: str | None) -> tuple[bytes, str]:
