@@ -194,6 +194,21 @@ def can_sleep(action: str) -> str:
     return answer.decode() if isinstance(answer, bytes) else str(answer)
 
 
+def dbus_words(error: BaseException) -> str:
+    """What a D-Bus error says, in words: pystemd keeps the bus's message as bytes (b'...'),
+    and its base error adds a line of its own for the developer."""
+    message = getattr(error, "err_message", None)
+    if message is None:
+        return str(error)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    name = getattr(error, "err_name", "") or ""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    words = str(message).strip() or str(name) or type(error).__name__
+    return f"{words} ({name})" if name and str(message).strip() else words
+
+
 def reboot() -> None:
     """Ask logind to reboot (sleepyllama-gpu-check, opted in with [resume] gpu_failure)."""
     _logind().Manager.Reboot(False)

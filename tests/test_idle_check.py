@@ -4,6 +4,7 @@ operations replaced (no systemd here; the container tests run the real ones)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from sleepyllama import config, ledger
 from sleepyllama.host import idle_check, state
-from sleepyllama.host.idle import Action
+from sleepyllama.host.idle import Action, decide
 from sleepyllama.host.idle_check import check
 from sleepyllama.host.signals.base import Activity, Reading
 from sleepyllama.host.suspend import SystemOps, sleep_now
@@ -26,8 +27,9 @@ BOOT = "boot-1"
 
 class Recorder:
     def __init__(self, left: list[str] | None = None, suspend_error: Exception | None = None,
-                 cannot_wake: list[str] | None = None) -> None:
+                 cannot_wake: list[str] | None = None, can: str = "yes") -> None:
         self.calls: list[str] = []
+        self.can = can  # logind's answer to Can<Action>
         self.left, self.suspend_error = left or [], suspend_error
         self.cannot_wake = cannot_wake or []
         self.idle_watts: dict | None = None  # the GPUs' idle draw, as the idle checks measured it
@@ -49,7 +51,8 @@ class Recorder:
         return SystemOps(stop_servers=stop, start_servers=lambda: self.calls.append("start"),
                          sleep=sleep, arm_wake_on_lan=arm,
                          wake_on_lan_problems=lambda _proxies: self.cannot_wake,
-                         idle_watts=lambda: self.idle_watts)
+                         idle_watts=lambda: self.idle_watts, can_sleep=lambda _action: self.can,
+                         idle_blind_spots=lambda _config: [])
 
 
 @contextlib.contextmanager
@@ -316,3 +319,44 @@ def test_a_dry_run_sees_what_the_idle_unit_cannot_read(tmp_path: Path,
         action = check(QUIET, path, dry_run=True, ops=ops, boot_id=BOOT, now=now)
     assert action is Action.STAY_AWAKE
     assert "would stay awake (dry run): under its unit the check cannot read" in caplog.text
+
+
+def test_a_sleep_logind_cannot_do_stops_nothing_and_says_why(tmp_path) -> None:
+    """Found by trying it: [idle] action = "hibernate" on a box without swap stopped the
+    server, told the proxy "sleeping" and lost the model at every timeout, and logind
+    refused. logind is asked first now; nothing stops, nobody is told."""
+    with a_proxy_told('action = "hibernate"\nsessions = false\n') as (proxy, told):
+        recorder = Recorder(can="na")
+        outcome = sleep_now(told, [], "idle for 1h", recorder.ops())
+        assert not outcome and recorder.calls == []  # not even Wake-on-LAN armed
+        assert "this box cannot hibernate: logind answers CanHibernate \"na\"" in outcome.why_not
+        proxy.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            proxy.recv(600)  # no "sleeping" hint
+    path = tmp_path / "idle.json"
+    # past the timeout the verdict says sleep; the sequence stays up, and says why
+    assert checks_every_30s(told, path, 0.0, 3700.0, recorder.ops()) is Action.SLEEP
+    assert recorder.calls == []
+    assert "cannot hibernate" in stored(path)["reason"], stored(path)
+    # and a dry run, idle long enough, never promises that sleep
+    would_sleep = dataclasses.replace(decide([], None, 0.0, BOOT, 0.0), action=Action.SLEEP)
+    assert idle_check.say_what_would_happen(told, would_sleep, recorder.ops()) is (
+        Action.STAY_AWAKE)
+    assert idle_check.say_what_would_happen(told, would_sleep, Recorder().ops()) is Action.SLEEP
+
+
+def test_logind_s_refusal_is_said_in_words() -> None:
+    """The journal showed pystemd's raw b'...' and its 'i bet you did not see that coming'."""
+    from sleepyllama import systemd
+
+    class DBusBaseError(Exception):  # pystemd's shape: errno, name and message as bytes
+        def __init__(self) -> None:
+            self.err_name = b"org.freedesktop.login1.SleepVerbNotSupported"
+            self.err_message = b"Sleep verb \"hibernate\" not supported"
+            super().__init__("[err -95]: b'...'\nThis is DBusBaseError, ... (i bet you did not "
+                             "see that coming)")
+
+    said = systemd.dbus_words(DBusBaseError())
+    assert said == ('Sleep verb "hibernate" not supported '
+                    "(org.freedesktop.login1.SleepVerbNotSupported)")
+    assert systemd.dbus_words(OSError("plain")) == "plain"

@@ -120,7 +120,7 @@ class NoSystem:
         return SystemOps(stop_servers=lambda _timeout: self.calls.append("stop") or [],
                          start_servers=lambda: self.calls.append("start"),
                          sleep=self.calls.append,  # the action: "suspend"
-                         arm_wake_on_lan=lambda _proxies: [])
+                         arm_wake_on_lan=lambda _proxies: [], can_sleep=lambda _action: "yes")
 
 
 def test_a_completion_between_two_checks_restarts_the_idle_clock(llama: LlamaServerRun,

@@ -25,7 +25,7 @@ from sleepyllama.host.signals import Signal, configured_signals
 from sleepyllama.host.signals.base import Reading
 from sleepyllama.host.signals.gpu import GpuSignal
 from sleepyllama.host.signals.servers import ServersSignal
-from sleepyllama.host.suspend import SystemOps, record_power_off, sleep_now
+from sleepyllama.host.suspend import SystemOps, cannot_sleep, record_power_off, sleep_now
 
 log = logging.getLogger("sleepyllama-idle")
 
@@ -133,6 +133,10 @@ def say_what_would_happen(config: Config, verdict: Verdict, ops: SystemOps) -> A
         return verdict.action
     if problems:
         log.info("would stay awake (dry run): %s", refusal)
+        return Action.STAY_AWAKE
+    cannot = cannot_sleep(config.idle.action, ops)
+    if cannot:
+        log.info("would stay awake (dry run): %s", cannot)
         return Action.STAY_AWAKE
     log.info("would sleep now (dry run): %s", verdict.reason)
     return verdict.action

@@ -1,7 +1,9 @@
 """The sleep sequence: one last look at every signal, servers included, immediately before
-stopping the servers (CUDA does not survive a suspend); then stop them and ask logind to
-suspend, hibernate or power off ([idle] action). A stopped server reads idle, so nothing is
-looked at after the stop. Any failure on the way starts the servers again and keeps the box up."""
+stopping the servers (CUDA does not survive a suspend); whether logind can sleep the box that
+way at all (a hibernate without swap cannot: the servers, and their models, stay as they are);
+then stop them and ask logind to suspend, hibernate or power off ([idle] action). A stopped
+server reads idle, so nothing is looked at after the stop. Any failure on the way starts the
+servers again and keeps the box up."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from sleepyllama import hints, history, ledger, sleep_actions, systemd
 from sleepyllama.config import Address, Config
-from sleepyllama.host import state, unit_view
+from sleepyllama.host import sleep_support, state, unit_view
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, Reading, Signal
 
@@ -35,6 +37,7 @@ class SystemOps:
     stop_servers: Callable[[float], list[str]] = systemd.stop_servers
     start_servers: Callable[[], None] = systemd.start_servers
     sleep: Callable[[str], None] = systemd.sleep  # the [idle] action, through logind
+    can_sleep: Callable[[str], str] = systemd.can_sleep  # logind's Can<Action>: "yes", "na", ...
     # Wake-on-LAN armed on the cards on the way to the proxies; what keeps the box from waking
     arm_wake_on_lan: Callable[[Sequence[Address]], list[str]] = wake_on_lan.arm
     # the same question, changing nothing (a dry run)
@@ -69,6 +72,10 @@ def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
         why = "; ".join(r.reason for r in active)
         log.info("staying awake after all: %s", why)
         return Outcome(False, f"busy at the last look: {why}")
+    cannot = cannot_sleep(config.idle.action, ops)
+    if cannot:
+        log.warning("staying awake: %s", cannot)
+        return Outcome(False, cannot)
     if config.idle.woken_by == "lan":
         # before the servers stop: a box that could not be woken again keeps serving
         problems = ops.arm_wake_on_lan(config.notify.proxies)
@@ -97,11 +104,30 @@ def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
     try:
         ops.sleep(action)
     except Exception as error:
-        log.error("logind refused to %s: %s", action, error)
+        said = systemd.dbus_words(error)
+        log.error("logind refused to %s: %s", action, said)
         _restart(ops)
-        return Outcome(False, f"logind refused to {action}: {error}")
+        return Outcome(False, f"logind refused to {action}: {said}")
     log.info("%s requested from logind", action)
     return Outcome(True)
+
+
+def cannot_sleep(action: str, ops: SystemOps) -> str:
+    """Why logind cannot sleep the box as [idle] action says, asked before anything is
+    stopped; "" where it can, or where logind cannot be asked (then the sleep is tried, and a
+    refusal starts the servers again)."""
+    try:
+        can = ops.can_sleep(action)
+    except Exception as error:
+        log.debug("cannot ask logind whether it can %s: %s", action, systemd.dbus_words(error))
+        return ""
+    texts = []
+    for path in (Path("/proc/swaps"), Path("/proc/cmdline")):
+        try:
+            texts.append(path.read_text())
+        except OSError:
+            texts.append("")
+    return "; ".join(sleep_support.advice(action, can, *texts).errors)
 
 
 def record_power_off(ledger_file: Path, action: str) -> None:
