@@ -29,6 +29,7 @@ from conftest import (
     http_request,
     proxy_table,
     require,
+    udp_to,
     wait_for,
 )
 
@@ -415,3 +416,33 @@ def test_a_typo_in_another_proxys_table_does_not_stop_this_one(tmp_path, cleanup
     assert status_code(http_request(proxy.address, GET_HEALTH)) == 200
     assert "[proxy.ollama] wake_timout: unknown key" in proxy.log()
     assert "this proxy's own table is right: it serves on" in proxy.log()
+
+
+def test_after_a_reload_an_awake_box_reads_awake(tmp_path, cleanup) -> None:
+    """Found with a real Home Assistant: after a SIGHUP an awake box read asleep (live.json,
+    Awake off) for 80 s and more, until the next client: the new config's belief knew
+    nothing, and the ledger's old "sleeping" said asleep."""
+    import json
+    import signal
+
+    from sleepyllama import ledger
+
+    backend = SleepingBackend(tmp_path, load_seconds=0.0)
+    cleanup.append(backend)
+    state = tmp_path / "state"
+    state.mkdir()
+    ledger.append(state / "llama.ledger.jsonl", "box-sleeping", action="suspend")
+    table = proxy_table(backend, wol_interval="0.5s")
+    proxy = ProxyRun(tmp_path, table, activate=False, state_directory=state)
+    cleanup.append(proxy)
+    live = state / "llama.live.json"
+    assert status_code(http_request(proxy.address, chat_request(stream=False))) == 200  # woken
+    wait_for(lambda: json.loads(live.read_text())["state"] == "awake", what="awake")
+    proxy.config.write_text(table + "wake_progress = true\n")  # an edit
+    proxy.process.popen.send_signal(signal.SIGHUP)
+    wait_for(lambda: "config reloaded: new clients go to" in proxy.log(), what="the reload")
+    # one event of the loop after the reload's own (which rewrote live.json): a datagram
+    udp_to(proxy.address, b"after the reload")
+    wait_for(lambda: "ignored a datagram from" in proxy.log(), what="the datagram read")
+    assert json.loads(live.read_text())["state"] == "awake", live.read_text()
+    assert proxy.notify.statuses()[-1].startswith("backend awake"), proxy.notify.statuses()

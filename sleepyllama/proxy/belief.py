@@ -10,6 +10,7 @@ believed ready, the fetch of its look-only answers (cache.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import time
@@ -46,6 +47,11 @@ class Belief:
         self.refreshing = False  # a background probe is in flight
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
+
+    def take_over(self, before: Belief) -> None:
+        """What a belief about the same backend knew (a reload with a new config)."""
+        self.readiness = dataclasses.replace(before.readiness)
+        self.sockaddr, self.family = before.sockaddr, before.family
 
     @property
     def ready(self) -> bool:

@@ -27,7 +27,8 @@ STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
 def state_of(wake: Wake) -> str:
     """One word for the page: the wake under way or its failure, else the latest evidence
     (an answer: awake, until a failed connect or a "sleeping" hint says otherwise); "unknown"
-    before any, unless the box said, before a restart of ours, that it went to sleep."""
+    before any, unless the box said, before a restart of ours, that it went to sleep and has
+    not been seen up since (the ledger says)."""
     if wake.record.started is not None:
         return "waking"
     if wake.ready:
@@ -35,7 +36,7 @@ def state_of(wake: Wake) -> str:
     if wake.record.gave_up:
         return "did-not-wake"
     word = wake.belief.readiness.last_word()
-    return word or ("asleep" if wake.record.asleep_as else "unknown")
+    return word or ("asleep" if wake.record.sleep_open else "unknown")
 
 
 def wall(loop_time: float | None, loop_now: float) -> float | None:

@@ -94,9 +94,15 @@ class Proxy:
             return
         for done in [old for old in self.retired if not old.busy()]:
             done.release()
-        self.retired = [old for old in self.retired if old.busy()] + [self.backend]
+        previous = self.backend
+        self.retired = [old for old in self.retired if old.busy()] + [previous]
         self.config, self.backend = config, self._backend(config)
         self.exit_idle = config.exit_idle if self.exit_when_idle else None
+        if config.backend == previous.config.backend:
+            # the same box: what was known of it still holds (an awake box must not read as
+            # asleep until the next client), and a look confirms it, as at start
+            self.backend.wake.belief.take_over(previous.wake.belief)
+        self.loop.create_task(self.backend.wake.belief.keep_answers_if_awake(ready_hint=True))
         log.info("config reloaded: new clients go to %s; %d connection(s) stay as they were",
                  config.backend, self.connections)
         self.refresh_status()
