@@ -113,9 +113,13 @@ def save(path: Path, verdict: Verdict, readings: list[Reading],
 
 def reset(path: Path, boot_id: str, reason: str) -> None:
     """Start the idle clock again (after a resume, or a suspend that did not happen). The
-    counters go too: the servers start anew after a resume, and their first look is the base."""
+    counters go too: the servers start anew after a resume, and their first look is the base.
+    The GPUs' measured idle draw stays: it is what every sleep's saving is told from, and a
+    sleep asked for right after a resume (Sleep now) must carry it too."""
+    _state, before = load(path)
     write(path, {"boot_id": boot_id, "idle_since": None, "checked_at": time.time(),
-                 "verdict": "stay awake", "reason": reason, "readings": []})
+                 "verdict": "stay awake", "reason": reason, "readings": [],
+                 "idle_watts": idle_watts(before)})
 
 
 def write(path: Path, record: dict) -> None:
