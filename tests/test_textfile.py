@@ -108,3 +108,21 @@ def test_textfile_dir_must_be_absolute() -> None:
         with pytest.raises(config.ConfigError, match="textfile_dir"):
             config.parse(f"[metrics]\ntextfile_dir = {bad}\n")
     assert config.parse('[metrics]\ntextfile_dir = "/var/lib/node-exporter"\n').metrics.textfile_dir
+
+
+def test_two_writes_of_the_same_figures_are_the_same_file(tmp_path: Path) -> None:
+    """Found with promtool and a real Prometheus: the _created series of every counter
+    changed at every write (every 30 s), as if each counter were new."""
+    path = tmp_path / "ledger.jsonl"
+    ledger.append(path, "suspend")
+    entries = ledger.read(path)
+    first, second = tmp_path / "one", tmp_path / "two"
+    for directory in (first, second):
+        directory.mkdir()
+        textfile.write(directory, textfile.figures([], 0.0, [], {}, entries,
+                                                   EnergyConfig(base_watts=50.0), None,
+                                                   now=10_000.0))
+    written = (first / "sleepyllama.prom").read_text()
+    assert "_created" not in written
+    assert written == (second / "sleepyllama.prom").read_text()
+    assert ("sleepyllama_energy_saved_kwh_total", ()) in samples(first / "sleepyllama.prom")

@@ -6,7 +6,8 @@ atomically (a scrape never reads half a file), readable by node_exporter's user.
   sleepyllama_busy{signal}                 1 where that signal reads busy or unknown
   sleepyllama_asleep_seconds_total         time asleep, from this box's ledger
   sleepyllama_suspends_total               sleeps, from the ledger
-  sleepyllama_energy_saved_kwh_total       what they saved ([energy], as sleepyllama history)
+  sleepyllama_energy_saved_kwh_total       what they saved ([energy], as sleepyllama history;
+                                           absent until the box has a power figure)
   sleepyllama_gpu_power_watts{gpu}         each GPU's power.draw now (nvidia-smi)
   sleepyllama_server_ready{server}         1 where the server answered the check's look
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sleepyllama import history
 from sleepyllama.config import EnergyConfig
@@ -34,35 +37,52 @@ log = logging.getLogger(__name__)
 FILE = "sleepyllama.prom"
 
 
+class _Families(Collector):
+    """Families built once, for one write. Metric families, not prometheus_client's Counter:
+    a Counter adds a _created series with the moment it was made, which a file written anew
+    every 30 s would change at every write."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
 def figures(readings: Sequence[Reading], idle_for: float, gpus: Sequence[Gpu],
             servers: Mapping[str, bool], entries: Sequence[dict], energy: EnergyConfig,
             idle_watts: dict | None, now: float | None = None) -> CollectorRegistry:
     now = time.time() if now is None else now
-    registry = CollectorRegistry(auto_describe=False)
-    Gauge("sleepyllama_idle_seconds", "Seconds idle so far, by the idle clock",
-          registry=registry).set(idle_for)
-    busy = Gauge("sleepyllama_busy", "1 where the signal reads busy or unknown (unknown counts "
-                 "as busy)", ["signal"], registry=registry)
+    idle = GaugeMetricFamily("sleepyllama_idle_seconds", "Seconds idle so far, by the idle clock",
+                             value=idle_for)
+    busy = GaugeMetricFamily("sleepyllama_busy", "1 where the signal reads busy or unknown "
+                             "(unknown counts as busy)", labels=["signal"])
     for reading in readings:
-        busy.labels(reading.signal).set(0 if reading.activity is Activity.IDLE else 1)
+        busy.add_metric([reading.signal], 0 if reading.activity is Activity.IDLE else 1)
     sleeps = history.sleeps(entries)
-    Counter("sleepyllama_asleep_seconds", "Seconds asleep, from the ledger",
-            registry=registry).inc(history.asleep_seconds(sleeps, 0.0, now, now))
-    Counter("sleepyllama_suspends", "Sleeps, from the ledger", registry=registry).inc(len(sleeps))
+    families: list[Metric] = [
+        idle, busy,
+        CounterMetricFamily("sleepyllama_asleep_seconds", "Seconds asleep, from the ledger",
+                            value=history.asleep_seconds(sleeps, 0.0, now, now)),
+        CounterMetricFamily("sleepyllama_suspends", "Sleeps, from the ledger",
+                            value=len(sleeps)),
+    ]
     awake_watts, _how = history.power(energy, idle_watts)
     if awake_watts is not None:
-        Counter("sleepyllama_energy_saved_kwh", "kWh the sleeps saved against the box awake and "
-                "idle", registry=registry).inc(history.kwh_saved(sleeps, 0.0, now, now,
-                                                                   awake_watts, energy))
-    power = Gauge("sleepyllama_gpu_power_watts", "Each GPU's power draw now", ["gpu"],
-                  registry=registry)
+        families.append(CounterMetricFamily(
+            "sleepyllama_energy_saved_kwh", "kWh the sleeps saved against the box awake and "
+            "idle", value=history.kwh_saved(sleeps, 0.0, now, now, awake_watts, energy)))
+    power = GaugeMetricFamily("sleepyllama_gpu_power_watts", "Each GPU's power draw now",
+                              labels=["gpu"])
     for gpu in gpus:
         if gpu.power is not None:
-            power.labels(str(gpu.index)).set(gpu.power)
-    ready = Gauge("sleepyllama_server_ready", "1 where the server answered the idle check",
-                  ["server"], registry=registry)
+            power.add_metric([str(gpu.index)], gpu.power)
+    ready = GaugeMetricFamily("sleepyllama_server_ready", "1 where the server answered the idle "
+                              "check", labels=["server"])
     for name, answered in servers.items():
-        ready.labels(name).set(1 if answered else 0)
+        ready.add_metric([name], 1 if answered else 0)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([*families, power, ready]))
     return registry
 
 
