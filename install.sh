@@ -497,6 +497,14 @@ else
     [ ! -e /etc/sleepyllama/steer.secret ] || wanted+=(sleepyllama-steer.socket)
 fi
 [ -z "$web" ] || wanted+=(sleepyllama-web.socket)
+# with [mqtt] the page is what tells Home Assistant: it runs from boot, not from the first visit
+publishes=0
+if [ -n "$web" ] && "$PREFIX/bin/python" -c 'import sys; from pathlib import Path
+from sleepyllama import config
+sys.exit(0 if config.load(Path(sys.argv[1])).mqtt.broker else 1)' "$CONFIG" 2>/dev/null; then
+    publishes=1
+    wanted+=(sleepyllama-web.service)
+fi
 for unit in "${wanted[@]}"; do
     if [ "$(systemctl is-enabled "$unit" 2>/dev/null)" != enabled ]; then
         systemctl enable --quiet "$unit"
@@ -536,6 +544,7 @@ if [ -n "$web" ] && [ "$changed" = 1 ]; then
     systemctl restart sleepyllama-web.socket
     systemctl try-restart sleepyllama-web.service
 fi
+[ "$publishes" = 0 ] || systemctl start sleepyllama-web.service
 
 [ "$changed" = 1 ] || echo "  nothing changed: already installed as asked"
 

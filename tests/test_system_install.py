@@ -136,6 +136,10 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert 'GPU signal: [idle] gpu = "pstate" (nvidia-smi found)' in first.stdout
     box.write("/etc/mqtt-password-of-the-user", "s3cret\n", mode="600")
     install(box, *PROXY_ARGS)
+    # --mqtt: the page tells Home Assistant from the start, before anyone opens it (and so at
+    # every boot): its service is enabled and running, not only its socket
+    assert box.show("sleepyllama-web.service", "UnitFileState") == "enabled"
+    assert box.show("sleepyllama-web.service", "ActiveState") == "active"
     wait_for(lambda: box.show("sleepyllama-server@llama.service", "ActiveState") == "active",
              timeout=60, what="the server")
     assert box.show("sleepyllama-proxy@llama.socket", "ActiveState") == "active"
