@@ -236,6 +236,12 @@ if [ "$uninstall" = 1 ] && [ "$name_given" = 1 ]; then
     exit 0
 fi
 if [ "$uninstall" = 1 ]; then
+    # Home Assistant forgets the boxes the page announced (else it keeps them, retained, for
+    # ever); the page's own stop says "offline" only
+    if [ -x "$PREFIX/bin/sleepyllama-web" ] && [ -e "$CONFIG" ] && grep -q '^\[mqtt\]' "$CONFIG"; then
+        "$PREFIX/bin/sleepyllama-web" --forget-home-assistant --config "$CONFIG" | sed 's/^/  /' \
+            || echo "  Home Assistant keeps the boxes' devices: delete them there (Settings, Devices)"
+    fi
     units=$(systemctl list-units --all --plain --no-legend 'sleepyllama-*' 2>/dev/null | cut -d' ' -f1)
     files=$(cd "$UNIT_DIR" && ls -d sleepyllama-* 2>/dev/null || true)
     for unit in $units; do systemctl stop "$unit" 2>/dev/null || true; done

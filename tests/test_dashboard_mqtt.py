@@ -22,13 +22,15 @@ from sleepyllama.dashboard.boxes import Box, LastWake
 from conftest import Process, free_port, wait_for
 
 MQTT = config.parse('[mqtt]\nbroker = "127.0.0.1:1883"\n').mqtt
+HOST = mqtt.host_id()  # this machine, as the page publishes under it
+BASE = f"sleepyllama/{HOST}/llama"
 PROXY = config.parse('[proxy."gpu.box"]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
                      ).proxy("gpu.box")
 
 
 def test_each_box_is_a_device_of_seven_entities_with_the_publisher_s_availability() -> None:
     found = dict(mqtt.discovery(MQTT, PROXY, "router"))
-    assert sorted(found) == [f"homeassistant/{component}/sleepyllama_gpu_box_{key}/config"
+    assert sorted(found) == [f"homeassistant/{component}/sleepyllama_router_gpu_dbox_{key}/config"
                              for component, key in sorted([
                                  ("binary_sensor", "awake"), ("button", "wake"),
                                  ("sensor", "energy_saved"), ("sensor", "last_command"),
@@ -36,12 +38,12 @@ def test_each_box_is_a_device_of_seven_entities_with_the_publisher_s_availabilit
                                  ("sensor", "wakes_today")])]
     for topic, payload in found.items():
         assert topic.split("/")[2] == payload["unique_id"]  # object_id = unique_id
-        assert payload["availability_topic"] == "sleepyllama/status"
-        assert payload["device"]["identifiers"] == ["sleepyllama_gpu_box"]
-    button = found["homeassistant/button/sleepyllama_gpu_box_wake/config"]
-    assert button["command_topic"] == "sleepyllama/gpu_box/wake/set"
+        assert payload["availability"][0]["topic"] == "sleepyllama/router/status"
+        assert payload["device"]["identifiers"] == ["sleepyllama_router_gpu_dbox"]
+    button = found["homeassistant/button/sleepyllama_router_gpu_dbox_wake/config"]
+    assert button["command_topic"] == "sleepyllama/router/gpu_dbox/wake/set"
     assert button["payload_press"] == "PRESS"
-    energy = found["homeassistant/sensor/sleepyllama_gpu_box_energy_saved/config"]
+    energy = found["homeassistant/sensor/sleepyllama_router_gpu_dbox_energy_saved/config"]
     # what Home Assistant's energy dashboard takes: a total in kWh (it may go down when the
     # ledger is rolled, which "total" allows and "total_increasing" does not)
     assert (energy["device_class"], energy["state_class"], energy["unit_of_measurement"]) == (
@@ -53,14 +55,46 @@ def test_states_say_what_the_page_says() -> None:
     box = Box("gpu.box", "10.0.0.5:8080", "waking", wake_times=[now - 86400 * 2, now - 60],
               last_wake=LastWake(now - 60, "10.0.0.2:5000 POST /v1/chat/completions" + "x" * 400,
                                  "ready after 8.1s"))
-    said = mqtt.states(MQTT, box, now)
-    assert said["sleepyllama/gpu_box/awake"] == "OFF"
-    assert said["sleepyllama/gpu_box/state"] == "waking"
-    assert said["sleepyllama/gpu_box/wakes_today"] == "1"
-    assert len(said["sleepyllama/gpu_box/last_wake"]) == 255  # Home Assistant's limit
-    assert said["sleepyllama/gpu_box/energy_saved"] == "None"  # unknown: the box never said
+    said = mqtt.states(MQTT, box, now, "router")
+    base = "sleepyllama/router/gpu_dbox"
+    assert said[f"{base}/awake"] == "OFF" and said[f"{base}/steerable"] == "OFF"
+    assert said[f"{base}/state"] == "waking"
+    assert said[f"{base}/wakes_today"] == "1"
+    # a timestamp, as Home Assistant's timestamp sensors take it; what woke it as attributes
+    assert said[f"{base}/last_wake"] == "2027-01-15T07:59:00+00:00"  # now - 60
+    attributes = json.loads(said[f"{base}/last_wake/attributes"])
+    assert len(attributes["cause"]) == 255 and attributes["outcome"] == "ready after 8.1s"
+    assert said[f"{base}/energy_saved"] == "None"  # unknown: the box never said
     box.kwh_saved_total = 12.3456
-    assert mqtt.states(MQTT, box, now)["sleepyllama/gpu_box/energy_saved"] == "12.346"
+    assert mqtt.states(MQTT, box, now, "router")[f"{base}/energy_saved"] == "12.346"
+    # Home Assistant's words: snake_case, and no state of its own ("unknown" reads as none)
+    for state, word in (("did-not-wake", "did_not_wake"), ("unknown", "not_heard_from")):
+        box.state = state
+        assert mqtt.states(MQTT, box, now, "router")[f"{base}/state"] == word
+
+
+def test_ids_never_collide() -> None:
+    """Found by trying it: proxies gpu.1 and gpu_1 both became gpu_1, and two always-on hosts
+    with a proxy llama on one broker became one device: each overwrote the other."""
+    assert mqtt.object_id("gpu.1") != mqtt.object_id("gpu_1") != mqtt.object_id("gpu:1")
+    assert mqtt.object_id("llama") == "llama"
+    one = config.parse('[proxy."gpu.1"]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+                       '[proxy.gpu_1]\nbackend = "10.0.0.6:8080"\nmac = "ab:cd:ef:01:23:46"\n')
+    topics = [topic for proxy in one.proxies.values()
+              for topic, _ in mqtt.discovery(MQTT, proxy, "router")]
+    assert len(topics) == len(set(topics))
+    here = {t for t, _ in mqtt.discovery(MQTT, PROXY, "router")}
+    there = {t for t, _ in mqtt.discovery(MQTT, PROXY, "nas")}
+    assert not here & there
+    assert mqtt.box_topic(MQTT, "llama", "router") != mqtt.box_topic(MQTT, "llama", "nas")
+
+
+def test_the_device_names_its_server_and_its_page() -> None:
+    device = dict(mqtt.discovery(MQTT, PROXY, "router", page_url="http://router:3940/"))[
+        "homeassistant/sensor/sleepyllama_router_gpu_dbox_state/config"]["device"]
+    assert device["model"] == "LLM server at 10.0.0.5:8080"
+    assert device["configuration_url"] == "http://router:3940/"
+    assert device["sw_version"]
 
 
 def test_the_password_comes_from_the_systemd_credential(tmp_path, monkeypatch) -> None:
@@ -138,33 +172,37 @@ def test_home_assistant_sees_the_box_presses_wake_and_learns_when_the_page_dies(
     cleanup.append(web)
     listener = Listener(broker.port)
     cleanup.append(listener)
-    wait_for(lambda: listener.get("sleepyllama/status") == "online", what="availability online")
-    config_topic = "homeassistant/button/sleepyllama_llama_wake/config"
+    wait_for(lambda: listener.get(f"sleepyllama/{HOST}/status") == "online", what="availability online")
+    config_topic = f"homeassistant/button/sleepyllama_{HOST}_llama_wake/config"
     wait_for(lambda: listener.get(config_topic), what="the Wake button's discovery")
     assert json.loads(listener.get(config_topic) or "{}")["command_topic"] == (
-        "sleepyllama/llama/wake/set")
-    wait_for(lambda: listener.get("sleepyllama/llama/state") == "unknown",
+        f"{BASE}/wake/set")
+    wait_for(lambda: listener.get(f"{BASE}/state") == "not_heard_from",
              what="the box's first state")
     assert not backend.packets()
-    listener.press("sleepyllama/llama/wake/set")
+    listener.press(f"{BASE}/wake/set")
     wait_for(lambda: backend.packets(), what="a magic packet from Home Assistant's press")
-    wait_for(lambda: listener.get("sleepyllama/llama/awake") == "ON", timeout=30,
+    wait_for(lambda: listener.get(f"{BASE}/awake") == "ON", timeout=30,
              what="awake, as Home Assistant sees it")
-    assert listener.get("sleepyllama/llama/wakes_today") == "1"
-    assert "home-assistant" in (listener.get("sleepyllama/llama/last_wake") or "")
-    listener.press("sleepyllama/llama/stay_awake/set")  # signed on to the box
+    assert listener.get(f"{BASE}/wakes_today") == "1"
+    assert "home-assistant" in json.loads(listener.get(f"{BASE}/last_wake/attributes") or "{}"
+                                          ).get("cause", "")
+    listener.press(f"{BASE}/stay_awake/set")  # signed on to the box
     wait_for(lambda: steered.done == ["stay 10800"], what="Stay awake 3 h at the box")
     # the page dies without a word: the broker says so for it (its last will)
     os.killpg(web.process.popen.pid, signal.SIGKILL)
-    wait_for(lambda: listener.get("sleepyllama/status") == "offline", what="the last will")
+    wait_for(lambda: listener.get(f"sleepyllama/{HOST}/status") == "offline", what="the last will")
 
 
 def test_with_the_shared_secret_stay_awake_and_sleep_now_are_buttons_too() -> None:
     found = dict(mqtt.discovery(MQTT, PROXY, "router", steering=True))
-    stay = found["homeassistant/button/sleepyllama_gpu_box_stay_awake/config"]
-    assert stay["command_topic"] == "sleepyllama/gpu_box/stay_awake/set"
+    stay = found["homeassistant/button/sleepyllama_router_gpu_dbox_stay_awake/config"]
+    assert stay["command_topic"] == "sleepyllama/router/gpu_dbox/stay_awake/set"
     assert stay["name"] == "Stay awake 3 h"
-    assert "homeassistant/button/sleepyllama_gpu_box_sleep_now/config" in found
+    assert "homeassistant/button/sleepyllama_router_gpu_dbox_sleep_now/config" in found
+    # offered while the box is up, as on the page: its own availability besides the page's
+    assert stay["availability_mode"] == "all"
+    assert stay["availability"][1]["topic"] == "sleepyllama/router/gpu_dbox/steerable"
     assert len(found) == 9
     assert len(mqtt.discovery(MQTT, PROXY, "router")) == 7  # no secret: no such buttons
 
@@ -188,15 +226,15 @@ def test_a_retained_press_is_no_press_and_is_cleared(tmp_path, cleanup) -> None:
     cleanup.append(broker)
     listener = Listener(broker.port)
     cleanup.append(listener)
-    listener.client.publish("sleepyllama/llama/wake/set", "PRESS", qos=1,
+    listener.client.publish(f"{BASE}/wake/set", "PRESS", qos=1,
                             retain=True).wait_for_publish(10)
-    wait_for(lambda: listener.get("sleepyllama/llama/wake/set") == "PRESS", what="kept")
+    wait_for(lambda: listener.get(f"{BASE}/wake/set") == "PRESS", what="kept")
     backend, proxy, web = with_mqtt(tmp_path, cleanup, broker.port)
-    wait_for(lambda: listener.get("sleepyllama/llama/wake/set") == "", what="the press cleared")
+    wait_for(lambda: listener.get(f"{BASE}/wake/set") == "", what="the press cleared")
     assert "ignored a retained MQTT command" in web.process.text()
-    wait_for(lambda: listener.get("sleepyllama/llama/state") == "unknown", what="a first state")
+    wait_for(lambda: listener.get(f"{BASE}/state") == "not_heard_from", what="a first state")
     assert not backend.packets() and "asked" not in proxy.log()
-    listener.press("sleepyllama/llama/wake/set")  # a press as Home Assistant sends one
+    listener.press(f"{BASE}/wake/set")  # a press as Home Assistant sends one
     wait_for(lambda: backend.packets(), what="a magic packet from a real press")
 
 
@@ -234,15 +272,59 @@ def test_a_box_that_does_not_answer_holds_up_no_wake(tmp_path, cleanup) -> None:
     backend, _proxy, _web = with_mqtt(
         tmp_path, cleanup, broker.port, f"[steer]\nport = {silent.getsockname()[1]}\n",
         {"CREDENTIALS_DIRECTORY": str(credentials)})
-    wait_for(lambda: listener.get("sleepyllama/llama/state") == "unknown", what="a first state")
-    listener.press("sleepyllama/llama/stay_awake/set")
+    wait_for(lambda: listener.get(f"{BASE}/state") == "not_heard_from", what="a first state")
+    listener.press(f"{BASE}/stay_awake/set")
     silent.settimeout(10)
     silent.recv(600)  # the signed command is out, and its sender waits for an answer
-    listener.press("sleepyllama/llama/wake/set")
+    listener.press(f"{BASE}/wake/set")
     wait_for(lambda: backend.packets(), what="a magic packet from the Wake press")
     # the Stay awake is still waiting (3 tries of 2 s) while the box wakes
-    assert listener.get("sleepyllama/llama/last_command") in (
+    assert listener.get(f"{BASE}/last_command") in (
         None, "wake: asked its proxy to wake it")
-    wait_for(lambda: (listener.get("sleepyllama/llama/last_command") or "").startswith(
+    wait_for(lambda: (listener.get(f"{BASE}/last_command") or "").startswith(
         "stay awake: "), timeout=30, what="what the Stay awake came to")
-    assert "did not answer" in (listener.get("sleepyllama/llama/last_command") or "")
+    assert "did not answer" in (listener.get(f"{BASE}/last_command") or "")
+
+
+def test_no_ghost_devices(tmp_path, cleanup) -> None:
+    """Found with a real Home Assistant: a proxy removed from the config, or the page
+    uninstalled with --purge, left its device retained on the broker, and Home Assistant kept
+    it (shown available, its button pressable) for ever. An earlier version's ids too."""
+    import subprocess
+    import sys
+
+    broker = Broker(tmp_path)
+    cleanup.append(broker)
+    listener = Listener(broker.port)
+    cleanup.append(listener)
+    old = "homeassistant/button/sleepyllama_llama_wake/config"  # an earlier version's id
+    listener.client.publish(old, '{"name": "Wake"}', qos=1, retain=True).wait_for_publish(10)
+    wait_for(lambda: listener.get(old), what="the old id kept")
+    other = ('[proxy.other]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:46"\n')
+    _backend, proxy, web = with_mqtt(tmp_path, cleanup, broker.port, other)
+    other_config = f"homeassistant/button/sleepyllama_{HOST}_other_wake/config"
+    llama_config = f"homeassistant/button/sleepyllama_{HOST}_llama_wake/config"
+    wait_for(lambda: listener.get(other_config) and listener.get(llama_config),
+             what="both boxes announced")
+    wait_for(lambda: listener.get(old) == "", what="the earlier version's id cleared")
+    # a config with an error (an edit under way) takes nothing back
+    good = proxy.config.read_text()
+    proxy.config.write_text(good + "[proxy.broken]\n")
+    wait_for(lambda: web.process.text().count("[proxy.broken]") >= 3, what="rounds that read it")
+    assert listener.get(other_config) and listener.get(llama_config)
+    # the box taken out of the config: Home Assistant is told at once, the page running on
+    proxy.config.write_text(good.replace(other, ""))
+    wait_for(lambda: listener.get(other_config) == "", what="the removed box's device cleared")
+    wait_for(lambda: listener.get(f"sleepyllama/{HOST}/other/state") == "",
+             what="the removed box's state cleared")
+    assert json.loads(listener.get(llama_config) or "{}")["name"] == "Wake"  # the other stays
+    # uninstall: everything the page announced goes
+    web.stop()
+    forgot = subprocess.run([sys.executable, "-m", "sleepyllama.dashboard.program",
+                             "--forget-home-assistant", "--config", str(proxy.config),
+                             "--state-dir", str(tmp_path / "state")],
+                            capture_output=True, text=True, timeout=60)
+    assert forgot.returncode == 0 and "Home Assistant forgets the boxes" in forgot.stdout, (
+        forgot.stdout + forgot.stderr)
+    wait_for(lambda: listener.get(llama_config) == "", what="the last box's device cleared")
+    assert listener.get(f"sleepyllama/{HOST}/status") == ""

@@ -61,6 +61,7 @@ class Box:
     # never said (a box that has no power figure yet, or of an older version)
     kwh_saved: float | None = None  # in the last DAYS
     kwh_saved_total: float | None = None  # as far back as the ledger goes
+    kwh_counted_under: str = ""  # another proxy of the same box, whose figure counts its sleeps
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -199,4 +200,19 @@ def read_box(config: ProxyConfig, directory: Path) -> Box:
 
 
 def read_boxes(proxies: Sequence[ProxyConfig], directory: Path) -> list[Box]:
-    return [read_box(config, directory) for config in proxies]
+    return counted_once([read_box(config, directory) for config in proxies], proxies)
+
+
+def counted_once(boxes: list[Box], proxies: Sequence[ProxyConfig]) -> list[Box]:
+    """Two proxies of one GPU box (two servers, two ports) each see its sleeps: its kWh are
+    counted under the first alone, or an energy dashboard that adds them up counts them
+    twice."""
+    first: dict[str, str] = {}
+    for box, proxy in zip(boxes, proxies, strict=True):
+        host = proxy.backend.host.lower()
+        if host in first:
+            box.kwh_saved = box.kwh_saved_total = None
+            box.kwh_counted_under = first[host]
+        else:
+            first[host] = box.name
+    return boxes

@@ -122,6 +122,8 @@ def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
         rows.append(("models", ", ".join(box.models)))
     if box.problem:
         rows.append(("note", box.problem))
+    if box.kwh_counted_under:
+        rows.append(("kWh saved", f"counted under {box.kwh_counted_under} (the same box)"))
     details = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in rows)
     if box.state == "awake":
         button = steering(box.name) if can_steer and may_wake else ""

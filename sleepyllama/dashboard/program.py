@@ -28,6 +28,7 @@ import json
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -92,11 +93,15 @@ class Site:
         return None if config is None else own_box.read_own_box(config, self.box_directory)
 
     def proxies(self) -> list[ProxyConfig]:
+        return self.proxies_if_readable() or []
+
+    def proxies_if_readable(self) -> list[ProxyConfig] | None:
+        """The config's proxies; None while it has an error (said), which is not "none"."""
         try:
             return list(configuration.load(self.config_path).proxies.values())
         except ConfigError as error:
             log.warning("%s", error)
-            return []
+            return None
 
     def steer_port(self) -> int:
         try:
@@ -432,6 +437,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="where the proxies keep their files (default: $STATE_DIRECTORY, "
                         f"else {history.PROXY_STATE})")
+    parser.add_argument("--forget-home-assistant", action="store_true",
+                        help="clear every device this page announced to Home Assistant through "
+                        "[mqtt] broker, and exit (install.sh --uninstall does)")
     parser.add_argument("--box-state-dir", type=Path, default=state.DEFAULT_DIRECTORY,
                         help="on a GPU box, where its idle unit keeps idle.json and its ledger "
                         "(default: %(default)s)")
@@ -443,12 +451,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("sleepyllama-web", args.verbose)
     directory = args.state_dir or systemd.state_directory() or history.PROXY_STATE
     site = Site(args.config, directory, args.box_state_dir)
+    if args.forget_home_assistant:
+        return forget_home_assistant(args.config, site)
     sock = listening_socket(args.listen)
     server = ActivatedServer(sock, partial(Handler, site=site))
     server.daemon_threads = True
     log.info("the page of %d proxies on %s (their files in %s)", len(site.proxies()),
              sock.getsockname()[:2], directory)
-    publisher = home_assistant(args.config, site)
+    publisher = home_assistant(args.config, site, page_url(sock))
     stop_on_signals(server)
     systemd.Notifier().ready()
     try:
@@ -471,7 +481,39 @@ def stop_on_signals(server: ThreadingHTTPServer) -> None:
         signal.signal(signum, stop)
 
 
-def home_assistant(config_path: Path, site: Site) -> mqtt.Publisher | None:
+def page_url(sock: socket.socket) -> str:
+    """Where a person finds the page, for Home Assistant's device page: the address it listens
+    on, or this host's name where it listens on every address."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def announced_file(site: Site) -> Path:
+    """What the page told Home Assistant, kept beside the proxies' files (its StateDirectory)."""
+    return site.directory / "mqtt.announced.json"
+
+
+def forget_home_assistant(config_path: Path, site: Site) -> int:
+    """install.sh --uninstall: every device this page announced is taken off Home Assistant."""
+    try:
+        settings = configuration.load(config_path).mqtt
+        if settings.broker is None:
+            print("sleepyllama-web: no [mqtt] broker in the config: nothing to forget")
+            return 0
+        cleared = mqtt.Publisher(settings, site.proxies_if_readable, site.boxes,
+                                 lambda _proxy: "", announced=announced_file(site)).forget()
+    except (ConfigError, mqtt.Unusable, OSError) as error:
+        print(f"sleepyllama-web: cannot tell Home Assistant to forget the boxes: {error}",
+              file=sys.stderr)
+        return 1
+    print(f"sleepyllama-web: cleared {cleared} retained topic(s) at {settings.broker}: Home "
+          "Assistant forgets the boxes")
+    return 0
+
+
+def home_assistant(config_path: Path, site: Site, url: str = "") -> mqtt.Publisher | None:
     """[mqtt]: Home Assistant's view, read from the config once (a change needs a restart)."""
     try:
         settings = configuration.load(config_path).mqtt
@@ -486,8 +528,8 @@ def home_assistant(config_path: Path, site: Site) -> mqtt.Publisher | None:
         return site.steer_as(proxy, "home-assistant", command, seconds)[1]
 
     try:
-        return mqtt.start(settings, site.proxies, site.boxes, wake,
-                          steer_box if site.can_steer() else None)
+        return mqtt.start(settings, site.proxies_if_readable, site.boxes, wake,
+                          steer_box if site.can_steer() else None, announced_file(site), url)
     except mqtt.Unusable as error:
         site.problems.append(f"Home Assistant: not connected: {error}")
         log.error("not publishing to Home Assistant: %s", error)
