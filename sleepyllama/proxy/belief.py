@@ -43,8 +43,11 @@ class Belief:
         self.to_ledger = to_ledger
         self.quick_probe = quick_probe or (lambda: probes.probe(config, QUICK_PROBE_TIMEOUT,
                                                                 QUICK_PROBE_TIMEOUT))
+        # a look while nobody uses the box: a busy one may answer slowly; no hurry here
+        self.watch_probe = quick_probe or (lambda: probes.probe(config))
         self.readiness = Readiness()
         self.refreshing = False  # a background probe is in flight
+        self.watching: asyncio.Future[tuple[bool, str]] | None = None  # the last look's
         self.sockaddr: tuple | None = None
         self.family = socket.AF_INET
 
@@ -172,6 +175,32 @@ class Belief:
             return False
         self.family, _, _, _, self.sockaddr = infos[0]
         return True
+
+    def watch(self) -> None:
+        """Called every second: a box last seen up that nobody has used for a while is looked
+        at, with the ready check a wake uses (it counts as no use on the box, and a packet to a
+        sleeping box does not wake it); one that does not answer is believed asleep."""
+        now = self.loop.time()
+        if not self.readiness.look_due(now):
+            return
+        self.readiness.looked_at = now
+
+        def done(result: asyncio.Future[tuple[bool, str]]) -> None:
+            if result.cancelled() or self.ready:
+                return
+            ready, why = result.result()
+            if ready:
+                self.believe_ready()
+                return
+            if why.startswith("HTTP"):
+                return  # it answered: up (loading, or busy), whatever its ready check says
+            log.info("backend %s does not answer a look while nobody uses it (%s): it is "
+                     "believed asleep (it slept without a word)", self.config.backend, why)
+            self.readiness.believe_asleep(self.loop.time(), down=True)
+            self.changed()
+
+        self.watching = asyncio.ensure_future(self.prober.once(self.watch_probe))
+        self.watching.add_done_callback(done)
 
     def going_to_sleep(self) -> None:
         """The box said so: the next client's wake sends its first packet at once. A look a

@@ -268,6 +268,8 @@ class Proxy:
         # connection counts change too often to notify on each; once a second is plenty
         self.refresh_status()
         self.hint_rejections.tick()
+        if not self.backend.wake.busy() and not self.connections:  # nobody uses the box
+            self.backend.wake.belief.watch()
         self.loop.call_later(1.0, self._tick_status)
 
 

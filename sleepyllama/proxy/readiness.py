@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 READY_TRUST = 5.0  # seconds a 200 from the ready check is believed without asking again
 ASLEEP_TRUST = 30.0  # seconds a backend that did not answer is believed asleep
+# a box last seen up is looked at this often while nobody uses it: one that slept without a
+# "sleeping" hint (a lid, a power cut, systemctl suspend) must not read awake for ever
+WATCH_EVERY = 60.0
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Readiness:
     asleep_until: float = 0.0  # until when the backend is believed asleep
     asleep_at: float | None = None  # when it last gave evidence of sleep (no answer, a hint)
     known_down: bool = False  # no grace before the next wake's first signal
+    looked_at: float | None = None  # when the last look while nobody used it went out
 
     def is_ready(self, now: float) -> bool:
         return now < self.ready_until
@@ -53,6 +57,12 @@ class Readiness:
                                            or self.asleep_at >= self.last_ready):
             return "asleep"
         return "awake" if self.last_ready is not None else ""
+
+    def look_due(self, now: float) -> bool:
+        """Whether a box last seen up, and not asked since WATCH_EVERY, is to be looked at."""
+        last = max(self.last_ready or 0.0, self.looked_at or 0.0)
+        return (self.last_word() == "awake" and not self.is_ready(now)
+                and now - last >= WATCH_EVERY)
 
     def take_known_down(self) -> bool:
         """Whether the backend is known down, for one wake: its first signal goes out at once."""

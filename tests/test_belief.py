@@ -1,0 +1,56 @@
+"""What the proxy believes of its backend outside a wake, driven in one process on the event
+loop's clock: a box last seen up is looked at while nobody uses it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sleepyllama import config
+from sleepyllama.proxy import readiness as readinesses
+from sleepyllama.proxy.belief import Belief
+from sleepyllama.proxy.cache import AnswerCache
+from sleepyllama.proxy.prober import Prober
+from sleepyllama.proxy.wake_record import WakeRecord
+
+PROXY = config.parse('[proxy.llama]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
+                     ).proxy("llama")
+
+
+def watched(answer: tuple[bool, str], seen_up_ago: float) -> tuple[str, int]:
+    """(what the belief says after one second's watch, how many looks went out)."""
+    looks = []
+
+    async def run() -> str:
+        loop = asyncio.get_running_loop()
+
+        def probe() -> tuple[bool, str]:
+            looks.append(1)
+            return answer
+
+        belief = Belief(PROXY, loop, AnswerCache("http://127.0.0.1:9", (), None), WakeRecord(),
+                        Prober(loop), probe=probe, quick_probe=probe, changed=lambda: None)
+        belief.readiness.believe_ready(loop.time() - seen_up_ago)
+        belief.watch()
+        if belief.watching is not None:
+            await asyncio.wait_for(belief.watching, 30)  # its answer taken before this wakes
+        belief.watch()  # the next second: no second look while the first is recent
+        return belief.readiness.last_word()
+
+    return asyncio.run(run()), len(looks)
+
+
+def test_a_box_that_slept_without_a_word_is_believed_asleep() -> None:
+    """Found with a real Home Assistant: a box that slept without its "sleeping" hint (a lid,
+    systemctl suspend, a power cut) read awake for as long as no client came."""
+    assert watched((False, "Connection refused"), readinesses.WATCH_EVERY + 1) == ("asleep", 1)
+
+
+@pytest.mark.parametrize("answer", [(True, "HTTP 200"), (False, "HTTP 503")])
+def test_a_box_that_answers_stays_up(answer: tuple[bool, str]) -> None:
+    assert watched(answer, readinesses.WATCH_EVERY + 1) == ("awake", 1)
+
+
+def test_a_box_seen_up_lately_is_not_asked() -> None:
+    assert watched((False, "Connection refused"), 10.0) == ("awake", 0)
