@@ -9,7 +9,8 @@ usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
                            [--wake-progress] [--web HOST:PORT]
-                           [--mqtt HOST:PORT [--mqtt-user USER --mqtt-password-file FILE]]
+                           [--mqtt HOST:PORT [--mqtt-user USER --mqtt-password-file FILE]
+                            [--mqtt-ca-file FILE]]
                            [--steer-secret-file FILE]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--proxy HOST:PORT]
                            [--action ACTION] [--steer-secret-file FILE] [--web HOST:PORT]
@@ -32,7 +33,9 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
         --mqtt HOST:PORT (with --web): the page also tells Home Assistant, through that MQTT
         broker, about each box (MQTT discovery: a device with its state and a Wake button);
         --mqtt-password-file: copied to /etc/sleepyllama/mqtt.password (root only) and handed
-        to the page as a systemd credential.
+        to the page as a systemd credential. --mqtt-ca-file: TLS to the broker (its port is
+        usually 8883), checked against that CA; copied to /etc/sleepyllama/mqtt-ca.pem.
+        Without TLS the user, the password, the states and the presses travel in clear.
 server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NAME, as the
         system user sleepyllama (its program and model files must be readable by that user:
         check names any that are not), suspends the box after --idle-timeout (default 1h)
@@ -76,7 +79,7 @@ CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu="" action=""
-kind="" api_key_file="" wake_progress=0 web="" mqtt="" mqtt_user="" mqtt_password_file=""
+kind="" api_key_file="" wake_progress=0 web="" mqtt="" mqtt_user="" mqtt_password_file="" mqtt_ca_file=""
 steer_secret_file=""
 notify=()
 uninstall=0 purge=0 name_given=0
@@ -96,6 +99,7 @@ while [ $# -gt 0 ]; do
         --mqtt) mqtt=${2:?--mqtt needs the broker as HOST:PORT, as 192.168.1.10:1883}; shift ;;
         --mqtt-user) mqtt_user=${2:?--mqtt-user needs a user name}; shift ;;
         --mqtt-password-file) mqtt_password_file=${2:?--mqtt-password-file needs a file}; shift ;;
+        --mqtt-ca-file) mqtt_ca_file=${2:?--mqtt-ca-file needs the CA certificate, a PEM file}; shift ;;
         --steer-secret-file) steer_secret_file=${2:?--steer-secret-file needs a file}; shift ;;
         --proxy) notify+=("${2:?--proxy needs HOST:PORT of the proxy}"); shift ;;
         --idle-timeout) idle_timeout=${2:?--idle-timeout needs a duration}; shift ;;
@@ -142,7 +146,8 @@ elif [ "$role" = proxy ]; then
     [ -z "$web" ] || [ "${web##*:}" != "${listen##*:}" ] || fail "--web '$web': the proxy listens on port ${listen##*:}; give the page a port of its own"
     [ -z "$mqtt" ] || [ -n "$web" ] || fail "--mqtt needs --web HOST:PORT: the page is what tells Home Assistant"
     [ -z "$mqtt" ] || address_ok "$mqtt" || fail "--mqtt '$mqtt' is not HOST:PORT (the broker, as 192.168.1.10:1883)"
-    [ -z "$mqtt_user$mqtt_password_file" ] || [ -n "$mqtt" ] || fail "--mqtt-user and --mqtt-password-file go with --mqtt HOST:PORT"
+    [ -z "$mqtt_user$mqtt_password_file$mqtt_ca_file" ] || [ -n "$mqtt" ] || fail "--mqtt-user, --mqtt-password-file and --mqtt-ca-file go with --mqtt HOST:PORT"
+    [ -z "$mqtt_ca_file" ] || grep -q -- '-----BEGIN CERTIFICATE-----' "$mqtt_ca_file" 2>/dev/null || fail "--mqtt-ca-file '$mqtt_ca_file' is not a PEM certificate (-----BEGIN CERTIFICATE-----)"
     [[ $mqtt_user =~ ^[[:print:]]*$ ]] && [[ $mqtt_user != *\"* ]] || fail "--mqtt-user '$mqtt_user': printable characters, no quote"
     [ -z "$mqtt_password_file" ] || [ -s "$mqtt_password_file" ] || fail "--mqtt-password-file '$mqtt_password_file' cannot be read or is empty (one line: the password)"
     [ -z "$api_key_file" ] || [ -s "$api_key_file" ] || fail "--api-key-file '$api_key_file' cannot be read or is empty (one line: the key)"
@@ -160,7 +165,7 @@ elif [ "$role" = server ]; then
         mapfile -t command < <(grep -v '^[[:space:]]*\(#\|$\)' "$command_file")
     fi
     [ -z "$web" ] || address_ok "$web" || fail "--web '$web' is not HOST:PORT (IPv6 as [::]:3940)"
-    [ -z "$mqtt$mqtt_user$mqtt_password_file" ] || fail "--mqtt is for the always-on host: its page tells Home Assistant about every box"
+    [ -z "$mqtt$mqtt_user$mqtt_password_file$mqtt_ca_file" ] || fail "--mqtt is for the always-on host: its page tells Home Assistant about every box"
     [ ${#command[@]} -gt 0 ] || fail "server needs its command: ./install.sh server -- /path/to/llama-server -m model.gguf --port 8080"
     [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
     [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"
@@ -257,7 +262,7 @@ if [ "$uninstall" = 1 ]; then
     done
     if [ "$purge" = 1 ]; then
         # the config and the key copies; a file of the user's in /etc/sleepyllama stays
-        for path in "$CONFIG" $keys /etc/sleepyllama/mqtt.password /etc/sleepyllama/steer.secret; do
+        for path in "$CONFIG" $keys /etc/sleepyllama/mqtt.password /etc/sleepyllama/mqtt-ca.pem /etc/sleepyllama/steer.secret; do
             if [ -e "$path" ]; then rm -f "$path"; note "removed $path"; fi
         done
         if [ -d /etc/sleepyllama ]; then
@@ -402,6 +407,7 @@ EOF
              --mac "$mac" ${broadcast:+--broadcast "$broadcast"} ${kind:+--kind "$kind"} \
              ${key_path:+--api-key-file "$key_path"} \
              ${mqtt:+--mqtt-broker "$mqtt"} ${mqtt_user:+--mqtt-username "$mqtt_user"} \
+             ${mqtt_ca_file:+--mqtt-ca-file /etc/sleepyllama/mqtt-ca.pem} \
              $([ "$wake_progress" = 1 ] && echo --wake-progress))
     place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
 # written by install.sh: where frontends connect, and the GPU box's hints (UDP, same port); the
@@ -411,6 +417,11 @@ ListenStream=
 ListenStream=$listen
 ListenDatagram=$listen
 EOF
+    if [ -n "$mqtt_ca_file" ] && ! cmp -s "$mqtt_ca_file" /etc/sleepyllama/mqtt-ca.pem 2>/dev/null; then
+        # a certificate, no secret: the page's DynamicUser reads it where it is
+        install -D -m 644 -o root -g root "$mqtt_ca_file" /etc/sleepyllama/mqtt-ca.pem
+        note "wrote /etc/sleepyllama/mqtt-ca.pem (the CA the MQTT broker's certificate is checked against)"
+    fi
     if [ -n "$mqtt_password_file" ]; then
         # a copy only root may read; the page's DynamicUser gets it as a systemd credential
         if ! cmp -s "$mqtt_password_file" /etc/sleepyllama/mqtt.password 2>/dev/null; then

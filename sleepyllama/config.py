@@ -146,6 +146,12 @@ class MqttConfig:
     password_file: str = ""
     discovery_prefix: str = "homeassistant"  # Home Assistant's default
     topic: str = "sleepyllama"  # states, commands and availability go under this
+    # TLS to the broker (its port is usually 8883): without it the user name, the password,
+    # the states and the presses travel in clear
+    tls: bool = False
+    # the CA that signed the broker's certificate (a home CA, mosquitto's own); "": the
+    # system's CAs. Setting it turns TLS on
+    ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -551,6 +557,8 @@ def _mqtt(path: Path, data: object) -> MqttConfig:
         password_file=table.get("password_file", text),
         discovery_prefix=table.get("discovery_prefix", topic),
         topic=table.get("topic", topic),
+        tls=table.get("tls", boolean),
+        ca_file=table.get("ca_file", absolute_path, ""),
     )
     table.finish()
     return config

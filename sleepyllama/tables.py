@@ -7,6 +7,7 @@ every other line stays byte for byte. The result is validated before it is writt
   python -m sleepyllama.tables FILE proxy NAME --backend H:P --mac M [--broadcast IP]
                                             [--kind KIND] [--api-key-file PATH] [--wake-progress]
                                             [--mqtt-broker HOST:PORT] [--mqtt-username USER]
+                                            [--mqtt-ca-file FILE]
   python -m sleepyllama.tables FILE server NAME [--idle-timeout 1h] [--notify-proxy H:P] -- COMMAND...
 Prints "unchanged" or "written".
 """
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="set [idle] action: how the box sleeps")
     parser.add_argument("--mqtt-broker", help="set [mqtt] broker (Home Assistant's broker)")
     parser.add_argument("--mqtt-username", help="set [mqtt] username")
+    parser.add_argument("--mqtt-ca-file", help="set [mqtt] ca_file and tls = true")
     parser.add_argument("--remove", action="store_true", help="remove the table instead")
     parser.add_argument("--gpu-if-unset", help="set [idle] gpu unless the file already sets it")
     argv = sys.argv[1:] if argv is None else argv
@@ -211,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         new = set_key(new, "mqtt", "broker", toml_string(args.mqtt_broker))
     if args.mqtt_username:
         new = set_key(new, "mqtt", "username", toml_string(args.mqtt_username))
+    if args.mqtt_ca_file:
+        new = set_key(new, "mqtt", "tls", "true")
+        new = set_key(new, "mqtt", "ca_file", toml_string(args.mqtt_ca_file))
     gpu_is_set = bool(re.search(r"^\s*gpu\s*=", _table_text(old, "idle"), re.MULTILINE))
     if args.gpu or (args.gpu_if_unset and not gpu_is_set):
         new = set_key(new, "idle", "gpu", toml_string(args.gpu or args.gpu_if_unset))

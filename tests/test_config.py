@@ -192,3 +192,12 @@ def test_web_names_and_steer_from() -> None:
                 'steer_from = ["nowhere"]', 'name = ["llm.home"]'):
         with pytest.raises(ConfigError, match=r"\[web\]"):
             config.parse(f"[web]\n{bad}\n")
+
+
+def test_mqtt_tls_and_its_ca() -> None:
+    parsed = config.parse('[mqtt]\nbroker = "10.0.0.9:8883"\nca_file = "/etc/sleepyllama/mqtt-ca.pem"\n')
+    assert parsed.mqtt.ca_file == "/etc/sleepyllama/mqtt-ca.pem" and not parsed.mqtt.tls
+    assert config.parse('[mqtt]\ntls = true\n').mqtt.tls
+    for bad in ('ca_file = "ca.pem"', 'tls = "yes"'):
+        with pytest.raises(ConfigError, match=r"\[mqtt\]"):
+            config.parse(f"[mqtt]\n{bad}\n")

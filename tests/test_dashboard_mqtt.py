@@ -106,14 +106,15 @@ def test_the_password_comes_from_the_systemd_credential(tmp_path, monkeypatch) -
 
 
 class Broker:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tls: str = "") -> None:
+        """tls: mosquitto's certificate lines for its listener (TLS on it)."""
         program = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(program):
             pytest.skip("mosquitto is not installed (Debian's package mosquitto; ./run-tests "
                         "installs it)")
         self.port = free_port()
         conf = directory / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        conf.write_text(f"listener {self.port} 127.0.0.1\n{tls}allow_anonymous true\n"
                         "persistence false\n")
         self.process = Process([program, "-c", str(conf), "-v"], directory / "mosquitto.log")
         wait_for(lambda: "running" in self.process.text(), what="mosquitto")
@@ -125,10 +126,12 @@ class Broker:
 class Listener:
     """What Home Assistant would see: every message under both prefixes, the last per topic."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ca_file: Path | None = None) -> None:
         self.seen: dict[str, str] = {}
         self.lock = threading.Lock()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="listener")
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file))
         self.client.on_message = self._message
         self.client.on_connect = lambda client, *_: client.subscribe(
             [("homeassistant/#", 1), ("sleepyllama/#", 1)])
@@ -328,3 +331,54 @@ def test_no_ghost_devices(tmp_path, cleanup) -> None:
         forgot.stdout + forgot.stderr)
     wait_for(lambda: listener.get(llama_config) == "", what="the last box's device cleared")
     assert listener.get(f"sleepyllama/{HOST}/status") == ""
+
+
+def a_home_ca(cleanup: list) -> tuple[Path, str]:
+    """A CA of one's own and a broker certificate for 127.0.0.1 signed by it (openssl), as a
+    home lab makes them: (the CA's file, mosquitto's lines for its listener). In a directory
+    of their own that mosquitto, which drops to its own user, may read."""
+    import subprocess
+    import tempfile
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (Debian's package openssl; ./run-tests installs it)")
+    directory = Path(tempfile.mkdtemp(prefix="sleepyllama-ca-"))
+    directory.chmod(0o755)
+    cleanup.append(SimpleNamespace(stop=lambda: shutil.rmtree(directory, ignore_errors=True)))
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=home CA", "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+            "broker.key", "-out", "broker.csr")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "broker.pem")
+    for name in ("ca.pem", "broker.pem", "broker.key"):
+        (directory / name).chmod(0o644)  # mosquitto drops to its own user
+    return directory / "ca.pem", (f"cafile {directory / 'ca.pem'}\n"
+                                  f"certfile {directory / 'broker.pem'}\n"
+                                  f"keyfile {directory / 'broker.key'}\n")
+
+
+def test_home_assistant_over_tls(tmp_path, cleanup) -> None:
+    """MQTT in clear carries the broker's password and every press: with [mqtt] ca_file the
+    page speaks TLS to the broker, checked against the home CA."""
+    ca, lines = a_home_ca(cleanup)
+    broker = Broker(tmp_path, lines)
+    cleanup.append(broker)
+    listener = Listener(broker.port, ca)
+    cleanup.append(listener)
+    backend, _proxy, _web = with_mqtt(tmp_path, cleanup, broker.port, f'ca_file = "{ca}"\n')
+    wait_for(lambda: listener.get(f"sleepyllama/{HOST}/status") == "online",
+             what="the page online, over TLS")
+    listener.press(f"{BASE}/wake/set")
+    wait_for(lambda: backend.packets(), what="a magic packet from a press over TLS")
+
+
+def test_a_ca_file_that_cannot_be_read_leaves_the_page_serving(tmp_path, cleanup) -> None:
+    _backend, _proxy, web = with_mqtt(tmp_path, cleanup, free_port(),
+                                      f'ca_file = "{tmp_path / "missing.pem"}"\n')
+    assert "Home Assistant: not connected: cannot use TLS" in web.get("/")[2]

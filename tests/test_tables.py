@@ -123,3 +123,12 @@ def test_a_rerun_keeps_what_it_was_not_asked_to_change(tmp_path: Path, capsys) -
     loaded = config.load(path)
     assert [str(p) for p in loaded.notify.proxies] == ["192.168.1.2:3939", "192.168.1.3:3939"]
     assert loaded.server("llama").stop_timeout == 90.0
+
+
+def test_the_broker_s_ca_turns_tls_on(tmp_path: Path) -> None:
+    path = tmp_path / "sleepyllama.toml"
+    assert main([str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac",
+                 "ab:cd:ef:01:23:45", "--mqtt-broker", "10.0.0.9:8883",
+                 "--mqtt-ca-file", "/etc/sleepyllama/mqtt-ca.pem"]) == 0
+    mqtt = config.load(path).mqtt
+    assert (mqtt.tls, mqtt.ca_file) == (True, "/etc/sleepyllama/mqtt-ca.pem")

@@ -228,6 +228,12 @@ class Publisher:
                                   client_id=f"sleepyllama-{self.host}"[:64])
         if mqtt.username:
             self.client.username_pw_set(mqtt.username, password(mqtt))
+        if mqtt.tls or mqtt.ca_file:
+            try:
+                self.client.tls_set(ca_certs=mqtt.ca_file or None)
+            except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+                raise Unusable(f"cannot use TLS to the MQTT broker with ca_file "
+                               f"{mqtt.ca_file or '(the system CAs)'}: {error}") from None
         self.client.will_set(availability_topic(mqtt, self.host), "offline", qos=1, retain=True)
         self.client.on_connect = self._connected
         self.client.on_message = self._message
