@@ -137,7 +137,8 @@ class SleepingBackend:
 class ProxyRun:
     def __init__(self, directory: Path, table: str, *, activate: bool = True,
                  listen: str | None = None, extra_args: list[str] | None = None,
-                 state_directory: Path | None = None) -> None:
+                 state_directory: Path | None = None, wrapper: list[str] | None = None) -> None:
+        """wrapper: a command the whole runs under (prlimit ...)."""
         self.config = directory / "sleepyllama.toml"
         self.config.write_text(table)
         self.port = free_port()
@@ -155,7 +156,7 @@ class ProxyRun:
                        *program]
         else:
             command = [*program, "--listen", self.listen]
-        self.process = Process(command, directory / "proxy.log", env)
+        self.process = Process([*(wrapper or []), *command], directory / "proxy.log", env)
         if activate:
             wait_for(lambda: "Listening on" in self.process.text(), what="systemd-socket-activate")
         else:

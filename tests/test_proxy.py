@@ -200,6 +200,30 @@ def test_max_connections_closes_new_clients_with_a_warning(tmp_path, cleanup) ->
         client.close()
 
 
+def test_max_connections_is_held_to_what_the_open_file_limit_allows(tmp_path, cleanup) -> None:
+    """max_connections was not checked against the proxy's open-file limit: past it a
+    connection failed with "Too many open files" in the middle of its splice."""
+    from sleepyllama.proxy.program import FDS_BESIDES, FDS_PER_CONNECTION, connections_within
+
+    assert connections_within(512, 65536) == 512
+    assert connections_within(512, 1024) == (1024 - FDS_BESIDES) // FDS_PER_CONNECTION
+    limit = FDS_BESIDES + 3 * FDS_PER_CONNECTION  # room for three
+    proxy = ProxyRun(tmp_path, proxy_table(None, backend=f"127.0.0.1:{free_port()}",
+                                           wol_port=free_port(socket.SOCK_DGRAM)),
+                     wrapper=["prlimit", f"--nofile={limit}:{limit}"])
+    cleanup.append(proxy)
+    held = [socket.create_connection(proxy.address) for _ in range(3)]  # (it starts on the first)
+    for client in held:
+        client.sendall(GET_HEALTH)
+    wait_for(lambda: proxy.log().count("holding") == 3, what="three held clients")
+    assert "it takes 3 connections at once" in proxy.log() and "LimitNOFILE=" in proxy.log()
+    with socket.create_connection(proxy.address, timeout=10) as extra:
+        assert extra.recv(100) == b""  # closed at once, cleanly
+    wait_for(lambda: "max_connections (3) reached" in proxy.log(), what="the refusal said")
+    for client in held:
+        client.close()
+
+
 def test_status_after_serving_says_when_the_backend_last_answered(tmp_path, cleanup) -> None:
     _backend, proxy = start(tmp_path, cleanup, load_seconds=0.0)
     assert status_code(http_request(proxy.address, GET_HEALTH)) == 200

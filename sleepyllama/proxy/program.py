@@ -30,6 +30,7 @@ from sleepyllama.proxy.backend import Backend
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.live import LiveFile
 from sleepyllama.proxy.misconfigured import Misconfigured
+from sleepyllama.proxy.splice import SPARE_PIPES
 from sleepyllama.proxy.wol import make_sender
 from sleepyllama.rejections import Rejections
 from sleepyllama.words import count, format_duration
@@ -67,6 +68,7 @@ class Proxy:
         self.last_full_warning = -FULL_WARNING_EVERY
         self.refused = 0  # since the last "too many connections" warning
         self.live = LiveFile(state_file(config, "live.json"))  # for the page
+        self.open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
     def _backend(self, config: ProxyConfig) -> Backend:
         key = api_key.read(config)
@@ -108,6 +110,12 @@ class Proxy:
         self.refresh_status()
 
     def start(self) -> None:
+        if self.max_connections() < self.config.max_connections:
+            log.warning("max_connections = %d, but this process may open %d files (%d a "
+                        "connection): it takes %d connections at once. Raise LimitNOFILE= in a "
+                        "drop-in (systemctl edit sleepyllama-proxy@%s), or lower max_connections",
+                        self.config.max_connections, self.open_files, FDS_PER_CONNECTION,
+                        self.max_connections(), self.config.name)
         for listener in self.listeners:
             listener.setblocking(False)
             self.loop.add_reader(listener.fileno(), self._accept, listener)
@@ -171,7 +179,7 @@ class Proxy:
                 else:
                     log.warning("accept failed: %s", error.strerror)
                 return
-            if self.connections >= self.config.max_connections:
+            if self.connections >= self.max_connections():
                 self._refuse(client)
                 continue
             self.connections += 1
@@ -190,8 +198,11 @@ class Proxy:
         now = self.loop.time()
         if now - self.last_full_warning >= FULL_WARNING_EVERY:
             log.warning("max_connections (%d) reached: closed %d new connection(s)",
-                        self.config.max_connections, self.refused)
+                        self.max_connections(), self.refused)
             self.last_full_warning, self.refused = now, 0
+
+    def max_connections(self) -> int:
+        return connections_within(self.config.max_connections, self.open_files)
 
     def _closed(self) -> None:
         self.connections -= 1
@@ -325,12 +336,24 @@ def open_hint_socket(address: configuration.Address) -> socket.socket:
     return hint_socket
 
 
-def raise_open_file_limit() -> None:
-    """Each connection holds six fds (two sockets, two pipes); systemd's soft limit is 1024."""
+FDS_PER_CONNECTION = 6  # two sockets and two pipes
+FDS_BESIDES = 2 * SPARE_PIPES + 64  # kept pipes, listeners, the prober's, the journal's
+
+
+def raise_open_file_limit() -> int:
+    """The open-file limit, raised to the hard one: each connection holds FDS_PER_CONNECTION;
+    systemd's soft limit is 1024."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def connections_within(max_connections: int, open_files: int) -> int:
+    """max_connections, or as many as the open-file limit holds: a connection past it would
+    fail with "Too many open files" in the middle of its splice, not with a clean 503."""
+    return max(1, min(max_connections, (open_files - FDS_BESIDES) // FDS_PER_CONNECTION))
 
 
 async def serve(load: Callable[[], ProxyConfig], config: ProxyConfig | ConfigError,
