@@ -54,3 +54,24 @@ def test_a_box_that_answers_stays_up(answer: tuple[bool, str]) -> None:
 
 def test_a_box_seen_up_lately_is_not_asked() -> None:
     assert watched((False, "Connection refused"), 10.0) == ("awake", 0)
+
+
+def test_a_box_woken_by_something_else_is_seen_up() -> None:
+    """Found with a real Home Assistant: after a wake the proxy did not make (a magic packet
+    from elsewhere) the page counted the box asleep, and its kWh on, while it was up."""
+
+    async def run() -> tuple[str, bool, list[str]]:
+        loop = asyncio.get_running_loop()
+        recorded: list[str] = []
+        belief = Belief(PROXY, loop, AnswerCache("http://127.0.0.1:9", (), None),
+                        WakeRecord(sleep_open=True), Prober(loop),
+                        probe=lambda: (True, "HTTP 200"), quick_probe=lambda: (True, "HTTP 200"),
+                        changed=lambda: None,
+                        to_ledger=lambda event, **fields: recorded.append(event))
+        belief.readiness.believe_asleep(loop.time() - readinesses.WATCH_EVERY - 1)
+        belief.watch()
+        assert belief.watching is not None
+        await asyncio.wait_for(belief.watching, 30)
+        return belief.readiness.last_word(), belief.record.sleep_open, recorded
+
+    assert asyncio.run(run()) == ("awake", False, ["box-up"])

@@ -177,13 +177,14 @@ class Belief:
         return True
 
     def watch(self) -> None:
-        """Called every second: a box last seen up that nobody has used for a while is looked
-        at, with the ready check a wake uses (it counts as no use on the box, and a packet to a
-        sleeping box does not wake it); one that does not answer is believed asleep."""
+        """Called every second: a box that nobody has used for a while is looked at, with the
+        ready check a wake uses (it counts as no use on the box, and a packet to a sleeping box
+        does not wake it); one that does not answer is believed asleep, one that does up."""
         now = self.loop.time()
         if not self.readiness.look_due(now):
             return
         self.readiness.looked_at = now
+        was = self.readiness.last_word()
 
         def done(result: asyncio.Future[tuple[bool, str]]) -> None:
             if result.cancelled() or self.ready:
@@ -192,8 +193,8 @@ class Belief:
             if ready:
                 self.believe_ready()
                 return
-            if why.startswith("HTTP"):
-                return  # it answered: up (loading, or busy), whatever its ready check says
+            if why.startswith("HTTP") or was != "awake":
+                return  # it answered: up (loading, or busy); or asleep, as believed
             log.info("backend %s does not answer a look while nobody uses it (%s): it is "
                      "believed asleep (it slept without a word)", self.config.backend, why)
             self.readiness.believe_asleep(self.loop.time(), down=True)

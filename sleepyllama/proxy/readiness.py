@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 READY_TRUST = 5.0  # seconds a 200 from the ready check is believed without asking again
 ASLEEP_TRUST = 30.0  # seconds a backend that did not answer is believed asleep
-# a box last seen up is looked at this often while nobody uses it: one that slept without a
-# "sleeping" hint (a lid, a power cut, systemctl suspend) must not read awake for ever
+# a box is looked at this often while nobody uses it: one that slept without a "sleeping" hint
+# (a lid, a power cut, systemctl suspend) must not read awake for ever, nor one woken by
+# something else asleep
 WATCH_EVERY = 60.0
 
 
@@ -59,9 +60,11 @@ class Readiness:
         return "awake" if self.last_ready is not None else ""
 
     def look_due(self, now: float) -> bool:
-        """Whether a box last seen up, and not asked since WATCH_EVERY, is to be looked at."""
-        last = max(self.last_ready or 0.0, self.looked_at or 0.0)
-        return (self.last_word() == "awake" and not self.is_ready(now)
+        """Whether a box not asked since WATCH_EVERY is to be looked at: one last seen up (it
+        may have slept without a word), or one believed asleep (something else may have woken
+        it: a magic packet from elsewhere, its power button)."""
+        last = max(self.last_ready or 0.0, self.asleep_at or 0.0, self.looked_at or 0.0)
+        return (self.last_word() != "" and not self.is_ready(now)
                 and now - last >= WATCH_EVERY)
 
     def take_known_down(self) -> bool:
