@@ -28,13 +28,14 @@ PROXY = config.parse('[proxy."gpu.box"]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd
                      ).proxy("gpu.box")
 
 
-def test_each_box_is_a_device_of_seven_entities_with_the_publisher_s_availability() -> None:
+def test_each_box_is_a_device_of_eight_entities_with_the_publisher_s_availability() -> None:
     found = dict(mqtt.discovery(MQTT, PROXY, "router"))
     assert sorted(found) == [f"homeassistant/{component}/sleepyllama_router_gpu_dbox_{key}/config"
                              for component, key in sorted([
                                  ("binary_sensor", "awake"), ("button", "wake"),
                                  ("sensor", "energy_saved"), ("sensor", "last_command"),
                                  ("sensor", "last_wake"), ("sensor", "state"),
+                                 ("sensor", "staying_awake_until"),
                                  ("sensor", "wakes_today")])]
     for topic, payload in found.items():
         assert topic.split("/")[2] == payload["unique_id"]  # object_id = unique_id
@@ -206,8 +207,8 @@ def test_with_the_shared_secret_stay_awake_and_sleep_now_are_buttons_too() -> No
     # offered while the box is up, as on the page: its own availability besides the page's
     assert stay["availability_mode"] == "all"
     assert stay["availability"][1]["topic"] == "sleepyllama/router/gpu_dbox/steerable"
-    assert len(found) == 9
-    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 7  # no secret: no such buttons
+    assert len(found) == 10
+    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 8  # no secret: no such buttons
 
 
 def with_mqtt(tmp_path: Path, cleanup: list, broker_port: int, extra: str = "",

@@ -3,13 +3,16 @@ and a fake GPU box that starts its server on a real magic packet."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,6 +66,23 @@ class Web:
                 return answer.status, answer.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
+
+    def press(self, path: str, form: str) -> tuple[bool, str]:
+        """A button pressed as a browser does: the POST is answered with a redirect to the page
+        (a reload sends nothing again), which says what came of it: (taken, what was said)."""
+        request = urllib.request.Request(self.url(path), data=form.encode(), headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.build_opener(NoRedirect).open(request, timeout=30) as answer:
+                raise AssertionError(f"no redirect: {answer.status}")
+        except urllib.error.HTTPError as error:
+            assert error.code == 303, (error.code, error.read().decode())
+            location = error.headers["Location"]
+        query = parse_qs(urlsplit(location).query)
+        said = query["said"][0]
+        page = self.get(location)[2]  # the page after the press says it, escaped
+        assert html.escape(said) in page, page
+        return query["ok"][0] == "1", said
 
     def stop(self) -> None:
         self.process.stop()
@@ -161,12 +181,12 @@ def test_stay_awake_and_sleep_now_reach_the_gpu_box_signed(tmp_path, cleanup) ->
     web = Web(tmp_path, proxy.config, tmp_path / "state",
               {"CREDENTIALS_DIRECTORY": str(credentials)})
     cleanup.append(web)
-    status, said = web.post("/stay-awake", "proxy=llama&hours=3")
-    assert status == 200 and "staying awake for 10800 s" in said, said
+    taken, said = web.press("/stay-awake", "proxy=llama&hours=3")
+    assert taken and "staying awake for 10800 s" in said, said
     assert steered.done == ["stay 10800"]
     assert web.post("/stay-awake", "proxy=llama&hours=5")[0] == 400  # not a choice offered
-    status, said = web.post("/sleep-now", "proxy=llama")
-    assert status == 409 and "busy: llama: 1 request in flight" in said, said
+    taken, said = web.press("/sleep-now", "proxy=llama")
+    assert not taken and "busy: llama: 1 request in flight" in said, said
     assert steered.done == ["stay 10800"]  # the box's own verdict said no
     assert web.post("/sleep-now", "proxy=llama", {"Origin": "http://evil.example"})[0] == 403
     # the buttons show on a box that is up
@@ -199,10 +219,10 @@ def test_on_the_gpu_box_the_page_shows_the_box_and_steers_it_through_its_own_soc
     assert "(this box)" in html and "busy: alice on tty2" in html, html
     assert 'name="box"' in html and 'action="/sleep-now"' in html
     assert json.loads(web.get("/api/box")[2])["reason"] == RECORD["reason"]
-    status, said = web.post("/stay-awake", "box=this&hours=3")
-    assert status == 200 and "staying awake for 10800 s" in said, said
-    status, said = web.post("/sleep-now", "box=this")
-    assert status == 409 and "busy: sessions: alice on tty2" in said, said
+    taken, said = web.press("/stay-awake", "box=this&hours=3")
+    assert taken and "staying awake for 10800 s" in said, said
+    taken, said = web.press("/sleep-now", "box=this")
+    assert not taken and "busy: sessions: alice on tty2" in said, said
     assert steered.done == ["stay 10800"]  # the box's own verdict said no to the sleep
     assert web.post("/sleep-now", "box=this", {"Origin": "http://evil.example"})[0] == 403
     assert web.post("/stay-awake", "box=this&hours=5")[0] == 400
@@ -352,9 +372,73 @@ def test_the_gpu_box_s_own_buttons_answer_only_to_steer_from(tmp_path, cleanup) 
                       '[web]\nsteer_from = ["192.168.1.0/24"]\n')
     web = Web(tmp_path, config, tmp_path, {"CREDENTIALS_DIRECTORY": str(credentials)}, box_state)
     cleanup.append(web)
-    status, why = web.post("/stay-awake", "box=this&hours=3")
-    assert status == 403 and "steer_from" in why, why
-    assert web.post("/sleep-now", "box=this")[0] == 403
+    taken, why = web.press("/stay-awake", "box=this&hours=3")
+    assert not taken and "steer_from" in why, why
+    assert not web.press("/sleep-now", "box=this")[0]
     config.write_text(config.read_text().replace("192.168.1.0/24", "127.0.0.0/8"))
-    assert web.post("/stay-awake", "box=this&hours=3")[0] == 200
+    assert web.press("/stay-awake", "box=this&hours=3")[0]
     assert steered.done == ["stay 10800"]
+
+
+def test_a_page_address_with_many_fields_is_answered(tmp_path, cleanup) -> None:
+    """Found while adding the page's notes: a query of more than two fields made the page's
+    handler raise, and the browser got its connection closed with no answer."""
+    _backend, _proxy, web = setup(tmp_path, cleanup)
+    assert web.get("/?a=1&b=2&c=3")[0] == 200
+    assert web.get("/?" + "&".join(f"f{n}=1" for n in range(50)))[0] == 200
+
+
+def steered_setup(tmp_path: Path, cleanup: list) -> tuple:
+    """A page that holds the steering secret, its proxy, and the box's side (stood in for)."""
+    from test_steering import SECRET, Box
+
+    steered = Box(tmp_path / "steer.json", idle_exit=120)
+    cleanup.append(steered)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
+    backend, proxy, web = setup(tmp_path, cleanup)
+    web.stop()
+    proxy.config.write_text(proxy.config.read_text() + f"[steer]\nport = {steered.port}\n")
+    web = Web(tmp_path, proxy.config, tmp_path / "state",
+              {"CREDENTIALS_DIRECTORY": str(credentials)})
+    cleanup.append(web)
+    return steered, backend, proxy, web
+
+
+def test_a_stay_awake_shows_until_when_and_can_be_cancelled(tmp_path, cleanup) -> None:
+    """Found by trying it: after "Stay awake for 3 h" neither the page, /api/status nor Home
+    Assistant showed it, and nothing could cancel it; the answer was served at /stay-awake
+    itself, so a reload sent the form again."""
+    steered, _backend, _proxy, web = steered_setup(tmp_path, cleanup)
+    web.press_wake("llama")
+    wait_for(lambda: web.status()[0]["state"] == "awake", timeout=30, what="awake")
+    assert web.press("/stay-awake", "proxy=llama&hours=3")[0]
+    page = web.get("/")[2]
+    assert "staying awake" in page and 'action="/stay-awake-cancel"' in page, page
+    until = web.status()[0]["staying_until"]
+    assert until is not None and 10700 < until - time.time() <= 10800
+    taken, said = web.press("/stay-awake-cancel", "proxy=llama")
+    assert taken and said == "cancelled", said
+    assert steered.done == ["stay 10800", "cancel"]
+    assert web.status()[0]["staying_until"] is None
+    assert 'action="/stay-awake-cancel"' not in web.get("/")[2]
+
+
+def test_a_sleeping_box_is_told_the_truth_at_once(tmp_path, cleanup) -> None:
+    """Found by trying it: Stay awake or Sleep now for a sleeping box waited 6.3 s and said
+    "did not answer: asleep, not set up…, or another secret", though its proxy knew it was
+    asleep. Sleep now says so at once; Stay awake wakes it first, as the person means."""
+    from sleepyllama import hints
+
+    from conftest import udp_to
+
+    steered, backend, proxy, web = steered_setup(tmp_path, cleanup)
+    udp_to(proxy.address, hints.encode(hints.Hint("sleeping")))
+    wait_for(lambda: web.status()[0]["state"] == "asleep", what="the box asleep, as its proxy says")
+    assert web.press("/sleep-now", "proxy=llama") == (False, "it is asleep already")
+    taken, said = web.press("/stay-awake", "proxy=llama&hours=3")
+    assert taken and said.startswith("it is asleep: waking it"), said
+    wait_for(lambda: backend.packets(), what="a magic packet for the stay-awake")
+    wait_for(lambda: steered.done == ["stay 10800"], timeout=60,
+             what="the stay-awake sent once the box was up")

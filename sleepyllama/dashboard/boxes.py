@@ -62,6 +62,7 @@ class Box:
     kwh_saved: float | None = None  # in the last DAYS
     kwh_saved_total: float | None = None  # as far back as the ledger goes
     kwh_counted_under: str = ""  # another proxy of the same box, whose figure counts its sleeps
+    staying_until: float | None = None  # a stay-awake the page asked, in effect until then
 
     def as_json(self) -> dict:
         return asdict(self)

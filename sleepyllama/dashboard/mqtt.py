@@ -120,6 +120,10 @@ def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str,
         ("sensor", "energy_saved", {"name": "Energy saved", "state_topic": f"{base}/energy_saved",
                                     "device_class": "energy", "state_class": "total",
                                     "unit_of_measurement": "kWh"}),
+        ("sensor", "staying_awake_until", {"name": "Staying awake until",
+                                           "state_topic": f"{base}/staying_awake_until",
+                                           "device_class": "timestamp",
+                                           "icon": "mdi:sleep-off"}),
         ("sensor", "last_command", {"name": "Last command",
                                     "state_topic": f"{base}/last_command",
                                     "icon": "mdi:message-reply-text"}),
@@ -163,6 +167,10 @@ def states(mqtt: MqttConfig, box: Box, now: float, host: str | None = None) -> d
                 {} if last is None else {"cause": last.cause[:MAX_STATE],
                                          "outcome": last.outcome[:MAX_STATE]}),
             f"{base}/wakes_today": str(today),
+            # "None" is Home Assistant's unknown: no stay-awake in effect
+            f"{base}/staying_awake_until": (
+                "None" if box.staying_until is None else
+                datetime.fromtimestamp(box.staying_until, timezone.utc).isoformat()),
             # "None" is Home Assistant's unknown: the box has not said what its sleeps save
             f"{base}/energy_saved": ("None" if box.kwh_saved_total is None
                                      else f"{box.kwh_saved_total:.3f}")}
@@ -290,6 +298,7 @@ class Publisher:
         return ([topic for topic, _ in discovery(self.mqtt, proxy, self.host, True)]
                 + [f"{base}/{key}" for key in ("awake", "steerable", "state", "last_wake",
                                                "last_wake/attributes", "wakes_today",
+                                               "staying_awake_until",
                                                "energy_saved", "last_command")])
 
     def _announce(self) -> None:

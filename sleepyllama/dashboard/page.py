@@ -33,6 +33,8 @@ dt{color:#666}dd{margin:0;overflow-wrap:anywhere}
 button{font-size:1rem;padding:.5rem 1.2rem;border-radius:.4rem;border:1px solid #888;
 background:#fff}
 .note{color:#666;font-size:.9rem}
+.said,.problem{max-width:40rem;padding:.6rem 1rem;border-radius:.6rem;margin:0 0 1rem}
+.said{background:#e2f3e2}.problem{background:#fbe3df}
 .row{display:inline-block;margin:.4rem .6rem 0 0}
 select{font-size:1rem;padding:.4rem}
 .week{width:100%;max-width:30rem;display:block;margin:.4rem 0 0}
@@ -87,25 +89,19 @@ def week(days: Sequence[Day], kwh_saved: float | None) -> str:
 STAY_HOURS = ("1", "3", "8", "24")
 
 
-def steering(name: str, field: str = "proxy") -> str:
-    """Stay awake for… and Sleep now, for a box that is up: signed commands to it (steer.py).
-    field: "proxy" (the box behind the proxy of that name), or "box" (this box, on its own
-    page)."""
+def steering(name: str, field: str = "proxy", staying: bool = False) -> str:
+    """Stay awake for… and Sleep now, for a box that is up: signed commands to it (steer.py);
+    with a stay-awake in effect, its Cancel too. field: "proxy" (the box behind the proxy of
+    that name), or "box" (this box, on its own page)."""
     which = f'<input type="hidden" name="{field}" value="{escape(name)}">'
     choices = "".join(f'<option value="{hours}"{" selected" if hours == "3" else ""}>{hours} h'
                       "</option>" for hours in STAY_HOURS)
+    cancel = (f'<form method="post" action="/stay-awake-cancel" class="row">{which}<button>'
+              "Cancel the stay-awake</button></form>" if staying else "")
     return (f'<form method="post" action="/stay-awake" class="row">{which}<button>Stay awake '
-            f'for</button> <select name="hours">{choices}</select></form><form method="post" '
-            f'action="/sleep-now" class="row">{which}<button>Sleep now</button></form>')
-
-
-def said(name: str, text: str) -> str:
-    """What the box answered a button, with the way back to the page."""
-    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>sleepyllama</title><style>{STYLE}</style></head><body><h1>sleepyllama</h1>"
-            f'<section class="box"><h2>{escape(name)}</h2><p>{escape(text)}</p>'
-            '<p><a href="/">Back to the page</a></p></section></body></html>')
+            f'for</button> <select name="hours">{choices}</select></form>{cancel}<form '
+            f'method="post" action="/sleep-now" class="row">{which}<button>Sleep now</button>'
+            "</form>")
 
 
 def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
@@ -122,11 +118,15 @@ def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
         rows.append(("models", ", ".join(box.models)))
     if box.problem:
         rows.append(("note", box.problem))
+    if box.staying_until is not None:
+        rows.append(("staying awake", "until " + time.strftime("%a %H:%M",
+                                                                time.localtime(box.staying_until))))
     if box.kwh_counted_under:
         rows.append(("kWh saved", f"counted under {box.kwh_counted_under} (the same box)"))
     details = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in rows)
     if box.state == "awake":
-        button = steering(box.name) if can_steer and may_wake else ""
+        button = steering(box.name, staying=box.staying_until is not None) if (
+            can_steer and may_wake) else ""
     elif box.state == "waking":
         button = ""
     elif may_wake:
@@ -168,11 +168,13 @@ FOLLOW_FOR = 60  # seconds after a press the page reloads quickly, even before t
 
 def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = None,
            steering: bool = False, pressed_at: int | None = None,
-           own: OwnBox | None = None, problems: Sequence[str] = ()) -> str:
+           own: OwnBox | None = None, problems: Sequence[str] = (),
+           said: tuple[str, str, bool] | None = None) -> str:
     """pressed_at: when a Wake button was pressed (the page after it): the page follows the
     wake from then on, whatever the proxy says yet (a loaded box may take a while to).
     own: this host, where it is a GPU box (sleepyllama-web run there); problems: what the
-    page itself cannot do (Home Assistant not connected, and why)."""
+    page itself cannot do (Home Assistant not connected, and why); said: (a box, what came of a
+    press of Stay awake or Sleep now, whether it was taken), shown once after the press."""
     now = time.time() if now is None else now
     following = pressed_at is not None and 0 <= now - pressed_at < FOLLOW_FOR
     waking = any(box.state == "waking" for box in boxes)
@@ -187,4 +189,7 @@ def render(boxes: Sequence[Box], may_wake: dict[str, bool], now: float | None = 
             f"<title>sleepyllama</title><style>{STYLE}</style></head>"
             f"<body><h1>sleepyllama</h1>"
             + "".join(f'<p class="problem">{escape(problem)}</p>' for problem in problems)
+            + ("" if said is None else
+               f'<p class="{"said" if said[2] else "problem"}">{escape(said[0])}: '
+               f"{escape(said[1])}</p>")
             + f"{cards}</body></html>")

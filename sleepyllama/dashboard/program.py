@@ -6,9 +6,14 @@ and for this host itself where it is a GPU box (a [server.*] table in its config
   GET  /api/box      this GPU box as JSON (dashboard/own_box.py); 404 on a host that is not one
   GET  /metrics      Prometheus text exposition (dashboard/metrics.py)
   POST /wake         proxy=NAME: the Wake button
-  POST /stay-awake   proxy=NAME&hours=N: keep the GPU box up (the way back: steer.py);
-                     box=NAME&hours=N: this box, through its own steering socket
+  POST /stay-awake   proxy=NAME&hours=N: keep the GPU box up (the way back: steer.py); a
+                     sleeping box is woken first; box=NAME&hours=N: this box, through its
+                     own steering socket
+  POST /stay-awake-cancel   proxy=NAME, or box=NAME: the stay-awake ends
   POST /sleep-now    proxy=NAME, or box=NAME: the box sleeps unless its own verdict says busy
+
+Every POST from a form is answered with a redirect to the page (which says what came of it),
+so that a reload sends nothing again.
 
 It reads what the proxies keep in their StateDirectory (dashboard/boxes.py) and changes nothing
 there. It answers only requests made to a name it is reached by (this host's own names, the
@@ -36,19 +41,22 @@ from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from sleepyllama import addresses, hints, history, logs, steer, systemd
 from sleepyllama import config as configuration
 from sleepyllama.command_line import listen_address, program_parser
 from sleepyllama.config import ConfigError, ProxyConfig, SteerConfig
 from sleepyllama.dashboard import boxes, metrics, mqtt, own_box, page
+from sleepyllama.dashboard.steered import Steered
 from sleepyllama.host import state
 from sleepyllama.proxy import policy
+from sleepyllama.words import format_duration
 
 log = logging.getLogger("sleepyllama-web")
 
 MAX_FORM = 1024  # proxy=NAME is a few bytes
+MAX_SAID = 300  # what a box answered, carried to the page after a press
 REQUEST_TIMEOUT = 10.0  # a client that trickles its request is let go
 MAX_CLIENTS = 64  # at once, each a thread; one more is closed at once (the unit allows 512 fds)
 WAKE_SEEN_WITHIN = 3.0  # the proxy says "waking" within this, so the page that follows shows it
@@ -64,6 +72,7 @@ class Site:
         self.box_directory = box_directory  # where this GPU box's idle unit keeps its state
         self.own_names = own_names()
         self.problems: list[str] = []  # what this page cannot do, shown on it
+        self.steered = Steered(directory / "web.steered.json")
 
     def web(self) -> configuration.WebConfig:
         try:
@@ -110,7 +119,13 @@ class Site:
             return SteerConfig().port
 
     def boxes(self, proxies: list[ProxyConfig] | None = None) -> list[boxes.Box]:
-        return boxes.read_boxes(self.proxies() if proxies is None else proxies, self.directory)
+        found = boxes.read_boxes(self.proxies() if proxies is None else proxies, self.directory)
+        for box in found:
+            if box.state == "asleep":
+                self.steered.over(box.name)  # a stay-awake does not outlive a sleep
+            else:
+                box.staying_until = self.steered.until(box.name)
+        return found
 
     def wake(self, proxy: ProxyConfig, browser: str) -> tuple[HTTPStatus, str]:
         """Ask the proxy for a wake on behalf of `browser`; the status and why."""
@@ -137,7 +152,38 @@ class Site:
 
     def steer_as(self, proxy: ProxyConfig, who: str, command: str,
                  seconds: int = 0) -> tuple[HTTPStatus, str]:
-        return self._steer_host(proxy.backend.host, proxy.name, who, command, seconds)
+        """What is true at once for a box its proxy knows asleep (a command would only wait
+        for no answer); a Stay awake wakes it first, as the person pressing it means."""
+        if boxes.read_box(proxy, self.directory).state in ("asleep", "did-not-wake"):
+            if command == "sleep-now":
+                return HTTPStatus.CONFLICT, "it is asleep already"
+            if command == "stay-awake-cancel":
+                self.steered.over(proxy.name)
+                return HTTPStatus.OK, "it is asleep: no stay-awake holds it"
+            status, why = self.ask(proxy, who)
+            if status != HTTPStatus.SEE_OTHER:
+                return HTTPStatus.CONFLICT, why
+            threading.Thread(target=self._once_up, args=(proxy, who, command, seconds),
+                             name="stay-awake-once-up", daemon=True).start()
+            return HTTPStatus.ACCEPTED, (f"it is asleep: waking it; it stays awake for "
+                                         f"{format_duration(seconds)} once it is up")
+        status, said = self._steer_host(proxy.backend.host, proxy.name, who, command, seconds)
+        if status == HTTPStatus.OK and command == "stay-awake":
+            self.steered.stay(proxy.name, time.time() + seconds)
+        elif status == HTTPStatus.OK:
+            self.steered.over(proxy.name)
+        return status, said
+
+    def _once_up(self, proxy: ProxyConfig, who: str, command: str, seconds: int) -> None:
+        """The command, once the box woken for it is up; given up with its wake."""
+        deadline = time.monotonic() + proxy.wake_timeout + WAKE_SEEN_WITHIN
+        while time.monotonic() < deadline:
+            if boxes.read_box(proxy, self.directory).state == "awake":
+                self.steer_as(proxy, who, command, seconds)
+                return
+            time.sleep(1.0)
+        log.warning("%s for %s from %s not sent: the box did not come up", command, proxy.name,
+                    who)
 
     def steer_own(self, browser: str, command: str, seconds: int = 0) -> tuple[HTTPStatus, str]:
         """This box, through its own steering socket, for a browser [web] steer_from allows
@@ -201,9 +247,27 @@ def own_names() -> frozenset[str]:
     return frozenset({host, short, fqdn, f"{short}.local", "localhost"})
 
 
+def query_of(path: str) -> dict[str, list[str]]:
+    """A request's query, bounded; {} for one past the bound (a URL is anyone's to write)."""
+    try:
+        return parse_qs(urlsplit(path).query, max_num_fields=8)
+    except ValueError:
+        return {}
+
+
+def said(path: str) -> tuple[str, str, bool] | None:
+    """?to=NAME&said=TEXT&ok=1, as the page after a Stay awake or Sleep now has it: (the box,
+    what came of it, whether it was taken); None for anything else."""
+    query = query_of(path)
+    to, text = (query.get("to") or [""])[0], (query.get("said") or [""])[0]
+    if not to or not text:
+        return None
+    return to[:100], text[:MAX_SAID], (query.get("ok") or [""])[0] == "1"
+
+
 def pressed(path: str) -> int | None:
     """?pressed=UNIXTIME, as the page after a Wake button has it; None for anything else."""
-    value = parse_qs(urlsplit(path).query, max_num_fields=2).get("pressed", [""])[0]
+    value = query_of(path).get("pressed", [""])[0]
     return int(value) if value.isdigit() and len(value) <= 12 else None
 
 
@@ -254,7 +318,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self._reached_by_its_name():
             return
         path = urlsplit(self.path).path
-        if path not in ("/wake", "/stay-awake", "/sleep-now"):
+        if path not in ("/wake", "/stay-awake", "/stay-awake-cancel", "/sleep-now"):
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
             return
         if not self._same_origin():
@@ -291,7 +355,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.BAD_REQUEST, b"this host is not a GPU box\n",
                        "text/plain; charset=utf-8")
             return
-        command, seconds = "sleep-now", 0
+        command, seconds = ("sleep-now" if path == "/sleep-now" else "stay-awake-cancel"), 0
         if path == "/stay-awake":
             hours = (form.get("hours") or [""])[0]
             if hours not in page.STAY_HOURS:
@@ -304,11 +368,18 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status, said = self.site.steer(proxy, self.browser(), command, seconds)
         if "application/json" in self.headers.get("Accept", ""):
-            self._send(status, json.dumps({"taken": status == HTTPStatus.OK, "said": said})
-                       .encode(), "application/json")
-        else:
-            name = proxy.name if proxy is not None else socket.gethostname()
-            self._send(status, page.said(name, said).encode(), "text/html; charset=utf-8")
+            self._send(status, json.dumps({"taken": status in (HTTPStatus.OK,
+                                                               HTTPStatus.ACCEPTED),
+                                           "said": said}).encode(), "application/json")
+            return
+        # to the page, which says what came of it: a reload sends nothing again
+        name = proxy.name if proxy is not None else "this-box"
+        query = urlencode({"to": name, "said": said[:MAX_SAID], "ok": int(status in (
+            HTTPStatus.OK, HTTPStatus.ACCEPTED))})
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", f"/?{query}#{quote(name)}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     # -- the answers --------------------------------------------------------------------------
 
@@ -317,7 +388,7 @@ class Handler(BaseHTTPRequestHandler):
         allowed = {proxy.name: policy.client_may_wake(proxy, self.browser()) for proxy in proxies}
         html = page.render(self.site.boxes(proxies), allowed, steering=self.site.can_steer(),
                            pressed_at=pressed(self.path), own=self.site.own(),
-                           problems=self.site.problems)
+                           problems=self.site.problems, said=said(self.path))
         self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
 
     def _status(self) -> None:
