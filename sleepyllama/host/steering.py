@@ -90,8 +90,8 @@ class Receiver:
         self.stopping = threading.Event()
 
     def _load(self) -> tuple[dict[str, int], int]:
-        """(the commands taken within the window, by their digest; the moment at or before
-        which every command is refused: where the record of what was taken is lost)."""
+        """(the commands taken within the window, by their digest; the moment before which
+        every command is refused: where the record of what was taken is lost)."""
         now = int(time.time() * 1000)
         try:
             record = json.loads(self.state_file.read_text())
@@ -104,7 +104,7 @@ class Receiver:
         if isinstance(record, dict) and "last_ms" in record and "taken" not in record:
             last = record["last_ms"]  # version 1's record: the last command taken
             if isinstance(last, int) and not isinstance(last, bool) and 0 <= last < 10**13:
-                return {}, last
+                return {}, last + 1
         taken = record.get("taken") if isinstance(record, dict) else None
         if isinstance(taken, dict) and all(
                 isinstance(key, str) and isinstance(at, int) and not isinstance(at, bool)
@@ -128,7 +128,7 @@ class Receiver:
             return False
         now_ms = int(time.time() * 1000)
         command = steer.decode(self.secret, datagram, now_ms, received_on)
-        if isinstance(command, steer.Command) and command.at_ms <= self.floor_ms:
+        if isinstance(command, steer.Command) and command.at_ms < self.floor_ms:
             why = "sent before this box lost its record of the commands it took: send it again"
             command = steer.Refusal(why, steer.answer(self.secret, command, False, why))
         if isinstance(command, steer.Command) and key in self.taken:
