@@ -112,8 +112,9 @@ def test_a_broken_state_file_refuses_what_came_before_it(state_file) -> None:
     # found by a CI run: a command of the very millisecond the box started in was refused
     now = steer.Command("stay-awake", 30, box.receiver.floor_ms, "now", "127.0.0.1")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.sendto(old, ("127.0.0.1", box.port))
         sock.settimeout(10)
+        sock.sendto(old, ("127.0.0.1", box.port))
+        assert b"sent before this box lost its record" in sock.recv(600)
         sock.sendto(steer.encode(SECRET, now), ("127.0.0.1", box.port))
         assert steer.read_answer(SECRET, sock.recv(600), now) == (True, "staying awake for 30 s")
     answered_after(box)
