@@ -273,9 +273,22 @@ if [ "$uninstall" = 1 ]; then
         for path in "$STATE" /var/lib/sleepyllama-proxy /var/lib/private/sleepyllama-proxy; do
             if [ -e "$path" ] || [ -L "$path" ]; then rm -rf "$path"; note "removed $path"; fi
         done
+        # the servers' system user (sysusers.d made it; systemd-sysusers never removes one)
+        if getent passwd sleepyllama >/dev/null; then
+            if userdel sleepyllama 2>/dev/null; then note "removed the system user sleepyllama"
+            else echo "  kept the system user sleepyllama: a process of it still runs (userdel sleepyllama once it is gone)"; fi
+        fi
+        if getent group sleepyllama >/dev/null && groupdel sleepyllama 2>/dev/null; then
+            note "removed the group sleepyllama"
+        fi
     else
         [ ! -e "$CONFIG" ] || echo "  kept $CONFIG (--purge removes it)"
         [ ! -e "$STATE" ] || echo "  kept $STATE, the idle clock and counters (--purge removes it)"
+        for kept in /etc/sleepyllama/steer.secret /etc/sleepyllama/mqtt.password /etc/sleepyllama/mqtt-ca.pem $keys; do
+            [ ! -e "$kept" ] || echo "  kept $kept (--purge removes it)"
+        done
+        [ ! -d /var/lib/private/sleepyllama-proxy ] || echo "  kept /var/lib/sleepyllama-proxy, the proxies' kept answers and ledgers (--purge removes it)"
+        ! getent passwd sleepyllama >/dev/null || echo "  kept the system user sleepyllama, the model servers' (--purge removes it)"
     fi
     systemctl daemon-reload 2>/dev/null || true
     # a failed unit stays listed until its state is cleared; systemd forgets the rest by itself
@@ -499,7 +512,7 @@ ListenStream=
 ListenStream=$web
 EOF
 fi
-[ "$result" = unchanged ] || note "wrote [$role.$name] into $CONFIG"
+[ "$result" = unchanged ] || note "wrote [$role.$name]${mqtt:+ and [mqtt] (broker $mqtt${mqtt_ca_file:+, TLS})} into $CONFIG"
 chown root:root "$CONFIG" && chmod 644 "$CONFIG"
 
 # -- systemd ---------------------------------------------------------------------------------
@@ -577,6 +590,7 @@ Next:
   - watch it: systemctl status sleepyllama-proxy@$name ; journalctl -u sleepyllama-proxy@$name -f
 EOF
     [ -z "$web" ] || echo "  - the page: http://$web/ (this host's address in place of ${web%:*}); Prometheus: http://$web/metrics"
+    [ -z "$mqtt" ] || echo "  - Home Assistant: the boxes appear as devices through the broker $mqtt once its MQTT integration has discovery on (its default); they are named \"GPU box NAME\""
 else
     cat <<EOF
 Next:

@@ -325,6 +325,11 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert "kept /etc/sleepyllama: my-own.key (not written by install.sh)" in purged.stdout
     for state in ("/var/lib/sleepyllama-proxy", "/var/lib/private/sleepyllama-proxy"):
         assert box.run(["test", "-e", state], check=False).returncode != 0, state
+    # the servers' system user goes with --purge, and the uninstall before it said it stays
+    assert "kept the system user sleepyllama" in removed.stdout, removed.stdout
+    assert "kept /etc/sleepyllama/steer.secret (--purge removes it)" in removed.stdout
+    assert box.run(["getent", "passwd", "sleepyllama"], check=False).returncode != 0, (
+        purged.stdout)
 
 
 def test_a_newcomers_mistakes_each_say_what_to_do(box: Container) -> None:
