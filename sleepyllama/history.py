@@ -97,17 +97,32 @@ def gpu_words(entry: dict) -> str:
     return ""
 
 
+def what_followed(index: int, entries: Sequence[dict]) -> list[dict]:
+    """What the box recorded after the resume at entries[index], as part of that wake: until
+    its next sleep, suspend or resume, and within HALF_HOUR (a GPU failure an hour on is
+    another story). The entries are in the order they happened."""
+    start = float(entries[index]["at"])
+    followed = []
+    for entry in entries[index + 1:]:
+        if entry["event"] in ("sleep", "suspend", "resume") or float(entry["at"]) - start >= HALF_HOUR:
+            break
+        followed.append(entry)
+    return followed
+
+
 def wakes(entries: Sequence[dict]) -> list[Wake]:
     """The GPU box's resumes (with its servers' load times) and the proxies' wakes (with the
     client and request that caused them)."""
     found: list[Wake] = []
     for index, entry in enumerate(entries):
         if entry["event"] == "resume":
-            after = [later for later in entries[index + 1:]
-                     if float(later["at"]) - float(entry["at"]) < 1800]
+            after = what_followed(index, entries)
             gpu = [said for later in after if (said := gpu_words(later))]
-            ready = [f"{later['name']} ready after {later['load_seconds']}s"
-                     for later in after if later["event"] == "server-ready"]
+            first_ready = {str(later["name"]): later for later in reversed(after)
+                           if later["event"] == "server-ready"}  # each server's first
+            ready = [f"{name} ready after {later['load_seconds']}s"
+                     for name, later in sorted(first_ready.items(),
+                                               key=lambda item: float(item[1]["at"]))]
             how = "booted" if entry.get("kind") == "poweroff" else "resumed"
             found.append(Wake(float(entry["at"]), "; ".join([how, *gpu[:2], *ready])))
         elif entry["event"] == "wake":

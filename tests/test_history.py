@@ -274,3 +274,27 @@ def test_wakes_a_user_may_not_read_are_said_to_need_root_not_counted_as_none() -
     assert "wakes: needs root" in history.last_day_line(data, pictures=False)
     readable = history.report([], EnergyConfig(), None, 2, DAY + 36 * 3600, gpu_box=False)
     assert "0 wake(s)" in history.render(readable, pictures=False)
+
+
+def test_a_wake_s_window_ends_at_the_next_sleep_or_resume(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by trying it: every event of the 30 minutes after a resume was listed under it: a
+    GPU failure of 21:09 and twelve "ready" lines under the 20:53 resume."""
+    path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
+    clock.at(20.88)
+    ledger.append(path, "resume", kind="suspend")
+    ledger.append(path, "server-ready", name="llama", load_seconds=8.3)
+    clock.at(20.95)
+    ledger.append(path, "sleep", reason="idle for 5m")
+    ledger.append(path, "suspend", kind="suspend")
+    clock.at(21.1)
+    ledger.append(path, "resume", kind="suspend")
+    clock.at(21.15)
+    ledger.append(path, "gpu-failed", error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)")
+    for load in range(12):  # a server that restarted, and said ready each time
+        ledger.append(path, "server-ready", name="llama", load_seconds=2.0 + load)
+    said = [wake.what for wake in history.wakes(ledger.read(path))]
+    assert said == [
+        "resumed; llama ready after 8.3s",
+        "resumed; GPU unusable (cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)); llama "
+        "ready after 2.0s"]
