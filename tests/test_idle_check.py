@@ -88,9 +88,27 @@ def test_idle_long_enough_stops_suspends_and_restarts_the_clock(tmp_path: Path) 
     recorder = Recorder()
     assert checks_every_30s(QUIET, path, 130.0, 700.0, recorder.ops()) is Action.SLEEP
     assert recorder.calls == ["arm", "stop", "suspend"]
-    assert stored(path)["idle_since"] is None and stored(path)["reason"] == "suspended"
+    assert stored(path)["idle_since"] is None
+    assert stored(path)["reason"].startswith("asked logind to suspend (idle for 10m")
     asked = [entry for entry in ledger.read(tmp_path / "ledger.jsonl") if entry["event"] == "sleep"]
     assert len(asked) == 1 and asked[0]["reason"].startswith("idle for 10m")
+
+
+def test_the_resume_s_word_is_not_overwritten_by_the_check_that_slept(tmp_path: Path) -> None:
+    """Found by trying it: status read "stay awake: suspended" after a sleep. logind's
+    Suspend returns at once; the check froze with the box and, at resume, wrote its "suspended"
+    over what the resume hook had just said."""
+    path = tmp_path / "idle.json"
+    recorder = Recorder()
+    ops = recorder.ops()
+
+    def suspend_and_resume(action: str) -> None:
+        ops.sleep(action)
+        state.reset(path, BOOT, "resumed from suspend")  # the hook, before the check goes on
+
+    assert checks_every_30s(QUIET, path, 100.0, 800.0,
+                            dataclasses.replace(ops, sleep=suspend_and_resume)) is Action.SLEEP
+    assert stored(path)["reason"] == "resumed from suspend"
 
 
 def test_dry_run_keeps_the_clock_and_touches_nothing(tmp_path: Path) -> None:

@@ -83,20 +83,24 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
     ask_logind = ops.sleep
 
     def sleep_and_say_why(action: str) -> None:
-        # before asking: logind returns at once, and the hook records a suspend itself
+        # before asking: logind returns at once, and the hook records a suspend itself. The
+        # clock starts again before the box sleeps too (not trusting the hook's post alone, or
+        # a failed post would send the box straight back to sleep): a reset written after the
+        # request could land after the resume, over what the hook said of it
         ledger.append(state.ledger_path(state_file), "sleep", reason=verdict.reason,
                       action=action)
+        state.reset(state_file, boot, f"asked logind to {action} ({verdict.reason})")
         ask_logind(action)
         record_power_off(state.ledger_path(state_file), action)
 
     outcome = sleep_now(config, signals, verdict.reason,
                         dataclasses.replace(ops, sleep=sleep_and_say_why))
-    # the clock starts again either way: at resume (not trusting the hook's post alone, or a
-    # failed post would send the box straight back to sleep), or now after a failed attempt
-    # (or the next tick, 30 s on, would stop and start the servers again, forever: a box that
-    # cannot be woken says so once a timeout, not every 30 s)
-    state.reset(state_file, boot, "suspended" if outcome else
-                f"the last attempt to sleep did not happen: {outcome.why_not}")
+    if not outcome:
+        # the clock starts again after a failed attempt too (or the next tick, 30 s on, would
+        # stop and start the servers again, forever: a box that cannot be woken says so once
+        # a timeout, not every 30 s)
+        state.reset(state_file, boot, f"the last attempt to sleep did not happen: "
+                                      f"{outcome.why_not}")
     return verdict.action
 
 
