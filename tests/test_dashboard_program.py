@@ -442,3 +442,12 @@ def test_a_sleeping_box_is_told_the_truth_at_once(tmp_path, cleanup) -> None:
     wait_for(lambda: backend.packets(), what="a magic packet for the stay-awake")
     wait_for(lambda: steered.done == ["stay 10800"], timeout=60,
              what="the stay-awake sent once the box was up")
+
+
+def test_the_page_s_own_press_is_nobody_waiting(tmp_path, cleanup) -> None:
+    """Found by trying it: a press of Wake showed as "1 client(s) waiting" on the page."""
+    _backend, proxy, web = setup(tmp_path, cleanup, backend=f"127.0.0.1:{free_port()}")
+    assert web.press_wake("llama")[0] == 303
+    wait_for(lambda: web.status()[0]["state"] == "waking", what="the wake under way")
+    assert web.status()[0]["clients_waiting"] == 0
+    wait_for(lambda: "0 clients waiting" in proxy.notify.statuses()[-1], what="its STATUS")

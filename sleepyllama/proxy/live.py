@@ -55,7 +55,7 @@ def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: f
         "state": state_of(wake), "since": since,
         "waking_since": wall(wake.record.started, loop_now),
         "signals": wake.record.signals if wake.record.started is not None else 0,
-        "clients_waiting": wake.clients_waiting(),
+        "clients_waiting": wake.clients_shown(),
         "typical_wake": round(typical[0], 1) if typical else None,
         "asleep_as": wake.record.asleep_as,
         "last_ready": wall(wake.belief.readiness.last_ready, loop_now),

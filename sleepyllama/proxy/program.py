@@ -251,7 +251,7 @@ class Proxy:
             waited = self.loop.time() - wake.record.started
             return (f"waking {self.config.backend.host} · {waited:.0f} s · "
                     f"{count(wake.record.signals, 'packets')} · "
-                    f"{count(wake.clients_waiting(), 'clients')} waiting")
+                    f"{count(wake.clients_shown(), 'clients')} waiting")
         cached = (f" · {backend.cache.answered} answered from cache"
                   if backend.cache.answered else "")
         if wake.ready:

@@ -120,6 +120,11 @@ class Waiting:
     def __len__(self) -> int:
         return len(self.room) + len(self.waiters)
 
+    def on_sockets(self) -> int:
+        """Those that are clients on a socket: a pre-wake or a press of the page's Wake button
+        (an Asker) keeps a wake going, but is nobody waiting to be shown."""
+        return len(self.room) + sum(1 for who in self.waiters if not isinstance(who, Asker))
+
     def hold_limit(self) -> float:
         return self.record.hold_limit(self.loop.time(), self.config.wake_timeout)
 

@@ -81,6 +81,10 @@ class Wake:
     def clients_waiting(self) -> int:
         return len(self.waiting)
 
+    def clients_shown(self) -> int:
+        """Clients waiting on a socket, as STATUS, the page and the metrics count them."""
+        return self.waiting.on_sockets()
+
     def busy(self) -> bool:
         return bool(self.clients_waiting() or self.task is not None)
 
