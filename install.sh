@@ -178,6 +178,13 @@ fi
 
 changed=0
 note() { echo "  $*"; changed=1; }
+code_changed=0
+server_fingerprint() {  # what the model server runs as: its unit with drop-ins, and its table
+    { systemctl cat "sleepyllama-server@$name.service" 2>/dev/null
+      awk -v table="[server.$name]" '$0 == table {on = 1; next} /^\[/ {on = 0} on' "$CONFIG" 2>/dev/null
+    } | sha256sum
+}
+server_before=$(server_fingerprint)
 # put a file in place only when its content differs: a second run touches nothing
 place() {  # place MODE SOURCE TARGET
     if ! cmp -s "$2" "$3"; then
@@ -369,6 +376,7 @@ if [ "$(cat "$PREFIX/.source-hash" 2>/dev/null)" != "$source_hash" ]; then
     rm -rf "$source"
     echo "$source_hash" > "$PREFIX/.source-hash"
     note "installed sleepyllama into $PREFIX"
+    code_changed=1
 fi
 # the commands README tells people to type: sleepyllama everywhere, sleepyllama-idle on the GPU box
 programs=(sleepyllama)
@@ -519,6 +527,18 @@ chown root:root "$CONFIG" && chmod 644 "$CONFIG"
 if [ "$changed" = 1 ]; then
     systemctl daemon-reload
 fi
+# what restarts a running program of ours: new code (each restarted the way that keeps what it
+# holds), or its own settings
+restarted=()
+try_restart() {  # try_restart UNIT...: those running are restarted, and named
+    local unit
+    for unit in "$@"; do
+        if systemctl is-active --quiet "$unit"; then
+            systemctl restart --no-block "$unit"
+            restarted+=("$unit")
+        fi
+    done
+}
 if [ "$role" = proxy ]; then
     wanted=("sleepyllama-proxy@$name.socket")
 else
@@ -545,7 +565,7 @@ if [ "$role" = proxy ]; then
     if [ "$changed" = 1 ]; then
         # a new address or config: the socket listens anew, the proxy reads the config anew
         systemctl restart "sleepyllama-proxy@$name.socket"
-        systemctl try-restart "sleepyllama-proxy@$name.service"
+        try_restart "sleepyllama-proxy@$name.service"
     fi
     # started now, not at the first client: with the box awake it keeps the model list at once,
     # so the first page load while the box sleeps is already answered
@@ -557,24 +577,38 @@ else
     timer=$("$PREFIX/bin/python" -m sleepyllama.host.schedule install --config "$CONFIG")
     [ "$timer" = unchanged ] || note "$timer /etc/systemd/system/sleepyllama-wake.timer from [schedule] awake"
     systemctl reset-failed "sleepyllama-server@$name.service" 2>/dev/null || true
-    if [ "$changed" = 1 ]; then
-        systemctl restart --no-block "sleepyllama-server@$name.service"
+    if [ "$(server_fingerprint)" != "$server_before" ]; then
+        # its command, its table or its unit changed: it must start anew (the model reloads)
+        try_restart "sleepyllama-server@$name.service"
+    elif [ "$code_changed" = 1 ] && systemctl is-active --quiet "sleepyllama-server@$name.service"; then
+        echo "  sleepyllama-server@$name runs the old sleepyllama code until it next starts (the box's next sleep and resume start it anew); to take it now, with a model reload: sudo systemctl restart sleepyllama-server@$name"
     fi
     # the target, not only the server: it is what resume and `systemctl status` go by
     systemctl start --no-block sleepyllama-servers.target
     systemctl start sleepyllama-idle.timer
     if [ -e /etc/sleepyllama/steer.secret ]; then
         systemctl start sleepyllama-steer.socket
-        [ "$changed" = 0 ] || systemctl try-restart sleepyllama-steer.service
+        [ "$changed" = 0 ] || try_restart sleepyllama-steer.service
     fi
+fi
+if [ "$code_changed" = 1 ]; then
+    # every proxy of this host (a restart hands its held clients and streams to the next
+    # process), the page, the steering: none may serve on with the old code
+    mapfile -t running < <(systemctl list-units --plain --no-legend --state=active \
+                           'sleepyllama-proxy@*.service' 'sleepyllama-web.service' \
+                           'sleepyllama-steer.service' 2>/dev/null | cut -d' ' -f1)
+    for unit in "${running[@]}"; do
+        [[ " ${restarted[*]} " == *" $unit "* ]] || try_restart "$unit"
+    done
 fi
 
 if [ -n "$web" ] && [ "$changed" = 1 ]; then
     # a new address or secret: the page's socket listens anew, the page reads them anew
     systemctl restart sleepyllama-web.socket
-    systemctl try-restart sleepyllama-web.service
+    [[ " ${restarted[*]} " == *" sleepyllama-web.service "* ]] || try_restart sleepyllama-web.service
 fi
 [ "$publishes" = 0 ] || systemctl start sleepyllama-web.service
+[ ${#restarted[@]} = 0 ] || echo "  restarted ${restarted[*]}"
 
 [ "$changed" = 1 ] || echo "  nothing changed: already installed as asked"
 

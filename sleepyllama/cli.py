@@ -23,7 +23,7 @@ from sleepyllama import config as configuration
 from sleepyllama import history, logs, steer, systemd
 from sleepyllama.checks import check, input_problems, print_findings
 from sleepyllama.command_line import program_parser
-from sleepyllama.config import Config, ConfigError
+from sleepyllama.config import Config, ConfigError, ServerConfig
 from sleepyllama.host import schedule, state
 from sleepyllama.host import stay_awake as staying
 from sleepyllama.proxy.probe import hint as probe_hint
@@ -111,6 +111,34 @@ def reload_proxy(name: str) -> None:
         print(f"{service}: config reloaded (held clients and streams kept)")
 
 
+def running_command(unit: str) -> tuple[str, ...] | None:
+    """The command a server's unit runs now (its supervisor's child); None when it runs
+    none, or it cannot be read."""
+    pid = systemd.show(unit, "MainPID").get("MainPID", "0")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        argv = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")[:-1]
+    except (OSError, IndexError, ValueError):
+        return None
+    return tuple(arg.decode(errors="replace") for arg in argv)
+
+
+def restart_server(server: ServerConfig) -> None:
+    """A server is restarted (its model reloads) only where it does not run its table's
+    command: an edit of [idle], a proxy or another server leaves its model loaded."""
+    unit = systemd.server_unit(server.name)
+    if systemd.unit_details(unit).active == "not-found":
+        print(f"{unit}: not installed (sudo ./install.sh server ...)")
+        return
+    if running_command(unit) == server.command:
+        print(f"{unit}: runs its command as configured: kept running, its model loaded (its "
+              f"other settings apply at its next start: sudo systemctl restart {unit})")
+        return
+    clear_failed([unit])
+    systemd.restart(unit)
+    print(f"{unit}: restarting (its command changed, or it was not running)")
+
+
 def restart(config: Config) -> int:
     """Validated already: clear failed units and restart what the config names."""
     if os.geteuid() != 0:
@@ -124,22 +152,24 @@ def restart(config: Config) -> int:
             print(f"sleepyllama restart: {line}", file=sys.stderr)
         print("sleepyllama restart: nothing restarted; fix the above first", file=sys.stderr)
         return 1
-    # the servers are PartOf= their target: restarting it restarts each of them once
-    actions: list[tuple[str, list[str]]] = []  # (unit to restart, units to clear first)
     for name in config.proxies:
         reload_proxy(name)
+    for server in config.servers.values():
+        restart_server(server)
     if config.servers:
-        servers = [systemd.server_unit(name) for name in config.servers]
-        # a failed idle check (a broken state file, say) is cleared with its timer
-        actions += [("sleepyllama-servers.target", servers),
-                    ("sleepyllama-idle.timer", ["sleepyllama-idle.service"])]
-    for unit, clear in actions:
-        if systemd.unit_details(unit).active == "not-found":
-            print(f"{unit}: not installed (sudo ./install.sh ...)")
-            continue
-        clear_failed(clear)
-        systemd.restart(unit)
-        print(f"{unit}: restarting" + (f" ({', '.join(clear)})" if clear else ""))
+        # a failed idle check (a broken state file, say) is cleared with its timer; the
+        # servers' target starts whatever of them is not running
+        for unit, clear in (("sleepyllama-idle.timer", ["sleepyllama-idle.service"]),
+                            ("sleepyllama-servers.target", [])):
+            if systemd.unit_details(unit).active == "not-found":
+                print(f"{unit}: not installed (sudo ./install.sh ...)")
+                continue
+            clear_failed(clear)
+            if unit.endswith(".target"):
+                systemd.systemctl("start", "--no-block", unit)
+            else:
+                systemd.restart(unit)
+                print(f"{unit}: restarting ({', '.join(clear)})")
     if config.servers:
         timer = schedule.install(config.schedule)
         if timer != "unchanged":

@@ -270,6 +270,11 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     restarted = box.run(["sleepyllama", "restart"]).stdout
     assert "sleepyllama-proxy@llama.service: config reloaded (held clients and streams kept)" in (
         restarted)
+    # and a server whose command did not change keeps running, its model loaded (issue 32: an
+    # [idle]-only edit and a restart reloaded the model, "a start counts as use")
+    assert "sleepyllama-server@llama.service: runs its command as configured: kept running" in (
+        restarted), restarted
+    assert box.show("sleepyllama-server@llama.service", "MainPID") == server_pid
     wait_for(lambda: "config reloaded" in box.journal("-u", "sleepyllama-proxy@llama.service"),
              timeout=15, what="the proxy's reload")
     assert box.show("sleepyllama-proxy@llama.service", "MainPID") == pid
