@@ -17,6 +17,7 @@ usage:
                            -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--action ACTION]
                            --command-file FILE
+  sudo ./install.sh upgrade
   sudo ./install.sh --uninstall [--name NAME] [--purge]
 
 proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --listen that
@@ -56,6 +57,10 @@ server  on the GPU box: runs COMMAND (llama-server ...) as sleepyllama-server@NA
         /etc/sleepyllama/steer.secret (root only). On the GPU box it turns on
         sleepyllama-steer (UDP 3941): "stay awake" and "sleep now" from the always-on host,
         signed with it (sudo sleepyllama stay-awake 3h there; the page's buttons with --web).
+upgrade the code of this checkout (a new clone or git pull) onto this host, as it is installed:
+        each [proxy.NAME] and [server.NAME] of the config installed again with the arguments
+        it was installed with. What runs the old code restarts (the proxies hand over what
+        they hold); a model server only where its command or unit changed, or it says so.
 --uninstall  removes the units, drop-ins, hook and /opt/sleepyllama it made; keeps the config
         and the idle state in /var/lib/sleepyllama unless --purge. A file of yours among them
         (your own drop-in, a key file in /etc/sleepyllama) stays, and is named. With --name
@@ -82,11 +87,12 @@ role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" comm
 kind="" api_key_file="" wake_progress=0 web="" mqtt="" mqtt_user="" mqtt_password_file="" mqtt_ca_file=""
 steer_secret_file=""
 notify=()
-uninstall=0 purge=0 name_given=0
+uninstall=0 purge=0 name_given=0 upgrade=0
 command=()
 while [ $# -gt 0 ]; do
     case "$1" in
         proxy|server) [ -z "$role" ] || fail "give one role, not '$role' and '$1'"; role=$1 ;;
+        upgrade) upgrade=1 ;;
         --name) name=${2:?--name needs a value}; name_given=1; shift ;;
         --listen) listen=${2:?--listen needs HOST:PORT}; shift ;;
         --backend) backend=${2:?--backend needs HOST:PORT}; shift ;;
@@ -126,6 +132,24 @@ address_ok() { [[ $1 =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] &&
 if [ -n "$steer_secret_file" ]; then
     [ -r "$steer_secret_file" ] || fail "--steer-secret-file '$steer_secret_file' cannot be read"
     [ "$(tr -d '[:space:]' < "$steer_secret_file" | wc -c)" -ge 16 ] || fail "--steer-secret-file '$steer_secret_file': at least 16 characters (head -c 32 /dev/urandom | base64 > steer.secret)"
+fi
+if [ "$upgrade" = 1 ]; then
+    [ -z "$role" ] && [ "$uninstall" = 0 ] || fail "upgrade takes no role and no other argument: it reads them from the installed config"
+    [ -e "$CONFIG" ] && [ -x "$PREFIX/bin/python" ] || fail "nothing to upgrade: sleepyllama is not installed here (./install.sh --help)"
+    # the new code reads the installed config (the installed environment has its dependencies)
+    words=()
+    while IFS= read -r -d '' word; do words+=("$word"); done \
+        < <(PYTHONPATH="$HERE" "$PREFIX/bin/python" -m sleepyllama.upgrade --config "$CONFIG" --unit-dir "$UNIT_DIR")
+    [ ${#words[@]} -gt 0 ] || fail "nothing to upgrade from $CONFIG (said above)"
+    run=() status=0
+    for word in "${words[@]}"; do
+        if [ -n "$word" ]; then run+=("$word"); continue; fi
+        echo "upgrading ${run[0]} ${run[2]}: install.sh as installed"
+        "$HERE/install.sh" "${run[@]}" || status=$?
+        run=()
+        echo
+    done
+    exit "$status"
 fi
 if [ "$uninstall" = 1 ]; then
     [ -z "$role" ] || fail "--uninstall takes no role"

@@ -302,6 +302,30 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert snapshot(box) == before
     assert "# mine\n[proxy.other]" in box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
 
+    # an upgrade is one line, from the installed config (issue 32: every argument again, the
+    # whole server command line included). New code (an older checkout's hash stands in for
+    # it) restarts the page and the proxy, which run it, and not the model server, which says so
+    box.write("/opt/sleepyllama/.source-hash", "an older checkout\n")
+    config_before = box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
+    server_pid = box.show("sleepyllama-server@llama.service", "MainPID")
+    proxy_pid = box.show("sleepyllama-proxy@llama.service", "MainPID")
+    box.run(["curl", "-sS", "--max-time", "30", "-o", "/dev/null", "http://127.0.0.1:3940/"])
+    web_pid = box.show("sleepyllama-web.service", "MainPID")
+    upgraded = install(box, "upgrade", check=False)
+    assert "upgrading server llama" in upgraded.stdout and "upgrading proxy llama" in (
+        upgraded.stdout), upgraded.stdout
+    assert "[proxy.other]: not installed by install.sh" in upgraded.stderr, upgraded.stderr
+    assert "installed sleepyllama into /opt/sleepyllama" in upgraded.stdout
+    assert "sleepyllama-server@llama runs the old sleepyllama code until it next starts" in (
+        upgraded.stdout)
+    assert "sleepyllama-web.service" in upgraded.stdout.split("restarted ", 1)[1], upgraded.stdout
+    wait_for(lambda: box.show("sleepyllama-web.service", "MainPID") not in ("0", web_pid),
+             timeout=30, what="the page on the new code")
+    wait_for(lambda: box.show("sleepyllama-proxy@llama.service", "MainPID") not in (
+        "0", proxy_pid), timeout=30, what="the proxy on the new code")
+    assert box.show("sleepyllama-server@llama.service", "MainPID") == server_pid
+    assert box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout == config_before
+
     # the user's own files beside ours: a drop-in of theirs, a key file of theirs
     mine = "/etc/systemd/system/sleepyllama-server@llama.service.d"
     box.write(f"{mine}/mine.conf", "[Service]\nEnvironment=CUDA_VISIBLE_DEVICES=0\n")
