@@ -17,6 +17,7 @@ from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
 from sleepyllama.host import nvidia_power, placement, ports, server_user, sleep_support, unit_view
 from sleepyllama.host.activity import Unreadable, source_for
+from sleepyllama.host.signals import sessions as sessions_signal
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, bounded_output
 from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
@@ -66,6 +67,8 @@ def check(config: Config) -> Findings:
         check_gpus(config.idle.gpu, found)
     if config.servers:
         check_nvidia_suspend(found)
+    if config.servers and config.idle.sessions:
+        check_sessions(found)
     if config.servers:
         check_sleep_action(config.idle.action, found)
         check_wake_on_lan(config, found)
@@ -311,6 +314,18 @@ def check_rtc(found: Findings, alarm: Path = Path("/sys/class/rtc/rtc0/wakealarm
         found.warnings.append(f"this box has no RTC wake alarm ({alarm}: not supported here): "
                               "[schedule] awake keeps it up in its windows but cannot resume it "
                               "from suspend for them")
+
+
+def check_sessions(found: Findings, list_sessions=systemd.list_sessions) -> None:
+    """A session that keeps the box up for as long as it is open (a desktop that never says it
+    is idle), named with what changes that (host/signals/sessions.py)."""
+    try:
+        sessions = list_sessions()
+    except Exception:  # no logind here: the idle check says so itself
+        return
+    for session in sessions:
+        if sessions_signal.a_person(session) and sessions_signal.never_says_idle(session):
+            found.warnings.append(f"sessions: {sessions_signal.never_idle(session)}")
 
 
 def check_sleep_action(action: str, found: Findings) -> None:

@@ -181,3 +181,16 @@ def test_a_key_file_only_root_may_read_is_not_an_error_for_a_user(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("[] [") and "readable by root only, as it should be" in (
         result.stdout), result.stdout
+
+
+def test_check_names_a_desktop_that_keeps_the_box_up_for_ever() -> None:
+    from sleepyllama.checks import Findings, check_sessions
+    from sleepyllama.systemd import Session
+
+    found = Findings()
+    check_sessions(found, lambda: [
+        Session("3", "ann", "x11", "user", "active", tty="tty7"),
+        Session("4", "bob", "tty", "user", "active", tty="pts/0", idle_since=1.0),
+        Session("7", "root", "unspecified", "user", "active", service="cron")])
+    assert len(found.warnings) == 1 and "ann is logged in at a x11 desktop (session 3)" in (
+        found.warnings[0]) and "[idle] sessions = false" in found.warnings[0]

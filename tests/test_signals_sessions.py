@@ -21,7 +21,10 @@ def test_input_since_the_last_check_keeps_the_box_up_and_says_who_and_where() ->
 
 @pytest.mark.parametrize(("session", "busy"), [
     # a desktop in use says so itself; one that went idle since the last check was in use
-    (Session("2", "ann", "wayland", "user", "active", idle_hint=False), True),
+    (Session("2", "ann", "wayland", "user", "active", idle_hint=False, idle_since=NOW - 900),
+     True),
+    # a cron job's session (pam_systemd, systemd before 256 made it a user's): no person
+    (Session("7", "root", "unspecified", "user", "active", service="cron"), False),
     (Session("2", "ann", "x11", "user", "active", idle_hint=True, idle_since=NOW - 5), True),
     (Session("2", "ann", "x11", "user", "active", idle_hint=True, idle_since=NOW - 600), False),
     # no terminal and no hint: a command over SSH (rsync, scp) at work while it lasts
@@ -52,3 +55,13 @@ def test_the_signal_reads_busy_idle_or_unknown() -> None:
 
     unknown = SessionsSignal(no_logind, None, clock=lambda: NOW).read()
     assert unknown.activity is Activity.UNKNOWN and "logind" in unknown.reason
+
+
+def test_a_desktop_that_never_says_it_is_idle_is_named_with_what_changes_that() -> None:
+    """Found by trying it: a bare window manager never sets logind's IdleHint, and the box
+    read busy for ever without saying which session or what to do."""
+    bare = Session("3", "ann", "x11", "user", "active", tty="tty7", idle_hint=False)
+    said = in_use(bare, NOW, NOW - 60)
+    assert said == ("ann is logged in at a x11 desktop (session 3), whose desktop never says "
+                    "when it is idle: it keeps the box up while it is open (a screen locker such "
+                    "as xss-lock tells logind; [idle] sessions = false counts no session)")

@@ -6,7 +6,10 @@ input (within 8 s); a graphical session reports its own idle hint (the desktop s
 session without either (`ssh box rsync ...`, an scp) is a command at work while it lasts.
 
 Input since the last check keeps the box up, as a request does: the box sleeps [idle].timeout
-after the last keystroke, never under someone typing or reading a busy desktop.
+after the last keystroke, never under someone typing or reading a busy desktop. Only a
+person's session counts: cron's (a session of its own on systemd before 256) does not. A
+desktop that never tells logind it is idle keeps the box up while it is open, and the reason
+says so, with the setting that changes it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from sleepyllama.systemd import Session
 from sleepyllama.words import count, format_duration
 
 GRAPHICAL = ("x11", "wayland", "mir")
+# sessions PAM opens for a job, not a person: cron's and at's on systemd before 256 (which then
+# gave them the class "background"), and a user's own service manager
+NOT_PEOPLE = ("cron", "crond", "anacron", "atd", "systemd-user")
+SETTING = "[idle] sessions = false counts no session"
 # a tty's atime moves in steps of 8 s, and the timer fires within its accuracy: a keystroke just
 # before the last check must still count at this one
 SLACK = 15.0
@@ -36,9 +43,11 @@ def where(session: Session) -> str:
 
 def in_use(session: Session, now: float, since: float) -> str | None:
     """Why this session keeps the box up, or None: no input since `since` (CLOCK_REALTIME)."""
-    if session.state not in ("active", "online") or not session.klass.startswith("user"):
-        return None  # logged out but its processes linger (tmux), a greeter, a lock screen
+    if not a_person(session):
+        return None
     terminal = f"{session.tty}, " if session.tty else ""
+    if never_says_idle(session):
+        return never_idle(session)
     if session.type in GRAPHICAL and not session.idle_hint:
         return f"{session.user} is logged in {where(session)} ({terminal}in use)"
     if session.idle_since <= 0:
@@ -49,6 +58,26 @@ def in_use(session: Session, now: float, since: float) -> str | None:
         ago = format_duration(max(0, round(now - session.idle_since)))
         return f"{session.user} is logged in {where(session)} ({terminal}input {ago} ago)"
     return None
+
+
+def a_person(session: Session) -> bool:
+    """A person's open session: not one logged out whose processes linger (tmux), a greeter,
+    a lock screen, nor a job's (cron's, before systemd 256: the job is its own signal)."""
+    return (session.state in ("active", "online") and session.klass.startswith("user")
+            and session.service not in NOT_PEOPLE)
+
+
+def never_says_idle(session: Session) -> bool:
+    """A desktop that never told logind whether it is idle: the hint never set, no moment."""
+    return session.type in GRAPHICAL and not session.idle_hint and session.idle_since <= 0
+
+
+def never_idle(session: Session) -> str:
+    """A desktop that never told logind whether it is idle (a bare window manager): busy for as
+    long as it is open; said with what changes that."""
+    return (f"{session.user} is logged in {where(session)} (session {session.id}), whose desktop "
+            "never says when it is idle: it keeps the box up while it is open (a screen locker "
+            f"such as xss-lock tells logind; {SETTING})")
 
 
 def window(now: float, last_check: float | None) -> float:
