@@ -138,8 +138,11 @@ class HomeAssistant:
         self.process.stop()
 
 
+BOX = "gpu_box_llama"  # Home Assistant's entity ids: the device's name ("GPU box llama"), then the entity's
+
+
 def entity(states: dict[str, dict], domain: str, suffix: str) -> str:
-    found = [name for name in states if name.startswith(f"{domain}.") and name.endswith(suffix)]
+    found = [name for name in states if name.startswith(f"{domain}.{BOX}") and name.endswith(suffix)]
     assert len(found) == 1, (domain, suffix, sorted(states))
     return found[0]
 
@@ -174,8 +177,7 @@ def main() -> int:
         home.add_mqtt(broker.port)
         print("ok: Home Assistant onboarded, its MQTT integration added", flush=True)
         host = mqtt.host_id()
-        wait_for(lambda: any(name.endswith("_state") and name.startswith("sensor.")
-                             for name in home.states()), timeout=120,
+        wait_for(lambda: f"sensor.{BOX}_state" in home.states(), timeout=120,
                  what="the box's entities, by discovery")
         states = home.states()
         state_sensor = entity(states, "sensor", "_state")
@@ -196,6 +198,8 @@ def main() -> int:
               f"{time.monotonic() - pressed:.2f} s later", flush=True)
         wait_for(lambda: home.states()[awake]["state"] == "on", timeout=60,
                  what="Awake on in Home Assistant")
+        wait_for(lambda: home.states()[state_sensor]["state"] == "awake", timeout=30,
+                 what="State awake, one of its options")
         wait_for(lambda: home.states()[last_wake]["state"] not in ("unknown", "unavailable"),
                  timeout=30, what="Last wake")
         said = home.states()[last_wake]
