@@ -166,3 +166,12 @@ def test_the_kwh_saved_are_the_box_s_own_figure_times_how_long_it_slept(tmp_path
     assert found.kwh_saved_total == pytest.approx(1.0)
     quiet = [entry for entry in entries if "saving_watts" not in entry]
     assert boxes.box(PROXY, LIVE, quiet, None, now=now).kwh_saved is None
+
+
+def test_the_time_asleep_comes_from_the_sleeps_the_box_told_of(tmp_path) -> None:
+    path = tmp_path / "llama.ledger.jsonl"
+    ledger.append(path, "box-sleeping", action="suspend", saving_watts=200)
+    ledger.append(path, "box-up")
+    entries = ledger.read(path)
+    entries[0]["at"], entries[1]["at"] = 1_800_000_000.0, 1_800_005_400.0
+    assert boxes.box(PROXY, LIVE, entries, None, now=1_800_009_000.0).asleep_seconds_total == 5400

@@ -34,3 +34,10 @@ def test_the_kwh_saved_are_the_page_s() -> None:
     assert read[("sleepyllama_energy_saved_kwh_total", (("proxy", "llama"),))] == 8.95
     # a box that never said what its sleeps save has no figure, rather than a false 0
     assert ("sleepyllama_energy_saved_kwh_total", (("proxy", "other"),)) not in read
+
+
+def test_the_time_asleep_is_the_page_s() -> None:
+    """Found by trying it: the proxy's /metrics had no kWh and no time asleep, while the page
+    and Home Assistant had them."""
+    box = Box("llama", "10.0.0.5:8080", "asleep", asleep_seconds_total=7200.0)
+    assert samples([box])[("sleepyllama_asleep_seconds_total", (("proxy", "llama"),))] == 7200

@@ -61,6 +61,7 @@ class Box:
     # never said (a box that has no power figure yet, or of an older version)
     kwh_saved: float | None = None  # in the last DAYS
     kwh_saved_total: float | None = None  # as far back as the ledger goes
+    asleep_seconds_total: float = 0.0  # the sleeps the box told of, as far back as the ledger goes
     kwh_counted_under: str = ""  # another proxy of the same box, whose figure counts its sleeps
     staying_until: float | None = None  # a stay-awake the page asked, in effect until then
 
@@ -161,6 +162,7 @@ def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: obj
     found.models = models_of(answers)
     if now is not None and entries:
         slept = sleeps(entries)
+        found.asleep_seconds_total = history.asleep_seconds(slept, 0.0, now, now)
         found.days = history.days(slept, history.wakes(wakes), DAYS, now, None,
                                   float(entries[0]["at"]))
         if history.kwh_known(slept, None):

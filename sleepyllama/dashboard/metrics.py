@@ -52,6 +52,9 @@ class BoxCollector(Collector):
                                       "cache while the backend slept", labels=["proxy"])
         seconds = HistogramMetricFamily("sleepyllama_wake_seconds", "From the first wake signal "
                                         "to ready", labels=["proxy"])
+        asleep = CounterMetricFamily("sleepyllama_asleep_seconds", "Seconds the box slept, "
+                                     "from its sleeping hints to its being seen up",
+                                     labels=["proxy"])
         saved = CounterMetricFamily("sleepyllama_energy_saved_kwh", "What the box's sleeps "
                                     "saved, as the page and Home Assistant count it (absent "
                                     "until the box says what a sleep saves)", labels=["proxy"])
@@ -65,9 +68,10 @@ class BoxCollector(Collector):
             answers.add_metric([box.name], box.cache_answers_total)
             seconds.add_metric([box.name], histogram_buckets(box.wake_seconds),
                                sum(box.wake_seconds))
+            asleep.add_metric([box.name], box.asleep_seconds_total)
             if box.kwh_saved_total is not None:
                 saved.add_metric([box.name], box.kwh_saved_total)
-        yield from (up, state, wakes, give_ups, waiting, answers, seconds, saved)
+        yield from (up, state, wakes, give_ups, waiting, answers, seconds, asleep, saved)
 
 
 def exposition(read: Callable[[], list[Box]], accept: str | None) -> tuple[bytes, str]:
