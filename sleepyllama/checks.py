@@ -78,6 +78,8 @@ def check(config: Config) -> Findings:
         if not (HOOK.exists() and os.access(HOOK, os.X_OK)):
             found.errors.append(f"{HOOK} is missing: the servers would not restart after a resume "
                                 "(sudo ./install.sh server ...)")
+    if config.mqtt.broker is not None and config.proxies:
+        check_mqtt(config, found)
     check_units(config, found)
     return found
 
@@ -326,6 +328,42 @@ def check_sessions(found: Findings, list_sessions=systemd.list_sessions) -> None
     for session in sessions:
         if sessions_signal.a_person(session) and sessions_signal.never_says_idle(session):
             found.warnings.append(f"sessions: {sessions_signal.never_idle(session)}")
+
+
+WEB_UNIT_DIR = Path("/etc/systemd/system/sleepyllama-web.service.d")
+
+
+def readable_by_anyone(path: Path) -> bool:
+    """Whether a user of no group of its own (the page's DynamicUser) may read a file: read
+    for others on it, and search for others on every directory above it."""
+    try:
+        if not path.stat().st_mode & 0o004:
+            return False
+        return all(parent.stat().st_mode & 0o001 for parent in path.resolve().parents)
+    except OSError:
+        return False
+
+
+def check_mqtt(config: Config, found: Findings, drop_ins: Path = WEB_UNIT_DIR) -> None:
+    """What the page needs to reach Home Assistant's broker, as its unit (a dynamic user) sees
+    it: a password it can read, a CA it can read; and whether MQTT travels in clear."""
+    mqtt = config.mqtt
+    credential = any("LoadCredential=mqtt-password:" in conf.read_text(errors="replace")
+                     for conf in drop_ins.glob("*.conf")) if drop_ins.is_dir() else False
+    if mqtt.username and not credential:
+        if not mqtt.password_file:
+            found.warnings.append(f"[mqtt] username {mqtt.username}: no password for it (the "
+                                  "credential mqtt-password: install.sh --mqtt-password-file)")
+        elif not readable_by_anyone(Path(mqtt.password_file)):
+            found.errors.append(f"[mqtt] password_file {mqtt.password_file}: the page (its unit's "
+                                "dynamic user) cannot read it; it serves without Home Assistant. "
+                                "Pass it as a credential: install.sh --mqtt-password-file FILE")
+    if mqtt.ca_file and not readable_by_anyone(Path(mqtt.ca_file)):
+        found.errors.append(f"[mqtt] ca_file {mqtt.ca_file}: missing, or the page (its unit's "
+                            "dynamic user) cannot read it (a certificate is no secret: 0644)")
+    found.good.append(f"Home Assistant through the MQTT broker {mqtt.broker}" + (
+        ", over TLS" if mqtt.tls or mqtt.ca_file else
+        ": in clear, user name, password, states and presses (TLS: [mqtt] ca_file)"))
 
 
 def check_sleep_action(action: str, found: Findings) -> None:

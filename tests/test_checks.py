@@ -194,3 +194,35 @@ def test_check_names_a_desktop_that_keeps_the_box_up_for_ever() -> None:
         Session("7", "root", "unspecified", "user", "active", service="cron")])
     assert len(found.warnings) == 1 and "ann is logged in at a x11 desktop (session 3)" in (
         found.warnings[0]) and "[idle] sessions = false" in found.warnings[0]
+
+
+def test_check_says_what_the_page_needs_for_home_assistant(tmp_path) -> None:
+    """Found by trying it: an unreadable [mqtt] password_file killed the page; check said
+    nothing of it, nor that MQTT travels in clear."""
+    import os
+
+    from sleepyllama import config
+    from sleepyllama.checks import Findings, check_mqtt
+
+    secret = tmp_path / "mqtt.pass"
+    secret.write_text("s3cret\n")
+    os.chmod(secret, 0o600)
+    tmp_path.chmod(0o755)
+    proxy = '[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+    parsed = config.parse(proxy + f'[mqtt]\nbroker = "10.0.0.9:1883"\nusername = "ha"\n'
+                                  f'password_file = "{secret}"\n')
+    found = Findings()
+    check_mqtt(parsed, found, tmp_path / "no-drop-ins")
+    assert len(found.errors) == 1 and "cannot read it" in found.errors[0], found.errors
+    assert "in clear" in found.good[0]
+    # the credential install.sh passes is what the page reads: nothing to say of the file then
+    drop_ins = tmp_path / "web.service.d"
+    drop_ins.mkdir()
+    (drop_ins / "mqtt.conf").write_text("[Service]\nLoadCredential=mqtt-password:/etc/x\n")
+    found = Findings()
+    check_mqtt(parsed, found, drop_ins)
+    assert found.errors == []
+    tls = config.parse(proxy + f'[mqtt]\nbroker = "10.0.0.9:8883"\nca_file = "{tmp_path}/no.pem"\n')
+    found = Findings()
+    check_mqtt(tls, found, drop_ins)
+    assert "ca_file" in found.errors[0] and found.good[0].endswith("over TLS")
