@@ -175,3 +175,8 @@ def test_the_time_asleep_comes_from_the_sleeps_the_box_told_of(tmp_path) -> None
     entries = ledger.read(path)
     entries[0]["at"], entries[1]["at"] = 1_800_000_000.0, 1_800_005_400.0
     assert boxes.box(PROXY, LIVE, entries, None, now=1_800_009_000.0).asleep_seconds_total == 5400
+
+
+def test_how_the_box_sleeps_is_read_from_the_live_state_and_checked() -> None:
+    for said, read in (("poweroff", "poweroff"), ("reboot", ""), (7, "")):
+        assert boxes.checked_live({**LIVE, "asleep_as": said})[0]["asleep_as"] == read

@@ -67,3 +67,17 @@ def test_after_a_press_the_page_follows_the_wake_before_the_proxy_says_so() -> N
     assert f'content="{WAKING_REFRESH}; url=/?pressed={pressed}"' in html
     later = render([box], {"llama": True}, NOW + FOLLOW_FOR, pressed_at=pressed)
     assert f'content="{RESTING_REFRESH}; url=/"' in later
+
+
+def test_a_powered_off_box_reads_powered_off_and_the_week_has_its_hours() -> None:
+    """Found by trying it: a powered-off box read "asleep" (a person waits a boot, not a
+    resume), and the day strip had no hour scale."""
+    from sleepyllama.history import Day
+
+    box = Box("llama", "10.0.0.5:8080", "asleep", since=NOW - 60, asleep_as="poweroff",
+              days=[Day("Mon 11-23", ["asleep"] * 48, 24.0, 0, None)])
+    html = render([box], {"llama": True}, NOW)
+    assert 'class="state asleep">powered off</span>' in html
+    assert all(f">{hour:02d}</text>" in html for hour in (0, 6, 12, 18, 24))
+    box.asleep_as = "suspend"
+    assert 'class="state asleep">asleep</span>' in render([box], {"llama": True}, NOW)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sleepyllama import files, hints, history, ledger
+from sleepyllama import files, hints, history, ledger, sleep_actions
 from sleepyllama.config import EnergyConfig, ProxyConfig
 from sleepyllama.proxy import cache
 from sleepyllama.proxy.live import STATES
@@ -64,6 +64,7 @@ class Box:
     asleep_seconds_total: float = 0.0  # the sleeps the box told of, as far back as the ledger goes
     kwh_counted_under: str = ""  # another proxy of the same box, whose figure counts its sleeps
     staying_until: float | None = None  # a stay-awake the page asked, in effect until then
+    asleep_as: str = ""  # how the box said it sleeps (sleep_actions.py); "": it never said
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -92,6 +93,8 @@ def checked_live(document: object) -> tuple[dict, str]:
         "clients_waiting": _count(document.get("clients_waiting")),
         "typical_wake": _number(document.get("typical_wake"), 0, 86400),
         "running": document.get("running") is True,
+        "asleep_as": asleep_as if isinstance(asleep_as := document.get("asleep_as"), str)
+        and asleep_as in sleep_actions.ACTIONS else "",
     }
     listen = document.get("listen")
     if isinstance(listen, list) and listen and isinstance(listen[0], str) and len(listen[0]) < 100:

@@ -18,6 +18,8 @@ RESTING_REFRESH = 30
 
 WORDS = {"asleep": "asleep", "waking": "waking", "awake": "awake",
          "did-not-wake": "did not wake", "unknown": "not heard from yet"}
+# asleep, as the box said it sleeps ([idle] action, its "sleeping" hint)
+ASLEEP_AS = {"hibernate": "hibernated", "poweroff": "powered off"}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f6f4;color:#222}
@@ -49,6 +51,8 @@ def ago(moment: float | None, now: float) -> str:
 
 def state_line(box: Box, now: float) -> str:
     words = WORDS.get(box.state, box.state)
+    if box.state == "asleep":  # a powered-off box is not asleep to a person: it boots
+        words = ASLEEP_AS.get(box.asleep_as, words)
     line = f'<span class="state {escape(box.state)}">{escape(words)}</span>'
     if box.state == "waking" and box.waking_since is not None:
         line += f" for {round(now - box.waking_since)} s"
@@ -60,6 +64,7 @@ def state_line(box: Box, now: float) -> str:
 
 
 CELL, ROW, LABEL = 6, 14, 78  # the week's picture: a half-hour's width, a day's height
+SCALE = 13  # the height of its hours' row
 COLOURS = {"awake": "#f2c94c", "asleep": "#5b6b9a", "woken": "#27ae60", "": "#e8e8e8"}
 
 
@@ -68,16 +73,18 @@ def week(days: Sequence[Day], kwh_saved: float | None) -> str:
     strip, in SVG."""
     if not days:
         return ""
-    rows = []
+    # the hours along the top: a strip without them says when nothing happened
+    rows = [f'<text x="{LABEL + hour * 2 * CELL}" y="9" text-anchor="middle">{hour:02d}</text>'
+            for hour in range(0, 25, 6)]
     for index, day in enumerate(days):
-        y = index * ROW
+        y = SCALE + index * ROW
         rows.append(f'<text x="0" y="{y + 10}">{escape(day.date)}</text>')
         rows += [f'<rect x="{LABEL + cell * CELL}" y="{y}" width="{CELL - 1}" height="{ROW - 3}"'
                  f' fill="{COLOURS.get(kind, COLOURS[""])}"/>' for cell, kind in enumerate(day.cells)]
     asleep = sum(day.asleep_hours for day in days)
     woken = sum(day.wakes for day in days)
     saved = "" if kwh_saved is None else f", {kwh_saved:.2f} kWh saved"
-    width, height = LABEL + 48 * CELL, len(days) * ROW
+    width, height = LABEL + 48 * CELL + CELL, SCALE + len(days) * ROW
     return (f'<svg class="week" viewBox="0 0 {width} {height}" role="img" aria-label="the last '
             f'{len(days)} days: asleep {asleep:.0f} h, {woken} wakes" font-size="10">'
             + "".join(rows) + f'</svg><p class="note">Last {len(days)} days: asleep '
