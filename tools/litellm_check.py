@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "tests" / "fake_llama_server.py"
-KEY = "sk-" + secrets.token_hex(16)  # LiteLLM's own master key, for this run
+KEY_IN_SNIPPET = re.compile(r"master_key: (sk-\S+)")
 
 
 def free_port() -> int:
@@ -71,17 +70,21 @@ def main() -> int:
         subprocess.Popen([sys.executable, "-m", "sleepyllama.proxy", "--config",
                           str(work / "sleepyllama.toml"), "--listen", f"127.0.0.1:{proxy_port}"],
                          stderr=(work / "proxy.log").open("wb"), cwd=ROOT),
-        # a master key, as LiteLLM itself asks of every setup (it refuses to start without one)
+        # the snippet as written: its own master key, none from the environment
         subprocess.Popen([args.litellm, "--config", str(work / "litellm.yaml"), "--port",
                           str(litellm_port)], stdout=(work / "litellm.log").open("wb"),
-                         stderr=subprocess.STDOUT, env={**os.environ, "LITELLM_MASTER_KEY": KEY}),
+                         stderr=subprocess.STDOUT,
+                         env={k: v for k, v in os.environ.items() if k != "LITELLM_MASTER_KEY"}),
     ]
+    key = KEY_IN_SNIPPET.search(readme_snippet())
+    assert key is not None, "README's snippet has no master_key: LiteLLM would not start"
     try:
         wait_for(f"http://127.0.0.1:{litellm_port}/health/liveliness", 180)
         request = urllib.request.Request(
             f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
             data=json.dumps({"model": "qwen", "messages": [{"role": "user", "content": "hi"}]}).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+            headers={"Content-Type": "application/json",
+                     "Authorization": f"Bearer {key.group(1)}"})
         try:
             with urllib.request.urlopen(request, timeout=120) as answer:
                 body = json.loads(answer.read())
