@@ -204,8 +204,9 @@ changed=0
 note() { echo "  $*"; changed=1; }
 code_changed=0
 server_fingerprint() {  # what the model server runs as: its unit with drop-ins, and its table
-    { systemctl cat "sleepyllama-server@$name.service" 2>/dev/null
-      awk -v table="[server.$name]" '$0 == table {on = 1; next} /^\[/ {on = 0} on' "$CONFIG" 2>/dev/null
+    # (neither need exist yet: nothing, then)
+    { systemctl cat "sleepyllama-server@$name.service" 2>/dev/null || true
+      awk -v table="[server.$name]" '$0 == table {on = 1; next} /^\[/ {on = 0} on' "$CONFIG" 2>/dev/null || true
     } | sha256sum
 }
 server_before=$(server_fingerprint)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""README's LiteLLM snippet, run as written against the real LiteLLM proxy (PyPI litellm[proxy]),
+"""docs/clients.md's LiteLLM snippet, run as written against the real LiteLLM proxy (PyPI litellm[proxy]),
 in front of sleepyllama-proxy and the tests' fake llama-server. Outside CI: LiteLLM and its
 proxy extras are a large install.
 
@@ -36,9 +36,9 @@ def free_port() -> int:
 
 
 def readme_snippet() -> str:
-    """The YAML block under README's "LiteLLM in front", as a user copies it."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### LiteLLM in front", 1)[1]
+    """The YAML block under docs/clients.md's "LiteLLM in front", as a user copies it."""
+    text = (ROOT / "docs" / "clients.md").read_text()
+    section = text.split("## LiteLLM in front", 1)[1]
     return re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
 
 
@@ -77,7 +77,7 @@ def main() -> int:
                          env={k: v for k, v in os.environ.items() if k != "LITELLM_MASTER_KEY"}),
     ]
     key = KEY_IN_SNIPPET.search(readme_snippet())
-    assert key is not None, "README's snippet has no master_key: LiteLLM would not start"
+    assert key is not None, "the docs' snippet has no master_key: LiteLLM would not start"
     try:
         wait_for(f"http://127.0.0.1:{litellm_port}/health/liveliness", 180)
         request = urllib.request.Request(
@@ -93,7 +93,7 @@ def main() -> int:
                   f"(logs in {work})", file=sys.stderr)
             return 1
         content = body["choices"][0]["message"]["content"]
-        print(f"ok: a chat through LiteLLM, README's snippet as written, answered {content!r}")
+        print(f"ok: a chat through LiteLLM, the docs' snippet as written, answered {content!r}")
         return 0
     finally:
         for process in processes:
