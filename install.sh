@@ -17,6 +17,8 @@ usage:
                            -- COMMAND [ARGS...]
   sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--gpu MODE] [--action ACTION]
                            --command-file FILE
+  sudo ./install.sh server [--name NAME] [--idle-timeout DURATION] [--action ACTION] ...
+                           (installed already: the command its table has)
   sudo ./install.sh upgrade
   sudo ./install.sh --uninstall [--name NAME] [--purge]
 
@@ -190,6 +192,19 @@ elif [ "$role" = server ]; then
     fi
     [ -z "$web" ] || address_ok "$web" || fail "--web '$web' is not HOST:PORT (IPv6 as [::]:3940)"
     [ -z "$mqtt$mqtt_user$mqtt_password_file$mqtt_ca_file" ] || fail "--mqtt is for the always-on host: its page tells Home Assistant about every box"
+    if [ ${#command[@]} = 0 ] && [ -x "$PREFIX/bin/python" ] && [ -e "$CONFIG" ]; then
+        # installed already: a run that changes a setting alone (--action, --idle-timeout) keeps
+        # the command its table has
+        while IFS= read -r -d '' word; do command+=("$word"); done < <("$PREFIX/bin/python" -c '
+import sys
+from pathlib import Path
+from sleepyllama import config
+try:
+    server = config.load(Path(sys.argv[1])).servers.get(sys.argv[2])
+except config.ConfigError:
+    server = None
+sys.stdout.write("".join(word + "\0" for word in (server.command if server else ())))' "$CONFIG" "$name")
+    fi
     [ ${#command[@]} -gt 0 ] || fail "server needs its command: ./install.sh server -- /path/to/llama-server -m model.gguf --port 8080"
     [ -x "${command[0]}" ] || command -v "${command[0]}" >/dev/null || fail "'${command[0]}' is not an executable file"
     [ -z "$idle_timeout" ] || [[ $idle_timeout =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+$ ]] || fail "--idle-timeout '$idle_timeout' is not a duration like 90, 15m or 1h"

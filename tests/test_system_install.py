@@ -326,6 +326,14 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert box.show("sleepyllama-server@llama.service", "MainPID") == server_pid
     assert box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout == config_before
 
+    # a setting alone, without the server's command (issue 32: it was refused), changes that
+    # setting and nothing else: the model server keeps running
+    server_pid = box.show("sleepyllama-server@llama.service", "MainPID")
+    install(box, "server", "--name", "llama", "--idle-timeout", "50m", check=False)
+    changed = box.run(["cat", "/etc/sleepyllama/sleepyllama.toml"]).stdout
+    assert '[idle]\ntimeout = "50m"' in changed and changed.replace("50m", "45m") == config_before
+    assert box.show("sleepyllama-server@llama.service", "MainPID") == server_pid
+
     # the user's own files beside ours: a drop-in of theirs, a key file of theirs
     mine = "/etc/systemd/system/sleepyllama-server@llama.service.d"
     box.write(f"{mine}/mine.conf", "[Service]\nEnvironment=CUDA_VISIBLE_DEVICES=0\n")
