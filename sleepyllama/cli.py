@@ -123,6 +123,16 @@ def running_command(unit: str) -> tuple[str, ...] | None:
     return tuple(arg.decode(errors="replace") for arg in argv)
 
 
+def runs(command: tuple[str, ...], argv: tuple[str, ...] | None) -> bool:
+    """Whether a process's argv is `command` run: the same, or, for a script, its interpreter
+    before it (the kernel runs "#!/usr/bin/python3" scripts as python3 SCRIPT ARGS), the
+    program found on PATH by its name."""
+    if argv is None or len(argv) < len(command):
+        return False
+    tail = argv[len(argv) - len(command):]
+    return tail[1:] == command[1:] and Path(tail[0]).name == Path(command[0]).name
+
+
 def restart_server(server: ServerConfig) -> None:
     """A server is restarted (its model reloads) only where it does not run its table's
     command: an edit of [idle], a proxy or another server leaves its model loaded."""
@@ -130,7 +140,7 @@ def restart_server(server: ServerConfig) -> None:
     if systemd.unit_details(unit).active == "not-found":
         print(f"{unit}: not installed (sudo ./install.sh server ...)")
         return
-    if running_command(unit) == server.command:
+    if runs(server.command, running_command(unit)):
         print(f"{unit}: runs its command as configured: kept running, its model loaded (its "
               f"other settings apply at its next start: sudo systemctl restart {unit})")
         return

@@ -76,3 +76,14 @@ def test_sleep_now_looks_with_what_the_last_idle_check_left(monkeypatch) -> None
     monkeypatch.setattr(suspend, "sleep_now", lambda *_args: suspend.Outcome(False, "test"))
     cli.sleep_now_command(config.parse(""), force=False)
     assert seen == [record]
+
+
+def test_a_server_runs_its_command_as_the_kernel_shows_it() -> None:
+    from sleepyllama.cli import runs
+
+    command = ("llama-server", "-m", "/models/a.gguf")
+    assert runs(command, ("/usr/local/bin/llama-server", "-m", "/models/a.gguf"))
+    assert runs(("/opt/fake/llama-server", "--port", "8080"),
+                ("/usr/bin/python3", "/opt/fake/llama-server", "--port", "8080"))  # a script
+    assert not runs(command, ("/usr/local/bin/llama-server", "-m", "/models/b.gguf"))
+    assert not runs(command, None) and not runs(command, ("-m",))
