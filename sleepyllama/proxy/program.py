@@ -69,6 +69,7 @@ class Proxy:
         self.refused = 0  # since the last "too many connections" warning
         self.live = LiveFile(state_file(config, "live.json"))  # for the page
         self.open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.connection_limit = self.max_connections()  # asked at every accept: worked out once
 
     def _backend(self, config: ProxyConfig) -> Backend:
         key = api_key.read(config)
@@ -99,6 +100,7 @@ class Proxy:
         previous = self.backend
         self.retired = [old for old in self.retired if old.busy()] + [previous]
         self.config, self.backend = config, self._backend(config)
+        self.connection_limit = self.max_connections()
         self.exit_idle = config.exit_idle if self.exit_when_idle else None
         if config.backend == previous.config.backend:
             # the same box: what was known of it still holds (an awake box must not read as
@@ -179,7 +181,7 @@ class Proxy:
                 else:
                     log.warning("accept failed: %s", error.strerror)
                 return
-            if self.connections >= self.max_connections():
+            if self.connections >= self.connection_limit:
                 self._refuse(client)
                 continue
             self.connections += 1
@@ -203,6 +205,7 @@ class Proxy:
 
     def max_connections(self) -> int:
         return connections_within(self.config.max_connections, self.open_files)
+
 
     def _closed(self) -> None:
         self.connections -= 1
