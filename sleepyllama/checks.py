@@ -15,13 +15,14 @@ import requests
 
 from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
-from sleepyllama.host import nvidia_power, placement, ports, server_user, sleep_support, unit_view
+from sleepyllama.host import nvidia_power, placement, ports, server_user, unit_view
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import sessions as sessions_signal
 from sleepyllama.host.signals import wake_on_lan
 from sleepyllama.host.signals.base import Activity, bounded_output
 from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
+from sleepyllama.host.suspend import sleep_advice
 from sleepyllama.proxy import api_key
 from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.probe import http, probe
@@ -368,17 +369,7 @@ def check_mqtt(config: Config, found: Findings, drop_ins: Path = WEB_UNIT_DIR) -
 
 def check_sleep_action(action: str, found: Findings) -> None:
     """Whether logind would do what the sleep sequence asks of it (host/sleep_support.py)."""
-    try:
-        can = systemd.can_sleep(action)
-    except Exception as error:  # no logind (a container without it): say so, not a traceback
-        can = f"unknown ({error})"
-    texts = []
-    for path in (Path("/proc/swaps"), Path("/proc/cmdline")):
-        try:
-            texts.append(path.read_text())
-        except OSError:
-            texts.append("")
-    support = sleep_support.advice(action, can, *texts)
+    support = sleep_advice(action, systemd.can_sleep)[1]
     found.errors += support.errors
     found.warnings += support.warnings
     found.good += support.good

@@ -168,19 +168,8 @@ def test_an_address_outside_wake_from_gets_no_button_and_no_wake(tmp_path, clean
 def test_stay_awake_and_sleep_now_reach_the_gpu_box_signed(tmp_path, cleanup) -> None:
     """The page's buttons for a box that is up: signed commands to it (steer.py), answered by
     the box's own side (here in this process, its actions stood in for)."""
-    from test_steering import SECRET, Box
-
-    steered = Box(tmp_path / "steer.json", busy="llama: 1 request in flight", idle_exit=60)
-    cleanup.append(steered)
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
-    _backend, proxy, web = setup(tmp_path, cleanup)
-    web.stop()
-    proxy.config.write_text(proxy.config.read_text() + f"[steer]\nport = {steered.port}\n")
-    web = Web(tmp_path, proxy.config, tmp_path / "state",
-              {"CREDENTIALS_DIRECTORY": str(credentials)})
-    cleanup.append(web)
+    steered, _backend, _proxy, web = steered_setup(tmp_path, cleanup,
+                                                   busy="llama: 1 request in flight")
     taken, said = web.press("/stay-awake", "proxy=llama&hours=3")
     assert taken and "staying awake for 10800 s" in said, said
     assert steered.done == ["stay 10800"]
@@ -201,20 +190,8 @@ def test_on_the_gpu_box_the_page_shows_the_box_and_steers_it_through_its_own_soc
     """sleepyllama-web run on the GPU box: its idle check's signals and its last days, and
     Stay awake and Sleep now signed to its own steering socket (its actions stood in for)."""
     from test_dashboard_own_box import RECORD
-    from test_steering import SECRET, Box
 
-    steered = Box(tmp_path / "steer.json", busy="sessions: alice on tty2", idle_exit=60)
-    cleanup.append(steered)
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
-    box_state = tmp_path / "box"
-    box_state.mkdir()
-    (box_state / "idle.json").write_text(json.dumps(RECORD))
-    config = tmp_path / "sleepyllama.toml"
-    config.write_text(f'[server.llama]\ncommand = ["/bin/true"]\n[steer]\nport = {steered.port}\n')
-    web = Web(tmp_path, config, tmp_path, {"CREDENTIALS_DIRECTORY": str(credentials)}, box_state)
-    cleanup.append(web)
+    steered, web, _config = own_box_setup(tmp_path, cleanup, busy="sessions: alice on tty2")
     html = web.get("/")[2]
     assert "(this box)" in html and "busy: alice on tty2" in html, html
     assert 'name="box"' in html and 'action="/sleep-now"' in html
@@ -226,6 +203,28 @@ def test_on_the_gpu_box_the_page_shows_the_box_and_steers_it_through_its_own_soc
     assert steered.done == ["stay 10800"]  # the box's own verdict said no to the sleep
     assert web.post("/sleep-now", "box=this", {"Origin": "http://evil.example"})[0] == 403
     assert web.post("/stay-awake", "box=this&hours=5")[0] == 400
+
+
+def own_box_setup(tmp_path: Path, cleanup: list, busy: str = "", more: str = "") -> tuple:
+    """sleepyllama-web on a GPU box (a [server.*] table, its idle check's state), holding the
+    steering secret; its own steering socket stood in for: (that, the page, its config)."""
+    from test_dashboard_own_box import RECORD
+    from test_steering import SECRET, Box
+
+    steered = Box(tmp_path / "steer.json", busy=busy, idle_exit=60)
+    cleanup.append(steered)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
+    box_state = tmp_path / "box"
+    box_state.mkdir()
+    (box_state / "idle.json").write_text(json.dumps(RECORD))
+    config = tmp_path / "sleepyllama.toml"
+    config.write_text(f'[server.llama]\ncommand = ["/bin/true"]\n[steer]\nport = {steered.port}\n'
+                      + more)
+    web = Web(tmp_path, config, tmp_path, {"CREDENTIALS_DIRECTORY": str(credentials)}, box_state)
+    cleanup.append(web)
+    return steered, web, config
 
 
 def test_a_host_that_is_no_gpu_box_has_no_box_of_its_own(tmp_path, cleanup) -> None:
@@ -356,22 +355,8 @@ def _answers(web: Web) -> bool:
 
 def test_the_gpu_box_s_own_buttons_answer_only_to_steer_from(tmp_path, cleanup) -> None:
     """The GPU box's page had Stay awake and Sleep now with no address check at all."""
-    from test_dashboard_own_box import RECORD
-    from test_steering import SECRET, Box
-
-    steered = Box(tmp_path / "steer.json", idle_exit=60)
-    cleanup.append(steered)
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    (credentials / "steer-secret").write_bytes(SECRET + b"\n")
-    box_state = tmp_path / "box"
-    box_state.mkdir()
-    (box_state / "idle.json").write_text(json.dumps(RECORD))
-    config = tmp_path / "sleepyllama.toml"
-    config.write_text(f'[server.llama]\ncommand = ["/bin/true"]\n[steer]\nport = {steered.port}\n'
-                      '[web]\nsteer_from = ["192.168.1.0/24"]\n')
-    web = Web(tmp_path, config, tmp_path, {"CREDENTIALS_DIRECTORY": str(credentials)}, box_state)
-    cleanup.append(web)
+    steered, web, config = own_box_setup(tmp_path, cleanup,
+                                         more='[web]\nsteer_from = ["192.168.1.0/24"]\n')
     taken, why = web.press("/stay-awake", "box=this&hours=3")
     assert not taken and "steer_from" in why, why
     assert not web.press("/sleep-now", "box=this")[0]
@@ -388,11 +373,11 @@ def test_a_page_address_with_many_fields_is_answered(tmp_path, cleanup) -> None:
     assert web.get("/?" + "&".join(f"f{n}=1" for n in range(50)))[0] == 200
 
 
-def steered_setup(tmp_path: Path, cleanup: list) -> tuple:
+def steered_setup(tmp_path: Path, cleanup: list, busy: str = "") -> tuple:
     """A page that holds the steering secret, its proxy, and the box's side (stood in for)."""
     from test_steering import SECRET, Box
 
-    steered = Box(tmp_path / "steer.json", idle_exit=120)
+    steered = Box(tmp_path / "steer.json", busy=busy, idle_exit=120)
     cleanup.append(steered)
     credentials = tmp_path / "credentials"
     credentials.mkdir()

@@ -112,22 +112,28 @@ def sleep_now(config: Config, signals: Sequence[Signal], reason: str,
     return Outcome(True)
 
 
-def cannot_sleep(action: str, ops: SystemOps) -> str:
-    """Why logind cannot sleep the box as [idle] action says, asked before anything is
-    stopped; "" where it can, or where logind cannot be asked (then the sleep is tried, and a
-    refusal starts the servers again)."""
+def sleep_advice(action: str, can_sleep: Callable[[str], str]
+                 ) -> tuple[bool, sleep_support.Support]:
+    """(whether logind could be asked, what it and the system say of sleeping that way)."""
     try:
-        can = ops.can_sleep(action)
-    except Exception as error:
-        log.debug("cannot ask logind whether it can %s: %s", action, systemd.dbus_words(error))
-        return ""
+        can, asked = can_sleep(action), True
+    except Exception as error:  # no logind (a container without it)
+        can, asked = f"unknown ({systemd.dbus_words(error)})", False
     texts = []
     for path in (Path("/proc/swaps"), Path("/proc/cmdline")):
         try:
             texts.append(path.read_text())
         except OSError:
             texts.append("")
-    return "; ".join(sleep_support.advice(action, can, *texts).errors)
+    return asked, sleep_support.advice(action, can, *texts)
+
+
+def cannot_sleep(action: str, ops: SystemOps) -> str:
+    """Why logind cannot sleep the box as [idle] action says, asked before anything is
+    stopped; "" where it can, or where logind cannot be asked (then the sleep is tried, and a
+    refusal starts the servers again)."""
+    asked, support = sleep_advice(action, ops.can_sleep)
+    return "; ".join(support.errors) if asked else ""
 
 
 def record_power_off(ledger_file: Path, action: str) -> None:
