@@ -143,14 +143,27 @@ if [ "$upgrade" = 1 ]; then
     while IFS= read -r -d '' word; do words+=("$word"); done \
         < <(PYTHONPATH="$HERE" "$PREFIX/bin/python" -m sleepyllama.upgrade --config "$CONFIG" --unit-dir "$UNIT_DIR")
     [ ${#words[@]} -gt 0 ] || fail "nothing to upgrade from $CONFIG (said above)"
+    # which model servers run now, and as which process: those still the same process after
+    # the runs (none of their own settings changed) run the old code, said once at the end
+    hash_before=$(cat "$PREFIX/.source-hash" 2>/dev/null || true)
+    declare -A server_pids=()
+    while read -r unit _; do
+        server_pids[$unit]=$(systemctl show --property=MainPID --value "$unit")
+    done < <(systemctl list-units --plain --no-legend --state=active 'sleepyllama-server@*.service' 2>/dev/null)
     run=() status=0
     for word in "${words[@]}"; do
         if [ -n "$word" ]; then run+=("$word"); continue; fi
         echo "upgrading ${run[0]} ${run[2]}: install.sh as installed"
-        "$HERE/install.sh" "${run[@]}" || status=$?
+        SLEEPYLLAMA_UPGRADING=1 "$HERE/install.sh" "${run[@]}" || status=$?
         run=()
         echo
     done
+    if [ "$(cat "$PREFIX/.source-hash" 2>/dev/null || true)" != "$hash_before" ]; then
+        for unit in "${!server_pids[@]}"; do
+            [ "$(systemctl show --property=MainPID --value "$unit")" = "${server_pids[$unit]}" ] || continue
+            echo "$unit runs the old sleepyllama code until it next starts (the box's next sleep and resume start it anew); to take it now, with a model reload: sudo systemctl restart $unit"
+        done
+    fi
     exit "$status"
 fi
 if [ "$uninstall" = 1 ]; then
@@ -620,7 +633,8 @@ else
     if [ "$(server_fingerprint)" != "$server_before" ]; then
         # its command, its table or its unit changed: it must start anew (the model reloads)
         try_restart "sleepyllama-server@$name.service"
-    elif [ "$code_changed" = 1 ] && systemctl is-active --quiet "sleepyllama-server@$name.service"; then
+    elif [ "$code_changed" = 1 ] && [ -z "${SLEEPYLLAMA_UPGRADING:-}" ] \
+            && systemctl is-active --quiet "sleepyllama-server@$name.service"; then
         echo "  sleepyllama-server@$name runs the old sleepyllama code until it next starts (the box's next sleep and resume start it anew); to take it now, with a model reload: sudo systemctl restart sleepyllama-server@$name"
     fi
     # the target, not only the server: it is what resume and `systemctl status` go by

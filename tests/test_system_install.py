@@ -285,6 +285,10 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     reload = box.run(["systemctl", "reload", "sleepyllama-proxy@llama.service"], check=False)
     assert reload.returncode != 0, reload
     assert "mac: expected a MAC address" in box.journal("-u", "sleepyllama-proxy@llama.service")
+    # and its STATUS says why (issue 33: the check ran first, the proxy was never told, and its
+    # STATUS kept "backend awake")
+    wait_for(lambda: box.show("sleepyllama-proxy@llama.service", "StatusText").startswith(
+        "config not reloaded: "), timeout=15, what="the reason in STATUS")
     assert box.show("sleepyllama-proxy@llama.service", "MainPID") == pid
     assert box.show("sleepyllama-proxy@llama.service", "ActiveState") == "active"
     box.write(config_path, good)
@@ -316,8 +320,8 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
         upgraded.stdout), upgraded.stdout
     assert "[proxy.other]: not installed by install.sh" in upgraded.stderr, upgraded.stderr
     assert "installed sleepyllama into /opt/sleepyllama" in upgraded.stdout
-    assert "sleepyllama-server@llama runs the old sleepyllama code until it next starts" in (
-        upgraded.stdout)
+    assert upgraded.stdout.count("sleepyllama-server@llama.service runs the old sleepyllama "
+                                 "code until it next starts") == 1, upgraded.stdout
     assert "sleepyllama-web.service" in upgraded.stdout.split("restarted ", 1)[1], upgraded.stdout
     wait_for(lambda: box.show("sleepyllama-web.service", "MainPID") not in ("0", web_pid),
              timeout=30, what="the page on the new code")
