@@ -206,7 +206,6 @@ class Proxy:
     def max_connections(self) -> int:
         return connections_within(self.config.max_connections, self.open_files)
 
-
     def _closed(self) -> None:
         self.connections -= 1
         if self.connections == 0:
