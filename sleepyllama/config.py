@@ -69,6 +69,10 @@ class ProxyConfig:
     # requests answered from the cache that also start a wake in the background ("GET /path"):
     # opening the chat UI wakes the box while the user types
     prewake_on: tuple[str, ...] = ()
+    # "learned": wake the box ahead of the times its use begins, as its ledger teaches
+    # (learned.py); "off": never on its own (it spends energy)
+    prewake: str = "off"
+    prewake_never: tuple[Window, ...] = ()  # windows in which a learned pre-wake never wakes it
 
     def __post_init__(self) -> None:
         if self.answer_while_asleep is None:  # the kind knows its own; written once, there
@@ -451,8 +455,13 @@ def _proxy(path: Path, name: str, data: object) -> ProxyConfig:
         api_key_file=table.get("api_key_file", absolute_path),
         wake_progress=table.get("wake_progress", boolean),
         prewake_on=table.get("prewake_on", lambda v: parse_requests(v, patterns=False)),
+        prewake=table.get("prewake", one_of("off", "learned")),
+        prewake_never=table.get("prewake_never", parse_windows),
     )
     table.finish()
+    if config.prewake == "learned" and config.exit_idle is not None:
+        raise table.error("prewake", "a learned pre-wake needs a proxy that runs: it cannot "
+                          "come from one that exit_idle let exit (remove exit_idle)")
     return config
 
 
@@ -608,15 +617,15 @@ def _not_text(value: object) -> str:
     raise ValueError(f"expected text, not {value!r}")
 
 
+def parse_windows(value: object) -> tuple[Window, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list like [\"Mon..Fri 08:30..18:00\"], not {value!r}")
+    return tuple(parse_window(item) for item in value)
+
+
 def _schedule(path: Path, data: object) -> tuple[Window, ...]:
     table = _Table(path, "schedule", data)
-
-    def windows(value: object) -> tuple[Window, ...]:
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list like [\"Mon..Fri 08:30..18:00\"], not {value!r}")
-        return tuple(parse_window(item) for item in value)
-
-    awake = table.get("awake", windows, ())
+    awake = table.get("awake", parse_windows, ())
     table.finish()
     return awake
 

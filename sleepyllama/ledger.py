@@ -61,9 +61,9 @@ def roll(path: Path) -> None:
 # that time.localtime() refuses.
 LATEST = 1e11  # seconds: a wall-clock time or a duration past this is nothing real (year 5138)
 SECONDS = ("ready_after", "up_after", "served_after", "gave_up_after", "abandoned_after", "load_seconds",
-           "after_ready")
+           "after_ready", "expected")
 TEXTS = ("name", "reason", "kind", "action", "from", "first", "request", "agent", "client",
-         "error", "problem")
+         "error", "problem", "cause")
 WATTS = ("saving_watts",)  # what a sleep saves each hour, as the box said it (hints.py)
 NEEDED = {"server-ready": ("name", "load_seconds"), "server-degraded": ("name", "problem")}
 

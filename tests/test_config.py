@@ -201,3 +201,26 @@ def test_mqtt_tls_and_its_ca() -> None:
     for bad in ('ca_file = "ca.pem"', 'tls = "yes"'):
         with pytest.raises(ConfigError, match=r"\[mqtt\]"):
             config.parse(f"[mqtt]\n{bad}\n")
+
+
+PROXY = '[proxy.t]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+
+
+def test_learned_pre_wakes_are_off_unless_asked_for() -> None:
+    assert parse(PROXY).proxy("t").prewake == "off"
+    asked = parse(PROXY + 'prewake = "learned"\nprewake_never = ["Sat,Sun 00:00..10:00"]\n'
+                  ).proxy("t")
+    assert asked.prewake == "learned"
+    assert [window.text for window in asked.prewake_never] == ["Sat,Sun 00:00..10:00"]
+
+
+@pytest.mark.parametrize("lines, says", [
+    ('prewake = "always"', r"\[proxy.t\] prewake: expected one of 'off', 'learned'"),
+    ('prewake_never = "22:00..07:00"', r"\[proxy.t\] prewake_never: expected a list"),
+    ('prewake_never = ["22:00..07:00"]', r"\[proxy.t\] prewake_never: .* ends before it starts"),
+    ('prewake = "learned"\nexit_idle = "10m"',
+     r"\[proxy.t\] prewake: a learned pre-wake needs a proxy that runs"),
+])
+def test_learned_pre_wakes_that_cannot_be_say_why(lines: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        parse(PROXY + lines + "\n")

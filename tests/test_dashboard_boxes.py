@@ -180,3 +180,20 @@ def test_the_time_asleep_comes_from_the_sleeps_the_box_told_of(tmp_path) -> None
 def test_how_the_box_sleeps_is_read_from_the_live_state_and_checked() -> None:
     for said, read in (("poweroff", "poweroff"), ("reboot", ""), (7, "")):
         assert boxes.checked_live({**LIVE, "asleep_as": said})[0]["asleep_as"] == read
+
+
+def test_learned_pre_wakes_are_read_from_the_live_state_and_checked() -> None:
+    prewake = {"mode": "learned", "next": 1_800_003_000, "cause": "learned: weekdays about 08:25",
+               "learned": ["weekdays about 08:25", "Sat about 10:00"]}
+    box = boxes.box(PROXY, {**LIVE, "prewake": prewake}, [], None)
+    assert (box.prewake, box.next_prewake, box.next_prewake_cause, box.learned) == (
+        "learned", 1_800_003_000, "learned: weekdays about 08:25",
+        ["weekdays about 08:25", "Sat about 10:00"])
+    garbled = boxes.box(PROXY, {**LIVE, "prewake": {"mode": "always", "next": math.nan,
+                                                    "cause": 7, "learned": ["x" * 500, 3] * 20}},
+                        [], None)
+    assert (garbled.prewake, garbled.next_prewake, garbled.next_prewake_cause) == ("off", None, "")
+    # the first MAX_LEARNED items, the texts among them, each cut to MAX_WORDS
+    assert garbled.learned == ["x" * boxes.MAX_WORDS] * (boxes.MAX_LEARNED // 2)
+    older = boxes.box(PROXY, LIVE, [], None)  # a proxy of an earlier version says nothing
+    assert (older.prewake, older.next_prewake, older.learned) == ("off", None, [])

@@ -28,14 +28,14 @@ PROXY = config.parse('[proxy."gpu.box"]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd
                      ).proxy("gpu.box")
 
 
-def test_each_box_is_a_device_of_eight_entities_with_the_publisher_s_availability() -> None:
+def test_each_box_is_a_device_of_nine_entities_with_the_publisher_s_availability() -> None:
     found = dict(mqtt.discovery(MQTT, PROXY, "router"))
     assert sorted(found) == [f"homeassistant/{component}/sleepyllama_router_gpu_dbox_{key}/config"
                              for component, key in sorted([
                                  ("binary_sensor", "awake"), ("button", "wake"),
                                  ("sensor", "energy_saved"), ("sensor", "last_command"),
-                                 ("sensor", "last_wake"), ("sensor", "state"),
-                                 ("sensor", "staying_awake_until"),
+                                 ("sensor", "last_wake"), ("sensor", "next_prewake"),
+                                 ("sensor", "state"), ("sensor", "staying_awake_until"),
                                  ("sensor", "wakes_today")])]
     for topic, payload in found.items():
         assert topic.split("/")[2] == payload["unique_id"]  # object_id = unique_id
@@ -68,6 +68,15 @@ def test_states_say_what_the_page_says() -> None:
     assert said[f"{base}/energy_saved"] == "None"  # unknown: the box never said
     box.kwh_saved_total = 12.3456
     assert mqtt.states(MQTT, box, now, "router")[f"{base}/energy_saved"] == "12.346"
+    # the next learned pre-wake: a timestamp, its cause and what was learned as attributes
+    assert said[f"{base}/next_prewake"] == "None"
+    box.prewake, box.next_prewake = "learned", now + 3600
+    box.next_prewake_cause, box.learned = "learned: weekdays about 09:00", ["weekdays about 09:00"]
+    said = mqtt.states(MQTT, box, now, "router")
+    assert said[f"{base}/next_prewake"] == "2027-01-15T09:00:00+00:00"
+    assert json.loads(said[f"{base}/next_prewake/attributes"]) == {
+        "cause": "learned: weekdays about 09:00", "mode": "learned",
+        "learned": "weekdays about 09:00"}
     # Home Assistant's words: snake_case, and no state of its own ("unknown" reads as none)
     for state, word in (("did-not-wake", "did_not_wake"), ("unknown", "not_heard_from")):
         box.state = state
@@ -210,8 +219,8 @@ def test_with_the_shared_secret_stay_awake_and_sleep_now_are_buttons_too() -> No
     # offered while the box is up, as on the page: its own availability besides the page's
     assert stay["availability_mode"] == "all"
     assert stay["availability"][1]["topic"] == "sleepyllama/router/gpu_dbox/steerable"
-    assert len(found) == 10
-    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 8  # no secret: no such buttons
+    assert len(found) == 11
+    assert len(mqtt.discovery(MQTT, PROXY, "router")) == 9  # no secret: no such buttons
 
 
 def with_mqtt(tmp_path: Path, cleanup: list, broker_port: int, extra: str = "",

@@ -65,6 +65,12 @@ class Box:
     kwh_counted_under: str = ""  # another proxy of the same box, whose figure counts its sleeps
     staying_until: float | None = None  # a stay-awake the page asked, in effect until then
     asleep_as: str = ""  # how the box said it sleeps (sleep_actions.py); "": it never said
+    # learned pre-wakes (proxy/prewaker.py): "learned" or "off", the next one and its cause,
+    # and the habits learned (shown while off too: what turning them on would do)
+    prewake: str = "off"
+    next_prewake: float | None = None
+    next_prewake_cause: str = ""
+    learned: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -96,10 +102,27 @@ def checked_live(document: object) -> tuple[dict, str]:
         "asleep_as": asleep_as if isinstance(asleep_as := document.get("asleep_as"), str)
         and asleep_as in sleep_actions.ACTIONS else "",
     }
+    live.update(checked_prewake(document.get("prewake")))
     listen = document.get("listen")
     if isinstance(listen, list) and listen and isinstance(listen[0], str) and len(listen[0]) < 100:
         live["hint_address"] = listen[0]
     return live, "" if state in STATES else f"its live state says {str(state)[:20]!r}"
+
+
+MAX_LEARNED, MAX_WORDS = 14, 120  # habits shown, and characters of each
+
+
+def checked_prewake(prewake: object) -> dict:
+    """The live file's learned pre-wakes, those of its fields that pass their checks."""
+    if not isinstance(prewake, dict):
+        return {}
+    learned = prewake.get("learned")
+    cause = prewake.get("cause")
+    return {"prewake": "learned" if prewake.get("mode") == "learned" else "off",
+            "next_prewake": _number(prewake.get("next")),
+            "next_prewake_cause": cause[:MAX_WORDS] if isinstance(cause, str) else "",
+            "learned": [said[:MAX_WORDS] for said in learned[:MAX_LEARNED] if isinstance(said, str)]
+            if isinstance(learned, list) else []}
 
 
 def models_of(answers: object) -> list[str]:

@@ -124,6 +124,10 @@ def discovery(mqtt: MqttConfig, proxy: ProxyConfig, host: str,
                                            "state_topic": f"{base}/staying_awake_until",
                                            "device_class": "timestamp",
                                            "icon": "mdi:sleep-off"}),
+        ("sensor", "next_prewake", {"name": "Next pre-wake",
+                                    "state_topic": f"{base}/next_prewake",
+                                    "device_class": "timestamp", "icon": "mdi:alarm",
+                                    "json_attributes_topic": f"{base}/next_prewake/attributes"}),
         ("sensor", "last_command", {"name": "Last command",
                                     "state_topic": f"{base}/last_command",
                                     "icon": "mdi:message-reply-text"}),
@@ -171,6 +175,13 @@ def states(mqtt: MqttConfig, box: Box, now: float, host: str | None = None) -> d
             f"{base}/staying_awake_until": (
                 "None" if box.staying_until is None else
                 datetime.fromtimestamp(box.staying_until, timezone.utc).isoformat()),
+            # "None" is Home Assistant's unknown: no learned pre-wake to come (or they are off)
+            f"{base}/next_prewake": (
+                "None" if box.next_prewake is None else
+                datetime.fromtimestamp(box.next_prewake, timezone.utc).isoformat()),
+            f"{base}/next_prewake/attributes": json.dumps(
+                {"cause": box.next_prewake_cause[:MAX_STATE], "mode": box.prewake,
+                 "learned": "; ".join(box.learned)[:MAX_STATE]}),
             # "None" is Home Assistant's unknown: the box has not said what its sleeps save
             f"{base}/energy_saved": ("None" if box.kwh_saved_total is None
                                      else f"{box.kwh_saved_total:.3f}")}

@@ -128,6 +128,13 @@ def card(box: Box, may_wake: bool, now: float, can_steer: bool = False) -> str:
     if box.staying_until is not None:
         rows.append(("staying awake", "until " + time.strftime("%a %H:%M",
                                                                 time.localtime(box.staying_until))))
+    if box.learned:
+        rows.append(("learned use", "; ".join(box.learned) + (
+            "" if box.prewake == "learned" else
+            ' (pre-wakes are off: prewake = "learned" turns them on)')))
+    if box.next_prewake is not None:
+        rows.append(("next pre-wake", time.strftime("%a %H:%M", time.localtime(box.next_prewake))
+                     + (f", {box.next_prewake_cause}" if box.next_prewake_cause else "")))
     if box.kwh_counted_under:
         rows.append(("kWh saved", f"counted under {box.kwh_counted_under} (the same box)"))
     details = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in rows)

@@ -5,7 +5,8 @@ the connector, when it is believed ready; to reception, which reads its requests
 the config asks for that (answer_while_asleep, wake_on, wake_from, wake_progress) and nothing of
 it has been read yet; else to the wake, to be held until the backend is ready. Reception sends
 each client back here with what it read; a connect that fails sends it back too, and the
-wake then believes the backend down.
+wake then believes the backend down. Each client that reaches the backend may begin a use
+(uses.py), and learned pre-wakes (prewaker.py) wake the box ahead of the next.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from sleepyllama.proxy import policy
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.client import Client
 from sleepyllama.proxy.connect import Connector
+from sleepyllama.proxy.prewaker import Prewaker
 from sleepyllama.proxy.prober import Probe
 from sleepyllama.proxy.progress import Progress
 from sleepyllama.proxy.reception import Reception
 from sleepyllama.proxy.splice import PumpState, Splice
+from sleepyllama.proxy.uses import Uses
 from sleepyllama.proxy.wake import Wake
 from sleepyllama.proxy.wol import WakeSender
 
@@ -48,9 +51,11 @@ class Backend:
         self.connector = Connector(loop, address=lambda: self.wake.belief.address(),
                                    refused=self._refused, lost=lambda error: self.wake.belief.lost(error),
                                    closed=on_close)
-        self.wake = Wake(config, loop, sender, self.cache, connect=self.connector.connect,
+        self.wake = Wake(config, loop, sender, self.cache, connect=self.connect,
                          changed=on_change, closed=on_close, probe=probe,
                          ledger_file=ledger_file)
+        self.uses = Uses(loop.time, self.wake.to_ledger)
+        self.prewaker = Prewaker(config, self.wake, ledger_file)
         self.sender = sender
         self.progress = Progress(loop, config, self.wake, self.connector.open)
         self.reception = Reception(loop, config, self.cache, self.wake, self.route,
@@ -64,11 +69,16 @@ class Backend:
     def route(self, client: Client) -> None:
         if self.wake.ready:
             self.wake.belief.confirm_soon()
-            self.connector.connect(client)
+            self.connect(client)
         elif self.reads_requests and not client.received:
             self.reception.receive(client)
         else:
             self.wake.hold(client)
+
+    def connect(self, client: Client) -> None:
+        """To the backend, believed ready: the way out of the wake too."""
+        self.uses.connected(client.peer)
+        self.connector.connect(client)
 
     def _refused(self, client: Client | None, why: str) -> None:
         """A connect failed: the backend may be asleep. A client passed on at once while it was

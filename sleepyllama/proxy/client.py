@@ -41,6 +41,14 @@ class Asker:
     peer: str
     request: str = ""
     agent: str = ""
+    # a learned pre-wake's: why (learned.py), and when its use is expected (Unix time)
+    cause: str = ""
+    expected: float | None = None
+
+    def noted(self) -> dict[str, object]:
+        """What the ledger's wake entry says of it beyond its peer and request."""
+        return {key: value for key, value in (("cause", self.cause),
+                                              ("expected", self.expected)) if value}
 
 
 def reply_if_http(client: Client, reply: bytes) -> bool:

@@ -46,8 +46,9 @@ def wall(loop_time: float | None, loop_now: float) -> float | None:
 
 
 def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: float,
-             since: float) -> dict:
-    """listen: where its UDP hint sockets are ("host:port"), for the page's Wake button."""
+             since: float, prewake: dict | None = None) -> dict:
+    """listen: where its UDP hint sockets are ("host:port"), for the page's Wake button;
+    prewake: the next learned pre-wake and what was learned (prewaker.py)."""
     typical = wake.record.typical()
     return {
         "version": VERSION, "name": name, "backend": backend, "listen": listen,
@@ -59,6 +60,7 @@ def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: f
         "typical_wake": round(typical[0], 1) if typical else None,
         "asleep_as": wake.record.asleep_as,
         "last_ready": wall(wake.belief.readiness.last_ready, loop_now),
+        **({"prewake": prewake} if prewake is not None else {}),
     }
 
 
@@ -71,13 +73,13 @@ class LiveFile:
         self.state, self.since = "", time.time()
 
     def update(self, name: str, backend: str, listen: list[str], wake: Wake,
-               loop_now: float, *, running: bool = True) -> None:
+               loop_now: float, *, running: bool = True, prewake: dict | None = None) -> None:
         if self.path is None:
             return
         state = state_of(wake)
         if state != self.state:
             self.state, self.since = state, round(time.time())
-        current = document(name, backend, listen, wake, loop_now, self.since)
+        current = document(name, backend, listen, wake, loop_now, self.since, prewake)
         current["running"] = running
         if current == self.written:
             return

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from sleepyllama.config import ProxyConfig
+from sleepyllama.proxy.client import Asker
 from sleepyllama.proxy.waiting import Waiting
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
@@ -45,7 +46,8 @@ class Pacer:
         # once a signal went out, the wake goes on without clients (wake.py)
         if (first is not None or self.record.started is not None) and self.schedule.due(now):
             if self.record.started is None and first is not None:
-                self.record.first_signal(now, first.peer, first.request, first.agent)
+                self.record.first_signal(now, first.peer, first.request, first.agent,
+                                         first.noted() if isinstance(first, Asker) else {})
                 # naming the client tells a person who keeps waking the box (a polling frontend,
                 # LiteLLM's background health checks: chats, but for their User-Agent)
                 log.info("waking %s with %s: %d client(s) waiting, first %s%s%s (last probe: %s)",

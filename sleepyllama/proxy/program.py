@@ -106,6 +106,7 @@ class Proxy:
             # the same box: what was known of it still holds (an awake box must not read as
             # asleep until the next client), and a look confirms it, as at start
             self.backend.wake.belief.take_over(previous.wake.belief)
+            self.backend.prewaker.take_over(previous.prewaker)
         self.loop.create_task(self.backend.wake.belief.keep_answers_if_awake(ready_hint=True))
         log.info("config reloaded: new clients go to %s; %d connection(s) stay as they were",
                  config.backend, self.connections)
@@ -275,12 +276,13 @@ class Proxy:
     def _write_live(self, running: bool = True) -> None:
         self.live.update(self.config.name, str(self.config.backend),
                          [describe(sock) for sock in self.hint_sockets], self.backend.wake,
-                         self.loop.time(), running=running)
+                         self.loop.time(), running=running, prewake=self.backend.prewaker.shown())
 
     def _tick_status(self) -> None:
         # connection counts change too often to notify on each; once a second is plenty
         self.refresh_status()
         self.hint_rejections.tick()
+        self.backend.prewaker.tick()
         if not self.backend.wake.busy() and not self.connections:  # nobody uses the box
             self.backend.wake.belief.watch()
         self.loop.call_later(1.0, self._tick_status)

@@ -85,8 +85,11 @@ class Wake:
         """Clients waiting on a socket, as STATUS, the page and the metrics count them."""
         return self.waiting.on_sockets()
 
+    def waking(self) -> bool:
+        return self.task is not None
+
     def busy(self) -> bool:
-        return bool(self.clients_waiting() or self.task is not None)
+        return bool(self.clients_waiting() or self.waking())
 
     def wake_timeout(self) -> float:
         """wake_timeout, or where it is the default and the box powers off, a cold boot's."""
@@ -157,12 +160,12 @@ class Wake:
         if self.ready or self.task is not None:
             return
         log.info("pre-wake of %s: %s from %s", self.config.backend, request, client.peer)
-        self.in_background(client.peer, f"{request} (pre-wake)", client.agent)
+        self.in_background(Asker(client.peer, f"{request} (pre-wake)", client.agent))
 
-    def in_background(self, peer: str, request: str, agent: str = "") -> None:
+    def in_background(self, asker: Asker) -> None:
         """A wake that nobody waits for on a socket (a pre-wake, the page's Wake button): it
         runs its course as any other, and says who asked in the journal and the ledger."""
-        task = self.loop.create_task(self.wait_ready(Asker(peer, request, agent)))
+        task = self.loop.create_task(self.wait_ready(asker))
         self.prewakes.add(task)
         task.add_done_callback(self.prewakes.discard)
 
@@ -174,7 +177,7 @@ class Wake:
                      "awake" if self.ready else "waking")
             return
         log.info("waking %s: %s asked", self.config.backend, who)
-        self.in_background(who, "Wake button")
+        self.in_background(Asker(who, "Wake button"))
 
     # -- waking -------------------------------------------------------------------------------
 

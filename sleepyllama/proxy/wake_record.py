@@ -29,7 +29,7 @@ REMEMBERED = 10  # past wakes that set what a wake costs
 class WakeRecord:
     started: float | None = None  # when the first signal of the current wake went out
     signals: int = 0  # signals that went out in the current wake
-    first: dict[str, str] = field(default_factory=dict)  # its first client, for the ledger
+    first: dict[str, object] = field(default_factory=dict)  # its first client, for the ledger
     last_probe: str = ""  # the last ready check's answer ("HTTP 503", "Connection refused")
     up_after: float | None = None  # seconds into the wake when the box itself first answered
     served_after: float | None = None  # ... when its server first answered HTTP (any status)
@@ -74,9 +74,11 @@ class WakeRecord:
             learned = max(15.0, 3 * max(past))
             limit = learned if limit is None else min(limit, learned)
         return limit is not None and seconds - self.refused_since > limit
-    def first_signal(self, now: float, peer: str, request: str, agent: str) -> None:
+    def first_signal(self, now: float, peer: str, request: str, agent: str,
+                     noted: dict[str, object] | None = None) -> None:
         self.started = now
-        self.first = {"first": peer, "request": request, **({"agent": agent} if agent else {})}
+        self.first = {"first": peer, "request": request, **({"agent": agent} if agent else {}),
+                      **(noted or {})}
 
     def ready(self, seconds: float, woken: bool) -> None:
         """The backend answered 200 `seconds` after the wake began (woken: by its signals)."""
