@@ -8,7 +8,7 @@ usage() {
 usage:
   sudo ./install.sh proxy  --listen HOST:PORT --backend HOST:PORT --mac MAC
                            [--name NAME] [--broadcast IP] [--kind KIND] [--api-key-file FILE]
-                           [--wake-progress] [--web HOST:PORT]
+                           [--wake-progress] [--prewake learned|off] [--web HOST:PORT]
                            [--mqtt HOST:PORT [--mqtt-user USER --mqtt-password-file FILE]
                             [--mqtt-ca-file FILE]]
                            [--steer-secret-file FILE]
@@ -30,6 +30,9 @@ proxy   on the always-on host (router, NAS, Pi): a socket-activated proxy on --l
         a systemd credential: the model list is then kept and answered while the box sleeps,
         to clients that present the key. --wake-progress: a streamed chat that must wait for
         a wake shows the wake's progress in its thinking block, then the answer.
+        --prewake learned: wake the box ahead of the times its use begins, as the proxy's
+        ledger teaches (off by default: it spends energy; sleepyllama history shows what it
+        would do); --prewake off turns it off again.
         --web HOST:PORT: also the page of every proxy on this host (sleepyllama-web: each
         box's state, a Wake button, /api/status, /metrics for Prometheus) on HOST:PORT. Off
         unless asked: it is one more port on the LAN, and a button that wakes the box.
@@ -86,7 +89,7 @@ CONFIG=/etc/sleepyllama/sleepyllama.toml
 STATE=/var/lib/sleepyllama
 
 role="" name=llama listen="" backend="" mac="" broadcast="" idle_timeout="" command_file="" gpu="" action=""
-kind="" api_key_file="" wake_progress=0 web="" mqtt="" mqtt_user="" mqtt_password_file="" mqtt_ca_file=""
+kind="" api_key_file="" wake_progress=0 prewake="" web="" mqtt="" mqtt_user="" mqtt_password_file="" mqtt_ca_file=""
 steer_secret_file=""
 notify=()
 uninstall=0 purge=0 name_given=0 upgrade=0
@@ -103,6 +106,7 @@ while [ $# -gt 0 ]; do
         --kind) kind=${2:?--kind needs auto, llama-server, ollama, llama-swap, vllm or none}; shift ;;
         --api-key-file) api_key_file=${2:?--api-key-file needs a file}; shift ;;
         --wake-progress) wake_progress=1 ;;
+        --prewake) prewake=${2:?--prewake needs learned or off}; shift ;;
         --web) web=${2:?--web needs HOST:PORT, as 0.0.0.0:3940}; shift ;;
         --mqtt) mqtt=${2:?--mqtt needs the broker as HOST:PORT, as 192.168.1.10:1883}; shift ;;
         --mqtt-user) mqtt_user=${2:?--mqtt-user needs a user name}; shift ;;
@@ -131,6 +135,7 @@ done
 address_ok() { [[ $1 =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] && ((BASH_REMATCH[2] >= 1 && BASH_REMATCH[2] <= 65535)); }
 [ "$(id -u)" = 0 ] || fail "needs root: sudo ./install.sh $role ..."
 [[ $name =~ ^[A-Za-z0-9_.:-]+$ ]] || fail "--name '$name': letters, digits and _ . : - only"
+[[ -z $prewake || $prewake =~ ^(learned|off)$ ]] || fail "--prewake '$prewake': learned or off"
 if [ -n "$steer_secret_file" ]; then
     [ -r "$steer_secret_file" ] || fail "--steer-secret-file '$steer_secret_file' cannot be read"
     [ "$(tr -d '[:space:]' < "$steer_secret_file" | wc -c)" -ge 16 ] || fail "--steer-secret-file '$steer_secret_file': at least 16 characters (head -c 32 /dev/urandom | base64 > steer.secret)"
@@ -482,6 +487,7 @@ EOF
              ${key_path:+--api-key-file "$key_path"} \
              ${mqtt:+--mqtt-broker "$mqtt"} ${mqtt_user:+--mqtt-username "$mqtt_user"} \
              ${mqtt_ca_file:+--mqtt-ca-file /etc/sleepyllama/mqtt-ca.pem} \
+             ${prewake:+--prewake "$prewake"} \
              $([ "$wake_progress" = 1 ] && echo --wake-progress))
     place_text 644 "$UNIT_DIR/sleepyllama-proxy@$name.socket.d/listen.conf" <<EOF
 # written by install.sh: where frontends connect, and the GPU box's hints (UDP, same port); the

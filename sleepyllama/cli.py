@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from sleepyllama import config as configuration
-from sleepyllama import history, logs, steer, systemd
+from sleepyllama import history, learned, ledger, logs, steer, systemd
 from sleepyllama.checks import check, input_problems, print_findings
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError, ServerConfig
@@ -366,13 +366,37 @@ def history_command(config: Config, count: int, as_json: bool) -> int:
         idle_watts = None
     unreadable: list[str] = []
     entries = history.read_ledgers(unreadable=unreadable)
-    data = history.report(entries, config.energy, idle_watts, count, time.time(),
+    now = time.time()
+    data = history.report(entries, config.energy, idle_watts, count, now,
                           gpu_box=bool(config.servers), unreadable=unreadable)
+    data["prewakes"] = learned_prewakes(config, now, unreadable)
     print(json.dumps(data, indent=2) if as_json else history.render(data, sys.stdout.isatty()))
+    for prewakes in data["prewakes"]:
+        print(prewakes["summary"])
     if unreadable:
         print(f"(not shown: {', '.join(unreadable)} can be read by root only: "
               "sudo sleepyllama history)", file=sys.stderr)
     return 0
+
+
+def learned_prewakes(config: Config, now: float, unreadable: list[str]) -> list[dict]:
+    """Each proxy's learned pre-wakes, from its ledger, whether they are on or not."""
+    found = []
+    for name, proxy in sorted(config.proxies.items()):
+        path = history.PROXY_STATE / f"{name}.ledger.jsonl"
+        try:
+            entries = ledger.read(path)
+        except PermissionError:
+            if str(path) not in unreadable and str(history.PROXY_STATE) not in unreadable:
+                unreadable.append(str(path))
+            continue
+        planned = learned.plan(entries, now, proxy.prewake_never)
+        upcoming = next((prewake for prewake in planned if not prewake.never), None)
+        found.append({"proxy": name, "mode": proxy.prewake, "learned": learned.describe(planned),
+                      "next": None if upcoming is None else round(upcoming.at),
+                      "cause": "" if upcoming is None else upcoming.cause,
+                      "summary": learned.summary(name, proxy.prewake == "learned", planned)})
+    return found
 
 
 def sleep_now_command(config: Config, force: bool) -> int:

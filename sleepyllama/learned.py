@@ -226,3 +226,18 @@ def describe(prewakes: Sequence[Prewake]) -> list[str]:
         if said not in seen:
             seen.append(said)
     return seen
+
+
+def summary(name: str, on: bool, prewakes: Sequence[Prewake]) -> str:
+    """For `sleepyllama history`: what was learned for a proxy, and the next pre-wake; while
+    off, what turning them on would do."""
+    habits, upcoming = describe(prewakes), next((p for p in prewakes if not p.never), None)
+    if not habits:
+        return (f"pre-wakes of {name}: nothing learned yet (a habit needs use at one time of "
+                f"day on {MIN_DAYS} like days or more){'' if on else '; they are off'}")
+    when = "" if upcoming is None else \
+        f"; the next {time.strftime('%a %H:%M', time.localtime(upcoming.at))}"
+    if on:
+        return f"pre-wakes of {name}, learned: {'; '.join(habits)}{when}"
+    return (f"pre-wakes of {name} are off; prewake = \"learned\" would wake the box for "
+            f"{'; '.join(habits)}{when.replace('the next', 'the next would be')}")

@@ -5,7 +5,7 @@ keeping, so this edits text: the [kind.NAME] table (and [idle] timeout) is repla
 every other line stays byte for byte. The result is validated before it is written.
 
   python -m sleepyllama.tables FILE proxy NAME --backend H:P --mac M [--broadcast IP]
-                                            [--kind KIND] [--api-key-file PATH] [--wake-progress]
+                                            [--kind KIND] [--api-key-file PATH] [--wake-progress] [--prewake MODE]
                                             [--mqtt-broker HOST:PORT] [--mqtt-username USER]
                                             [--mqtt-ca-file FILE]
   python -m sleepyllama.tables FILE server NAME [--idle-timeout 1h] [--notify-proxy H:P] -- COMMAND...
@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key-file", help="the backend's API key, for the proxy's cache")
     parser.add_argument("--wake-progress", action="store_true",
                         help="show a wake's progress in streamed chats")
+    parser.add_argument("--prewake", choices=["off", "learned"],
+                        help="learned: pre-wakes learned from the ledger; off (the default) drops them")
     parser.add_argument("--idle-timeout")
     parser.add_argument("--notify-proxy", action="append", default=[],
                         help="set [notify] proxies: HOST:PORT of a proxy to tell (repeatable)")
@@ -191,8 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             body.append(f"api_key_file = {toml_string(args.api_key_file)}")
         if args.wake_progress:
             body.append("wake_progress = true")
-        # --kind auto is the default: it drops a kind set before
-        body = keep_the_rest(body, before, {"kind"} if args.backend_kind == "auto" else set())
+        if args.prewake == "learned":
+            body.append('prewake = "learned"')
+        # --kind auto and --prewake off are the defaults: each drops what was set before
+        dropped = ({"kind"} if args.backend_kind == "auto" else set()) | (
+            {"prewake"} if args.prewake == "off" else set())
+        body = keep_the_rest(body, before, dropped)
     else:
         body = keep_the_rest(
             ["command = [" + ", ".join(toml_string(arg) for arg in args.command) + "]"], before,

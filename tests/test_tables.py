@@ -132,3 +132,17 @@ def test_the_broker_s_ca_turns_tls_on(tmp_path: Path) -> None:
                  "--mqtt-ca-file", "/etc/sleepyllama/mqtt-ca.pem"]) == 0
     mqtt = config.load(path).mqtt
     assert (mqtt.tls, mqtt.ca_file) == (True, "/etc/sleepyllama/mqtt-ca.pem")
+
+
+def test_learned_pre_wakes_are_written_kept_on_a_rerun_and_dropped_when_off(tmp_path: Path) -> None:
+    path = tmp_path / "sleepyllama.toml"
+    proxy = [str(path), "proxy", "llama", "--backend", "10.0.0.5:8080", "--mac", "ab:cd:ef:01:23:45"]
+    assert main([*proxy, "--prewake", "learned"]) == 0
+    assert config.load(path).proxy("llama").prewake == "learned"
+    assert main(proxy) == 0  # a re-run without it keeps it
+    assert config.load(path).proxy("llama").prewake == "learned"
+    assert main([*proxy, "--prewake", "off"]) == 0
+    assert config.load(path).proxy("llama").prewake == "off"
+    assert "prewake" not in path.read_text()
+    with pytest.raises(SystemExit):
+        main([*proxy, "--prewake", "always"])
