@@ -7,7 +7,7 @@ seconds from asleep to ready. Each request either finds it ready, waits for the 
 under way, or wakes it. The ledger is written as the proxy writes it (a wake with its client,
 a first-use after an hour of quiet, box-sleeping, a learned pre-wake with its expected start),
 and each day's pre-wakes are planned by learned.plan() from the ledger so far, as the proxy
-plans them. A pre-wake that finds the box up waits until its expected start in case the box
+plans them. A pre-wake that finds the box up waits, until the end of its half-hour, in case the box
 sleeps meanwhile, as the proxy does.
 
 For each trace: the share of first uses (a request after at least --idle of quiet) that found
