@@ -5,7 +5,8 @@ keeping, so this edits text: the [kind.NAME] table (and [idle] timeout) is repla
 every other line stays byte for byte. The result is validated before it is written.
 
   python -m sleepyllama.tables FILE proxy NAME --backend H:P --mac M [--broadcast IP]
-                                            [--kind KIND] [--api-key-file PATH] [--wake-progress] [--prewake MODE]
+                                            [--kind KIND] [--api-key-file PATH] [--wake-progress]
+                                            [--prewake learned|off]
                                             [--mqtt-broker HOST:PORT] [--mqtt-username USER]
                                             [--mqtt-ca-file FILE]
   python -m sleepyllama.tables FILE server NAME [--idle-timeout 1h] [--notify-proxy H:P] -- COMMAND...

@@ -94,8 +94,9 @@ def test_history_shows_what_learned_pre_wakes_would_do_while_they_are_off(tmp_pa
     import json as json_module
     import time as time_module
 
-    from sleepyllama import cli, config, history
     from test_learned import MONDAY, at, weekday_mornings
+
+    from sleepyllama import cli, config, history
 
     monkeypatch.setenv("TZ", "UTC")
     time_module.tzset()

@@ -197,14 +197,14 @@ def test_old_ledger_lines_are_read_and_new_fields_checked(tmp_path) -> None:
     """A ledger written before learned pre-wakes (no "from", no cause) teaches; a line whose
     expected time is not a time is skipped as any garbled line is."""
     path = tmp_path / "t.ledger.jsonl"
-    lines = ['{"at":%f,"mono":1,"boot":"b","event":"wake","first":"10.0.0.2:5000",'
-             '"request":"POST /v1/chat/completions","signals":1,"ready_after":12.0}'
-             % (at(MONDAY - timedelta(days=back), "07:45") + 12)
+    lines = [f'{{"at":{at(MONDAY - timedelta(days=back), "07:45") + 12},"mono":1,"boot":"b",'
+             '"event":"wake","first":"10.0.0.2:5000","request":"POST /v1/chat/completions",'
+             '"signals":1,"ready_after":12.0}'
              for back in range(14, 0, -1) if (MONDAY - timedelta(days=back)).weekday() < 5]
-    lines.insert(0, '{"at":%f,"mono":1,"boot":"b","event":"box-up"}'
-                 % at(MONDAY - timedelta(days=15), "12:00"))
-    lines.append('{"at":%f,"mono":1,"boot":"b","event":"wake","first":"learned",'
-                 '"expected":NaN,"signals":1}' % at(MONDAY - timedelta(days=1), "08:00"))
+    lines.insert(0, f'{{"at":{at(MONDAY - timedelta(days=15), "12:00")},"mono":1,"boot":"b",'
+                 '"event":"box-up"}')
+    lines.append(f'{{"at":{at(MONDAY - timedelta(days=1), "08:00")},"mono":1,"boot":"b",'
+                 '"event":"wake","first":"learned","expected":NaN,"signals":1}')
     path.write_text("\n".join(lines) + "\n")
     entries = ledger.read(path)
     assert len(entries) == len(lines) - 1

@@ -11,12 +11,11 @@ import time
 from datetime import date, timedelta
 
 import pytest
+from test_learned import MONDAY, at, weekday_mornings
 
 from sleepyllama import config, learned, ledger
 from sleepyllama.proxy.client import Asker
 from sleepyllama.proxy.prewaker import Prewaker
-
-from test_learned import MONDAY, at, weekday_mornings
 
 EXPECTED = at(MONDAY, "08:30")
 LEAD = 20.0 + learned.MARGIN
@@ -111,13 +110,13 @@ def test_a_box_that_is_up_is_not_woken_until_it_sleeps_within_the_half_hour(tmp_
 
 
 def test_none_once_the_half_hour_is_over(tmp_path) -> None:
-    prewaker, wake, clock = prewaker_at(tmp_path, EXPECTED + learned.SPAN * 60)
+    prewaker, wake, _ = prewaker_at(tmp_path, EXPECTED + learned.SPAN * 60)
     prewaker.tick()
     assert wake.asked == []
 
 
 def test_while_off_nothing_is_woken_but_what_was_learned_is_shown(tmp_path) -> None:
-    prewaker, wake, clock = prewaker_at(tmp_path, EXPECTED - LEAD, extra="")
+    prewaker, wake, _ = prewaker_at(tmp_path, EXPECTED - LEAD, extra="")
     prewaker.tick()
     assert wake.asked == []
     assert prewaker.shown() == {"mode": "off", "next": None, "cause": "",
@@ -126,7 +125,7 @@ def test_while_off_nothing_is_woken_but_what_was_learned_is_shown(tmp_path) -> N
 
 def test_a_prewake_never_window_is_kept_and_said(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
-    prewaker, wake, clock = prewaker_at(
+    prewaker, wake, _ = prewaker_at(
         tmp_path, EXPECTED - LEAD,
         extra='prewake = "learned"\nprewake_never = ["Mon 00:00..08:30"]\n')
     prewaker.tick()
@@ -159,9 +158,9 @@ def test_the_plan_is_made_again_as_the_days_pass(tmp_path) -> None:
 def test_a_learned_pre_wake_goes_out_as_a_magic_packet_and_is_in_the_ledger(tmp_path) -> None:
     """Through the real Backend and wake loop: the probe says the box sleeps until the packet,
     then that it is ready."""
-    from sleepyllama.proxy.backend import Backend
-
     from test_backend import NoSignal
+
+    from sleepyllama.proxy.backend import Backend
 
     ledger_file = tmp_path / "t.ledger.jsonl"
     write_ledger(ledger_file, weekday_mornings(3))
