@@ -82,6 +82,17 @@ def shown_request(entry: dict) -> str:
     return str(entry.get("request") or "(not HTTP)").split("?", 1)[0]
 
 
+def shown_cause(entry: dict) -> str:
+    """Who woke the box, and with what: "192.168.1.20:51234 POST /v1/chat/completions (curl)",
+    or for a learned pre-wake the habit it was for ("learned pre-wake for weekdays about
+    08:25"). Never with ": " in it: the outcome follows that."""
+    cause = entry.get("cause")
+    if isinstance(cause, str) and cause:
+        return "learned pre-wake for " + cause.removeprefix("learned: ").replace(": ", " ")
+    agent = f" ({entry['agent']})" if entry.get("agent") else ""
+    return f"{entry.get('first', '?')} {shown_request(entry)}{agent}"
+
+
 def gpu_words(entry: dict) -> str:
     """What the GPU check (host/gpu_check.py) or a server (host/placement.py) recorded after a
     resume, in a few words; "" for any other entry."""
@@ -130,9 +141,7 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
                        else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")
             if isinstance(entry.get("up_after"), int | float) and "ready_after" in entry:
                 outcome += f" (the box up after {entry['up_after']}s, then the model)"
-            agent = f" ({entry['agent']})" if entry.get("agent") else ""
-            found.append(Wake(float(entry["at"]), f"{entry.get('first', '?')} "
-                              f"{shown_request(entry)}{agent}: {outcome}, "
+            found.append(Wake(float(entry["at"]), f"{shown_cause(entry)}: {outcome}, "
                               f"{entry.get('signals', 0)} wake signals", "ready_after" in entry))
     return sorted(found, key=lambda wake: wake.at)
 

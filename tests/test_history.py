@@ -298,3 +298,15 @@ def test_a_wake_s_window_ends_at_the_next_sleep_or_resume(tmp_path: Path,
         "resumed; llama ready after 8.3s",
         "resumed; GPU unusable (cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)); llama "
         "ready after 2.0s"]
+
+
+def test_a_learned_pre_wake_names_the_habit_it_was_for(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path, clock = tmp_path / "llama.ledger.jsonl", Clock(monkeypatch)
+    clock.at(8)
+    ledger.append(path, "wake", first="learned", request="learned pre-wake",
+                  cause="learned: weekdays about 08:25", expected=DAY + 8.5 * 3600, signals=2,
+                  ready_after=14.0)
+    woken = history.wakes(ledger.read(path))
+    assert woken[0].what == ("learned pre-wake for weekdays about 08:25: ready after 14.0s, "
+                             "2 wake signals")
