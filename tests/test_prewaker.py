@@ -186,3 +186,14 @@ def test_a_learned_pre_wake_goes_out_as_a_magic_packet_and_is_in_the_ledger(tmp_
     assert len(woken) == 1, woken
     assert woken[0]["cause"] == "learned: weekdays about 08:30"
     assert woken[0]["expected"] == round(EXPECTED) and "ready_after" in woken[0]
+
+
+def test_a_new_day_is_planned_at_its_start(tmp_path) -> None:
+    """Past midnight the day before counts too: the plan is made again then, not up to an hour
+    later."""
+    prewaker, _, clock = prewaker_at(tmp_path, at(MONDAY, "00:00") - 60)
+    prewaker.tick()
+    made = prewaker.planned_at
+    clock.now = at(MONDAY, "00:00") + 1
+    prewaker.tick()
+    assert prewaker.planned_at > made, "not planned again at midnight"

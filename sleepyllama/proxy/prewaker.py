@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from sleepyllama import learned, ledger
@@ -24,7 +25,9 @@ from sleepyllama.proxy.wake import Wake
 
 log = logging.getLogger(__name__)
 
-REPLAN_EVERY = 300.0  # seconds: a plan is of whole past days, so this only follows the clock
+# seconds: a plan is of the days before today, made again when the date changes; this catches a
+# wake time that changed (the lead), and reading a long ledger costs the loop tens of ms
+REPLAN_EVERY = 3600.0
 
 
 def at_clock(moment: float) -> str:
@@ -37,6 +40,7 @@ class Prewaker:
         self.config, self.wake, self.ledger_file, self.clock = config, wake, ledger_file, clock
         self.plan: list[Prewake] = []
         self.planned_at = -math.inf
+        self.planned_for: date | None = None  # the day the plan was made on
         self.done: set[float] = set()  # the expected starts woken for or passed over
         self.told: set[float] = set()  # ... whose "up already" was logged
 
@@ -52,7 +56,8 @@ class Prewaker:
     def tick(self) -> None:
         """Every second: a pre-wake whose time has come is made, or why not is logged."""
         now = self.clock()
-        if now - self.planned_at >= REPLAN_EVERY or now < self.planned_at:
+        if (now - self.planned_at >= REPLAN_EVERY or now < self.planned_at
+                or date.fromtimestamp(now) != self.planned_for):
             self.replan(now)
         if not self.on:
             return
@@ -63,6 +68,7 @@ class Prewaker:
     def replan(self, now: float) -> None:
         entries = ledger.read(self.ledger_file) if self.ledger_file is not None else []
         self.plan, self.planned_at = learned.plan(entries, now, self.config.prewake_never), now
+        self.planned_for = date.fromtimestamp(now)
 
     def next(self) -> Prewake | None:
         """The next pre-wake that will be made, if the box is asleep then."""
