@@ -5,6 +5,7 @@ FDSTORE=1, FDSTOREREMOVE=1); the real one does it in test_system_install's conta
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -48,6 +49,7 @@ class ServiceManager:
         self.notify.bind(str(self.notify_path))
         self.store: dict[str, int] = {}
         self.removed: list[str] = []
+        self.statuses: list[str] = []
         self.lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -61,6 +63,8 @@ class ServiceManager:
                 return
             fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
             with self.lock:
+                if "STATUS" in fields:
+                    self.statuses.append(fields["STATUS"])
                 if fields.get("FDSTORE") == "1":
                     for fd in fds:
                         self.store[fields.get("FDNAME", "stored")] = fd
@@ -222,6 +226,49 @@ def test_a_held_client_is_held_on_and_served_after_the_restart(manager_for, sent
     backend = RawBackend(port)  # the box comes up only now
     try:
         assert read_to_eof(client) == sent.upper()  # the bytes read before the restart too
+        wait_for(lambda: not manager.store, what="the store to be emptied")
+    finally:
+        backend.close()
+        client.close()
+
+
+class HeadEchoBackend(RawBackend):
+    """Reads a whole request head, then echoes it upper-cased and closes."""
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := conn.recv(100)):
+                head += chunk
+            conn.sendall(head.upper())
+
+
+@pytest.mark.parametrize("before, after", [
+    (b"GET /x HTTP/1.1\r\nHo", b"st: a\r\n\r\n"),  # in the middle of its head
+    (b"", b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"),  # connected, nothing sent yet
+])
+def test_a_client_whose_request_is_being_read_goes_on_after_the_restart(
+        manager_for, before: bytes, after: bytes) -> None:
+    """README promised only that a client in the middle of its request head was closed; back to
+    back restarts closed complete requests too, while a fresh process checked them."""
+    port = free_port()
+    manager = manager_for(raw_table(port) + 'wake_on = ["GET /x"]\n')
+    manager.start()
+    client = socket.create_connection(manager.address)
+    client.sendall(before)
+    # accepted, and in reception: not left in the listening socket for the next process
+    wait_for(lambda: any("1 connection" in status for status in manager.statuses),
+             what="the proxy to count the client")
+    manager.stop()
+    held = manager.stored_state()["held"]
+    # what was read of it goes with it (all of it, or nothing yet: then it is in its socket)
+    assert [entry["unread"] for entry in held] == [True]
+    assert base64.b64decode(held[0]["prefix"]) in (before, b"")
+    manager.start()
+    backend = HeadEchoBackend(port)
+    try:
+        client.sendall(after)
+        assert read_to_eof(client) == (before + after).upper()
         wait_for(lambda: not manager.store, what="the store to be emptied")
     finally:
         backend.close()

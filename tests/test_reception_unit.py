@@ -61,3 +61,68 @@ class AsleepWake:
 
     def to_ledger(self, event: str, **fields: object) -> None:
         pass
+
+
+class LookHangs(AsleepWake):
+    """A backend whose quick look is still under way (a probe the box has not answered yet)."""
+
+    def __init__(self, closed: list[int]) -> None:
+        super().__init__(closed)
+        self.looking = asyncio.Event()
+
+    async def look(self) -> str:
+        self.looking.set()
+        await asyncio.Event().wait()
+        return "awake"
+
+
+def test_a_client_whose_request_is_being_checked_is_handed_over_with_it() -> None:
+    """Back-to-back restarts: a fresh proxy does not know the backend is up, so it reads and
+    checks each request first; a client in that step, its request complete, was closed by the
+    restart with no answer at all."""
+    proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:1"\nmac = "ab:cd:ef:01:23:45"\n'
+                         ).proxy("t")
+    cache = AnswerCache("http://127.0.0.1:1", ("GET /v1/models",), None)
+    cache.entries["/v1/models"] = Entry(200, "application/json", b"{}", time.time())
+    request = b"GET /v1/models HTTP/1.1\r\nHost: b\r\n\r\nGET /v1/mo"  # and a pipelined part
+
+    async def scenario() -> list[Client]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        wake = LookHangs([])
+        room = Reception(loop, proxy, cache, wake, route=lambda client: None)
+        room.receive(Client(theirs, "client", "127.0.0.1"))
+        ours.sendall(request)
+        await asyncio.wait_for(wake.looking.wait(), 10)
+        taken = room.take_unanswered()
+        room.close_all()
+        ours.close()
+        return taken
+
+    taken = asyncio.run(scenario())
+    assert len(taken) == 1
+    assert taken[0].prefix == request and not taken[0].received  # read again, from all of it
+
+
+def test_a_client_handed_over_mid_request_is_read_on_from_what_came_with_it() -> None:
+    proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:1"\nmac = "ab:cd:ef:01:23:45"\n'
+                         'wake_on = ["POST /v1/*"]\n').proxy("t")
+    routed: list[Client] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        room = Reception(loop, proxy, AnswerCache("http://127.0.0.1:1", (), None),
+                         AsleepWake([]), route=routed.append)
+        room.receive(Client(theirs, "client", "127.0.0.1", prefix=b"POST /v1/chat HTTP/1.1\r\nHo"))
+        ours.sendall(b"st: b\r\nContent-Length: 2\r\n\r\n{}")
+        started = loop.time()
+        while not routed and loop.time() - started < 10:
+            await asyncio.sleep(0.01)
+        ours.close()
+
+    asyncio.run(scenario())
+    assert [(client.request, client.prefix) for client in routed] == [
+        ("POST /v1/chat", b"POST /v1/chat HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n{}")]

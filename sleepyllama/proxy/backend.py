@@ -96,9 +96,11 @@ class Backend:
     # -- restart and shutdown -----------------------------------------------------------------
 
     def detach_kept(self) -> tuple[list[Client], list[Splice]]:
-        """Held clients and running splices, out of this process's hands, for a restart to go
-        on with (handover.py); close_all() then closes only the rest."""
-        return self.wake.take_held(), self.connector.detach()
+        """Held clients (and those whose request is being read), and running splices, out of
+        this process's hands, for a restart to go on with (handover.py); close_all() then
+        closes only the rest."""
+        return (self.wake.take_held() + self.reception.take_unanswered(),
+                self.connector.detach())
 
     def adopt(self, held: list[Client],
               splices: list[tuple[socket.socket, socket.socket, tuple[PumpState, PumpState]]]
@@ -107,7 +109,10 @@ class Backend:
         for client_sock, backend_sock, pumps in splices:
             self.connector.adopt(client_sock, backend_sock, pumps)
         for client in held:
-            self.wake.hold(client)  # the wake loop looks first: an awake backend gets no packet
+            if client.received:
+                self.wake.hold(client)  # the wake loop looks first: an awake one gets no packet
+            else:
+                self.route(client)  # its request is read again, from what was read of it
 
     def release(self) -> None:
         """A backend retired by a reload, holding nobody any more: the fds it kept go."""

@@ -8,8 +8,10 @@ start systemd passes them back with the listening socket (LISTEN_FDNAMES), and t
 holds and splices them on as if nothing happened. A plain `systemctl stop` lets systemd close
 them, as before.
 
-Not kept: a client in the middle of its request head or of an answer the proxy writes itself
-(from the cache, a wake's progress). They are closed as before; a client retries those.
+A client whose request was being read or checked (reception.py: the proxy did not yet know the
+backend ready) goes too, with the bytes read of it, to be read again. Not kept: a client in the
+middle of an answer the proxy writes itself (from the cache, a wake's progress): it is closed as
+before, and a client retries those.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import os
 import socket
 from dataclasses import dataclass, field
 
-from sleepyllama import systemd
+from sleepyllama import files, systemd
 from sleepyllama.proxy.client import Client
 from sleepyllama.proxy.splice import PumpState, Splice
 
@@ -48,7 +49,9 @@ class Kept:
                           "agent": client.agent, "address": client.address,
                           "arrived": client.arrived,
                           "deadline": client.deadline,
-                          "prefix": base64.b64encode(client.prefix).decode()})
+                          "prefix": base64.b64encode(client.prefix).decode(),
+                          # its request is to be read again (reception), not held as it is
+                          "unread": not client.received})
 
     def add_splice(self, client: socket.socket, backend: socket.socket,
                    pumps: tuple[PumpState, PumpState]) -> None:
@@ -109,10 +112,6 @@ def hand_over(held: list[Client], splices: list[Splice], notifier: systemd.Notif
     return count
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _pump(entry: object) -> tuple[int, bool, bool, list[str] | None]:
     if not isinstance(entry, dict):
         raise ValueError("a pump is not an object")
@@ -137,7 +136,8 @@ def parse(document: bytes) -> tuple[list[dict], list[dict]]:
         if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in
                                                 ("fd", "peer", "request", "agent", "prefix"))
                 and isinstance(entry.get("address", ""), str)  # absent before 2026-12
-                and _finite(entry.get("arrived")) and _finite(entry.get("deadline"))):
+                and isinstance(entry.get("unread", False), bool)  # absent before 2026-12-07
+                and files.finite(entry.get("arrived")) and files.finite(entry.get("deadline"))):
             raise ValueError("a held client is malformed")
         base64.b64decode(entry["prefix"], validate=True)
     for entry in splices:
@@ -194,7 +194,8 @@ def take_back(stored: dict[str, int], notifier: systemd.Notifier) -> Taken:
             sock = socket.socket(fileno=fd)
             sock.setblocking(False)
             taken.held.append(Client(sock, entry["peer"], entry.get("address", ""),
-                                     entry["arrived"], entry["deadline"], received=True,
+                                     entry["arrived"], entry["deadline"],
+                                     received=not entry.get("unread", False),
                                      prefix=base64.b64decode(entry["prefix"]),
                                      request=entry["request"], agent=entry["agent"]))
         for entry in splices:

@@ -6,7 +6,8 @@ says what to do: answer it from the cache and read the next one on the same conn
 for the wake, or passed on if the backend is ready by then) together with every byte read so
 far, which goes to the backend first: nothing is lost, duplicated or reordered. A client that
 does not speak HTTP/1.x (TLS, HTTP/2, raw TCP) is handed over with its first bytes as it is.
-Nothing here runs once the backend is ready: then clients are spliced.
+Nothing here runs once the backend is ready: then clients are spliced. A restart hands over
+each client being read or checked here, with what was read of it (take_unanswered).
 """
 
 from __future__ import annotations
@@ -66,14 +67,29 @@ class Reception:
         self.wake = wake
         self.route = route  # a client handed on, with every byte read from it
         self.progress = progress  # serves a streamed chat with the wake's progress in it
-        self.reading: set[asyncio.Task[None]] = set()
+        self.reading: dict[asyncio.Task[None], Client] = {}
+        self.answering: set[Client] = set()  # an answer of ours partly sent: not handed over
         self.refused = 0
 
     def receive(self, client: Client) -> None:
         client.received = True
         task = self.loop.create_task(self._receive(client))
-        self.reading.add(task)
-        task.add_done_callback(self.reading.discard)
+        self.reading[task] = client
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.answering.discard(self.reading.pop(task))
+
+    def take_unanswered(self) -> list[Client]:
+        """For a restart (handover.py): the clients whose request is being read or checked,
+        with every byte read of it, to be read again by the next process. One to which an
+        answer of ours is under way is not: it is closed, as before."""
+        taken = []
+        for client in self.reading.values():
+            if client not in self.answering:
+                client.received = False  # what it sent is in its prefix, to be read again
+                taken.append(client)
+        return taken
 
     def close_all(self) -> None:
         for task in list(self.reading):
@@ -93,7 +109,10 @@ class Reception:
 
     async def _read_requests(self, client: Client) -> None:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        pending = b""  # the raw bytes of the request being read, from its first byte on
+        # the raw bytes of the request being read, from its first byte on; kept in the client's
+        # prefix too, for a restart to hand over. A client handed over in the middle of its
+        # request comes with what the process before read of it.
+        pending, handed_over = b"", client.prefix
         deadline = self.loop.time() + HEAD_TIMEOUT
         speaks_http: bool | None = None
         while True:
@@ -105,7 +124,7 @@ class Reception:
                              "invalid_request_error")
                 return
             if event is h11.NEED_DATA:
-                data = await self._recv(client, deadline)
+                data, handed_over = handed_over or await self._recv(client, deadline), b""
                 if data is None:  # the head did not come in time
                     if speaks_http is None and not pending and self.config.wake_on is None:
                         # silent from the start: a protocol whose server speaks first
@@ -120,6 +139,7 @@ class Reception:
                     self._close(client)  # hung up
                     return
                 pending += data
+                client.prefix = pending
                 if speaks_http is None:
                     speaks_http = policy.speaks_http1(pending)
                     if speaks_http is None:
@@ -183,7 +203,7 @@ class Reception:
                 self.wake.prewake(client, head.request)
             if not await self._answer_from_cache(client, connection, head, backend):
                 return
-            pending = connection.trailing_data[0]  # the next request's bytes, if pipelined
+            pending = client.prefix = connection.trailing_data[0]  # the next request's, if pipelined
             deadline = self.loop.time() + KEEPALIVE_IDLE
 
     async def _stream_with_progress(self, client: Client, connection: h11.Connection,
@@ -209,6 +229,7 @@ class Reception:
                         self._hand_over(client, pending, f"POST {target}")
                     return
                 pending += data
+                client.prefix = pending
                 connection.receive_data(data)
                 continue
             if isinstance(item, h11.Data):
@@ -236,10 +257,12 @@ class Reception:
         answer += connection.send(h11.Data(data=entry.body))  # the body as the backend sent it
         answer += connection.send(h11.EndOfMessage())
         close = connection.our_state is h11.MUST_CLOSE
+        self.answering.add(client)
         try:
             # a client that never reads its answer must not hold its slot for ever
             async with timeout(SEND_TIMEOUT):
                 await self.loop.sock_sendall(client.sock, answer)
+            self.answering.discard(client)
         except ASYNC_TIMEOUT:
             log.info("closing %s: it did not read its answer within %g s", client.peer,
                      SEND_TIMEOUT)
