@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from sleepyllama import config, ledger
+from sleepyllama import config, ledger, live_state
 from sleepyllama.dashboard import boxes
 
 PROXY = config.parse('[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
@@ -194,6 +194,6 @@ def test_learned_pre_wakes_are_read_from_the_live_state_and_checked() -> None:
                         [], None)
     assert (garbled.prewake, garbled.next_prewake, garbled.next_prewake_cause) == ("off", None, "")
     # the first MAX_LEARNED items, the texts among them, each cut to MAX_WORDS
-    assert garbled.learned == ["x" * boxes.MAX_WORDS] * (boxes.MAX_LEARNED // 2)
+    assert garbled.learned == ["x" * live_state.MAX_WORDS] * (live_state.MAX_LEARNED // 2)
     older = boxes.box(PROXY, LIVE, [], None)  # a proxy of an earlier version says nothing
     assert (older.prewake, older.next_prewake, older.learned) == ("off", None, [])

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sleepyllama.dashboard import metrics
 from sleepyllama.dashboard.boxes import Box
-from sleepyllama.proxy.live import STATES
+from sleepyllama.live_state import STATES
 
 
 def samples(boxes: list[Box]) -> dict[tuple, float]:

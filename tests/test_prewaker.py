@@ -14,6 +14,7 @@ import pytest
 from test_learned import MONDAY, at, weekday_mornings
 
 from sleepyllama import config, learned, ledger
+from sleepyllama.live_state import Prewakes
 from sleepyllama.proxy.client import Asker
 from sleepyllama.proxy.prewaker import Prewaker
 
@@ -119,8 +120,7 @@ def test_while_off_nothing_is_woken_but_what_was_learned_is_shown(tmp_path) -> N
     prewaker, wake, _ = prewaker_at(tmp_path, EXPECTED - LEAD, extra="")
     prewaker.tick()
     assert wake.asked == []
-    assert prewaker.shown() == {"mode": "off", "next": None, "cause": "",
-                                "learned": ["weekdays about 08:30"]}
+    assert prewaker.shown() == Prewakes("off", None, "", ("weekdays about 08:30",))
 
 
 def test_a_prewake_never_window_is_kept_and_said(tmp_path, caplog) -> None:

@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sleepyllama import files, hints, history, ledger, sleep_actions
+from sleepyllama import files, hints, history, kept_answers, ledger, live_state
 from sleepyllama.config import EnergyConfig, ProxyConfig
-from sleepyllama.proxy import cache
-from sleepyllama.proxy.live import STATES
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ class LastWake:
 class Box:
     name: str
     backend: str
-    state: str  # one of STATES
+    state: str  # one of live_state.STATES
     since: float | None = None  # Unix time the state began, as far as the proxy knows
     waking_since: float | None = None
     last_ready: float | None = None  # when the backend last answered its ready check
@@ -80,59 +78,32 @@ def _number(value: object, low: float = 0.0, high: float = 1e11) -> float | None
     return files.within(value, low, high)
 
 
-def _count(value: object) -> int:
-    number = _number(value, 0, 1e6)
-    return int(number) if number is not None else 0
-
-
 def checked_live(document: object) -> tuple[dict, str]:
-    """The live file's fields that passed their checks, and what was wrong ("" if nothing)."""
-    if not isinstance(document, dict) or document.get("version") != 1:
-        return {}, "its live state has an unknown shape"
-    state = document.get("state")
-    live = {
-        "state": state if state in STATES else "unknown",
-        "since": _number(document.get("since")),
-        "waking_since": _number(document.get("waking_since")),
-        "last_ready": _number(document.get("last_ready")),
-        "signals": _count(document.get("signals")),
-        "clients_waiting": _count(document.get("clients_waiting")),
-        "typical_wake": _number(document.get("typical_wake"), 0, 86400),
-        "running": document.get("running") is True,
-        "asleep_as": asleep_as if isinstance(asleep_as := document.get("asleep_as"), str)
-        and asleep_as in sleep_actions.ACTIONS else "",
-    }
-    live.update(checked_prewake(document.get("prewake")))
-    listen = document.get("listen")
-    if isinstance(listen, list) and listen and isinstance(listen[0], str) and len(listen[0]) < 100:
-        live["hint_address"] = listen[0]
-    return live, "" if state in STATES else f"its live state says {str(state)[:20]!r}"
-
-
-MAX_LEARNED, MAX_WORDS = 14, 120  # habits shown, and characters of each
-
-
-def checked_prewake(prewake: object) -> dict:
-    """The live file's learned pre-wakes, those of its fields that pass their checks."""
-    if not isinstance(prewake, dict):
-        return {}
-    learned = prewake.get("learned")
-    cause = prewake.get("cause")
-    return {"prewake": "learned" if prewake.get("mode") == "learned" else "off",
-            "next_prewake": _number(prewake.get("next")),
-            "next_prewake_cause": cause[:MAX_WORDS] if isinstance(cause, str) else "",
-            "learned": [said[:MAX_WORDS] for said in learned[:MAX_LEARNED] if isinstance(said, str)]
-            if isinstance(learned, list) else []}
+    """The Box fields of a live file (live_state.py: each checked there), and what was wrong
+    ("" if nothing)."""
+    live, wrong = live_state.read(document)
+    if live is None:
+        return {}, wrong
+    found = {"state": live.state, "since": live.since, "waking_since": live.waking_since,
+             "last_ready": live.last_ready, "signals": live.signals,
+             "clients_waiting": live.clients_waiting, "typical_wake": live.typical_wake,
+             "running": live.running, "asleep_as": live.asleep_as}
+    if live.listen:
+        found["hint_address"] = live.listen[0]
+    if live.prewakes is not None:
+        found.update(prewake=live.prewakes.mode, next_prewake=live.prewakes.next,
+                     next_prewake_cause=live.prewakes.cause, learned=list(live.prewakes.learned))
+    return found, wrong
 
 
 def models_of(answers: object) -> list[str]:
     """The model ids in the kept answer to /v1/models (or /api/tags, Ollama's), as the proxy
-    keeps it (cache.py, whose checks it passes through)."""
+    keeps it (kept_answers.py, whose checks it passes through)."""
     if not isinstance(answers, dict) or not isinstance(answers.get("entries"), dict):
         return []
     for target, key, name in (("/v1/models", "data", "id"), ("/api/tags", "models", "name")):
         try:
-            listed = json.loads(cache.entry(answers["entries"].get(target)).body).get(key)
+            listed = json.loads(kept_answers.entry(answers["entries"].get(target)).body).get(key)
         except (ValueError, binascii.Error, AttributeError):
             continue
         if isinstance(listed, list):

@@ -20,7 +20,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from sleepyllama.dashboard.boxes import Box
-from sleepyllama.proxy.live import STATES
+from sleepyllama.live_state import STATES
 
 # first signal to ready: a suspended box takes seconds, a cold boot minutes
 WAKE_BUCKETS = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)

@@ -50,7 +50,6 @@ from sleepyllama.config import ConfigError, ProxyConfig, SteerConfig
 from sleepyllama.dashboard import boxes, metrics, mqtt, own_box, page
 from sleepyllama.dashboard.steered import Steered
 from sleepyllama.host import state
-from sleepyllama.proxy import policy
 from sleepyllama.words import format_duration
 
 log = logging.getLogger("sleepyllama-web")
@@ -129,7 +128,7 @@ class Site:
 
     def wake(self, proxy: ProxyConfig, browser: str) -> tuple[HTTPStatus, str]:
         """Ask the proxy for a wake on behalf of `browser`; the status and why."""
-        if not policy.client_may_wake(proxy, browser):
+        if not addresses.allowed(proxy.wake_from, browser):
             log.info("refused the Wake button of %s for %s: not in its wake_from", browser,
                      proxy.name)
             return HTTPStatus.FORBIDDEN, "your address may not wake this box (wake_from)"
@@ -146,7 +145,7 @@ class Site:
     def steer(self, proxy: ProxyConfig, browser: str, command: str,
               seconds: int = 0) -> tuple[HTTPStatus, str]:
         """A signed command to the GPU box behind `proxy` for `browser`: its status and answer."""
-        if not policy.client_may_wake(proxy, browser):
+        if not addresses.allowed(proxy.wake_from, browser):
             return HTTPStatus.FORBIDDEN, "your address may not steer this box (wake_from)"
         return self.steer_as(proxy, browser.split("%")[0], command, seconds)
 
@@ -385,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _page(self) -> None:
         proxies = self.site.proxies()
-        allowed = {proxy.name: policy.client_may_wake(proxy, self.browser()) for proxy in proxies}
+        allowed = {proxy.name: addresses.allowed(proxy.wake_from, self.browser()) for proxy in proxies}
         html = page.render(self.site.boxes(proxies), allowed, steering=self.site.can_steer(),
                            pressed_at=pressed(self.path), own=self.site.own(),
                            problems=self.site.problems, said=said(self.path))
@@ -393,7 +392,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _status(self) -> None:
         proxies = self.site.proxies()
-        document = [{**box.as_json(), "may_wake": policy.client_may_wake(proxy, self.browser())}
+        document = [{**box.as_json(), "may_wake": addresses.allowed(proxy.wake_from, self.browser())}
                     for proxy, box in zip(proxies, self.site.boxes(proxies), strict=True)]
         self._send(HTTPStatus.OK, json.dumps(document).encode(), "application/json")
 

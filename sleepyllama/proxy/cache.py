@@ -10,18 +10,17 @@ not be told that from the cache.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
 import urllib3
 
 from sleepyllama import files, kinds
+from sleepyllama.kept_answers import Entry, entry, stored
 from sleepyllama.proxy.probe import http
 
 log = logging.getLogger(__name__)
@@ -30,36 +29,12 @@ REFRESH = 60.0  # seconds between fetches of the same answer while the backend i
 MAX_BODY = 4 << 20  # a model list is a few KiB; past this, something else answers
 
 
-@dataclass(frozen=True)
-class Entry:
-    status: int
-    content_type: str
-    body: bytes
-    fetched_at: float  # wall-clock seconds
-
-
 def headers(entry: Entry, now: float, backend: str = "asleep") -> list[tuple[str, str]]:
     """The cached answer's headers: the backend's own type and length, and where it came from
     (backend "asleep", or "waking" while a wake is under way)."""
     return [("Content-Type", entry.content_type), ("Content-Length", str(len(entry.body))),
             ("Age", str(max(0, int(now - entry.fetched_at)))),
             ("X-Sleepyllama", f"from-cache; backend-{backend}")]
-
-
-def entry(item: object) -> Entry:
-    """One stored answer, checked for shape and range: ValueError when it is not one."""
-    if not isinstance(item, dict):
-        raise ValueError(f"an entry is {type(item).__name__}, not an object")
-    status, content_type, body, at = (item.get(key) for key in
-                                      ("status", "content_type", "body", "fetched_at"))
-    if (isinstance(status, bool) or not isinstance(status, int) or not 200 <= status < 300
-            or not isinstance(content_type, str) or not isinstance(body, str)
-            or not files.finite(at)):
-        raise ValueError(f"malformed entry {str(item)[:80]}")
-    if not content_type.isprintable() or len(content_type) > 200:
-        # it becomes a header line: CR, LF or any control character would break the answer
-        raise ValueError(f"content_type {content_type[:80]!r} is no header value")
-    return Entry(status, content_type, base64.b64decode(body, validate=True), float(at))
 
 
 class AnswerCache:
@@ -163,8 +138,7 @@ class AnswerCache:
         if self.path is None:
             return
         record = {"kind": kinds.identify(self.entries),
-                  "entries": {target: {**asdict(entry), "body": base64.b64encode(entry.body).decode()}
-                              for target, entry in self.entries.items()}}
+                  "entries": {target: stored(entry) for target, entry in self.entries.items()}}
         try:
             files.write_atomic(self.path, json.dumps(record).encode(), 0o600)
         except OSError as error:

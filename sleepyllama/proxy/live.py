@@ -4,6 +4,7 @@ where the proxy listens (the page's Wake button asks the proxy there). Written a
 only when something in it changed: at most a few times a second while a wake goes on.
 
 What has happened (wakes, give-ups, answers from the cache) is the ledger's; this is only now.
+The record, its version and its states are live_state.py's, which the page reads by.
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ import time
 from pathlib import Path
 
 from sleepyllama.files import write_atomic
+from sleepyllama.live_state import LiveState, Prewakes
 from sleepyllama.proxy.wake import Wake
 
 log = logging.getLogger(__name__)
-
-VERSION = 1
-# the words for the page, Prometheus and Home Assistant (dashboard/), all of them read these
-STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
-
 
 def state_of(wake: Wake) -> str:
     """One word for the page: the wake under way or its failure, else the latest evidence
@@ -46,22 +43,20 @@ def wall(loop_time: float | None, loop_now: float) -> float | None:
 
 
 def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: float,
-             since: float, prewake: dict | None = None) -> dict:
+             since: float, prewakes: Prewakes | None = None, running: bool = True) -> dict:
     """listen: where its UDP hint sockets are ("host:port"), for the page's Wake button;
-    prewake: the next learned pre-wake and what was learned (prewaker.py)."""
+    prewakes: the next learned pre-wake and what was learned (prewaker.py)."""
     typical = wake.record.typical()
-    return {
-        "version": VERSION, "name": name, "backend": backend, "listen": listen,
-        "pid": os.getpid(), "running": True,
-        "state": state_of(wake), "since": since,
-        "waking_since": wall(wake.record.started, loop_now),
-        "signals": wake.record.signals if wake.record.started is not None else 0,
-        "clients_waiting": wake.clients_shown(),
-        "typical_wake": round(typical[0], 1) if typical else None,
-        "asleep_as": wake.record.asleep_as,
-        "last_ready": wall(wake.belief.readiness.last_ready, loop_now),
-        **({"prewake": prewake} if prewake is not None else {}),
-    }
+    return LiveState(
+        name=name, backend=backend, listen=tuple(listen), pid=os.getpid(), running=running,
+        state=state_of(wake), since=since,
+        waking_since=wall(wake.record.started, loop_now),
+        signals=wake.record.signals if wake.record.started is not None else 0,
+        clients_waiting=wake.clients_shown(),
+        typical_wake=round(typical[0], 1) if typical else None,
+        asleep_as=wake.record.asleep_as,
+        last_ready=wall(wake.belief.readiness.last_ready, loop_now),
+        prewakes=prewakes).to_json()
 
 
 class LiveFile:
@@ -73,14 +68,14 @@ class LiveFile:
         self.state, self.since = "", time.time()
 
     def update(self, name: str, backend: str, listen: list[str], wake: Wake,
-               loop_now: float, *, running: bool = True, prewake: dict | None = None) -> None:
+               loop_now: float, *, running: bool = True, prewakes: Prewakes | None = None
+               ) -> None:
         if self.path is None:
             return
         state = state_of(wake)
         if state != self.state:
             self.state, self.since = state, round(time.time())
-        current = document(name, backend, listen, wake, loop_now, self.since, prewake)
-        current["running"] = running
+        current = document(name, backend, listen, wake, loop_now, self.since, prewakes, running)
         if current == self.written:
             return
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from sleepyllama import learned, ledger
 from sleepyllama.config import ProxyConfig
 from sleepyllama.learned import Prewake
+from sleepyllama.live_state import Prewakes
 from sleepyllama.proxy.client import Asker
 from sleepyllama.proxy.wake import Wake
 
@@ -76,13 +77,12 @@ class Prewaker:
         return next((prewake for prewake in self.plan if self.on and not prewake.never
                      and prewake.until > now and prewake.expected not in self.done), None)
 
-    def shown(self) -> dict:
+    def shown(self) -> Prewakes:
         """For live.json: the next pre-wake and what was learned (the page, Home Assistant)."""
         upcoming = self.next()
-        return {"mode": self.config.prewake,
-                "next": None if upcoming is None else round(upcoming.at),
-                "cause": "" if upcoming is None else upcoming.cause,
-                "learned": learned.describe(self.plan)}
+        return Prewakes(self.config.prewake, None if upcoming is None else round(upcoming.at),
+                        "" if upcoming is None else upcoming.cause,
+                        tuple(learned.describe(self.plan)))
 
     def _consider(self, prewake: Prewake) -> None:
         backend, expected = self.config.backend, at_clock(prewake.expected)

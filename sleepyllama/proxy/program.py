@@ -276,7 +276,7 @@ class Proxy:
     def _write_live(self, running: bool = True) -> None:
         self.live.update(self.config.name, str(self.config.backend),
                          [describe(sock) for sock in self.hint_sockets], self.backend.wake,
-                         self.loop.time(), running=running, prewake=self.backend.prewaker.shown())
+                         self.loop.time(), running=running, prewakes=self.backend.prewaker.shown())
 
     def _tick_status(self) -> None:
         # connection counts change too often to notify on each; once a second is plenty
