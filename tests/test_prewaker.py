@@ -33,15 +33,15 @@ def local_time(monkeypatch):
 
 class FakeWake:
     def __init__(self) -> None:
-        self.ready, self.under_way = False, False
+        self.ready, self.running = False, False
         self.asked: list[Asker] = []
 
-    def waking(self) -> bool:
-        return self.under_way
+    def under_way(self) -> bool:
+        return self.running
 
     def in_background(self, asker: Asker) -> None:
         self.asked.append(asker)
-        self.under_way = True
+        self.running = True
 
 
 class Clock:
@@ -86,7 +86,7 @@ def test_the_box_is_woken_at_the_learned_time_and_once(tmp_path, caplog) -> None
         learned.LEARNED, "learned: weekdays about 08:30", round(EXPECTED))
     assert "pre-waking 127.0.0.1:9 for the use expected Mon 08:30 (learned: weekdays about " \
            "08:30)" in caplog.text
-    wake.under_way = False  # it woke, and the box went back to sleep at once
+    wake.running = False  # it woke, and the box went back to sleep at once
     clock.now += 60
     prewaker.tick()
     assert len(wake.asked) == 1, "woken twice for one habit"
@@ -139,7 +139,7 @@ def test_a_reload_does_not_wake_again_for_what_was_woken_for(tmp_path) -> None:
     prewaker.tick()
     reloaded = Prewaker(proxy_config(), wake, prewaker.ledger_file, clock)  # type: ignore[arg-type]
     reloaded.take_over(prewaker)
-    wake.under_way = False
+    wake.running = False
     clock.now += 5
     reloaded.tick()
     assert len(wake.asked) == 1

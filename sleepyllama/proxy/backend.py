@@ -48,8 +48,8 @@ class Backend:
         self.config, self.loop = config, loop
         self.cache = cache or AnswerCache(f"http://{config.backend}",
                                           config.answer_while_asleep or (), None, config.kind)
-        self.connector = Connector(loop, address=lambda: self.wake.belief.address(),
-                                   refused=self._refused, lost=lambda error: self.wake.belief.lost(error),
+        self.connector = Connector(loop, address=lambda: self.wake.address(),
+                                   refused=self._refused, lost=lambda error: self.wake.lost(error),
                                    closed=on_close)
         self.wake = Wake(config, loop, sender, self.cache, connect=self.connect,
                          changed=on_change, closed=on_close, probe=probe,
@@ -68,7 +68,7 @@ class Backend:
 
     def route(self, client: Client) -> None:
         if self.wake.ready:
-            self.wake.belief.confirm_soon()
+            self.wake.confirm_soon()
             self.connect(client)
         elif self.reads_requests and not client.received:
             self.reception.receive(client)
@@ -84,7 +84,7 @@ class Backend:
         """A connect failed: the backend may be asleep. A client passed on at once while it was
         believed ready, unread, meets reception now (a model-list request is answered from the
         cache, not held for a wake); one that was read is held."""
-        self.wake.belief.connect_failed(why)
+        self.wake.connect_failed(why)
         if client is not None:
             self.route(client)
 

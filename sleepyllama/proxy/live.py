@@ -21,21 +21,6 @@ from sleepyllama.proxy.wake import Wake
 
 log = logging.getLogger(__name__)
 
-def state_of(wake: Wake) -> str:
-    """One word for the page: the wake under way or its failure, else the latest evidence
-    (an answer: awake, until a failed connect or a "sleeping" hint says otherwise); "unknown"
-    before any, unless the box said, before a restart of ours, that it went to sleep and has
-    not been seen up since (the ledger says)."""
-    if wake.record.started is not None:
-        return "waking"
-    if wake.ready:
-        return "awake"
-    if wake.record.gave_up:
-        return "did-not-wake"
-    word = wake.belief.readiness.last_word()
-    return word or ("asleep" if wake.record.sleep_open else "unknown")
-
-
 def wall(loop_time: float | None, loop_now: float) -> float | None:
     """A moment of the event loop's clock as Unix time, for readers in other processes."""
     # to the second: the two clocks drift apart by microseconds between calls
@@ -46,16 +31,12 @@ def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: f
              since: float, prewakes: Prewakes | None = None, running: bool = True) -> dict:
     """listen: where its UDP hint sockets are ("host:port"), for the page's Wake button;
     prewakes: the next learned pre-wake and what was learned (prewaker.py)."""
-    typical = wake.record.typical()
+    view = wake.view()
     return LiveState(
         name=name, backend=backend, listen=tuple(listen), pid=os.getpid(), running=running,
-        state=state_of(wake), since=since,
-        waking_since=wall(wake.record.started, loop_now),
-        signals=wake.record.signals if wake.record.started is not None else 0,
-        clients_waiting=wake.clients_shown(),
-        typical_wake=round(typical[0], 1) if typical else None,
-        asleep_as=wake.record.asleep_as,
-        last_ready=wall(wake.belief.readiness.last_ready, loop_now),
+        state=view.state, since=since, waking_since=wall(view.waking_since, loop_now),
+        signals=view.signals, clients_waiting=view.clients, typical_wake=view.typical_wake,
+        asleep_as=view.asleep_as, last_ready=wall(view.last_ready, loop_now),
         prewakes=prewakes).to_json()
 
 
@@ -72,7 +53,7 @@ class LiveFile:
                ) -> None:
         if self.path is None:
             return
-        state = state_of(wake)
+        state = wake.state()
         if state != self.state:
             self.state, self.since = state, round(time.time())
         current = document(name, backend, listen, wake, loop_now, self.since, prewakes, running)

@@ -91,7 +91,7 @@ class Prewaker:
             log.info("not pre-waking %s for the use expected %s (%s): that lies within "
                      "prewake_never %r", backend, expected, prewake.cause, prewake.never)
             return
-        if self.wake.ready or self.wake.waking():
+        if self.wake.ready or self.wake.under_way():
             if prewake.expected not in self.told:
                 self.told.add(prewake.expected)
                 log.info("no pre-wake of %s needed for the use expected %s (%s): it is %s; "

@@ -105,9 +105,9 @@ class Proxy:
         if config.backend == previous.config.backend:
             # the same box: what was known of it still holds (an awake box must not read as
             # asleep until the next client), and a look confirms it, as at start
-            self.backend.wake.belief.take_over(previous.wake.belief)
+            self.backend.wake.take_over(previous.wake)
             self.backend.prewaker.take_over(previous.prewaker)
-        self.loop.create_task(self.backend.wake.belief.keep_answers_if_awake(ready_hint=True))
+        self.backend.wake.look_in_background(ready_hint=True)
         log.info("config reloaded: new clients go to %s; %d connection(s) stay as they were",
                  config.backend, self.connections)
         self.refresh_status()
@@ -132,7 +132,7 @@ class Proxy:
                  ", ".join(describe(listener) for listener in self.listeners),
                  self.config.backend, self.backend.sender.describe())
         # a new install's first page load while the box sleeps should already find its answers
-        self.loop.create_task(self.backend.wake.belief.keep_answers_if_awake())
+        self.backend.wake.look_in_background()
 
     def _hint(self, hint_socket: socket.socket) -> None:
         """Datagrams from the GPU box: read all that came; act on at most one a second of
@@ -249,20 +249,19 @@ class Proxy:
     # -- status -------------------------------------------------------------------------------
 
     def status_line(self) -> str:
-        backend, wake = self.backend, self.backend.wake
-        if wake.record.started is not None:
-            waited = self.loop.time() - wake.record.started
+        backend, view = self.backend, self.backend.wake.view()
+        if view.state == "waking" and view.waking_since is not None:
+            waited = self.loop.time() - view.waking_since
             return (f"waking {self.config.backend.host} · {waited:.0f} s · "
-                    f"{count(wake.record.signals, 'packets')} · "
-                    f"{count(wake.clients_shown(), 'clients')} waiting")
+                    f"{count(view.signals, 'packets')} · {count(view.clients, 'clients')} waiting")
         cached = (f" · {backend.cache.answered} answered from cache"
                   if backend.cache.answered else "")
-        if wake.ready:
+        if view.ready:
             return f"backend awake · {count(self.connections, 'connections')}{cached}"
-        if wake.record.gave_up:
-            return f"backend did not wake within {format_duration(wake.wake_timeout())}"
-        if wake.belief.readiness.last_ready is not None:  # trusted no longer, but known to have answered
-            ago = format_duration(round(self.loop.time() - wake.belief.readiness.last_ready))
+        if view.state == "did-not-wake":
+            return f"backend did not wake within {format_duration(backend.wake.wake_timeout())}"
+        if view.last_ready is not None:  # trusted no longer, but known to have answered
+            ago = format_duration(round(self.loop.time() - view.last_ready))
             return f"backend answered {ago} ago · {count(self.connections, 'connections')}{cached}"
         return f"backend not contacted yet · {count(self.connections, 'connections')}{cached}"
 
@@ -284,7 +283,7 @@ class Proxy:
         self.hint_rejections.tick()
         self.backend.prewaker.tick()
         if not self.backend.wake.busy() and not self.connections:  # nobody uses the box
-            self.backend.wake.belief.watch()
+            self.backend.wake.watch()
         self.loop.call_later(1.0, self._tick_status)
 
 

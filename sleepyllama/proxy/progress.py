@@ -197,7 +197,7 @@ class Progress:
                 waited = self.loop.time() - started
                 log.info("ending the stream of %s with an error: its backend did not wake", peer)
                 # up, but nothing listens on the port: said as soon as the wake knows it
-                refused = self.wake.record.phase() == "refused"
+                refused = self.wake.view().phase == "refused"
                 hint = probe_hint("Connection refused", self.config.backend) if refused else ""
                 early = refused and waited < self.wake.wake_timeout() - 1
                 await self._send(sock, dialect.error(
@@ -237,7 +237,7 @@ class Progress:
             await asyncio.wait([wake], timeout=QUIET)
             if wake.done():
                 return wake.result()
-            expectation = self.wake.record.expectation()
+            expectation = self.wake.expectation()
             await self._send(sock, say(
                 f"sleepyllama: waking the GPU box {self.config.backend.host}"
                 f"{f' ({expectation})' if expectation else ''}…\n"))
@@ -246,7 +246,8 @@ class Progress:
                 if wake.done():
                     break
                 now = self.loop.time()
-                seen = self.wake.record.phase()
+                view = self.wake.view()
+                seen = view.phase
                 if seen != phase:
                     phase = seen
                     text = (f"\nthe box is up after {now - started:.0f} s, but nothing listens on "
@@ -254,7 +255,7 @@ class Progress:
                             f"\nthe box is up after {now - started:.0f} s, loading the model…")
                 elif now - last_line >= LINE_EVERY:
                     text = (f"\nstill waking · {now - started:.0f} s · "
-                            f"{self.wake.record.signals} packets")
+                            f"{view.signals} packets")
                 else:
                     text = "."
                 if text != ".":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama import hints, ledger, sleep_actions
@@ -39,6 +40,21 @@ WAKE_CONNECT_TIMEOUT = 0.5
 # a woken box's answers are kept this long after ready: the fetch's requests (and the thread
 # that makes them) would otherwise compete with the held clients' own, to the box and for the GIL
 CACHE_AFTER_WAKE = 1.0
+
+
+@dataclass(frozen=True)
+class View:
+    """What the wake is now, as STATUS, live.json, a stream's progress and the page follow it:
+    one definition of each state (State), taken from the wake's parts in one place."""
+    state: str  # one of live_state.STATES
+    ready: bool  # believed ready now (a 200 within READY_TRUST): clients are connected at once
+    waking_since: float | None  # loop time of the first signal of the wake under way
+    signals: int  # sent in the wake under way
+    clients: int  # waiting on a socket
+    phase: str  # of the wake under way: "waking", "refused" (up, nothing listens), "loading"
+    typical_wake: float | None  # the median of the last wakes from the way the box sleeps
+    asleep_as: str  # how the box said it sleeps; "": it never said
+    last_ready: float | None  # loop time the backend last answered its ready check
 
 
 class Wake:
@@ -85,11 +101,40 @@ class Wake:
         """Clients waiting on a socket, as STATUS, the page and the metrics count them."""
         return self.waiting.on_sockets()
 
-    def waking(self) -> bool:
+    def under_way(self) -> bool:
+        """A wake loop runs: it probes, and sends signals unless the box answers at once.
+        (The state is "waking" only once a signal went out: before, the box may be up.)"""
         return self.task is not None
 
     def busy(self) -> bool:
-        return bool(self.clients_waiting() or self.waking())
+        return bool(self.clients_waiting() or self.under_way())
+
+    def state(self) -> str:
+        """One word for everyone who shows it (live_state.STATES): the wake under way (a signal
+        sent) or its failure, else the latest evidence (an answer: awake, until a failed
+        connect or a "sleeping" hint says otherwise); "unknown" before any, unless the box
+        said, before a restart of ours, that it went to sleep and has not been seen up since
+        (the ledger says)."""
+        if self.record.started is not None:
+            return "waking"
+        if self.ready:
+            return "awake"
+        if self.record.gave_up:
+            return "did-not-wake"
+        word = self.belief.readiness.last_word()
+        return word or ("asleep" if self.record.sleep_open else "unknown")
+
+    def view(self) -> View:
+        typical = self.record.typical()
+        waking = self.record.started is not None
+        return View(self.state(), self.ready, self.record.started, self.record.signals if waking else 0,
+                    self.clients_shown(), self.record.phase(),
+                    round(typical[0], 1) if typical else None, self.record.asleep_as,
+                    self.belief.readiness.last_ready)
+
+    def expectation(self) -> str:
+        """What the box does while it wakes, and what that usually takes here (for a person)."""
+        return self.record.expectation()
 
     def wake_timeout(self) -> float:
         """wake_timeout, or where it is the default and the box powers off, a cold boot's."""
@@ -106,9 +151,38 @@ class Wake:
         cache (belief.py: one quick probe where the verdict is only stale)."""
         if self.ready:
             return "awake"
-        if self.task is not None:
+        if self.under_way():
             return "waking"
         return await self.belief.look()
+
+    # -- what the belief is told, and asked, from outside a wake --------------------------------
+
+    def address(self) -> tuple[int, tuple]:
+        """Where to connect to the backend (its name resolved once, kept while it answers)."""
+        return self.belief.address()
+
+    def confirm_soon(self) -> None:
+        """A client goes to a backend believed ready: keep the verdict fresh."""
+        self.belief.confirm_soon()
+
+    def connect_failed(self, why: str) -> None:
+        self.belief.connect_failed(why)
+
+    def lost(self, error: OSError) -> None:
+        """The backend's host is gone (no route, a name that no longer resolves)."""
+        self.belief.lost(error)
+
+    def watch(self) -> None:
+        """Nobody uses the box: a look now and then at one that slept or woke without a word."""
+        self.belief.watch()
+
+    def look_in_background(self, ready_hint: bool = False) -> None:
+        """A look at the backend, and its answers kept if it is awake (at start, after a reload)."""
+        self.loop.create_task(self.belief.keep_answers_if_awake(ready_hint=ready_hint))
+
+    def take_over(self, before: Wake) -> None:
+        """A reload for the same box: what was known of it still holds."""
+        self.belief.take_over(before.belief)
 
     def hinted(self, hint: hints.Hint, sender: str) -> None:
         """A hint from the GPU box (hints.py): it can cause a probe, or mark the backend asleep
@@ -122,10 +196,10 @@ class Wake:
             log.info("hint from %s: %s is ready%s%s", sender, hint.name or "a server",
                      " on the CPU (its GPU did not come back)" if hint.on_cpu else "",
                      "" if self.ready else "; probing now")
-            if self.task is not None:
+            if self.under_way():
                 self.probe_now.set()
             elif not self.ready:
-                self.loop.create_task(self.belief.keep_answers_if_awake(ready_hint=True))
+                self.look_in_background(ready_hint=True)
         elif hint.event == "sleeping":
             action = hint.action or sleep_actions.DEFAULT  # a box that does not say suspends
             log.info("hint from %s: the box is going to sleep (%s)", sender, action)
@@ -157,7 +231,7 @@ class Wake:
     def prewake(self, client: Client, request: str) -> None:
         """Start a wake in the background for a request that only looks (prewake_on): the box
         comes up while the user types."""
-        if self.ready or self.task is not None:
+        if self.ready or self.under_way():
             return
         log.info("pre-wake of %s: %s from %s", self.config.backend, request, client.peer)
         self.in_background(Asker(client.peer, f"{request} (pre-wake)", client.agent))
@@ -172,7 +246,7 @@ class Wake:
     def asked(self, who: str) -> None:
         """Someone asked for the box on this host (the page's Wake button, through a local
         datagram): a wake unless it is awake or waking already."""
-        if self.ready or self.task is not None:
+        if self.ready or self.under_way():
             log.info("%s asked to wake %s: it is %s already", who, self.config.backend,
                      "awake" if self.ready else "waking")
             return
