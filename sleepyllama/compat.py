@@ -9,17 +9,35 @@ many GPU boxes stay): the standard library where it has it, else the backport it
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 if sys.version_info >= (3, 11):
-    from asyncio import timeout, timeout_at
-
     import tomllib
 else:
     import tomli as tomllib
-    from async_timeout import timeout, timeout_at
 
-ASYNC_TIMEOUT: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
+if TYPE_CHECKING:
+    from asyncio import timeout, timeout_at
+
+    ASYNC_TIMEOUT: tuple[type[BaseException], ...]
 
 __all__ = ["ASYNC_TIMEOUT", "timeout", "timeout_at", "tomllib"]
+ASYNC_NAMES = ("ASYNC_TIMEOUT", "timeout", "timeout_at")
+
+
+def __getattr__(name: str) -> object:
+    """The asyncio names, imported when first asked for: the config, which every program reads,
+    needs tomllib alone, and asyncio costs the idle check (every 30 s) 25 ms of CPU. (An import
+    asks for __path__ and others here too: those are not found, at no cost.)"""
+    if name not in ASYNC_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import asyncio
+
+    if name == "ASYNC_TIMEOUT":
+        return (TimeoutError, asyncio.TimeoutError)
+    if sys.version_info >= (3, 11):
+        return getattr(asyncio, name)
+    import async_timeout
+
+    return getattr(async_timeout, name)

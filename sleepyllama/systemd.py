@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
-import pystemd.daemon
 import sdnotify
 
 from sleepyllama import sleep_actions
@@ -26,6 +25,8 @@ def inherited_fds() -> tuple[list[socket.socket], dict[str, int]]:
 
     The environment is unset so that child processes (wake_command) do not think they own them.
     """
+    import pystemd.daemon  # here alone: importing it loads pystemd's D-Bus modules too
+
     names = os.environ.get("LISTEN_FDNAMES", "").split(":")
     count = pystemd.daemon.listen_fds(1)
     first = pystemd.daemon.LISTEN_FDS_START

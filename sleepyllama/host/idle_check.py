@@ -18,7 +18,7 @@ from sleepyllama import config as configuration
 from sleepyllama import files, ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
-from sleepyllama.host import hook, state, textfile
+from sleepyllama.host import hook, state
 from sleepyllama.host.activity import Counter
 from sleepyllama.host.idle import Action, Verdict, decide
 from sleepyllama.host.signals import Signal, configured_signals
@@ -110,6 +110,8 @@ def write_figures(config: Config, state_file: Path, signals: list[Signal],
     where = config.metrics.textfile_dir
     if where == "off":
         return
+    from sleepyllama.host import textfile  # prometheus_client: not for a dry run
+
     gpus = next((s.last for s in signals if isinstance(s, GpuSignal)), [])
     servers = next((s.answered for s in signals if isinstance(s, ServersSignal)), {})
     registry = textfile.figures(readings, verdict.idle_for, gpus, servers,

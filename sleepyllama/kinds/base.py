@@ -15,9 +15,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from sleepyllama import web
+if TYPE_CHECKING:  # web (http.client) only where a kind reads a server: the config needs none
+    from sleepyllama import web
 
 
 class Unreadable(Exception):
@@ -58,6 +59,8 @@ class HttpSource:
         self.base, self.api_key, self.timeout = base_url.rstrip("/"), api_key, timeout
 
     def get(self, path: str) -> web.Answer:
+        from sleepyllama import web
+
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
             answer = web.get(self.base + path, timeout=self.timeout, headers=headers)
