@@ -15,11 +15,10 @@ import requests
 
 from sleepyllama import kinds, systemd
 from sleepyllama.config import Config, ConfigError, ProxyConfig, ServerConfig
-from sleepyllama.host import nvidia_power, placement, ports, server_user, unit_view
+from sleepyllama.host import nvidia_power, placement, ports, server_user, unit_view, wake_on_lan
 from sleepyllama.host.activity import Unreadable, source_for
 from sleepyllama.host.signals import sessions as sessions_signal
-from sleepyllama.host.signals import wake_on_lan
-from sleepyllama.host.signals.base import Activity, bounded_output
+from sleepyllama.host.signals.base import Activity
 from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
 from sleepyllama.host.supervisor import health, ready_status
 from sleepyllama.host.suspend import sleep_advice
@@ -27,6 +26,7 @@ from sleepyllama.proxy import api_key
 from sleepyllama.proxy.probe import hint as probe_hint
 from sleepyllama.proxy.probe import http, probe
 from sleepyllama.status import RESTART_HINT, broken, expected_units, failed_words, unit_rows
+from sleepyllama.tools import bounded_output
 from sleepyllama.words import count
 
 HOOK = Path("/usr/lib/systemd/system-sleep/sleepyllama")

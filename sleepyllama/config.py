@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sleepyllama import kinds, sleep_actions
+from sleepyllama import files, kinds, sleep_actions
 from sleepyllama.compat import tomllib
 from sleepyllama.windows import Window, parse_window
 from sleepyllama.words import format_duration
@@ -524,10 +524,9 @@ def _resume(path: Path, data: object) -> ResumeConfig:
 
 
 def watts(value: object) -> float:
-    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-            or value < 0):
+    if not files.finite(value) or value < 0:  # type: ignore[operator]
         raise ValueError(f"expected a number, 0 or more, not {value!r}")
-    return float(value)
+    return float(value)  # type: ignore[arg-type]
 
 
 def _metrics(path: Path, data: object) -> MetricsConfig:

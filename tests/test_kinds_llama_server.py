@@ -130,8 +130,8 @@ def test_health_url_follows_the_command_line() -> None:
 def test_a_router_whose_loaded_model_has_no_metrics_is_unknown_not_unloaded() -> None:
     """Found by trying: /models says loaded while /metrics?model=ID&autoload=false answers 404.
     Reading that as "every model unloaded" let the box suspend under a loaded model."""
+    from sleepyllama.http_get import Answer
     from sleepyllama.kinds.llama_server import LlamaServerSource
-    from sleepyllama.web import Answer
 
     answers = {"/props": Answer(200, data("llama-server/router-props.json").encode()),
                "/models": Answer(200, data("llama-server/router-models-one-loaded.json").encode())}

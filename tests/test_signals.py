@@ -222,7 +222,7 @@ def test_inhibitors() -> None:
 
 
 def test_nvidia_smi_output_is_bounded_in_size_and_time(tmp_path: Path) -> None:
-    from sleepyllama.host.signals.base import bounded_output
+    from sleepyllama.tools import bounded_output
 
     chatty = tmp_path / "chatty"
     chatty.write_text("#!/bin/sh\nhead -c 5000000 /dev/zero\n")

@@ -82,7 +82,7 @@ def parse(output: str) -> CudaState:
 
 def check(timeout: float = TIMEOUT) -> CudaState:
     """Ask in a child process, which exits and lets go of the driver."""
-    from sleepyllama.host.signals.base import bounded_output
+    from sleepyllama.tools import bounded_output
 
     try:
         status, output = bounded_output([sys.executable, "-m", "sleepyllama.host.cuda"], timeout,

@@ -27,7 +27,7 @@ from sleepyllama import ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import cuda, state
-from sleepyllama.host.signals.base import TOOL_PATH, bounded_output
+from sleepyllama.tools import TOOL_PATH, bounded_output
 from sleepyllama.words import format_duration
 
 log = logging.getLogger("sleepyllama-gpu-check")

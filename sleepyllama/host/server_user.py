@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama import systemd
+from sleepyllama.host import unit_view
 
 DEFAULT_USER = "sleepyllama"  # sysusers.d/sleepyllama.conf, User= of sleepyllama-server@.service
 
@@ -50,11 +51,8 @@ def server_user(name: str) -> str:
 
 
 def _may(user: pwd.struct_passwd, test: str, path: str) -> bool:
-    """access(2) as the user, with the user's groups: what the server itself will meet."""
-    result = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
-                             "--init-groups", "--", "test", test, path],
-                            capture_output=True, timeout=10)
-    return result.returncode == 0
+    """access(2) as the user: what the server itself will meet."""
+    return unit_view.as_user(user, ["test", test, path])
 
 
 def shut_out(paths: Iterable[tuple[str, str]], user_name: str) -> list[ShutOut]:

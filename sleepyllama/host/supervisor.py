@@ -30,7 +30,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from sleepyllama import config as configuration
-from sleepyllama import hints, kinds, ledger, logs, systemd, web
+from sleepyllama import hints, http_get, kinds, ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Address, ConfigError, ServerConfig
 from sleepyllama.host import placement
@@ -50,8 +50,8 @@ TICK = 0.1  # reaction time to the child's exit and to signals
 def health(url: str) -> tuple[bool, bool, str]:
     """(ready, alive, status): a 503 while the model loads is alive but not ready."""
     try:
-        response = web.get(url, timeout=2.0)
-    except web.Unreachable:
+        response = http_get.get(url, timeout=2.0)
+    except http_get.Unreachable:
         return False, False, "starting"
     except TimeoutError:
         return False, False, "health check failed: no answer within 2 s"

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from sleepyllama import hints, history, ledger, sleep_actions, systemd
 from sleepyllama.config import Address, Config
-from sleepyllama.host import sleep_support, state, unit_view
-from sleepyllama.host.signals import wake_on_lan
+from sleepyllama.host import sleep_support, state, unit_view, wake_on_lan
 from sleepyllama.host.signals.base import Activity, Reading, Signal
 
 log = logging.getLogger(__name__)

@@ -62,18 +62,23 @@ def sandbox_of(unit: str) -> Sandbox:
                    values.get("User") or "root")
 
 
+def as_user(user: pwd.struct_passwd, argv: list[str]) -> bool:
+    """Whether argv succeeds run as the user, with the user's groups and no capabilities (none
+    of our units has DAC ones): only the files' mode bits and their directories' decide, as for
+    the unit itself. The one way sleepyllama tries something as another user."""
+    result = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                             "--init-groups", "--bounding-set=-all", "--inh-caps=-all", "--",
+                             *argv], capture_output=True, timeout=10)
+    return result.returncode == 0
+
+
 def _readable(user: str, path: str) -> bool:
-    """open(2) for reading as the unit's user with no capabilities (none of ours has DAC ones),
-    so that only the file's mode bits and its directories' decide, as for the unit."""
+    """open(2) for reading as the unit's user."""
     try:
         entry = pwd.getpwnam(user or "root")
     except KeyError:
         return True  # no such user yet: nothing to try as
-    result = subprocess.run(["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
-                             "--init-groups", "--bounding-set=-all", "--inh-caps=-all", "--",
-                             "head", "-c", "0", path],  # reads nothing: a key stays unread
-                            capture_output=True, timeout=10)
-    return result.returncode == 0
+    return as_user(entry, ["head", "-c", "0", path])  # reads nothing: a key stays unread
 
 
 def cannot_read(unit: str, paths: Iterable[str]) -> list[tuple[str, str]]:

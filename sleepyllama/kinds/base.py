@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # web (http.client) only where a kind reads a server: the config needs none
-    from sleepyllama import web
+    from sleepyllama import http_get
 
 
 class Unreadable(Exception):
@@ -58,15 +58,15 @@ class HttpSource:
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 5.0) -> None:
         self.base, self.api_key, self.timeout = base_url.rstrip("/"), api_key, timeout
 
-    def get(self, path: str) -> web.Answer:
-        from sleepyllama import web
+    def get(self, path: str) -> http_get.Answer:
+        from sleepyllama import http_get
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
-            answer = web.get(self.base + path, timeout=self.timeout, headers=headers)
-        except web.Refused:
+            answer = http_get.get(self.base + path, timeout=self.timeout, headers=headers)
+        except http_get.Refused:
             raise NotRunning from None
-        except web.Unreachable as error:
+        except http_get.Unreachable as error:
             # a reset or no route is not "not running": only a refused connect says that
             raise Unreadable(f"{path.split('?')[0]}: {error.strerror or error}") from None
         except TimeoutError:
@@ -80,7 +80,7 @@ class HttpSource:
                 "command (--api-key or --api-key-file)"))
         return answer
 
-    def json(self, answer: web.Answer, path: str) -> Any:
+    def json(self, answer: http_get.Answer, path: str) -> Any:
         if answer.status != 200:
             raise Unreadable(f"{path} answered HTTP {answer.status}")
         try:

@@ -10,7 +10,9 @@ signal, each a small class with read() -> Reading (busy, idle or unknown, with t
   processes.py      programs the user names ([idle] processes)
   connections.py    established connections on ports the user names ([idle] ports)
   load.py           the load average ([idle] load)
-  wake_on_lan.py    not a signal of use: whether the box can be woken, asked before a suspend
+
+(Whether the box can be woken is not a signal of use: host/wake_on_lan.py, asked before a
+suspend.)
 
 A signal that cannot be read is UNKNOWN, never IDLE, and the idle decision treats UNKNOWN as
 busy: sleepyllama never suspends on an error.
@@ -22,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from sleepyllama.config import IdleConfig, ServerConfig
 from sleepyllama.host.activity import Counter
-from sleepyllama.host.signals.base import Activity, Reading, Signal, bounded_output
+from sleepyllama.host.signals.base import Activity, Reading, Signal
 from sleepyllama.host.signals.connections import ConnectionsSignal
 from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal
 from sleepyllama.host.signals.gpu_processes import GpuProcessesSignal
@@ -33,6 +35,7 @@ from sleepyllama.host.signals.schedule import ScheduleSignal
 from sleepyllama.host.signals.servers import ServersSignal
 from sleepyllama.host.signals.sessions import SessionsSignal
 from sleepyllama.systemd import Session
+from sleepyllama.tools import bounded_output
 from sleepyllama.windows import Window
 
 __all__ = ["Activity", "Reading", "Signal", "bounded_output", "configured_signals"]

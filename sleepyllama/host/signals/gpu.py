@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepyllama.host.signals.base import Activity, Reading, bounded_output
+from sleepyllama.host.signals.base import Activity, Reading
+from sleepyllama.tools import bounded_output
 
 NVIDIA_SMI_QUERY = ["--query-gpu=index,pstate,utilization.gpu,power.draw",
                     "--format=csv,noheader,nounits"]

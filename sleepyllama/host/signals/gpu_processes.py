@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepyllama.host.signals.base import Activity, Reading, bounded_output
+from sleepyllama.host.signals.base import Activity, Reading
+from sleepyllama.tools import bounded_output
 
 COMPUTE_APPS_QUERY = ["--query-compute-apps=pid,process_name,used_gpu_memory",
                       "--format=csv,noheader,nounits"]

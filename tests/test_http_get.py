@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sleepyllama import web
+from sleepyllama import http_get
 from sleepyllama.kinds.base import HttpSource, Look, Unreadable
 
 
@@ -55,7 +55,7 @@ def resetting() -> Iterator[int]:
 def test_a_server_trickling_its_answer_is_cut_at_the_timeout(trickling: int) -> None:
     # each byte comes within the socket's timeout: only a bound on the whole answer cuts it
     with pytest.raises(TimeoutError, match="within 1 s"):
-        web.get(f"http://127.0.0.1:{trickling}/metrics", timeout=1.0)
+        http_get.get(f"http://127.0.0.1:{trickling}/metrics", timeout=1.0)
 
 
 def test_a_reset_is_unreadable_and_only_a_refusal_is_not_running(resetting: int) -> None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepyllama.config import Address
-from sleepyllama.host.signals.base import TOOL_PATH, Activity, Reading, bounded_output
+from sleepyllama.host.signals.base import Activity, Reading
+from sleepyllama.tools import TOOL_PATH, bounded_output
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from sleepyllama.config import Address
-from sleepyllama.host.signals import wake_on_lan
-from sleepyllama.host.signals.base import TOOL_PATH, Activity
+from sleepyllama.host import wake_on_lan
+from sleepyllama.host.signals.base import Activity
+from sleepyllama.tools import TOOL_PATH
 
 DATA = Path(__file__).parent / "data" / "ethtool"
 E1000E = (DATA / "e1000e-wol-off.txt").read_text()
