@@ -376,7 +376,7 @@ def check_sleep_action(action: str, found: Findings) -> None:
 
 
 def check_wake_on_lan(config: Config, found: Findings) -> None:
-    """What the sleep sequence asks before each suspend (host/signals/wake_on_lan.py)."""
+    """What the sleep sequence asks before each suspend (host/wake_on_lan.py)."""
     if config.idle.woken_by == "other":
         found.good.append("[idle] woken_by = \"other\": Wake-on-LAN is not asked")
         return

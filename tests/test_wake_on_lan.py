@@ -1,4 +1,4 @@
-"""Can the box be woken (host/signals/wake_on_lan.py): ethtool's real output, a stand-in ethtool
+"""Can the box be woken (host/wake_on_lan.py): ethtool's real output, a stand-in ethtool
 (a veth has no Wake-on-LAN) and the real `ip` on this machine."""
 
 from __future__ import annotations
