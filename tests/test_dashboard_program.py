@@ -436,3 +436,29 @@ def test_the_page_s_own_press_is_nobody_waiting(tmp_path, cleanup) -> None:
     wait_for(lambda: web.status()[0]["state"] == "waking", what="the wake under way")
     assert web.status()[0]["clients_waiting"] == 0
     wait_for(lambda: "0 clients waiting" in proxy.notify.statuses()[-1], what="its STATUS")
+
+
+def test_the_config_is_parsed_again_only_when_the_file_changed(tmp_path, monkeypatch) -> None:
+    """The page parsed the whole config several times a page load, and the Home Assistant
+    thread once a second."""
+    from sleepyllama import config as configuration
+    from sleepyllama.dashboard import program
+
+    path = tmp_path / "sleepyllama.toml"
+    path.write_text('[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n')
+    parsed: list[Path] = []
+    real_load = configuration.load
+    monkeypatch.setattr(configuration, "load", lambda at: parsed.append(at) or real_load(at))
+    site = program.Site(path, tmp_path)
+    for _ in range(5):
+        assert [proxy.name for proxy in site.proxies()] == ["llama"]
+        site.web(), site.steer_port(), site.gpu_box()
+    assert len(parsed) == 1
+    # an edit, as an editor saves it (a new file renamed over the old): read at once
+    edited = tmp_path / "edited.toml"
+    edited.write_text('[proxy.gpu]\nbackend = "10.0.0.6:8080"\nmac = "ab:cd:ef:01:23:46"\n')
+    os.replace(edited, path)
+    assert [proxy.name for proxy in site.proxies()] == ["gpu"]
+    path.write_text("[proxy.gpu]\nbackend = \n")  # an error: said on each read until fixed
+    assert site.proxies_if_readable() is None
+    assert len(parsed) == 3

@@ -62,8 +62,8 @@ WAKE_SEEN_WITHIN = 3.0  # the proxy says "waking" within this, so the page that 
 
 
 class Site:
-    """What the handlers share: the config (read anew on each request: an edit shows at once)
-    and where the proxies keep their files."""
+    """What the handlers share: the config (read anew once the file changed: an edit shows at
+    the next page load) and where the proxies keep their files."""
 
     def __init__(self, config_path: Path, directory: Path,
                  box_directory: Path = state.DEFAULT_DIRECTORY) -> None:
@@ -72,10 +72,32 @@ class Site:
         self.own_names = own_names()
         self.problems: list[str] = []  # what this page cannot do, shown on it
         self.steered = Steered(directory / "web.steered.json")
+        self.read_lock = threading.Lock()  # handlers are threads, and so is Home Assistant's
+        self.read: tuple[tuple[int, int, int] | None, configuration.Config | ConfigError] | None = None
+
+    def config(self) -> configuration.Config:
+        """The config as the file holds it now: parsed again only when the file changed (its
+        time, size or inode: an editor's rename too), not several times a page load and each
+        second for Home Assistant. ConfigError while it has an error."""
+        try:
+            stat = self.config_path.stat()
+            seen: tuple[int, int, int] | None = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        except OSError:
+            seen = None  # missing: load() says so, each time
+        with self.read_lock:
+            if self.read is None or seen is None or self.read[0] != seen:
+                try:
+                    self.read = (seen, configuration.load(self.config_path))
+                except ConfigError as error:
+                    self.read = (seen, error)
+            found = self.read[1]
+        if isinstance(found, ConfigError):
+            raise found
+        return found
 
     def web(self) -> configuration.WebConfig:
         try:
-            return configuration.load(self.config_path).web
+            return self.config().web
         except ConfigError:
             return configuration.WebConfig()  # said by proxies()
 
@@ -90,7 +112,7 @@ class Site:
     def gpu_box(self) -> configuration.Config | None:
         """This host's config, where it has a [server.*] table; None elsewhere."""
         try:
-            config = configuration.load(self.config_path)
+            config = self.config()
         except ConfigError:
             return None  # said by proxies()
         return config if config.servers else None
@@ -106,14 +128,14 @@ class Site:
     def proxies_if_readable(self) -> list[ProxyConfig] | None:
         """The config's proxies; None while it has an error (said), which is not "none"."""
         try:
-            return list(configuration.load(self.config_path).proxies.values())
+            return list(self.config().proxies.values())
         except ConfigError as error:
             log.warning("%s", error)
             return None
 
     def steer_port(self) -> int:
         try:
-            return configuration.load(self.config_path).steer.port
+            return self.config().steer.port
         except ConfigError:
             return SteerConfig().port
 

@@ -5,6 +5,8 @@ or where that is "", a TCP connect. Blocking: the proxy runs probes in a thread.
 from __future__ import annotations
 
 import socket
+import threading
+from typing import Any
 
 import requests
 
@@ -14,9 +16,25 @@ from sleepyllama.config import Address, ProxyConfig
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 3.0
 
-# no proxies from the environment: every request of ours must reach the LAN address itself
-http = requests.Session()
-http.trust_env = False
+
+class ThreadSessions(threading.local):
+    """A requests Session for each thread that asks (the prober runs up to 16 at once, the cache
+    fetches in another): requests' maintainers advise one per thread, a Session's connection
+    pool and cookies not being safe to share. No proxies from the environment: every request of
+    ours must reach the LAN address itself."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+        self.session.trust_env = False
+
+    def get(self, url: str, **options: Any) -> requests.Response:
+        return self.session.get(url, **options)
+
+    def post(self, url: str, **options: Any) -> requests.Response:
+        return self.session.post(url, **options)
+
+
+http = ThreadSessions()
 
 
 def ready_urls(config: ProxyConfig) -> list[str]:
