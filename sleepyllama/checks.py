@@ -58,7 +58,7 @@ def check(config: Config) -> Findings:
         check_activity(server, config.idle.servers, found)
         check_paths(server, found)
         check_reachable(server, config, found)
-        if server.activity == "none" and config.idle.gpu == "off":
+        if not kinds.get(server.activity).sees_requests and config.idle.gpu == "off":
             found.warnings.append(f"[server.{server.name}] shows no requests and [idle] gpu = "
                                   "\"off\": nothing keeps the box up while it serves but a sleep "
                                   "inhibitor")

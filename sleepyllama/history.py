@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sleepyllama import files, ledger
+from sleepyllama import files, ledger, sleep_actions
 from sleepyllama.config import EnergyConfig
 from sleepyllama.words import format_duration
 
@@ -134,7 +134,7 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
             ready = [f"{name} ready after {later['load_seconds']}s"
                      for name, later in sorted(first_ready.items(),
                                                key=lambda item: float(item[1]["at"]))]
-            how = "booted" if entry.get("kind") == "poweroff" else "resumed"
+            how = "resumed" if sleep_actions.get(str(entry.get("kind", ""))).resumes else "booted"
             found.append(Wake(float(entry["at"]), "; ".join([how, *gpu[:2], *ready])))
         elif entry["event"] == "wake":
             outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
@@ -199,7 +199,7 @@ def kwh_known(found: Sequence[Sleep], awake_watts: float | None) -> bool:
 
 
 def asleep_watts(kind: str, energy: EnergyConfig) -> float:
-    return energy.off_watts if kind in ("hibernate", "poweroff") else energy.asleep_watts
+    return energy.off_watts if sleep_actions.get(kind).powered_off else energy.asleep_watts
 
 
 def saving_watts(energy: EnergyConfig, idle_watts: dict | None, kind: str) -> int | None:

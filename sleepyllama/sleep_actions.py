@@ -23,14 +23,19 @@ class SleepAction:
     # the network and 110 s to a loaded model), the model's load included
     typical_wake: float
     resumes: bool  # memory comes back (systemd-sleep's hooks run): else the box boots
+    powered_off: bool  # asleep, it draws what an off box draws ([energy] off_watts)
+    needs_swap: bool  # memory is written to swap, and the kernel must be told where (resume=)
+    asleep_words: str  # the box asleep this way, for a person ("asleep", "powered off")
 
 
 ACTIONS = {action.name: action for action in (
-    SleepAction("suspend", "Suspend", "waking", 15.0, True),
-    SleepAction("hibernate", "Hibernate", "resuming from hibernation", 60.0, True),
+    SleepAction("suspend", "Suspend", "waking", 15.0, True, False, False, "asleep"),
+    SleepAction("hibernate", "Hibernate", "resuming from hibernation", 60.0, True, True, True,
+                "hibernated"),
     SleepAction("suspend-then-hibernate", "SuspendThenHibernate",
-                "waking (from suspend, or from hibernation after a while)", 60.0, True),
-    SleepAction("poweroff", "PowerOff", "booting", 120.0, False),
+                "waking (from suspend, or from hibernation after a while)", 60.0, True, False,
+                True, "asleep"),
+    SleepAction("poweroff", "PowerOff", "booting", 120.0, False, True, False, "powered off"),
 )}
 DEFAULT = "suspend"
 # a wake that ends in a cold boot must not be given up on before it can have ended

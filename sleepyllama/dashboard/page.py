@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from html import escape
 
+from sleepyllama import sleep_actions
 from sleepyllama.dashboard.boxes import Box
 from sleepyllama.dashboard.own_box import OwnBox
 from sleepyllama.history import Day
@@ -19,7 +20,6 @@ RESTING_REFRESH = 30
 WORDS = {"asleep": "asleep", "waking": "waking", "awake": "awake",
          "did-not-wake": "did not wake", "unknown": "not heard from yet"}
 # asleep, as the box said it sleeps ([idle] action, its "sleeping" hint)
-ASLEEP_AS = {"hibernate": "hibernated", "poweroff": "powered off"}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f6f4;color:#222}
@@ -52,7 +52,7 @@ def ago(moment: float | None, now: float) -> str:
 def state_line(box: Box, now: float) -> str:
     words = WORDS.get(box.state, box.state)
     if box.state == "asleep":  # a powered-off box is not asleep to a person: it boots
-        words = ASLEEP_AS.get(box.asleep_as, words)
+        words = sleep_actions.get(box.asleep_as).asleep_words if box.asleep_as else words
     line = f'<span class="state {escape(box.state)}">{escape(words)}</span>'
     if box.state == "waking" and box.waking_since is not None:
         line += f" for {round(now - box.waking_since)} s"

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 
 from sleepyllama import sleep_actions
 
-HIBERNATING = ("hibernate", "suspend-then-hibernate")
-
 
 @dataclass
 class Support:
@@ -31,7 +29,7 @@ def advice(action: str, can: str, swaps: str, cmdline: str) -> Support:
         found.good.append(f"{words}: logind can {action} this box")
     else:
         why = [f"logind answers Can{sleep_actions.get(action).logind} \"{can}\""]
-        if action in HIBERNATING:
+        if sleep_actions.get(action).needs_swap:
             if not swap_areas(swaps):
                 why.append("there is no swap to write memory to (a swap partition or file at "
                            "least as large as the memory in use)")
@@ -39,7 +37,7 @@ def advice(action: str, can: str, swaps: str, cmdline: str) -> Support:
                 why.append("the kernel command line has no resume= naming that swap")
         found.errors.append(f"{words}: this box cannot {action}: " + "; ".join(why) +
                             ". The box will stay up; use another action, or set it up")
-    if action == "poweroff":
+    if not sleep_actions.get(action).resumes:  # it boots: from off, by the firmware
         found.warnings.append(f"{words}: a magic packet must power the box on from off: enable "
                               "\"Wake on LAN\" or \"Power On by PCI-E\" in its firmware (not "
                               "visible from here), and try it once")

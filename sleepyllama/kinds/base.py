@@ -243,6 +243,7 @@ class Kind:
     # path -> (Content-Type, body), as the server itself answers
     asleep_answers: ClassVar[Mapping[str, tuple[str, bytes]]] = {}
     cannot_show: ClassVar[str] = ""  # what the idle check cannot see of its use ("": nothing)
+    sees_requests: ClassVar[bool] = True  # the idle check sees its requests (in any way)
     shows: ClassVar[str] = ""  # how the idle check sees its use, for `sleepyllama check`
 
     def recognises(self, command: Sequence[str]) -> bool:

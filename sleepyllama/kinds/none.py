@@ -9,6 +9,7 @@ from sleepyllama.kinds.base import Kind
 class Other(Kind):
     name = "none"
     look_only = ("GET /v1/models", "GET /models")
+    sees_requests = False
     cannot_show = ("no request is seen at all: only the GPU and sleep inhibitors can keep the box "
                    "up while it serves")
 
