@@ -19,7 +19,6 @@ RESTING_REFRESH = 30
 
 WORDS = {"asleep": "asleep", "waking": "waking", "awake": "awake",
          "did-not-wake": "did not wake", "unknown": "not heard from yet"}
-# asleep, as the box said it sleeps ([idle] action, its "sleeping" hint)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f6f4;color:#222}
