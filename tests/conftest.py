@@ -219,6 +219,64 @@ def chat_request(stream: bool, content: str = "hi") -> bytes:
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
+# each test's layer (pyproject.toml's markers), by where it lives, unless the test says: a
+# directory or a file here, else loopback. A pure one that is not fails (pure_means_no_io).
+PURE = ("test_addresses.py", "test_config.py", "test_docs.py", "test_files.py",
+        "test_history.py", "test_learned.py", "test_ledger.py", "test_prewake_replay.py",
+        "test_rejections.py", "test_steer.py", "test_tables.py", "test_words.py",
+        "dashboard/test_boxes.py", "dashboard/test_metrics.py", "dashboard/test_own_box.py",
+        "dashboard/test_page.py", "host/test_activity.py", "host/test_idle.py",
+        "host/test_nvidia_power.py", "host/test_pstate.py", "host/test_sleep_support.py",
+        "host/test_state.py", "host/signals/test_sessions.py", "kinds/test_kinds.py",
+        "kinds/test_llama_server.py", "kinds/test_llama_swap.py", "kinds/test_ollama.py",
+        "kinds/test_vllm.py", "proxy/test_api_key.py", "proxy/test_policy.py",
+        "proxy/test_readiness.py", "proxy/test_wake_record.py")
+LAYER_OF = {"system": "container", "kinds/test_real_llama_server.py": "llama",
+            "dashboard/test_browser.py": "browser", "proxy/test_lan.py": "root",
+            **dict.fromkeys(PURE, "pure")}
+LAYERS = ("pure", "loopback", "root", "container", "llama", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(layer) for layer in LAYERS):
+            continue
+        try:
+            where = Path(str(item.fspath)).resolve().relative_to(TESTS).as_posix()
+        except ValueError:
+            where = ""
+        layer = next((layer for prefix, layer in LAYER_OF.items()
+                      if where == prefix or where.startswith(prefix + "/")), "loopback")
+        item.add_marker(getattr(pytest.mark, layer))
+
+
+class NotPure(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def pure_means_no_io(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test marked pure that opens a socket or runs a program fails: the fast layer stays
+    fast, and its marker stays true."""
+    if request.node.get_closest_marker("pure") is None:
+        yield
+        return
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise NotPure(f"{request.node.nodeid} is marked pure, but opened a socket or ran a "
+                      "program: mark it loopback")
+
+    class NoSocket(socket.socket):
+        __init__ = refused  # type: ignore[assignment]
+
+    class NoProgram(subprocess.Popen):  # type: ignore[type-arg]
+        __init__ = refused  # type: ignore[assignment]
+
+    monkeypatch.setattr(socket, "socket", NoSocket)
+    monkeypatch.setattr(subprocess, "Popen", NoProgram)
+    yield
+
+
 @pytest.fixture
 def cleanup() -> Iterator[list]:
     """Things with .stop() to stop after the test, whatever happens."""

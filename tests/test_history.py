@@ -130,6 +130,7 @@ def test_a_line_of_the_wrong_shape_is_skipped_not_a_crash(tmp_path: Path,
     history.report(entries, EnergyConfig(), None, 1, DAY + 86400)  # no crash
 
 
+@pytest.mark.root  # another user
 def test_a_user_who_may_not_read_the_proxys_records_gets_the_rest() -> None:
     """The proxy's StateDirectory is its DynamicUser's, private: status and history as a
     non-root user crashed with PermissionError on the always-on host."""

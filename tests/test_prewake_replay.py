@@ -7,11 +7,12 @@ import importlib.util
 import random
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "prewake_replay.py"
+from conftest import TESTS
+
+BENCH = TESTS.parent / "bench" / "prewake_replay.py"
 
 
 @pytest.fixture()

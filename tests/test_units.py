@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require
+from conftest import TESTS, require
 
-UNITS = Path(__file__).resolve().parent.parent / "units"
+UNITS = TESTS.parent / "units"
 SERVICES = sorted(UNITS.glob("*.service"))
 # the hardening each daemon is held to (systemd-analyze security: 0 = locked down, 10 = exposed);
 # the model server needs the GPU devices and W+X memory (CUDA), and runs as its own user; the

@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_dashboard_mqtt import Broker  # noqa: E402 (the tests' helpers, found through sys.path)
-from test_dashboard_program import Web  # noqa: E402
+from dashboard.test_mqtt import Broker  # noqa: E402 (the tests' helpers, found through sys.path)
+from dashboard.test_program import Web  # noqa: E402
 
 from sleepyllama.dashboard import mqtt  # noqa: E402
 

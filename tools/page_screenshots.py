@@ -2,7 +2,7 @@
 """README's pictures of the page (sleepyllama-web), taken in Debian's headless chromium at a
 phone's width: a box asleep, waking, and awake, after a made-up week of nights asleep. The box
 is the tests' fake llama-server behind a real proxy, started by a real magic packet, as in
-tests/test_dashboard_browser.py. Then the GPU box's own page, from a made-up idle check and a
+tests/dashboard/test_browser.py. Then the GPU box's own page, from a made-up idle check and a
 made-up week in the box's own ledger.
 
   .venv/bin/python tools/page_screenshots.py [--out docs]
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import Chromium  # noqa: E402 (the tests' helpers, found through sys.path)
-from test_dashboard_program import Web  # noqa: E402
+from dashboard.test_program import Web  # noqa: E402
 
 from sleepyllama import hints, history, ledger  # noqa: E402
 

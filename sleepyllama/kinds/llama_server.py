@@ -1,7 +1,7 @@
 """llama.cpp's llama-server, with one model (-m) or in router mode (no model on its command:
 --models-dir or --models-preset; llama.cpp's own multi-model serving).
 
-Read without loading a model (measured against the real server, tests/test_real_llama_server.py):
+Read without loading a model (measured against the real server, tests/kinds/test_real_llama_server.py):
 /health, /props, /models and /metrics are exempt from --sleep-idle-seconds and never load one;
 GET /slots is a task (it wakes a sleeping model, and each read postpones its sleep). In router
 mode /metrics and /props want ?model=ID, and on an unloaded model they load it unless

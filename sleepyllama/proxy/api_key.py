@@ -35,7 +35,7 @@ def read(config: ProxyConfig) -> str | None:
 
 def presented(headers: list[tuple[bytes, bytes]]) -> str:
     """The key a request presents, exactly as llama-server 0c1e570 reads it (measured against
-    it: tests/test_real_llama_server.py): the Authorization header when it is there and not
+    it: tests/kinds/test_real_llama_server.py): the Authorization header when it is there and not
     empty, else X-Api-Key; then an exact "Bearer " taken off its front. So "Authorization: KEY"
     is a key too, "bearer KEY" is not, and a wrong Authorization beats a right X-Api-Key."""
     first: dict[bytes, bytes] = {}

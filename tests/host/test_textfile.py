@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_idle_check import BOOT, Recorder
 
+from host.test_idle_check import BOOT, Recorder
 from sleepyllama import config, ledger
 from sleepyllama.config import EnergyConfig
 from sleepyllama.host import textfile

@@ -4,7 +4,8 @@ packet, and the page, reloading itself, shows the box waking, then awake."""
 from __future__ import annotations
 
 from browser import Chromium
-from test_dashboard_program import setup
+
+from dashboard.test_program import setup
 
 from conftest import wait_for
 

@@ -280,7 +280,7 @@ def test_install_both_roles_run_again_and_uninstall(box: Container) -> None:
     assert box.show("sleepyllama-proxy@llama.service", "MainPID") == pid
 
     # a broken table fails `systemctl reload` itself (issue 20: it said nothing and exited 0),
-    # and the running proxy goes on as it was (that it answers then: tests/test_proxy.py)
+    # and the running proxy goes on as it was (that it answers then: tests/proxy/test_program.py)
     box.write(config_path, good.replace('mac = "ab:cd:ef:01:23:45"', 'mac = "c6:d9:42:9c:af"'))
     reload = box.run(["systemctl", "reload", "sleepyllama-proxy@llama.service"], check=False)
     assert reload.returncode != 0, reload

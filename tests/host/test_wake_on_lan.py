@@ -14,7 +14,9 @@ from sleepyllama.host import wake_on_lan
 from sleepyllama.host.signals.base import Activity
 from sleepyllama.tools import TOOL_PATH
 
-DATA = Path(__file__).parent / "data" / "ethtool"
+from conftest import TESTS
+
+DATA = TESTS / "data" / "ethtool"
 E1000E = (DATA / "e1000e-wol-off.txt").read_text()
 VETH = (DATA / "veth.txt").read_text()
 

@@ -3,14 +3,14 @@ labelled by model_name and engine; tests/data/vllm/)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sleepyllama.kinds.base import Unreadable
 from sleepyllama.kinds.vllm import KIND, metrics
 
-DATA = Path(__file__).parent / "data"
+from conftest import TESTS
+
+DATA = TESTS / "data"
 
 
 def test_metrics() -> None:

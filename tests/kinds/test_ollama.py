@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from sleepyllama.kinds.base import Unreadable
 from sleepyllama.kinds.ollama import KIND, ps
 
-DATA = Path(__file__).parent / "data"
+from conftest import TESTS
+
+DATA = TESTS / "data"
 
 
 def test_ps() -> None:

@@ -14,7 +14,9 @@ from sleepyllama.host.signals.connections import ConnectionsSignal, established_
 from sleepyllama.host.signals.load import LoadSignal, five_minute_load
 from sleepyllama.host.signals.processes import ProcessesSignal, matching, running
 
-TCP = (Path(__file__).parent / "data" / "proc" / "net-tcp.txt").read_text()
+from conftest import TESTS
+
+TCP = (TESTS / "data" / "proc" / "net-tcp.txt").read_text()
 
 
 def test_established_connections_by_local_port() -> None:

@@ -189,7 +189,7 @@ def test_on_the_gpu_box_the_page_shows_the_box_and_steers_it_through_its_own_soc
         tmp_path, cleanup) -> None:
     """sleepyllama-web run on the GPU box: its idle check's signals and its last days, and
     Stay awake and Sleep now signed to its own steering socket (its actions stood in for)."""
-    from test_dashboard_own_box import RECORD
+    from dashboard.test_own_box import RECORD
 
     steered, web, _config = own_box_setup(tmp_path, cleanup, busy="sessions: alice on tty2")
     html = web.get("/")[2]
@@ -208,8 +208,9 @@ def test_on_the_gpu_box_the_page_shows_the_box_and_steers_it_through_its_own_soc
 def own_box_setup(tmp_path: Path, cleanup: list, busy: str = "", more: str = "") -> tuple:
     """sleepyllama-web on a GPU box (a [server.*] table, its idle check's state), holding the
     steering secret; its own steering socket stood in for: (that, the page, its config)."""
-    from test_dashboard_own_box import RECORD
-    from test_steering import SECRET, Box
+    from host.test_steering import SECRET, Box
+
+    from dashboard.test_own_box import RECORD
 
     steered = Box(tmp_path / "steer.json", busy=busy, idle_exit=60)
     cleanup.append(steered)
@@ -375,7 +376,7 @@ def test_a_page_address_with_many_fields_is_answered(tmp_path, cleanup) -> None:
 
 def steered_setup(tmp_path: Path, cleanup: list, busy: str = "") -> tuple:
     """A page that holds the steering secret, its proxy, and the box's side (stood in for)."""
-    from test_steering import SECRET, Box
+    from host.test_steering import SECRET, Box
 
     steered = Box(tmp_path / "steer.json", busy=busy, idle_exit=120)
     cleanup.append(steered)

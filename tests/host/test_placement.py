@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_server import fake_server, free_port, supervise, write_config
-
+from host.test_supervisor import fake_server, free_port, supervise, write_config
 from sleepyllama import kinds
 from sleepyllama.host import placement
 from sleepyllama.host.placement import Placement
 
-from conftest import wait_for
+from conftest import TESTS, wait_for
 
-DATA = Path(__file__).parent / "data" / "llama-server"
+DATA = TESTS / "data" / "llama-server"
 LLAMA = kinds.get("llama-server")
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_reception import Asleep, status
 
+from proxy.test_reception import Asleep, status
 from sleepyllama import kinds
 
 from conftest import http_request, require

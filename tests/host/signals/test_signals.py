@@ -18,9 +18,9 @@ from sleepyllama.host.signals.gpu import AmdGpuSignal, GpuSignal, gpu_activity, 
 from sleepyllama.host.signals.inhibitors import InhibitorsSignal, blocking_sleep_inhibitors
 from sleepyllama.host.signals.servers import ServersSignal
 
-from conftest import FAKE_SERVER, free_port, wait_for
+from conftest import FAKE_SERVER, TESTS, free_port, wait_for
 
-DATA = Path(__file__).parent / "data" / "nvidia-smi"
+DATA = TESTS / "data" / "nvidia-smi"
 
 
 def smi(name: str):

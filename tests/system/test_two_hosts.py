@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 from container import INSTALL_TREES, Container, build_install_tree, missing_requirement
-from test_system_cycle import SERVER, install
+
+from system.test_cycle import SERVER, install
 
 from conftest import MAC, WOL_LISTENER, ProxyRun, chat_request, free_port, require, wait_for
 

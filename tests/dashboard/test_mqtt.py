@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import paho.mqtt.client as paho
 import pytest
-from test_dashboard_program import Web, setup
 
+from dashboard.test_program import Web, setup
 from sleepyllama import config
 from sleepyllama.dashboard import mqtt
 from sleepyllama.dashboard.boxes import Box, LastWake
@@ -166,7 +166,7 @@ class Listener:
 
 def test_home_assistant_sees_the_box_presses_wake_and_learns_when_the_page_dies(
         tmp_path, cleanup) -> None:
-    from test_steering import SECRET, Box
+    from host.test_steering import SECRET, Box
 
     broker = Broker(tmp_path)
     cleanup.append(broker)
@@ -225,7 +225,7 @@ def test_with_the_shared_secret_stay_awake_and_sleep_now_are_buttons_too() -> No
 
 def with_mqtt(tmp_path: Path, cleanup: list, broker_port: int, extra: str = "",
               env: dict[str, str] | None = None) -> tuple:
-    """The page of test_dashboard_program's setup, restarted with [mqtt] (and `extra`)."""
+    """The page of dashboard/test_program.py's setup, restarted with [mqtt] (and `extra`)."""
     backend, proxy, web = setup(tmp_path, cleanup)
     web.stop()
     proxy.config.write_text(proxy.config.read_text()
@@ -273,7 +273,7 @@ def test_a_box_that_does_not_answer_holds_up_no_wake(tmp_path, cleanup) -> None:
     paho's thread for 6 s, and a Wake pressed meanwhile started 5.8 s late."""
     import socket
 
-    from test_steering import SECRET
+    from host.test_steering import SECRET
 
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes datagrams, never answers
     silent.bind(("127.0.0.1", 0))

@@ -18,7 +18,9 @@ from sleepyllama.kinds.llama_server import (
     slots,
 )
 
-DATA = Path(__file__).parent / "data"
+from conftest import TESTS
+
+DATA = TESTS / "data"
 
 
 def data(path: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 from sleepyllama.host.supervisor import why_it_died
 from sleepyllama.proxy.probe import http
 
-from conftest import FAKE_SERVER, NotifySocket, free_port, wait_for
+from conftest import FAKE_SERVER, TESTS, NotifySocket, free_port, wait_for
 
 
 def write_config(tmp_path: Path, command: list[str], **keys: str) -> Path:
@@ -158,7 +158,7 @@ def test_config_error_exits_78(tmp_path: Path) -> None:
 
 
 def test_why_it_died_from_real_llama_server_output() -> None:
-    output = (Path(__file__).parent / "data" / "llama-server" / "output-missing-model.txt").read_text()
+    output = (TESTS / "data" / "llama-server" / "output-missing-model.txt").read_text()
     why = why_it_died(output.splitlines())
     assert "failed to open GGUF file '/models/nope.gguf' (No such file or directory)" in why
     assert why.endswith("llama_server: exiting due to model loading error")

@@ -1,7 +1,7 @@
 """A restart of the proxy drops nothing: held clients and spliced connections, with the bytes in
 flight in their pipes, go to the service manager's fd store at SIGTERM and come back at the next
 start. The manager here does what systemd does with them (LISTEN_FDS and LISTEN_FDNAMES,
-FDSTORE=1, FDSTOREREMOVE=1); the real one does it in test_system_install's container."""
+FDSTORE=1, FDSTOREREMOVE=1); the real one does it in tests/system/test_install.py's container."""
 
 from __future__ import annotations
 

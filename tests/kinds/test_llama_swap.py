@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from sleepyllama.kinds.base import Unreadable
 from sleepyllama.kinds.llama_swap import KIND, activity, running
 
-DATA = Path(__file__).parent / "data"
+from conftest import TESTS
+
+DATA = TESTS / "data"
 
 
 def data(path: str) -> object:

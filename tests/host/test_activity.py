@@ -1,5 +1,5 @@
 """The judgement of a look against the counter the previous idle check stored, whatever the
-server's kind (each kind's own parsing: tests/test_kinds_*.py)."""
+server's kind (each kind's own parsing: tests/kinds/)."""
 
 from __future__ import annotations
 

@@ -26,8 +26,7 @@ def test_the_first_client_after_a_quiet_hour_is_noted_once() -> None:
 
 def test_a_client_connected_to_a_ready_backend_after_a_quiet_hour_is_in_the_ledger(
         tmp_path) -> None:
-    from test_backend import NoSignal
-
+    from proxy.test_backend import NoSignal
     from sleepyllama.proxy.backend import Backend
 
     server = socket.create_server(("127.0.0.1", 0))
