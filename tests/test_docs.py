@@ -59,3 +59,12 @@ def test_every_link_leads_somewhere(page: Path) -> None:
         assert linked.exists(), f"{page.name}: {target}: no such file"
         if anchor:
             assert anchor in anchors(linked), f"{page.name}: {target}: no such heading"
+
+
+def test_every_module_is_in_the_design_s_table() -> None:
+    design = (ROOT / "docs" / "DESIGN.md").read_text()
+    package = ROOT / "sleepyllama"
+    missing = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
+               if path.name not in ("__init__.py", "__main__.py")
+               and f"`{path.relative_to(package)}`" not in design and f"`{path.name}`" not in design]
+    assert not missing, f"docs/DESIGN.md names no row for {missing}"
