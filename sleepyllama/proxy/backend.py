@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class Backend:
         self.wake = Wake(config, loop, sender, self.cache, connect=self.connect,
                          changed=on_change, closed=on_close, probe=probe,
                          ledger_file=ledger_file)
-        self.uses = Uses(loop.time, self.wake.to_ledger)
+        self.uses = Uses(time.monotonic, self.wake.to_ledger)
         self.prewaker = Prewaker(config, self.wake, ledger_file)
         self.sender = sender
         self.progress = Progress(loop, config, self.wake, self.connector.open)
