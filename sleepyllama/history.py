@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sleepyllama import files, ledger, sleep_actions
 from sleepyllama.config import EnergyConfig
+from sleepyllama.ledger import Event
 from sleepyllama.words import format_duration
 
 HALF_HOUR = 1800
@@ -59,15 +60,15 @@ def sleeps(entries: Sequence[dict]) -> list[Sleep]:
             current[0].end = at
             found.append(current[0])
             current = None
-        if event == "sleep":
+        if event == Event.SLEEP:
             asked = (at, str(entry.get("reason", "")))
-        elif event == "suspend" and current is None:
+        elif event == Event.SUSPEND and current is None:
             reason = asked[1] if asked and at - asked[0] <= REASON_WINDOW else (
                 "suspended by something else (a lid, systemctl suspend)")
             kind = entry.get("kind")
             current, asked = (Sleep(at, None, reason, kind if isinstance(kind, str) and kind
                                     else "suspend"), boot), None
-        elif event == "resume" and current is not None:
+        elif event == Event.RESUME and current is not None:
             current[0].end = at
             found.append(current[0])
             current = None
@@ -97,13 +98,13 @@ def gpu_words(entry: dict) -> str:
     """What the GPU check (host/gpu_check.py) or a server (host/placement.py) recorded after a
     resume, in a few words; "" for any other entry."""
     event = entry["event"]
-    if event == "gpu-healed":
+    if event == Event.GPU_HEALED:
         return "CUDA healed by reloading nvidia_uvm"
-    if event == "gpu-failed":
+    if event == Event.GPU_FAILED:
         return f"GPU unusable ({str(entry.get('error', '?'))[:120]})"
-    if event == "gpu-reboot":
+    if event == Event.GPU_REBOOT:
         return "rebooted for the GPU"
-    if event == "server-degraded":
+    if event == Event.SERVER_DEGRADED:
         return f"{str(entry.get('name', '?'))[:64]} {str(entry.get('problem', ''))[:120]}"
     return ""
 
@@ -115,7 +116,8 @@ def what_followed(index: int, entries: Sequence[dict]) -> list[dict]:
     start = float(entries[index]["at"])
     followed = []
     for entry in entries[index + 1:]:
-        if entry["event"] in ("sleep", "suspend", "resume") or float(entry["at"]) - start >= HALF_HOUR:
+        if (entry["event"] in (Event.SLEEP, Event.SUSPEND, Event.RESUME)
+                or float(entry["at"]) - start >= HALF_HOUR):
             break
         followed.append(entry)
     return followed
@@ -126,17 +128,17 @@ def wakes(entries: Sequence[dict]) -> list[Wake]:
     client and request that caused them)."""
     found: list[Wake] = []
     for index, entry in enumerate(entries):
-        if entry["event"] == "resume":
+        if entry["event"] == Event.RESUME:
             after = what_followed(index, entries)
             gpu = [said for later in after if (said := gpu_words(later))]
             first_ready = {str(later["name"]): later for later in reversed(after)
-                           if later["event"] == "server-ready"}  # each server's first
+                           if later["event"] == Event.SERVER_READY}  # each server's first
             ready = [f"{name} ready after {later['load_seconds']}s"
                      for name, later in sorted(first_ready.items(),
                                                key=lambda item: float(item[1]["at"]))]
             how = "resumed" if sleep_actions.get(str(entry.get("kind", ""))).resumes else "booted"
             found.append(Wake(float(entry["at"]), "; ".join([how, *gpu[:2], *ready])))
-        elif entry["event"] == "wake":
+        elif entry["event"] == Event.WAKE:
             outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
                        else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")
             if isinstance(entry.get("up_after"), int | float) and "ready_after" in entry:
@@ -150,7 +152,7 @@ def typical_wake(entries: Sequence[dict], last: int = 10) -> tuple[float, int] |
     """(median seconds from the first wake signal to ready, how many wakes) over the proxies'
     last `last` wakes that succeeded; None before the first."""
     times = [float(entry["ready_after"]) for entry in entries
-             if entry.get("event") == "wake" and isinstance(entry.get("ready_after"), int | float)
+             if entry.get("event") == Event.WAKE and isinstance(entry.get("ready_after"), int | float)
              and not isinstance(entry.get("ready_after"), bool)][-last:]
     return (statistics.median(times), len(times)) if times else None
 
@@ -159,7 +161,7 @@ def typical_first_answer(entries: Sequence[dict], last: int = 10) -> float | Non
     """Median seconds from ready to the backend's first bytes to the wake's first client (the
     request's own work: a prompt read, a model swapped in) over the last `last` wakes."""
     times = [float(entry["after_ready"]) for entry in entries
-             if entry.get("event") == "first-answer" and files.finite(entry.get("after_ready"))
+             if entry.get("event") == Event.FIRST_ANSWER and files.finite(entry.get("after_ready"))
              and float(entry["after_ready"]) >= 0][-last:]
     return statistics.median(times) if times else None
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sleepyllama import history, sleep_actions
+from sleepyllama.ledger import Event
 from sleepyllama.windows import DAYS, Window
 
 QUIET = 3600.0  # seconds without use after which the next use is a beginning
@@ -60,9 +61,9 @@ class Evidence:
 
 def teaches(entry: dict) -> bool:
     """A use of the box beginning: a first-use, or a wake a client caused."""
-    if entry.get("event") == "first-use":
+    if entry.get("event") == Event.FIRST_USE:
         return True
-    if entry.get("event") != "wake" or entry.get("first") == LEARNED:
+    if entry.get("event") != Event.WAKE or entry.get("first") == LEARNED:
         return False
     request = str(entry.get("request", ""))
     return request != "Wake button" and not request.endswith("(pre-wake)")
@@ -107,7 +108,7 @@ def evidence(entries: Sequence[dict]) -> Evidence:
     for moment in every_start:
         found.starts[date.fromtimestamp(moment)].append(minute_of(moment))
     for entry in entries:
-        if entry.get("event") == "wake" and entry.get("first") == LEARNED:
+        if entry.get("event") == Event.WAKE and entry.get("first") == LEARNED:
             woke = began(entry)
             expected = float(entry.get("expected", woke))
             used = any(woke <= start <= expected + SPAN * 60 + QUIET for start in every_start)
@@ -163,9 +164,9 @@ def lead(entries: Sequence[dict]) -> float:
     """Seconds a pre-wake comes before the expected use: what a wake from the way the box says
     it sleeps took here (the median of the last ones; before any, the action's usual time),
     and MARGIN."""
-    said = [entry for entry in entries if entry.get("event") == "box-sleeping"]
+    said = [entry for entry in entries if entry.get("event") == Event.BOX_SLEEPING]
     action = sleep_actions.get(str(said[-1].get("action", "")) if said else "")
-    typical = history.typical_wake([entry for entry in entries if entry.get("event") == "wake"
+    typical = history.typical_wake([entry for entry in entries if entry.get("event") == Event.WAKE
                                     and entry.get("from", sleep_actions.DEFAULT) == action.name])
     return (typical[0] if typical else action.typical_wake) + MARGIN
 

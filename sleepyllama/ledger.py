@@ -21,6 +21,29 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 1 << 20  # about 5000 entries: months of sleeps and wakes
 
 
+class Event:
+    """Every event a ledger holds, named once: who writes it, and the fields it carries beyond
+    at, mono and boot (a reader relies on NEEDED alone; the rest may be absent on older lines)."""
+
+    # the GPU box (ledger.jsonl, servers/ledger.jsonl)
+    SLEEP = "sleep"  # the idle check decided to sleep: reason, signals
+    SUSPEND = "suspend"  # the box went down: kind (how: sleep_actions)
+    RESUME = "resume"  # it came back: kind
+    SERVER_READY = "server-ready"  # name, load_seconds
+    SERVER_DEGRADED = "server-degraded"  # name, problem (on the CPU, fewer layers)
+    GPU_HEALED = "gpu-healed"  # error: CUDA failed, and the reload of nvidia_uvm healed it
+    GPU_FAILED = "gpu-failed"  # error, held_by: it did not
+    GPU_REBOOT = "gpu-reboot"  # the one reboot it asked for
+    # a proxy (NAME.ledger.jsonl)
+    WAKE = "wake"  # first, request, agent, signals, and ready_after (with up_after, served_after,
+    # from), gave_up_after or abandoned_after; a learned pre-wake's cause and expected too
+    BOX_UP = "box-up"  # the box answered outside a wake of the proxy's
+    BOX_SLEEPING = "box-sleeping"  # its "sleeping" hint: action, saving_watts
+    ANSWERED_ASLEEP = "answered-asleep"  # request, client: answered from the cache
+    FIRST_ANSWER = "first-answer"  # after_ready: the woken box's first bytes to its first client
+    FIRST_USE = "first-use"  # client: the first after an hour of quiet while the box was up
+
+
 def append(path: Path, event: str, **fields: object) -> None:
     """Add one entry; never fatal (a record must not stop a suspend or a wake)."""
     try:
@@ -65,7 +88,7 @@ SECONDS = ("ready_after", "up_after", "served_after", "gave_up_after", "abandone
 TEXTS = ("name", "reason", "kind", "action", "from", "first", "request", "agent", "client",
          "error", "problem", "cause")
 WATTS = ("saving_watts",)  # what a sleep saves each hour, as the box said it (hints.py)
-NEEDED = {"server-ready": ("name", "load_seconds"), "server-degraded": ("name", "problem")}
+NEEDED = {Event.SERVER_READY: ("name", "load_seconds"), Event.SERVER_DEGRADED: ("name", "problem")}
 
 
 def _seconds(value: object) -> bool:
@@ -113,5 +136,5 @@ def ends_a_sleep(entry: dict) -> bool:
     """A proxy's entry of its box seen up: a wake that reached ready, or box-up (the box
     answered outside a wake of the proxy's: woken by another, a sleep that was refused or a
     "sleeping" hint that was not the box's). A sleep the page counts ends there."""
-    return entry.get("event") == "box-up" or (entry.get("event") == "wake"
+    return entry.get("event") == Event.BOX_UP or (entry.get("event") == Event.WAKE
                                               and "ready_after" in entry)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sleepyllama import files, hints, history, kept_answers, ledger, live_state
 from sleepyllama.config import EnergyConfig, ProxyConfig
+from sleepyllama.ledger import Event
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
     found: list[history.Sleep] = []
     for entry in entries:
         at = float(entry["at"])
-        if entry.get("event") == "box-sleeping":
+        if entry.get("event") == Event.BOX_SLEEPING:
             if found and found[-1].end is None:
                 continue  # the same sleep, said again
             action = entry.get("action")
@@ -144,14 +145,14 @@ def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: obj
                                              "its proxy has not written its state yet"))
     for key, value in checked.items():
         setattr(found, key, value)
-    wakes = [entry for entry in entries if entry.get("event") == "wake"]
+    wakes = [entry for entry in entries if entry.get("event") == Event.WAKE]
     woke = [entry for entry in wakes if _number(entry.get("ready_after"), 0, 86400) is not None]
     found.wake_seconds = [float(entry["ready_after"]) for entry in woke]
     found.wake_times = [float(entry["at"]) for entry in woke]
     found.wakes_total = len(found.wake_seconds)
     found.give_ups_total = sum(1 for entry in wakes if "gave_up_after" in entry)
     found.cache_answers_total = sum(1 for entry in entries
-                                    if entry.get("event") == "answered-asleep")
+                                    if entry.get("event") == Event.ANSWERED_ASLEEP)
     woken = history.wakes(wakes)
     if woken:
         cause, _, outcome = woken[-1].what.partition(": ")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from sleepyllama.config import ProxyConfig
+from sleepyllama.ledger import Event
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.prober import Probe, Prober
@@ -131,7 +132,7 @@ class Belief:
         self.readiness.believe_ready(self.loop.time())
         if self.record.answered():
             log.info("backend %s is up: the sleep it told of is over", self.config.backend)
-            self.to_ledger("box-up")
+            self.to_ledger(Event.BOX_UP)
         if self.cache.targets and not self.cache.fetching and self.cache.stale(time.time()):
             self.cache.fetching = True
             self.loop.call_later(fill_after, self._fill_cache)

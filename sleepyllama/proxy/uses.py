@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from sleepyllama.learned import QUIET
+from sleepyllama.ledger import Event
 from sleepyllama.words import format_duration
 
 log = logging.getLogger(__name__)
@@ -24,5 +25,5 @@ class Uses:
         if now - self.last >= QUIET:
             log.info("%s is the first client in %s: a use begins (noted for learned pre-wakes)",
                      peer, format_duration(round(now - self.last)))
-            self.to_ledger("first-use", client=peer)
+            self.to_ledger(Event.FIRST_USE, client=peer)
         self.last = now

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig
+from sleepyllama.ledger import Event
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.client import Asker, Client, linger, reply_if_http
 from sleepyllama.proxy.reply import backend_unavailable, nothing_listens
@@ -184,7 +185,7 @@ class Waiting:
     def note_give_up(self, waited: float) -> None:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""
         if self.record.give_up(self.loop.time()):
-            self.to_ledger("wake", **self.record.first, signals=self.record.signals,
+            self.to_ledger(Event.WAKE, **self.record.first, signals=self.record.signals,
                            gave_up_after=round(waited, 1))
             hint = probes.hint(self.record.last_probe, self.config.backend)
             log.warning(

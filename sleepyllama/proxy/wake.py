@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sleepyllama import hints, ledger, sleep_actions
 from sleepyllama.config import ProxyConfig
+from sleepyllama.ledger import Event
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.belief import Belief
 from sleepyllama.proxy.cache import AnswerCache
@@ -210,7 +211,7 @@ class Wake:
                 self.record.asleep_as = action
                 self.record.sleep_open = True
                 saving = {} if hint.saving_watts is None else {"saving_watts": hint.saving_watts}
-                self.to_ledger("box-sleeping", action=action, **saving)
+                self.to_ledger(Event.BOX_SLEEPING, action=action, **saving)
             self.belief.going_to_sleep()
 
     # -- who waits ----------------------------------------------------------------------------
@@ -317,7 +318,7 @@ class Wake:
                     log.info("stopped waking %s after %.1f s: no client waits any more",
                              self.config.backend, elapsed)
                     if not self.record.gave_up:
-                        self.to_ledger("wake", **self.record.first, signals=self.record.signals,
+                        self.to_ledger(Event.WAKE, **self.record.first, signals=self.record.signals,
                                        abandoned_after=round(elapsed, 1))
                 return None
             if not left_alone:
@@ -338,7 +339,7 @@ class Wake:
         elif self.record.signals:
             log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
                      self.config.backend, took, self.record.signals, self.clients_waiting())
-            self.to_ledger("wake", **self.record.first, **self.record.origin(),
+            self.to_ledger(Event.WAKE, **self.record.first, **self.record.origin(),
                            signals=self.record.signals, ready_after=round(took, 1),
                            **self.record.phases())
         else:
@@ -355,7 +356,7 @@ class Wake:
             after = self.loop.time() - ready_at
             log.info("the backend's first answer to %s came %.2f s after ready",
                      request or "the first client", after)
-            self.to_ledger("first-answer", after_ready=round(after, 2))
+            self.to_ledger(Event.FIRST_ANSWER, after_ready=round(after, 2))
 
         return answered
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sleepyllama import history, kinds, ledger, sleep_actions
 from sleepyllama.config import DEFAULT_WAKE_TIMEOUT
+from sleepyllama.ledger import Event
 from sleepyllama.proxy.reply import RETRY_AFTER
 from sleepyllama.words import format_duration
 
@@ -85,7 +86,7 @@ class WakeRecord:
         self.last_give_up = None
         if woken:
             self.sleep_open = False  # its wake entry ends the sleep
-            self.past = [*self.past, {"event": "wake", "ready_after": seconds, **self.origin(),
+            self.past = [*self.past, {"event": Event.WAKE, "ready_after": seconds, **self.origin(),
                                       **self.phases()}][-REMEMBERED:]
 
     def phases(self) -> dict[str, float]:
@@ -177,14 +178,14 @@ class WakeRecord:
     @classmethod
     def remembering(cls, entries: Sequence[dict]) -> WakeRecord:
         """A record that knows the past wakes of a ledger, and how the box last said it sleeps."""
-        said = [entry for entry in entries if entry.get("event") == "box-sleeping"]
+        said = [entry for entry in entries if entry.get("event") == Event.BOX_SLEEPING]
         sleep_open = False
         for entry in entries:
-            if entry.get("event") == "box-sleeping":
+            if entry.get("event") == Event.BOX_SLEEPING:
                 sleep_open = True
             elif ledger.ends_a_sleep(entry):
                 sleep_open = False
-        return cls(past=[entry for entry in entries if entry.get("event") == "wake"][-REMEMBERED:],
+        return cls(past=[entry for entry in entries if entry.get("event") == Event.WAKE][-REMEMBERED:],
                    asleep_as=str(said[-1].get("action", "")) if said else "",
                    sleep_open=sleep_open)
 
