@@ -83,11 +83,18 @@ def test_without_metrics_the_supervisor_never_reads_slots(tmp_path: Path) -> Non
     process, notify = supervise(tmp_path, config)
     try:
         wait_for(lambda: any("READY=1" in m for m in notify.messages), timeout=20, what="READY=1")
-        time.sleep(2.5)  # past one READY_POLL
-        assert notify.statuses()[-1] == "ready"
-        asked = http.get(f"http://127.0.0.1:{port}/fake/requests", timeout=5).json()
-        assert asked.get("/metrics", 0) >= 1 and asked.get("/props", 0) >= 1
-        assert "/slots" not in asked
+
+        def asked() -> dict:
+            return http.get(f"http://127.0.0.1:{port}/fake/requests", timeout=5).json()
+
+        looked = asked().get("/metrics", 0)
+        # a whole look once ready, waited for rather than slept through: the look after it has
+        # begun (looks are one after the other), so whatever the first read, it has read
+        wait_for(lambda: asked().get("/metrics", 0) >= looked + 2, timeout=15,
+                 what="two more of the supervisor's looks at /metrics after READY")
+        wait_for(lambda: notify.statuses()[-1] == "ready", what='STATUS "ready"')
+        assert asked().get("/props", 0) >= 1
+        assert "/slots" not in asked()
     finally:
         process.terminate()
         process.wait(10)

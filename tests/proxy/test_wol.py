@@ -1,6 +1,5 @@
 import socket
 import sys
-import time
 from pathlib import Path
 
 from sleepyllama.proxy.wol import MagicPacket, WakeCommand, WakeSchedule
@@ -44,16 +43,17 @@ def test_magic_packet_failure_is_logged_not_raised(caplog) -> None:
 
 
 def test_wake_command_is_not_started_twice_while_running(tmp_path: Path) -> None:
-    marker = tmp_path / "runs"
-    script = f"open({str(marker)!r}, 'a').write('x'); import time; time.sleep(1)"
+    marker, release = tmp_path / "runs", tmp_path / "release"
+    # each run marks that it ran, then runs on until the test lets it end
+    script = (f"import os, time; open({str(marker)!r}, 'a').write('x')\n"
+              f"while not os.path.exists({str(release)!r}): time.sleep(0.01)")
     command = WakeCommand((sys.executable, "-c", script), timeout=30)
     assert command.send()
-    time.sleep(0.3)
+    wait_for(lambda: marker.exists() and marker.read_text() == "x", what="the first run")
     assert not command.send()  # still running: skipped, and not counted as sent
-    time.sleep(1.2)
-    assert command.send()  # finished: runs again
-    time.sleep(0.3)
-    assert marker.read_text() == "xx"
+    release.touch()
+    wait_for(command.send, what="a run once the first has finished")
+    wait_for(lambda: marker.read_text() == "xx", what="the second run")
     command.close()
 
 
@@ -62,9 +62,10 @@ def test_wake_command_failure_is_reported(caplog, tmp_path: Path) -> None:
     assert "cannot run wake_command" in caplog.text
     command = WakeCommand((sys.executable, "-c", "raise SystemExit(3)"))
     command.send()
-    time.sleep(0.5)
-    command.send()
-    assert "exited with status 3" in caplog.text
+    # the next send finds it ended, and says how
+    wait_for(lambda: command.send() and "exited with status 3" in caplog.text,
+             what="the exit status in the journal")
+    command.close()
 
 
 def test_a_hung_wake_command_is_killed_with_its_children_and_waking_goes_on(
@@ -76,12 +77,13 @@ def test_a_hung_wake_command_is_killed_with_its_children_and_waking_goes_on(
     pids = tmp_path / "pids"
     # a shell whose child sleeps: both must go
     script = f"echo $$ >> {pids}; sleep 300 & echo $! >> {pids}; wait"
-    command = WakeCommand(("/bin/sh", "-c", script), timeout=0.5)
+    now = [0.0]  # the command's clock, which the test moves
+    command = WakeCommand(("/bin/sh", "-c", script), timeout=0.5, clock=lambda: now[0])
     assert command.send()
     wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, what="the command's pids")
     first = [int(pid) for pid in pids.read_text().split()]
     assert not command.send()  # still within its interval
-    time.sleep(0.6)
+    now[0] = 0.6
     assert command.send()  # hung: killed, and a new one started
     assert "still runs after" in caplog.text
 
@@ -99,11 +101,12 @@ def test_a_hung_wake_command_is_killed_with_its_children_and_waking_goes_on(
 
 
 def test_a_chatty_wake_command_never_floods_the_journal(caplog) -> None:
+    now = [0.0]
     command = WakeCommand((sys.executable, "-c",
                            "import sys; sys.stdout.write('x' * 10_000_000); sys.exit(2)"),
-                          timeout=0.5)
+                          timeout=0.5, clock=lambda: now[0])
     command.send()
-    time.sleep(0.7)
+    now[0] = 0.7
     command.send()  # blocked on its full pipe: killed as hung
     command.close()
     assert len(caplog.text) < 10_000
