@@ -7,7 +7,7 @@ the real one; its format and counters as captured from it in tests/data/llama-se
 OpenAI-style chat completions, streamed as server-sent events with chunked transfer encoding. It
 accepts llama-server's own command-line flags that matter here (--host, --port, --parallel/-np,
 --metrics) and ignores the rest, so a test can give it a real-looking command line. The real
-llama-server is tested too (tests/test_real_llama_server.py); this one is for what the real one
+llama-server is tested too (tests/kinds/test_real_llama_server.py); this one is for what the real one
 cannot do on demand: a loading phase of chosen length, slow tokens.
 
 --ready-file records CLOCK_MONOTONIC (shared by all processes on the machine) at the moment

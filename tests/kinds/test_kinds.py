@@ -47,7 +47,7 @@ def test_a_backends_answers_tell_its_kind() -> None:
 
 
 @pytest.mark.parametrize(("kind", "line"), [
-    # measured: the real llama-server 0c1e570 (tests/test_real_llama_server.py runs it)
+    # measured: the real llama-server 0c1e570 (tests/kinds/test_real_llama_server.py runs it)
     ("llama-server", "0.00.356.379 I srv  llama_server: model loaded"),
     ("llama-server", "0.00.356.411 I srv  llama_server: listening on http://127.0.0.1:8080"),
     # from their sources: Ollama's server/routes.go through slog, llama-swap.go, vLLM's

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -209,11 +208,13 @@ def test_a_sleep_inhibitor_keeps_the_box_up(host: Container) -> None:
     wait_for(lambda: "make" in host.run(["systemd-inhibit", "--list"]).stdout,
              what="the inhibitor")
     host.run(["systemctl", "start", "sleepyllama-idle.timer"])
-    time.sleep(12)  # twice the idle timeout, six timer ticks
+    said = "stay awake: busy: sleep inhibited by make (building the kernel)"
+    # six checks, twice the idle timeout: counted in the journal, not slept through
+    wait_in(host, lambda: host.journal().count(said) >= 6, timeout=90,
+            what="six idle checks, each kept up by the inhibitor")
     journal = host.journal()
     assert "Entering sleep state" not in journal
     assert "going to sleep" not in journal
-    assert "stay awake: busy: sleep inhibited by make (building the kernel)" in journal
     assert host.show(SERVER, "ActiveState") == "active"
 
 
@@ -255,10 +256,11 @@ def test_an_awake_window_keeps_the_box_up_and_its_timer_wakes_it(host: Container
         assert f"error: {timer} failed" in check, check
     host.run(["systemctl", "start", "sleepyllama-servers.target"], timeout=60)
     host.run(["systemctl", "start", "sleepyllama-idle.timer"])
-    time.sleep(10)  # past the idle timeout: only the window keeps the box up
-    journal = host.journal()
-    assert "Entering sleep state" not in journal
-    assert "stay awake: busy: inside the awake window 00:00..24:00 (until 24:00)" in journal
+    said = "stay awake: busy: inside the awake window 00:00..24:00 (until 24:00)"
+    # past the idle timeout, five checks on: only the window keeps the box up
+    wait_in(host, lambda: host.journal().count(said) >= 5, timeout=90,
+            what="five idle checks, each kept up by the window")
+    assert "Entering sleep state" not in host.journal()
     # the window gone from the config, the timer goes too
     host.write("/etc/sleepyllama/sleepyllama.toml", config)
     assert host.run([python, "-m", "sleepyllama.host.schedule", "install"]).stdout.strip() == "removed"
@@ -387,7 +389,7 @@ def test_a_box_set_to_power_off_really_powers_off_and_records_it(tmp_path: Path,
     """[idle] action = "poweroff": logind's PowerOff, for real. The container's systemd shuts
     it down (systemd-nspawn exits 0, as a machine switched off). Its state directory is bound
     from outside, so what it recorded outlives it; the wake at the next boot is the idle check's
-    (tests/test_idle_check.py), since a container shares the kernel's boot id and boot time."""
+    (tests/host/test_idle_check.py), since a container shares the kernel's boot id and boot time."""
     from sleepyllama import ledger
 
     state = tmp_path / "state"
