@@ -279,6 +279,17 @@ def pure_means_no_io(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
 
 
 @pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC for the test (what a weekday and a time of day are), and this
+    machine's again after it."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
 def cleanup() -> Iterator[list]:
     """Things with .stop() to stop after the test, whatever happens."""
     things: list = []

@@ -90,35 +90,27 @@ def test_a_server_runs_its_command_as_the_kernel_shows_it() -> None:
 
 
 def test_history_shows_what_learned_pre_wakes_would_do_while_they_are_off(tmp_path, monkeypatch,
-                                                                          capsys) -> None:
+                                                                          utc) -> None:
     import json as json_module
-    import time as time_module
 
     from test_learned import MONDAY, at, weekday_mornings
 
     from sleepyllama import cli, config, history
 
-    monkeypatch.setenv("TZ", "UTC")
-    time_module.tzset()
-    try:
-        monkeypatch.setattr(history, "PROXY_STATE", tmp_path)
-        (tmp_path / "llama.ledger.jsonl").write_text("".join(
-            json_module.dumps({"mono": 0, "boot": "b", **entry}) + "\n"
-            for entry in weekday_mornings(3)))
-        base = '[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
-        now = at(MONDAY, "06:00")
-        off = cli.learned_prewakes(config.parse(base), now, [])
-        assert off[0]["mode"] == "off" and off[0]["learned"] == ["weekdays about 08:30"]
-        assert off[0]["summary"] == (
-            'pre-wakes of llama are off; prewake = "learned" would wake the box for weekdays '
-            "about 08:30; the next would be Mon 08:27")
-        on = cli.learned_prewakes(config.parse(base + 'prewake = "learned"\n'), now, [])
-        assert on[0]["summary"] == ("pre-wakes of llama, learned: weekdays about 08:30; "
-                                    "the next Mon 08:27")
-        assert on[0]["next"] == round(at(MONDAY, "08:30") - 20 - 120)
-        (tmp_path / "llama.ledger.jsonl").write_text("")
-        assert "nothing learned yet" in cli.learned_prewakes(config.parse(base), now, [])[0][
-            "summary"]
-    finally:
-        monkeypatch.undo()
-        time_module.tzset()
+    monkeypatch.setattr(history, "PROXY_STATE", tmp_path)
+    (tmp_path / "llama.ledger.jsonl").write_text("".join(
+        json_module.dumps({"mono": 0, "boot": "b", **entry}) + "\n"
+        for entry in weekday_mornings(3)))
+    base = '[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
+    now = at(MONDAY, "06:00")
+    off = cli.learned_prewakes(config.parse(base), now, [])
+    assert off[0]["mode"] == "off" and off[0]["learned"] == ["weekdays about 08:30"]
+    assert off[0]["summary"] == (
+        'pre-wakes of llama are off; prewake = "learned" would wake the box for weekdays '
+        "about 08:30; the next would be Mon 08:27")
+    on = cli.learned_prewakes(config.parse(base + 'prewake = "learned"\n'), now, [])
+    assert on[0]["summary"] == ("pre-wakes of llama, learned: weekdays about 08:30; "
+                                "the next Mon 08:27")
+    assert on[0]["next"] == round(at(MONDAY, "08:30") - 20 - 120)
+    (tmp_path / "llama.ledger.jsonl").write_text("")
+    assert "nothing learned yet" in cli.learned_prewakes(config.parse(base), now, [])[0]["summary"]

@@ -14,13 +14,7 @@ from sleepyllama.windows import parse_window
 MONDAY = date(2026, 3, 2)
 
 
-@pytest.fixture(autouse=True)
-def local_time(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # weekdays and times of day: UTC's
 
 
 def at(day: date, clock: str) -> float:

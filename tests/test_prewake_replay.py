@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
-import time
 
 import pytest
 
@@ -16,16 +15,12 @@ BENCH = TESTS.parent / "bench" / "prewake_replay.py"
 
 
 @pytest.fixture()
-def bench(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
+def bench(monkeypatch, utc):
     spec = importlib.util.spec_from_file_location("prewake_replay", BENCH)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look it up there
     spec.loader.exec_module(module)
-    yield module
-    monkeypatch.undo()
-    time.tzset()
+    return module
 
 
 def test_without_pre_wakes_every_first_use_waits_a_whole_wake(bench) -> None:

@@ -83,23 +83,14 @@ def test_a_powered_off_box_reads_powered_off_and_the_week_has_its_hours() -> Non
     assert 'class="state asleep">asleep</span>' in render([box], {"llama": True}, NOW)
 
 
-def test_the_learned_times_and_the_next_pre_wake_are_shown(monkeypatch) -> None:
-    import time
-
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    try:
-        box = Box("llama", "10.0.0.5:8080", "asleep", prewake="learned",
-                  next_prewake=NOW + 3600, next_prewake_cause="learned: weekdays about 08:25",
-                  learned=["weekdays about 08:25", "Sat about 10:00"])
-        html = render([box], {"llama": True}, NOW)
-        assert "<dt>learned use</dt><dd>weekdays about 08:25; Sat about 10:00</dd>" in html
-        assert ("<dt>next pre-wake</dt><dd>Fri 09:00, learned: weekdays about 08:25</dd>"
-                in html)
-        off = render([Box("llama", "10.0.0.5:8080", "asleep", learned=["weekdays about 08:25"])],
-                     {"llama": True}, NOW)
-        assert "(pre-wakes are off: prewake = &quot;learned&quot; turns them on)" in off
-        assert "next pre-wake" not in off
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+def test_the_learned_times_and_the_next_pre_wake_are_shown(utc) -> None:
+    box = Box("llama", "10.0.0.5:8080", "asleep", prewake="learned",
+              next_prewake=NOW + 3600, next_prewake_cause="learned: weekdays about 08:25",
+              learned=["weekdays about 08:25", "Sat about 10:00"])
+    html = render([box], {"llama": True}, NOW)
+    assert "<dt>learned use</dt><dd>weekdays about 08:25; Sat about 10:00</dd>" in html
+    assert "<dt>next pre-wake</dt><dd>Fri 09:00, learned: weekdays about 08:25</dd>" in html
+    off = render([Box("llama", "10.0.0.5:8080", "asleep", learned=["weekdays about 08:25"])],
+                 {"llama": True}, NOW)
+    assert "(pre-wakes are off: prewake = &quot;learned&quot; turns them on)" in off
+    assert "next pre-wake" not in off

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from datetime import date, timedelta
 
 import pytest
@@ -22,13 +21,7 @@ EXPECTED = at(MONDAY, "08:30")
 LEAD = 20.0 + learned.MARGIN
 
 
-@pytest.fixture(autouse=True)
-def local_time(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # weekdays and times of day: UTC's
 
 
 class FakeWake:
