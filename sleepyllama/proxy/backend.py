@@ -49,12 +49,12 @@ class Backend:
         self.config, self.loop = config, loop
         self.cache = cache or AnswerCache(f"http://{config.backend}",
                                           config.answer_while_asleep or (), None, config.kind)
-        self.connector = Connector(loop, address=lambda: self.wake.address(),
-                                   refused=self._refused, lost=lambda error: self.wake.lost(error),
-                                   closed=on_close)
+        # the wake first: its way out (connect) is this backend's, which the connector serves
         self.wake = Wake(config, loop, sender, self.cache, connect=self.connect,
                          changed=on_change, closed=on_close, probe=probe,
                          ledger_file=ledger_file)
+        self.connector = Connector(loop, address=self.wake.address, refused=self._refused,
+                                   lost=self.wake.lost, closed=on_close)
         self.uses = Uses(time.monotonic, self.wake.to_ledger)
         self.prewaker = Prewaker(config, self.wake, ledger_file)
         self.sender = sender
