@@ -223,7 +223,8 @@ def chat_request(stream: bool, content: str = "hi") -> bytes:
 # directory or a file here, else loopback. A pure one that is not fails (pure_means_no_io).
 PURE = ("test_addresses.py", "test_config.py", "test_docs.py", "test_files.py",
         "test_history.py", "test_learned.py", "test_ledger.py", "test_prewake_replay.py",
-        "test_rejections.py", "test_steer.py", "test_tables.py", "test_words.py",
+        "test_rejections.py", "test_steer.py", "test_tables.py", "test_windows.py",
+        "test_words.py",
         "dashboard/test_boxes.py", "dashboard/test_metrics.py", "dashboard/test_own_box.py",
         "dashboard/test_page.py", "host/test_activity.py", "host/test_idle.py",
         "host/test_nvidia_power.py", "host/test_pstate.py", "host/test_sleep_support.py",

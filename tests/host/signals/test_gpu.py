@@ -4,7 +4,6 @@ its errors and its bounds, and amdgpu's sysfs."""
 from __future__ import annotations
 
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -132,18 +131,9 @@ def test_amdgpu_from_sysfs(tmp_path: Path) -> None:
 
 
 def test_nvidia_smi_output_is_bounded_in_size_and_time(tmp_path: Path) -> None:
-    from sleepyllama.tools import bounded_output
-
+    """Through tools.bounded_output (tests/test_tools.py): a chatty one reads unknown."""
     chatty = tmp_path / "chatty"
     chatty.write_text("#!/bin/sh\nhead -c 5000000 /dev/zero\n")
     chatty.chmod(0o755)
-    with pytest.raises(ValueError, match="more than"):
-        bounded_output([str(chatty)], 10.0, 1 << 20)
-    slow = tmp_path / "slow"
-    slow.write_text("#!/bin/sh\necho '0, P8, 0'\nsleep 30\n")
-    slow.chmod(0o755)
-    with pytest.raises(subprocess.TimeoutExpired):
-        bounded_output([str(slow)], 0.5, 1 << 20)
-    assert bounded_output(["/bin/echo", "0, P8, 0"], 5.0, 100) == (0, "0, P8, 0\n")
     reading = GpuSignal("pstate", nvidia_smi=str(chatty)).read()
     assert reading.activity is Activity.UNKNOWN and "more than" in reading.reason
