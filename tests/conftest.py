@@ -224,6 +224,7 @@ def chat_request(stream: bool, content: str = "hi") -> bytes:
 PURE = ("test_addresses.py", "test_config.py", "test_docs.py", "test_files.py",
         "test_history.py", "test_learned.py", "test_ledger.py", "test_prewake_replay.py",
         "test_rejections.py", "test_steer.py", "test_tables.py", "test_windows.py",
+        "test_sleep_actions.py", "test_kept_answers.py",
         "test_words.py",
         "dashboard/test_boxes.py", "dashboard/test_metrics.py", "dashboard/test_own_box.py",
         "dashboard/test_page.py", "host/test_activity.py", "host/test_idle.py",
