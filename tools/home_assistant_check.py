@@ -39,12 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dashboard.test_mqtt import Broker  # noqa: E402 (the tests' helpers, found through sys.path)
-from dashboard.test_program import Web  # noqa: E402
-
 from sleepyllama.dashboard import mqtt  # noqa: E402
 
 from conftest import Process, ProxyRun, SleepingBackend, free_port, proxy_table, wait_for  # noqa: E402
+from dashboard.test_mqtt import Broker  # noqa: E402 (the tests' helpers, found through sys.path)
+from dashboard.test_program import Web  # noqa: E402
 
 HOME_ASSISTANT = "homeassistant==2025.4.4"
 CLIENT_ID = "http://sleepyllama.check/"  # Home Assistant's clients are named by a URL

@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import Chromium  # noqa: E402 (the tests' helpers, found through sys.path)
-from dashboard.test_program import Web  # noqa: E402
 
 from sleepyllama import hints, history, ledger  # noqa: E402
 
 from conftest import MAC, ProxyRun, SleepingBackend, udp_to, wait_for  # noqa: E402
+from dashboard.test_program import Web  # noqa: E402
 
 STATE = "document.querySelector('.state') && document.querySelector('.state').textContent"
 

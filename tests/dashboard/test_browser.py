@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from browser import Chromium
 
-from dashboard.test_program import setup
-
 from conftest import wait_for
+from dashboard.test_program import setup
 
 STATE = "document.querySelector('.state') && document.querySelector('.state').textContent"
 

@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import paho.mqtt.client as paho
 import pytest
 
-from dashboard.test_program import Web, setup
 from sleepyllama import config
 from sleepyllama.dashboard import mqtt
 from sleepyllama.dashboard.boxes import Box, LastWake
 
 from conftest import Process, free_port, wait_for
+from dashboard.test_program import Web, setup
 
 MQTT = config.parse('[mqtt]\nbroker = "127.0.0.1:1883"\n').mqtt
 HOST = mqtt.host_id()  # this machine, as the page publishes under it

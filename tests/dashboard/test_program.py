@@ -208,9 +208,8 @@ def test_on_the_gpu_box_the_page_shows_the_box_and_steers_it_through_its_own_soc
 def own_box_setup(tmp_path: Path, cleanup: list, busy: str = "", more: str = "") -> tuple:
     """sleepyllama-web on a GPU box (a [server.*] table, its idle check's state), holding the
     steering secret; its own steering socket stood in for: (that, the page, its config)."""
-    from host.test_steering import SECRET, Box
-
     from dashboard.test_own_box import RECORD
+    from host.test_steering import SECRET, Box
 
     steered = Box(tmp_path / "steer.json", busy=busy, idle_exit=60)
     cleanup.append(steered)

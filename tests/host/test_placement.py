@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from host.test_supervisor import fake_server, free_port, supervise, write_config
 from sleepyllama import kinds
 from sleepyllama.host import placement
 from sleepyllama.host.placement import Placement
 
 from conftest import TESTS, wait_for
+from host.test_supervisor import fake_server, free_port, supervise, write_config
 
 DATA = TESTS / "data" / "llama-server"
 LLAMA = kinds.get("llama-server")

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from host.test_idle_check import BOOT, Recorder
 from sleepyllama import config, ledger
 from sleepyllama.config import EnergyConfig
 from sleepyllama.host import textfile
 from sleepyllama.host.idle_check import check
 from sleepyllama.host.signals.base import Activity, Reading
 from sleepyllama.host.signals.gpu import Gpu
+
+from host.test_idle_check import BOOT, Recorder
 
 
 def samples(path: Path) -> dict[tuple[str, tuple], float]:

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from proxy.test_reception import Asleep, status
 from sleepyllama import kinds
 
 from conftest import http_request, require
+from proxy.test_reception import Asleep, status
 
 
 @pytest.fixture(autouse=True)

@@ -151,8 +151,9 @@ def test_the_plan_is_made_again_as_the_days_pass(tmp_path) -> None:
 def test_a_learned_pre_wake_goes_out_as_a_magic_packet_and_is_in_the_ledger(tmp_path) -> None:
     """Through the real Backend and wake loop: the probe says the box sleeps until the packet,
     then that it is ready."""
-    from proxy.test_backend import NoSignal
     from sleepyllama.proxy.backend import Backend
+
+    from proxy.stand_ins import NoSignal
 
     ledger_file = tmp_path / "t.ledger.jsonl"
     write_ledger(ledger_file, weekday_mornings(3))

@@ -26,8 +26,9 @@ def test_the_first_client_after_a_quiet_hour_is_noted_once() -> None:
 
 def test_a_client_connected_to_a_ready_backend_after_a_quiet_hour_is_in_the_ledger(
         tmp_path) -> None:
-    from proxy.test_backend import NoSignal
     from sleepyllama.proxy.backend import Backend
+
+    from proxy.stand_ins import NoSignal
 
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(20)

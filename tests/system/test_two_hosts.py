@@ -24,9 +24,8 @@ from pathlib import Path
 import pytest
 from container import INSTALL_TREES, Container, build_install_tree, missing_requirement
 
-from system.test_cycle import SERVER, install
-
 from conftest import MAC, WOL_LISTENER, ProxyRun, chat_request, free_port, require, wait_for
+from system.test_cycle import SERVER, install
 
 SUBNET = "10.79.0"
 
