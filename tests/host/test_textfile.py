@@ -15,7 +15,7 @@ from sleepyllama.host.idle_check import check
 from sleepyllama.host.signals.base import Activity, Reading
 from sleepyllama.host.signals.gpu import Gpu
 
-from host.test_idle_check import BOOT, Recorder
+from host.stand_ins import BOOT, Recorder
 
 
 def samples(path: Path) -> dict[tuple[str, tuple], float]:
