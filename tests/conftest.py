@@ -221,19 +221,18 @@ def chat_request(stream: bool, content: str = "hi") -> bytes:
 
 # each test's layer (pyproject.toml's markers), by where it lives, unless the test says: a
 # directory or a file here, else loopback. A pure one that is not fails (pure_means_no_io).
-PURE = ("test_addresses.py", "test_config.py", "test_docs.py", "test_files.py",
-        "test_history.py", "test_learned.py", "test_ledger.py", "test_prewake_replay.py",
-        "test_rejections.py", "test_steer.py", "test_tables.py", "test_windows.py",
-        "test_sleep_actions.py", "test_kept_answers.py",
-        "test_words.py",
-        "dashboard/test_boxes.py", "dashboard/test_metrics.py", "dashboard/test_own_box.py",
-        "dashboard/test_page.py", "host/test_activity.py", "host/test_idle.py",
-        "host/test_nvidia_power.py", "host/test_pstate.py", "host/test_sleep_support.py",
-        "host/test_state.py", "host/signals/test_sessions.py", "host/signals/test_load.py",
-        "host/signals/test_inhibitors.py", "kinds/test_kinds.py",
+PURE = ("test_addresses.py", "test_config.py", "test_docs.py", "test_files.py", "test_history.py",
+        "test_kept_answers.py", "test_learned.py", "test_ledger.py", "test_prewake_replay.py",
+        "test_rejections.py", "test_sleep_actions.py", "test_steer.py", "test_tables.py",
+        "test_windows.py", "test_words.py", "dashboard/test_boxes.py", "dashboard/test_metrics.py",
+        "dashboard/test_own_box.py", "dashboard/test_page.py", "host/test_activity.py",
+        "host/test_idle.py", "host/test_nvidia_power.py", "host/test_pstate.py",
+        "host/test_sleep_support.py", "host/test_state.py", "kinds/test_kinds.py",
         "kinds/test_llama_server.py", "kinds/test_llama_swap.py", "kinds/test_ollama.py",
-        "kinds/test_vllm.py", "proxy/test_api_key.py", "proxy/test_policy.py",
-        "proxy/test_readiness.py", "proxy/test_wake_record.py")
+        "kinds/test_vllm.py", "proxy/test_api_key.py", "proxy/test_live.py",
+        "proxy/test_policy.py", "proxy/test_readiness.py", "proxy/test_wake_record.py",
+        "host/signals/test_inhibitors.py", "host/signals/test_load.py",
+        "host/signals/test_sessions.py")
 LAYER_OF = {"system": "container", "kinds/test_real_llama_server.py": "llama",
             "dashboard/test_browser.py": "browser", "proxy/test_lan.py": "root",
             **dict.fromkeys(PURE, "pure")}

@@ -42,18 +42,3 @@ def test_the_last_word_is_the_latest_evidence_however_old() -> None:
     belief.believe_ready(300.0)
     assert belief.last_word() == "awake"
 
-
-def test_each_thread_that_probes_has_a_session_of_its_own() -> None:
-    """requests' maintainers advise a Session per thread; up to 16 probe threads shared one."""
-    import threading
-
-    from sleepyllama.proxy.probe import http
-
-    seen: list[object] = []
-    threads = [threading.Thread(target=lambda: seen.append(http.session)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len({id(session) for session in seen}) == 3
-    assert all(session.trust_env is False for session in seen)  # no environment proxies
