@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sleepyllama import config
+from sleepyllama.words import format_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -19,7 +20,7 @@ TABLES = {"proxy.NAME": config.ProxyConfig, "server.NAME": config.ServerConfig,
           "idle": config.IdleConfig, "resume": config.ResumeConfig,
           "energy": config.EnergyConfig, "notify": config.NotifyConfig,
           "metrics": config.MetricsConfig, "mqtt": config.MqttConfig,
-          "steer": config.SteerConfig, "web": config.WebConfig}
+          "steer": config.SteerConfig, "web": config.WebConfig, "schedule": config.ScheduleConfig}
 
 
 def slug(heading: str) -> str:
@@ -68,3 +69,55 @@ def test_every_module_is_in_the_design_s_table() -> None:
                if path.name not in ("__init__.py", "__main__.py")
                and f"`{path.relative_to(package)}`" not in design and f"`{path.name}`" not in design]
     assert not missing, f"docs/DESIGN.md names no row for {missing}"
+
+
+def documented_defaults() -> dict[tuple[str, str], str]:
+    """(table, key) -> the default column's code literal, for rows of one key whose default is
+    one literal (`"3s"`, `512`, `false`, `[]`)."""
+    found = {}
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    for row in page.splitlines():
+        match = re.fullmatch(r"\| `(?:\[(?P<table>[a-z.A-Z]+)\] )?(?P<key>\w+)` \| `(?P<default>[^`]+)`"
+                             r"(?: \([^|]*\))? \|.*", row)
+        if match:
+            found[(match["table"] or "proxy.NAME", match["key"])] = match["default"]
+    return found
+
+
+def as_toml(value: object) -> set[str]:
+    """How the page may write a default: as TOML, a float also as a duration."""
+    if isinstance(value, bool):
+        return {"true" if value else "false"}
+    if isinstance(value, str):
+        return {f'"{value}"'}
+    if isinstance(value, int):
+        return {str(value)}
+    if isinstance(value, float):
+        return {f"{value:g}", f'"{format_duration(value)}"'}
+    if value == ():
+        return {"[]"}
+    return {repr(value)}
+
+
+def test_each_default_the_page_writes_is_the_code_s() -> None:
+    """A default is written once, on its setting (config.setting): the page must say the same."""
+    documented = documented_defaults()
+    assert len(documented) > 20, "the page's tables were not read"
+    checked = 0
+    for table, record in TABLES.items():
+        for setting in dataclasses.fields(record):
+            said = documented.get((table, setting.name))
+            if said is None or setting.default is dataclasses.MISSING:
+                continue
+            assert said in as_toml(setting.default), (
+                f"[{table}] {setting.name}: the page says {said}, the code {setting.default!r}")
+            checked += 1
+    assert checked > 20
+
+
+def test_every_key_is_read_through_its_setting() -> None:
+    """Every field of a table's record but its name has a parser: no key is read apart."""
+    for table, record in TABLES.items():
+        for setting in dataclasses.fields(record):
+            if setting.name not in ("name", "path"):
+                assert setting.metadata.get("parse"), f"[{table}] {setting.name} has no setting"
