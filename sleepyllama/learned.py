@@ -6,12 +6,12 @@ history` show it, and bench/prewake_replay.py replays traces through it.
 A use begins with a wake that a client caused, or with the first client after QUIET while the
 box was up (first-use, recorded by the proxy). Pre-wakes, the Wake button and scanners that were
 refused (they caused no wake) teach nothing. A day is compared with its like days: the same
-weekday in the last WEEKS weeks (the older, the less they count) and the last RECENT days of its
-kind (weekday or weekend, each counting fully, so that a change of habit is followed within
-days). A half-hour in which use began on at least THRESHOLD of their weight, on two days or
-more, and on one of the last seven, is a habit; its pre-wake comes the box's wake time (lead())
-before the earliest start seen in it. A pre-wake that nobody used counts against its half-hour
-as a day more without use.
+weekday in the last four weeks (WEEK_WEIGHTS: the older, the less they count) and the last
+RECENT days of its kind (weekday or weekend, each counting fully, so that a change of habit is
+followed within days). A half-hour in which use began on at least THRESHOLD of their weight, on
+MIN_DAYS days or more, and on one of the last seven, is a habit; its pre-wake comes the box's
+wake time and MARGIN (lead()) before the earliest start seen in it. A pre-wake that nobody
+used counts against its half-hour as a day more without use.
 """
 
 from __future__ import annotations
