@@ -10,12 +10,24 @@ out of range, a word not of STATES), and a document of another shape or version 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 
 from sleepyllama import files, sleep_actions
 
 VERSION = 1
+
+
+class State(str, Enum):
+    """What a proxy's backend is now (proxy/wake_state.py moves it, by its table)."""
+    ASLEEP = "asleep"  # the latest evidence: no answer, a failed connect, its "sleeping" hint
+    WAKING = "waking"  # a wake signal of the wake under way went out
+    AWAKE = "awake"  # the latest evidence: its ready check answered
+    DID_NOT_WAKE = "did-not-wake"  # the last wake gave up on a client, and nothing answered since
+    UNKNOWN = "unknown"  # not seen yet, and not said asleep
+
+
 # the words for the page, Prometheus and Home Assistant (dashboard/); every reader reads these
-STATES = ("asleep", "waking", "awake", "did-not-wake", "unknown")
+STATES = tuple(state.value for state in State)
 PREWAKE_MODES = ("off", "learned")
 MAX_LEARNED, MAX_WORDS = 14, 120  # habits kept, and characters of each
 LATEST = 1e11  # a time past this (the year 5138) is nothing real

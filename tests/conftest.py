@@ -231,6 +231,7 @@ PURE = ("test_addresses.py", "test_config.py", "test_docs.py", "test_files.py", 
         "kinds/test_llama_server.py", "kinds/test_llama_swap.py", "kinds/test_ollama.py",
         "kinds/test_vllm.py", "proxy/test_api_key.py", "proxy/test_live.py",
         "proxy/test_policy.py", "proxy/test_readiness.py", "proxy/test_wake_record.py",
+        "proxy/test_wake_state.py",
         "host/signals/test_inhibitors.py", "host/signals/test_load.py",
         "host/signals/test_sessions.py")
 LAYER_OF = {"system": "container", "kinds/test_real_llama_server.py": "llama",

@@ -13,6 +13,7 @@ import pytest
 from sleepyllama import hints, ledger
 from sleepyllama.config import Address
 from sleepyllama.hints import Hint, RateLimit, SenderLimits, decode, encode
+from sleepyllama.proxy.wake_state import WakeState
 
 from conftest import (
     FAKE_SERVER,
@@ -352,7 +353,7 @@ def test_a_sleeping_hint_is_checked_a_while_later(monkeypatch) -> None:
 
         belief = beliefs.Belief(proxy, loop, AnswerCache("http://127.0.0.1:9", (), None),
                                 record, Prober(loop), probe=probe, quick_probe=probe,
-                                changed=lambda: None,
+                                state=WakeState(loop.time, said_asleep=True),
                                 to_ledger=lambda event, **fields: recorded.append(event))
         belief.going_to_sleep()
         await asyncio.wait_for(looked.wait(), 30)

@@ -23,6 +23,7 @@ from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.prober import Probe, Prober
 from sleepyllama.proxy.readiness import Readiness
 from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.proxy.wake_state import Happening, WakeState
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,10 @@ SLEEP_CHECKED_AFTER = 60.0
 class Belief:
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, cache: AnswerCache,
                  record: WakeRecord, prober: Prober, *, probe: Probe,
-                 quick_probe: Probe | None = None, changed: Callable[[], None],
+                 quick_probe: Probe | None = None, state: WakeState,
                  to_ledger: Callable[..., None] = lambda event, **fields: None) -> None:
         self.config, self.loop, self.cache, self.record = config, loop, cache, record
-        self.prober, self.probe, self.changed = prober, probe, changed
+        self.prober, self.probe, self.state = prober, probe, state
         self.to_ledger = to_ledger
         self.quick_probe = quick_probe or (lambda: probes.probe(config, QUICK_PROBE_TIMEOUT,
                                                                 QUICK_PROBE_TIMEOUT))
@@ -56,6 +57,7 @@ class Belief:
         """What a belief about the same backend knew (a reload with a new config)."""
         self.readiness = dataclasses.replace(before.readiness)
         self.sockaddr, self.family = before.sockaddr, before.family
+        self.state.take_over(before.state)
 
     @property
     def ready(self) -> bool:
@@ -79,7 +81,7 @@ class Belief:
             log.info("backend %s answered its ready check (%s): passing requests on",
                      self.config.backend, why)
             return "awake"
-        self.readiness.believe_asleep(self.loop.time())
+        self._silent()
         log.info("backend %s does not answer (%s): answering from the cache", self.config.backend,
                  why)
         return "asleep"
@@ -130,6 +132,7 @@ class Belief:
 
     def believe_ready(self, fill_after: float = 0.0) -> None:
         self.readiness.believe_ready(self.loop.time())
+        self.state.happen(Happening.ANSWERED)
         if self.record.answered():
             log.info("backend %s is up: the sleep it told of is over", self.config.backend)
             self.to_ledger(Event.BOX_UP)
@@ -146,8 +149,14 @@ class Belief:
         self.loop.run_in_executor(None, self.cache.fetch).add_done_callback(done)
 
     def not_ready(self) -> None:
+        """Not ready any more, without word of sleep (a failed refresh, a lost connection)."""
         self.readiness.not_ready()
-        self.changed()
+        self.state.shown()
+
+    def _silent(self, *, down: bool = False) -> None:
+        """No answer (down: a failed connect, or the box said it goes to sleep)."""
+        self.readiness.believe_asleep(self.loop.time(), down=down)
+        self.state.happen(Happening.SILENT)
 
     # -- news of the backend ------------------------------------------------------------------
 
@@ -156,7 +165,7 @@ class Belief:
         if self.ready:
             log.info("backend %s does not answer (%s): it may be asleep", self.config.backend, why)
             self.not_ready()
-        self.readiness.believe_asleep(self.loop.time(), down=True)
+        self._silent(down=True)
 
     def lost(self, error: OSError) -> None:
         """A connection died with the backend's host."""
@@ -185,7 +194,7 @@ class Belief:
         if not self.readiness.look_due(now):
             return
         self.readiness.looked_at = now
-        was = self.readiness.last_word()
+        was = self.state.evidence
 
         def done(result: asyncio.Future[tuple[bool, str]]) -> None:
             if result.cancelled() or self.ready:
@@ -198,8 +207,7 @@ class Belief:
                 return  # it answered: up (loading, or busy); or asleep, as believed
             log.info("backend %s does not answer a look while nobody uses it (%s): it is "
                      "believed asleep (it slept without a word)", self.config.backend, why)
-            self.readiness.believe_asleep(self.loop.time(), down=True)
-            self.changed()
+            self._silent(down=True)
 
         self.watching = asyncio.ensure_future(self.prober.once(self.watch_probe))
         self.watching.add_done_callback(done)
@@ -208,8 +216,7 @@ class Belief:
         """The box said so: the next client's wake sends its first packet at once. A look a
         while later finds out whether it did (a refused hibernate, a spoofed hint): a box
         that answers then was never asleep, whatever the page would count."""
-        self.readiness.believe_asleep(self.loop.time(), down=True)
-        self.changed()
+        self._silent(down=True)
         self.loop.call_later(SLEEP_CHECKED_AFTER, self._check_the_sleep)
 
     def _check_the_sleep(self) -> None:

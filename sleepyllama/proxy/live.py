@@ -28,35 +28,31 @@ def wall(loop_time: float | None, loop_now: float) -> float | None:
 
 
 def document(name: str, backend: str, listen: list[str], wake: Wake, loop_now: float,
-             since: float, prewakes: Prewakes | None = None, running: bool = True) -> dict:
+             prewakes: Prewakes | None = None, running: bool = True) -> dict:
     """listen: where its UDP hint sockets are ("host:port"), for the page's Wake button;
     prewakes: the next learned pre-wake and what was learned (prewaker.py)."""
     view = wake.view()
     return LiveState(
         name=name, backend=backend, listen=tuple(listen), pid=os.getpid(), running=running,
-        state=view.state, since=since, waking_since=wall(view.waking_since, loop_now),
+        state=view.state, since=wall(view.since, loop_now), waking_since=wall(view.waking_since, loop_now),
         signals=view.signals, clients_waiting=view.clients, typical_wake=view.typical_wake,
         asleep_as=view.asleep_as, last_ready=wall(view.last_ready, loop_now),
         prewakes=prewakes).to_json()
 
 
 class LiveFile:
-    """NAME.live.json, rewritten when the state changed (not merely its clock)."""
+    """NAME.live.json, rewritten when what it shows changed (not merely its clock)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.written: dict | None = None
-        self.state, self.since = "", time.time()
 
     def update(self, name: str, backend: str, listen: list[str], wake: Wake,
                loop_now: float, *, running: bool = True, prewakes: Prewakes | None = None
                ) -> None:
         if self.path is None:
             return
-        state = wake.state()
-        if state != self.state:
-            self.state, self.since = state, round(time.time())
-        current = document(name, backend, listen, wake, loop_now, self.since, prewakes, running)
+        current = document(name, backend, listen, wake, loop_now, prewakes, running)
         if current == self.written:
             return
         try:

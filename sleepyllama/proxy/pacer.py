@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy.client import Asker
 from sleepyllama.proxy.waiting import Waiting
 from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.proxy.wake_state import Happening, WakeState
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,10 @@ SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wa
 
 class Pacer:
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, sender: WakeSender,
-                 record: WakeRecord, waiting: Waiting, *, changed: Callable[[], None]) -> None:
+                 record: WakeRecord, waiting: Waiting, state: WakeState) -> None:
         self.config, self.loop, self.sender, self.record = config, loop, sender, record
         self.waiting = waiting  # the first of them is named in the wake's journal line
-        self.changed = changed
+        self.state = state
         self.schedule = WakeSchedule(config.wol_interval)
         self.timer: asyncio.TimerHandle | None = None
 
@@ -45,6 +45,7 @@ class Pacer:
         first = self.waiting.first()
         # once a signal went out, the wake goes on without clients (wake.py)
         if (first is not None or self.record.started is not None) and self.schedule.due(now):
+            began = self.record.started is None and first is not None
             if self.record.started is None and first is not None:
                 self.record.first_signal(now, first.peer, first.request, first.agent,
                                          first.noted() if isinstance(first, Asker) else {})
@@ -60,6 +61,9 @@ class Pacer:
                 self.record.signals += 1
                 log.debug("sent %s (%d)", self.sender.describe(), self.record.signals)
             self.schedule.mark_sent(now)
-            self.changed()
+            if began:
+                self.state.happen(Happening.SIGNALLED)
+            else:
+                self.state.shown()
         delay = self.schedule.seconds_until_due(now) or self.schedule.interval
         self.timer = self.loop.call_later(delay, self._send_when_due)

@@ -51,20 +51,13 @@ class Readiness:
     def is_asleep(self, now: float) -> bool:
         return now < self.asleep_until
 
-    def last_word(self) -> str:
-        """"awake" or "asleep": what the latest evidence says, however old ("": none yet). For
-        a person's page: a box that answered and has not been heard of since is up."""
-        if self.asleep_at is not None and (self.last_ready is None
-                                           or self.asleep_at >= self.last_ready):
-            return "asleep"
-        return "awake" if self.last_ready is not None else ""
-
     def look_due(self, now: float) -> bool:
         """Whether a box not asked since WATCH_EVERY is to be looked at: one last seen up (it
         may have slept without a word), or one believed asleep (something else may have woken
         it: a magic packet from elsewhere, its power button)."""
         last = max(self.last_ready or 0.0, self.asleep_at or 0.0, self.looked_at or 0.0)
-        return (self.last_word() != "" and not self.is_ready(now)
+        return ((self.last_ready is not None or self.asleep_at is not None)
+                and not self.is_ready(now)
                 and now - last >= WATCH_EVERY)
 
     def take_known_down(self) -> bool:

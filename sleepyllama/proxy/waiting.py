@@ -23,6 +23,7 @@ from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.client import Asker, Client, linger, reply_if_http
 from sleepyllama.proxy.reply import backend_unavailable, nothing_listens
 from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.proxy.wake_state import WakeState
 from sleepyllama.words import format_duration
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,10 @@ class Waiting:
 
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, record: WakeRecord,
                  *, wake_timeout: Callable[[], float], to_ledger: Callable[..., None],
-                 closed: Callable[[], None], changed: Callable[[], None]) -> None:
+                 closed: Callable[[], None], state: WakeState) -> None:
         self.config, self.loop, self.record = config, loop, record
         self.wake_timeout, self.to_ledger = wake_timeout, to_ledger
-        self.closed, self.changed = closed, changed
+        self.closed, self.state = closed, state
         self.room = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
         # waiting in tasks of their own: a stream with progress, a wake nobody holds a socket for
         self.waiters: dict[Client | Asker, asyncio.Future[bool]] = {}
@@ -145,7 +146,7 @@ class Waiting:
     async def wait(self, client: Client | Asker) -> bool:
         """True once the backend is ready, False when it did not wake within wake_timeout."""
         ready = self.waiters[client] = self.loop.create_future()
-        self.changed()
+        self.state.shown()
         started = self.loop.time()
         try:
             async with timeout(self.hold_limit()):
@@ -155,7 +156,7 @@ class Waiting:
             return False
         finally:
             self.waiters.pop(client, None)
-            self.changed()
+            self.state.shown()
 
     def ready(self) -> list[Client]:
         """The backend is ready: the held clients, in arrival order, to connect; the others are
@@ -180,7 +181,7 @@ class Waiting:
             self._let_go(client, nothing_listens(hint, refused_for),
                          "nothing listens on the backend's port")
         self._tell_waiters(False)
-        self.changed()
+        self.state.shown()
 
     def note_give_up(self, waited: float) -> None:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""
@@ -208,7 +209,7 @@ class Waiting:
         log.debug("%s hung up while held", client.peer)
         client.sock.close()
         self.closed()
-        self.changed()
+        self.state.shown()
 
     def _give_up(self, client: Client) -> None:
         now = self.loop.time()
@@ -221,7 +222,7 @@ class Waiting:
         self._let_go(client, backend_unavailable(
             str(self.config.backend), round(client.deadline - client.arrived, 1), waited, hint,
             self.record.retry_after()), "its backend did not wake")
-        self.changed()
+        self.state.shown()
 
     def _let_go(self, client: Client, reply: bytes, why: str) -> None:
         """A held client leaves with `reply` (if it spoke HTTP; else a close), and lingers."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from sleepyllama import hints, ledger, sleep_actions
 from sleepyllama.config import ProxyConfig
 from sleepyllama.ledger import Event
+from sleepyllama.live_state import State
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.belief import Belief
 from sleepyllama.proxy.cache import AnswerCache
@@ -29,6 +30,7 @@ from sleepyllama.proxy.pacer import Pacer
 from sleepyllama.proxy.prober import Answer, Probe, Prober
 from sleepyllama.proxy.waiting import Waiting
 from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.proxy.wake_state import Happening, WakeState
 from sleepyllama.proxy.wol import WakeSender
 from sleepyllama.words import format_duration
 
@@ -46,8 +48,9 @@ CACHE_AFTER_WAKE = 1.0
 @dataclass(frozen=True)
 class View:
     """What the wake is now, as STATUS, live.json, a stream's progress and the page follow it:
-    one definition of each state (State), taken from the wake's parts in one place."""
+    the state (wake_state.py moves it), and what else a person is shown, in one place."""
     state: str  # one of live_state.STATES
+    since: float  # loop time the state began
     ready: bool  # believed ready now (a 200 within READY_TRUST): clients are connected at once
     waking_since: float | None  # loop time of the first signal of the wake under way
     signals: int  # sent in the wake under way
@@ -67,23 +70,24 @@ class Wake:
         cache: AnswerCache,
         *,
         connect: Callable[[Client], None],  # the way out: a held client, the backend ready
-        changed: Callable[[], None] = lambda: None,  # the status line may have changed
+        changed: Callable[[], None] = lambda: None,  # what is shown changed (wake_state.py)
         closed: Callable[[], None] = lambda: None,  # one client's connection is over
         probe: Probe | None = None,
         ledger_file: Path | None = None,  # this proxy's record of wakes (ledger.py), if any
     ) -> None:
         self.config, self.loop, self.cache = config, loop, cache
-        self.connect, self.changed, self.closed = connect, changed, closed
+        self.connect, self.closed = connect, closed
         self.ledger_file = ledger_file
         # what past wakes took here (the ledger keeps them across restarts)
         self.record = WakeRecord.remembering(ledger.read(ledger_file) if ledger_file else [])
+        self.changes = WakeState(loop.time, said_asleep=self.record.sleep_open, changed=changed)
         self.probe = probe or (lambda: probes.probe(config, connect=WAKE_CONNECT_TIMEOUT))
         self.prober = Prober(loop)
         self.belief = Belief(config, loop, cache, self.record, self.prober, probe=self.probe,
-                             quick_probe=probe, changed=changed, to_ledger=self.to_ledger)
+                             quick_probe=probe, state=self.changes, to_ledger=self.to_ledger)
         self.waiting = Waiting(config, loop, self.record, wake_timeout=self.wake_timeout,
-                               to_ledger=self.to_ledger, closed=closed, changed=changed)
-        self.pacer = Pacer(config, loop, sender, self.record, self.waiting, changed=changed)
+                               to_ledger=self.to_ledger, closed=closed, state=self.changes)
+        self.pacer = Pacer(config, loop, sender, self.record, self.waiting, self.changes)
         self.prewakes: set[asyncio.Task[bool]] = set()
         self.probe_now = asyncio.Event()  # a "ready" hint: the wake loop probes at once
         self.task: asyncio.Task[None] | None = None
@@ -111,24 +115,19 @@ class Wake:
         return bool(self.clients_waiting() or self.under_way())
 
     def state(self) -> str:
-        """One word for everyone who shows it (live_state.STATES): the wake under way (a signal
-        sent) or its failure, else the latest evidence (an answer: awake, until a failed
-        connect or a "sleeping" hint says otherwise); "unknown" before any, unless the box
-        said, before a restart of ours, that it went to sleep and has not been seen up since
-        (the ledger says)."""
-        if self.record.started is not None:
-            return "waking"
-        if self.ready:
-            return "awake"
-        if self.record.gave_up:
-            return "did-not-wake"
-        word = self.belief.readiness.last_word()
-        return word or ("asleep" if self.record.sleep_open else "unknown")
+        """One word for everyone who shows it (live_state.STATES), as wake_state.py's table
+        moved it."""
+        return self.changes.state.value
+
+    def changed(self) -> None:
+        """Something shown of this backend changed outside the wake (a client read, or gone)."""
+        self.changes.shown()
 
     def view(self) -> View:
         typical = self.record.typical()
         waking = self.record.started is not None
-        return View(self.state(), self.ready, self.record.started, self.record.signals if waking else 0,
+        return View(self.state(), self.changes.since, self.ready, self.record.started,
+                    self.record.signals if waking else 0,
                     self.clients_shown(), self.record.phase(),
                     round(typical[0], 1) if typical else None, self.record.asleep_as,
                     self.belief.readiness.last_ready)
@@ -206,8 +205,7 @@ class Wake:
             log.info("hint from %s: the box is going to sleep (%s)", sender, action)
             # kept: a wake after a restart of ours knows it, and the page draws the sleep; once
             # per sleep (a flood of the same datagram is one line)
-            if (action != self.record.asleep_as
-                    or self.belief.readiness.last_word() != "asleep"):
+            if action != self.record.asleep_as or self.changes.evidence is not State.ASLEEP:
                 self.record.asleep_as = action
                 self.record.sleep_open = True
                 saving = {} if hint.saving_watts is None else {"saving_watts": hint.saving_watts}
@@ -294,7 +292,8 @@ class Wake:
                 # held again while the others were connected (a connect failed right after the
                 # 200): it needs a wake of its own, not a 503 with nothing probing for it
                 self._start()
-            self.changed()
+            self.changes.happen(Happening.WOKE if self.ready else Happening.GAVE_UP
+                                if self.record.gave_up else Happening.ABANDONED)
 
     async def _probe_until_ready(self, started: float) -> Answer | None:
         """The first "ready" answer; None once nobody waits and the wake may end."""

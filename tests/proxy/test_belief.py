@@ -13,6 +13,7 @@ from sleepyllama.proxy.belief import Belief
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.prober import Prober
 from sleepyllama.proxy.wake_record import WakeRecord
+from sleepyllama.proxy.wake_state import Happening, WakeState
 
 PROXY = config.parse('[proxy.llama]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
                      ).proxy("llama")
@@ -30,13 +31,14 @@ def watched(answer: tuple[bool, str], seen_up_ago: float) -> tuple[str, int]:
             return answer
 
         belief = Belief(PROXY, loop, AnswerCache("http://127.0.0.1:9", (), None), WakeRecord(),
-                        Prober(loop), probe=probe, quick_probe=probe, changed=lambda: None)
+                        Prober(loop), probe=probe, quick_probe=probe, state=WakeState(loop.time))
         belief.readiness.believe_ready(loop.time() - seen_up_ago)
+        belief.state.happen(Happening.ANSWERED)
         belief.watch()
         if belief.watching is not None:
             await asyncio.wait_for(belief.watching, 30)  # its answer taken before this wakes
         belief.watch()  # the next second: no second look while the first is recent
-        return belief.readiness.last_word()
+        return belief.state.state
 
     return asyncio.run(run()), len(looks)
 
@@ -66,12 +68,12 @@ def test_a_box_woken_by_something_else_is_seen_up() -> None:
         belief = Belief(PROXY, loop, AnswerCache("http://127.0.0.1:9", (), None),
                         WakeRecord(sleep_open=True), Prober(loop),
                         probe=lambda: (True, "HTTP 200"), quick_probe=lambda: (True, "HTTP 200"),
-                        changed=lambda: None,
+                        state=WakeState(loop.time, said_asleep=True),
                         to_ledger=lambda event, **fields: recorded.append(event))
         belief.readiness.believe_asleep(loop.time() - readinesses.WATCH_EVERY - 1)
         belief.watch()
         assert belief.watching is not None
         await asyncio.wait_for(belief.watching, 30)
-        return belief.readiness.last_word(), belief.record.sleep_open, recorded
+        return belief.state.state, belief.record.sleep_open, recorded
 
     assert asyncio.run(run()) == ("awake", False, ["box-up"])

@@ -26,19 +26,3 @@ def test_asleep_is_believed_for_a_while_and_down_only_for_one_wake() -> None:
     assert belief.take_known_down() is True and belief.take_known_down() is False
     belief.believe_ready(3.0)
     assert not belief.is_asleep(3.0)
-
-
-def test_the_last_word_is_the_latest_evidence_however_old() -> None:
-    """For the page: a box that answered and was not heard of since reads awake (its 5 s of
-    trust are for connecting clients, not for a person's look); a failed connect or a
-    "sleeping" hint after it reads asleep, until it answers again."""
-    belief = Readiness()
-    assert belief.last_word() == ""
-    belief.believe_ready(100.0)
-    assert belief.last_word() == "awake" and not belief.is_ready(100.0 + 3600)
-    belief.believe_asleep(200.0, down=True)
-    assert belief.last_word() == "asleep"
-    assert not belief.is_asleep(200.0 + ASLEEP_TRUST) and belief.last_word() == "asleep"
-    belief.believe_ready(300.0)
-    assert belief.last_word() == "awake"
-

@@ -295,7 +295,7 @@ def test_each_sleep_the_box_tells_is_one_line_of_the_ledger_however_often_said(t
                           ledger_file=ledger_file)
         for _ in range(3):
             backend.wake.hinted(hints.Hint("sleeping", action="suspend"), "box")
-        backend.wake.belief.readiness.believe_ready(loop.time())  # it answered again
+        backend.wake.belief.believe_ready()  # it answered again
         backend.wake.hinted(hints.Hint("sleeping", action="suspend", saving_watts=183), "box")
         backend.close_all()
 
