@@ -134,6 +134,21 @@ class SleepingBackend:
         self.listener.stop()
 
 
+def socket_inode(remote: tuple, local: tuple) -> str:
+    """"socket:[INODE]" of the TCP socket at `local` connected to `remote` (IPv4, /proc/net/tcp),
+    as /proc/PID/fd links name it; "" if there is none (not accepted yet)."""
+
+    def hex_address(address: tuple) -> str:
+        return f"{socket.inet_aton(address[0])[::-1].hex().upper()}:{address[1]:04X}"
+
+    wanted = (hex_address(local), hex_address(remote))
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted and fields[9] != "0":
+            return f"socket:[{fields[9]}]"
+    return ""
+
+
 class ProxyRun:
     def __init__(self, directory: Path, table: str, *, activate: bool = True,
                  listen: str | None = None, extra_args: list[str] | None = None,
@@ -169,6 +184,12 @@ class ProxyRun:
 
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.process.popen.pid}/fd"))
+
+    def holds(self, client: socket.socket) -> bool:
+        """Whether the proxy has accepted `client`: an fd of its is the other end's socket."""
+        return socket_inode(client.getsockname(), client.getpeername()) in {
+            os.readlink(f"/proc/{self.process.popen.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{self.process.popen.pid}/fd")}
 
     def log(self) -> str:
         return self.process.text()
@@ -231,7 +252,9 @@ PURE = ("test_addresses.py", "test_config.py", "test_docs.py", "test_files.py", 
         "kinds/test_llama_server.py", "kinds/test_llama_swap.py", "kinds/test_ollama.py",
         "kinds/test_vllm.py", "proxy/test_api_key.py", "proxy/test_live.py",
         "proxy/test_policy.py", "proxy/test_readiness.py", "proxy/test_wake_record.py",
-        "proxy/test_wake_state.py",
+        "proxy/test_wake_state.py", "proxy/test_reply.py", "test_command_line.py",
+        "kinds/test_base.py", "kinds/test_none.py", "dashboard/test_steered.py",
+        "host/test_stay_awake.py", "host/signals/test_base.py", "host/signals/test_schedule.py",
         "host/signals/test_inhibitors.py", "host/signals/test_load.py",
         "host/signals/test_sessions.py")
 LAYER_OF = {"system": "container", "kinds/test_real_llama_server.py": "llama",

@@ -1,24 +1,15 @@
 """Awake windows on the GPU box (host/schedule.py): the timer that wakes it at each start, as
-systemd reads its calendars, and the idle check inside one (windows.py: tests/test_windows.py)."""
+systemd reads its calendars (the idle check inside one: tests/host/signals/test_schedule.py)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
 
-from sleepyllama import config
 from sleepyllama.host.schedule import timer_unit
-from sleepyllama.host.signals.base import Activity
-from sleepyllama.host.signals.schedule import ScheduleSignal
 from sleepyllama.windows import parse_window
-
-
-def at(weekday: int, hour: int, minute: int = 0) -> time.struct_time:
-    """A moment on 2026-11-23 (a Monday) + weekday days."""
-    return time.localtime(time.mktime((2026, 11, 23 + weekday, hour, minute, 0, 0, 0, -1)))
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
@@ -36,11 +27,3 @@ def test_the_timer_wakes_the_box_at_each_window_s_start() -> None:
     unit = timer_unit([parse_window("Mon..Fri 08:30..18:00"), parse_window("Sat 10:00..12:00")])
     assert "OnCalendar=Mon,Tue,Wed,Thu,Fri 08:30:00\nOnCalendar=Sat 10:00:00\n" in unit
     assert "WakeSystem=yes\n" in unit and "Unit=sleepyllama-servers.target\n" in unit
-
-
-def test_inside_a_window_the_idle_check_stays_awake_and_says_why() -> None:
-    windows = config.parse('[schedule]\nawake = ["Mon..Fri 08:30..18:00"]\n').schedule
-    inside = ScheduleSignal(windows, lambda: at(1, 9)).read()
-    assert inside.activity is Activity.BUSY
-    assert inside.reason == "inside the awake window Mon..Fri 08:30..18:00 (until 18:00)"
-    assert ScheduleSignal(windows, lambda: at(1, 19)).read().activity is Activity.IDLE
