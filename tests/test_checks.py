@@ -104,6 +104,7 @@ def test_check_shows_each_cards_mac_and_a_missing_rtc_alarm(tmp_path: Path) -> N
     assert found.warnings and "no RTC wake alarm" in found.warnings[0]
 
 
+@pytest.mark.root
 def test_check_names_a_program_that_holds_a_servers_port(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("ss names another user's process only to root")

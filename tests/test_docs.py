@@ -71,6 +71,21 @@ def test_every_module_is_in_the_design_s_table() -> None:
     assert not missing, f"docs/DESIGN.md names no row for {missing}"
 
 
+def test_every_module_has_a_test_file_named_for_it() -> None:
+    """sleepyllama/proxy/wake.py is tested in tests/proxy/test_wake.py: a reader finds a
+    module's tests by its name (others may test it too, through the modules that use it)."""
+    package = ROOT / "sleepyllama"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        where = path.relative_to(package)
+        test = ROOT / "tests" / where.parent / f"test_{where.name}"
+        if not test.exists():
+            missing.append(str(test.relative_to(ROOT)))
+    assert not missing, f"no test file for {len(missing)} module(s): {missing}"
+
+
 def documented_defaults() -> dict[tuple[str, str], str]:
     """(table, key) -> the default column's code literal, for rows of one key whose default is
     one literal (`"3s"`, `512`, `false`, `[]`)."""

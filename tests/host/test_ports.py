@@ -38,6 +38,7 @@ def test_only_addresses_that_collide_count() -> None:
     assert not overlaps("127.0.0.1", "10.0.0.2")
 
 
+@pytest.mark.root
 def test_a_real_listener_is_named_with_its_pid() -> None:
     require("ss")
     if os.geteuid() != 0:

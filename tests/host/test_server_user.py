@@ -14,6 +14,9 @@ from sleepyllama.host.server_user import ShutOut, shut_out
 
 from conftest import require
 
+# each tries a path as another user (setpriv), which only root may
+pytestmark = pytest.mark.root
+
 OTHER = "nobody"  # a user that exists everywhere and owns nothing here
 
 

@@ -24,6 +24,7 @@ def test_what_the_sandbox_hides() -> None:
     assert hidden(Sandbox("tmpfs"), "/run/user/1000/k") == "its unit hides /run/user (ProtectHome=tmpfs)"
 
 
+@pytest.mark.root
 def test_the_idle_unit_cannot_read_a_key_it_needs_and_check_says_so(monkeypatch) -> None:
     """A server's --api-key-file under a home: the idle service logged "Permission denied"
     every 30 s (ProtectHome=yes) and the box never slept, while check (as root) said ok."""
