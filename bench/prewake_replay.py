@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sleepyllama import learned
+from sleepyllama import learned, ledger
 
 START = date(2026, 1, 5)  # a Monday
 WEEKS = 10
@@ -51,7 +51,7 @@ class Outcome:
 def replay(requests: Sequence[float], idle: float, wake: float, prewakes: bool) -> tuple[
         Outcome, list[tuple[float, bool]]]:
     """The outcome, and (time, ready) of each first use."""
-    entries: list[dict] = []
+    entries: list[ledger.Entry] = []
     outcome = Outcome()
     firsts: list[tuple[float, bool]] = []
     up_from: float | None = None  # the box is up (or waking) since then
@@ -60,7 +60,7 @@ def replay(requests: Sequence[float], idle: float, wake: float, prewakes: bool) 
     used_since_prewake = True
 
     def record(event: str, at: float, **fields: object) -> None:
-        entries.append({"event": event, "at": at, **fields})
+        entries.append(ledger.RECORDS[event](at=at, **fields))  # type: ignore[arg-type]
 
     def sleep_until(moment: float) -> None:
         """The box goes to sleep at asleep_at if that comes before `moment`."""

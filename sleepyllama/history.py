@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sleepyllama import files, ledger, sleep_actions
+from sleepyllama import ledger, sleep_actions
 from sleepyllama.config import EnergyConfig
-from sleepyllama.ledger import Event
 from sleepyllama.words import format_duration
 
 HALF_HOUR = 1800
@@ -48,27 +47,25 @@ class Wake:
     woke: bool = True  # False: a proxy's wake that gave up (or was abandoned): no wake at all
 
 
-def sleeps(entries: Sequence[dict]) -> list[Sleep]:
+def sleeps(entries: Sequence[ledger.Entry]) -> list[Sleep]:
     """Suspend-resume pairs. A suspend with no resume before entries of another boot ended when
     that boot began (the box was switched off, or crashed asleep)."""
     found: list[Sleep] = []
     asked: tuple[float, str] | None = None
     current: tuple[Sleep, str] | None = None  # and its boot
     for entry in entries:
-        event, at, boot = entry["event"], float(entry["at"]), entry.get("boot", "")
-        if current and boot != current[1]:
+        at = entry.at
+        if current and entry.boot != current[1]:
             current[0].end = at
             found.append(current[0])
             current = None
-        if event == Event.SLEEP:
-            asked = (at, str(entry.get("reason", "")))
-        elif event == Event.SUSPEND and current is None:
+        if isinstance(entry, ledger.Sleep):
+            asked = (at, entry.reason)
+        elif isinstance(entry, ledger.Suspend) and current is None:
             reason = asked[1] if asked and at - asked[0] <= REASON_WINDOW else (
                 "suspended by something else (a lid, systemctl suspend)")
-            kind = entry.get("kind")
-            current, asked = (Sleep(at, None, reason, kind if isinstance(kind, str) and kind
-                                    else "suspend"), boot), None
-        elif event == Event.RESUME and current is not None:
+            current, asked = (Sleep(at, None, reason, entry.kind or "suspend"), entry.boot), None
+        elif isinstance(entry, ledger.Resume) and current is not None:
             current[0].end = at
             found.append(current[0])
             current = None
@@ -77,92 +74,88 @@ def sleeps(entries: Sequence[dict]) -> list[Sleep]:
     return found
 
 
-def shown_request(entry: dict) -> str:
+def shown_request(entry: ledger.Wake) -> str:
     """The request that woke the box, without a query string: a ledger written before queries
     were left out may hold one, and a query may carry a key (?api_key=...)."""
-    return str(entry.get("request") or "(not HTTP)").split("?", 1)[0]
+    return (entry.request or "(not HTTP)").split("?", 1)[0]
 
 
-def shown_cause(entry: dict) -> str:
+def shown_cause(entry: ledger.Wake) -> str:
     """Who woke the box, and with what: "192.168.1.20:51234 POST /v1/chat/completions (curl)",
     or for a learned pre-wake the habit it was for ("learned pre-wake for weekdays about
     08:25"). Never with ": " in it: the outcome follows that."""
-    cause = entry.get("cause")
-    if isinstance(cause, str) and cause:
-        return "learned pre-wake for " + cause.removeprefix("learned: ").replace(": ", " ")
-    agent = f" ({entry['agent']})" if entry.get("agent") else ""
-    return f"{entry.get('first', '?')} {shown_request(entry)}{agent}"
+    if entry.cause:
+        return "learned pre-wake for " + entry.cause.removeprefix("learned: ").replace(": ", " ")
+    agent = f" ({entry.agent})" if entry.agent else ""
+    return f"{entry.first or '?'} {shown_request(entry)}{agent}"
 
 
-def gpu_words(entry: dict) -> str:
+def gpu_words(entry: ledger.Entry) -> str:
     """What the GPU check (host/gpu_check.py) or a server (host/placement.py) recorded after a
     resume, in a few words; "" for any other entry."""
-    event = entry["event"]
-    if event == Event.GPU_HEALED:
+    if isinstance(entry, ledger.GpuHealed):
         return "CUDA healed by reloading nvidia_uvm"
-    if event == Event.GPU_FAILED:
-        return f"GPU unusable ({str(entry.get('error', '?'))[:120]})"
-    if event == Event.GPU_REBOOT:
+    if isinstance(entry, ledger.GpuFailed):
+        return f"GPU unusable ({(entry.error or '?')[:120]})"
+    if isinstance(entry, ledger.GpuReboot):
         return "rebooted for the GPU"
-    if event == Event.SERVER_DEGRADED:
-        return f"{str(entry.get('name', '?'))[:64]} {str(entry.get('problem', ''))[:120]}"
+    if isinstance(entry, ledger.ServerDegraded):
+        return f"{entry.name[:64]} {entry.problem[:120]}"
     return ""
 
 
-def what_followed(index: int, entries: Sequence[dict]) -> list[dict]:
+def what_followed(index: int, entries: Sequence[ledger.Entry]) -> list[ledger.Entry]:
     """What the box recorded after the resume at entries[index], as part of that wake: until
     its next sleep, suspend or resume, and within HALF_HOUR (a GPU failure an hour on is
     another story). The entries are in the order they happened."""
-    start = float(entries[index]["at"])
+    start = entries[index].at
     followed = []
     for entry in entries[index + 1:]:
-        if (entry["event"] in (Event.SLEEP, Event.SUSPEND, Event.RESUME)
-                or float(entry["at"]) - start >= HALF_HOUR):
+        if (isinstance(entry, ledger.Sleep | ledger.Suspend | ledger.Resume)
+                or entry.at - start >= HALF_HOUR):
             break
         followed.append(entry)
     return followed
 
 
-def wakes(entries: Sequence[dict]) -> list[Wake]:
+def wakes(entries: Sequence[ledger.Entry]) -> list[Wake]:
     """The GPU box's resumes (with its servers' load times) and the proxies' wakes (with the
     client and request that caused them)."""
     found: list[Wake] = []
     for index, entry in enumerate(entries):
-        if entry["event"] == Event.RESUME:
+        if isinstance(entry, ledger.Resume):
             after = what_followed(index, entries)
             gpu = [said for later in after if (said := gpu_words(later))]
-            first_ready = {str(later["name"]): later for later in reversed(after)
-                           if later["event"] == Event.SERVER_READY}  # each server's first
-            ready = [f"{name} ready after {later['load_seconds']}s"
-                     for name, later in sorted(first_ready.items(),
-                                               key=lambda item: float(item[1]["at"]))]
-            how = "resumed" if sleep_actions.get(str(entry.get("kind", ""))).resumes else "booted"
-            found.append(Wake(float(entry["at"]), "; ".join([how, *gpu[:2], *ready])))
-        elif entry["event"] == Event.WAKE:
-            outcome = (f"ready after {entry['ready_after']}s" if "ready_after" in entry
-                       else f"gave up after {entry.get('gave_up_after', entry.get('abandoned_after'))}s")
-            if isinstance(entry.get("up_after"), int | float) and "ready_after" in entry:
-                outcome += f" (the box up after {entry['up_after']}s, then the model)"
-            found.append(Wake(float(entry["at"]), f"{shown_cause(entry)}: {outcome}, "
-                              f"{entry.get('signals', 0)} wake signals", "ready_after" in entry))
+            first_ready = {later.name: later for later in reversed(after)
+                           if isinstance(later, ledger.ServerReady)}  # each server's first
+            ready = [f"{name} ready after {later.load_seconds}s"
+                     for name, later in sorted(first_ready.items(), key=lambda item: item[1].at)]
+            how = "resumed" if sleep_actions.get(entry.kind).resumes else "booted"
+            found.append(Wake(entry.at, "; ".join([how, *gpu[:2], *ready])))
+        elif isinstance(entry, ledger.Wake):
+            woke = entry.ready_after is not None
+            ended = entry.abandoned_after if entry.gave_up_after is None else entry.gave_up_after
+            outcome = (f"ready after {entry.ready_after}s" if woke else f"gave up after {ended}s")
+            if entry.up_after is not None and woke:
+                outcome += f" (the box up after {entry.up_after}s, then the model)"
+            found.append(Wake(entry.at, f"{shown_cause(entry)}: {outcome}, "
+                              f"{entry.signals} wake signals", woke))
     return sorted(found, key=lambda wake: wake.at)
 
 
-def typical_wake(entries: Sequence[dict], last: int = 10) -> tuple[float, int] | None:
+def typical_wake(entries: Sequence[ledger.Entry], last: int = 10) -> tuple[float, int] | None:
     """(median seconds from the first wake signal to ready, how many wakes) over the proxies'
     last `last` wakes that succeeded; None before the first."""
-    times = [float(entry["ready_after"]) for entry in entries
-             if entry.get("event") == Event.WAKE and isinstance(entry.get("ready_after"), int | float)
-             and not isinstance(entry.get("ready_after"), bool)][-last:]
+    times = [entry.ready_after for entry in entries
+             if isinstance(entry, ledger.Wake) and entry.ready_after is not None][-last:]
     return (statistics.median(times), len(times)) if times else None
 
 
-def typical_first_answer(entries: Sequence[dict], last: int = 10) -> float | None:
+def typical_first_answer(entries: Sequence[ledger.Entry], last: int = 10) -> float | None:
     """Median seconds from ready to the backend's first bytes to the wake's first client (the
     request's own work: a prompt read, a model swapped in) over the last `last` wakes."""
-    times = [float(entry["after_ready"]) for entry in entries
-             if entry.get("event") == Event.FIRST_ANSWER and files.finite(entry.get("after_ready"))
-             and float(entry["after_ready"]) >= 0][-last:]
+    times = [entry.after_ready for entry in entries
+             if isinstance(entry, ledger.FirstAnswer) and entry.after_ready is not None][-last:]
     return statistics.median(times) if times else None
 
 
@@ -279,11 +272,11 @@ def power(energy: EnergyConfig, idle_watts: dict | None,
 
 
 def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path | None = PROXY_STATE,
-                 unreadable: list[str] | None = None) -> list[dict]:
+                 unreadable: list[str] | None = None) -> list[ledger.Entry]:
     """Every entry of this host's ledgers (proxies: None for the GPU box's alone). What a
     non-root user may not read (the proxy's DynamicUser directory is private) is left out and
     named in `unreadable`."""
-    entries: list[dict] = []
+    entries: list[ledger.Entry] = []
     paths = list(hosts)
     try:
         if proxies is not None and proxies.is_dir():
@@ -295,16 +288,16 @@ def read_ledgers(hosts: Sequence[Path] = HOST_LEDGERS, proxies: Path | None = PR
             entries += ledger.read(path)
         except PermissionError:
             (unreadable if unreadable is not None else []).append(str(path))
-    return sorted(entries, key=lambda entry: float(entry["at"]))
+    return sorted(entries, key=lambda entry: entry.at)
 
 
-def report(entries: Sequence[dict], energy: EnergyConfig, idle_watts: dict | None, count: int,
-           now: float, gpu_box: bool = True, unreadable: Sequence[str] = ()) -> dict:
+def report(entries: Sequence[ledger.Entry], energy: EnergyConfig, idle_watts: dict | None,
+           count: int, now: float, gpu_box: bool = True, unreadable: Sequence[str] = ()) -> dict:
     """unreadable: ledgers this user may not read (a proxy's are root's): the wakes they hold
     are not known, and are said to be, rather than counted as none."""
     found, woken = sleeps(entries), wakes(entries)
     awake_watts, how = power(energy, idle_watts, gpu_box)
-    known_from = float(entries[0]["at"]) if entries else None
+    known_from = entries[0].at if entries else None
     shown = days(found, woken, count, now, awake_watts, known_from, energy)
     kwh = None if awake_watts is None else sum(day.kwh_saved or 0.0 for day in shown)
     return {"days": [asdict(day) for day in shown],

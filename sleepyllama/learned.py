@@ -23,8 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sleepyllama import history, sleep_actions
-from sleepyllama.ledger import Event
+from sleepyllama import history, ledger, sleep_actions
 from sleepyllama.windows import DAYS, Window
 
 QUIET = 3600.0  # seconds without use after which the next use is a beginning
@@ -59,24 +58,21 @@ class Evidence:
     unused: dict[date, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
-def teaches(entry: dict) -> bool:
+def teaches(entry: ledger.Entry) -> bool:
     """A use of the box beginning: a first-use, or a wake a client caused."""
-    if entry.get("event") == Event.FIRST_USE:
+    if isinstance(entry, ledger.FirstUse):
         return True
-    if entry.get("event") != Event.WAKE or entry.get("first") == LEARNED:
+    if not isinstance(entry, ledger.Wake) or entry.first == LEARNED:
         return False
-    request = str(entry.get("request", ""))
-    return request != "Wake button" and not request.endswith("(pre-wake)")
+    return entry.request != "Wake button" and not entry.request.endswith("(pre-wake)")
 
 
-def began(entry: dict) -> float:
+def began(entry: ledger.Entry) -> float:
     """When what an entry records began: a wake's entry is written when it ends."""
-    took = next((entry[key] for key in ("ready_after", "gave_up_after", "abandoned_after")
-                 if isinstance(entry.get(key), int | float)), 0.0)
-    return float(entry["at"]) - float(took)
+    return entry.at - (entry.took if isinstance(entry, ledger.Wake) else 0.0)
 
 
-def use_starts(entries: Iterable[dict]) -> list[float]:
+def use_starts(entries: Iterable[ledger.Entry]) -> list[float]:
     """The moments use began: the uses with QUIET or more before them. A wake and the
     first-use of its client a second later are one beginning."""
     starts, last = [], -math.inf
@@ -99,18 +95,18 @@ def moment_at(day: date, minute: float) -> float:
                         seconds % 60, 0, 0, -1))
 
 
-def evidence(entries: Sequence[dict]) -> Evidence:
+def evidence(entries: Sequence[ledger.Entry]) -> Evidence:
     found = Evidence()
     if not entries:
         return found
-    found.first_day = date.fromtimestamp(float(entries[0]["at"]))
+    found.first_day = date.fromtimestamp(entries[0].at)
     every_start = use_starts(entries)
     for moment in every_start:
         found.starts[date.fromtimestamp(moment)].append(minute_of(moment))
     for entry in entries:
-        if entry.get("event") == Event.WAKE and entry.get("first") == LEARNED:
+        if isinstance(entry, ledger.Wake) and entry.first == LEARNED:
             woke = began(entry)
-            expected = float(entry.get("expected", woke))
+            expected = woke if entry.expected is None else entry.expected
             used = any(woke <= start <= expected + SPAN * 60 + QUIET for start in every_start)
             if not used:
                 found.unused[date.fromtimestamp(expected)].append(minute_of(expected))
@@ -160,14 +156,14 @@ def habits(found: Evidence, day: date, today: date) -> list[tuple[float, float]]
     return found_habits
 
 
-def lead(entries: Sequence[dict]) -> float:
+def lead(entries: Sequence[ledger.Entry]) -> float:
     """Seconds a pre-wake comes before the expected use: what a wake from the way the box says
     it sleeps took here (the median of the last ones; before any, the action's usual time),
     and MARGIN."""
-    said = [entry for entry in entries if entry.get("event") == Event.BOX_SLEEPING]
-    action = sleep_actions.get(str(said[-1].get("action", "")) if said else "")
-    typical = history.typical_wake([entry for entry in entries if entry.get("event") == Event.WAKE
-                                    and entry.get("from", sleep_actions.DEFAULT) == action.name])
+    said = [entry for entry in entries if isinstance(entry, ledger.BoxSleeping)]
+    action = sleep_actions.get(said[-1].action if said else "")
+    typical = history.typical_wake([entry for entry in entries if isinstance(entry, ledger.Wake)
+                                    and entry.slept_as == action.name])
     return (typical[0] if typical else action.typical_wake) + MARGIN
 
 
@@ -187,7 +183,7 @@ def day_names(days: Iterable[int]) -> str:
     return ", ".join(DAYS[day] for day in chosen)
 
 
-def plan(entries: Sequence[dict], now: float, never: Sequence[Window] = (),
+def plan(entries: Sequence[ledger.Entry], now: float, never: Sequence[Window] = (),
          days: int = SHOWN_DAYS) -> list[Prewake]:
     """The pre-wakes of today and the next days whose use is still to come, with the cause each
     gives: its weekdays and time, grouped as a person would say them."""

@@ -198,8 +198,8 @@ def test_a_box_that_powers_off_is_waited_for_as_one_that_boots(tmp_path, cleanup
                    for chunk in stream)
     assert "waking the GPU box 127.0.0.1 (booting: about 2m)" in said, said
     wakes = [entry for entry in ledger.read(state / "llama.ledger.jsonl")
-             if entry["event"] == "wake" and "ready_after" in entry]
-    assert wakes[-1]["from"] == "poweroff", wakes
+             if isinstance(entry, ledger.Wake) and entry.ready_after is not None]
+    assert wakes[-1].woke_from == "poweroff", wakes
 
 
 def test_a_ready_hint_names_its_port_and_another_backends_proxy_ignores_it() -> None:
@@ -320,7 +320,7 @@ def test_a_box_that_says_ready_after_sleeping_ends_the_sleep(tmp_path, cleanup) 
     udp_to(proxy.address, encode(Hint("sleeping", action="hibernate", saving_watts=200)))
     wait_for(lambda: "the box is going to sleep" in proxy.log(), what="the sleeping hint")
     udp_to(proxy.address, encode(Hint("ready", "llama")))
-    events = lambda: [entry["event"] for entry in ledger.read(state / "llama.ledger.jsonl")]  # noqa: E731
+    events = lambda: [entry.event for entry in ledger.read(state / "llama.ledger.jsonl")]  # noqa: E731
     wait_for(lambda: events()[-1:] == ["box-up"], what="the sleep ended in the ledger")
     assert events() == ["box-sleeping", "box-up"]
 
@@ -354,7 +354,7 @@ def test_a_sleeping_hint_is_checked_a_while_later(monkeypatch) -> None:
         belief = beliefs.Belief(proxy, loop, AnswerCache("http://127.0.0.1:9", (), None),
                                 record, Prober(loop), probe=probe, quick_probe=probe,
                                 state=WakeState(loop.time, said_asleep=True),
-                                to_ledger=lambda event, **fields: recorded.append(event))
+                                to_ledger=lambda entry: recorded.append(entry.event))
         belief.going_to_sleep()
         await asyncio.wait_for(looked.wait(), 30)
         while not recorded:

@@ -29,19 +29,19 @@ class Clock:
 def test_a_day_of_sleeps_and_wakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
     clock.at(0)
-    ledger.append(path, "server-ready", name="llama", load_seconds=7.5)
+    ledger.append(path, ledger.ServerReady(name="llama", load_seconds=7.5))
     clock.at(1)
-    ledger.append(path, "sleep", reason="idle for 1h (timeout 1h): GPU 0 P8")
-    ledger.append(path, "suspend", kind="suspend")
+    ledger.append(path, ledger.Sleep(reason="idle for 1h (timeout 1h): GPU 0 P8"))
+    ledger.append(path, ledger.Suspend(kind="suspend"))
     clock.at(8)
-    ledger.append(path, "resume", kind="suspend")
+    ledger.append(path, ledger.Resume(kind="suspend"))
     clock.at(8.01)
-    ledger.append(path, "server-ready", name="llama", load_seconds=8.3)
+    ledger.append(path, ledger.ServerReady(name="llama", load_seconds=8.3))
     clock.at(20)
-    ledger.append(path, "suspend", kind="suspend")  # a lid: no verdict asked for it
+    ledger.append(path, ledger.Suspend(kind="suspend"))  # a lid: no verdict asked for it
     clock.boot = "boot-2"  # it never resumed: switched off, started again next morning
     clock.at(30)
-    ledger.append(path, "server-ready", name="llama", load_seconds=9.0)
+    ledger.append(path, ledger.ServerReady(name="llama", load_seconds=9.0))
     with path.open("a") as file:
         file.write('{"at": 1795600000, "event": "res')  # torn by a crash mid-write
 
@@ -73,9 +73,9 @@ def test_without_a_power_figure_history_says_how_to_get_one(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
     clock.at(1)
-    ledger.append(path, "suspend")
+    ledger.append(path, ledger.Suspend())
     clock.at(3)
-    ledger.append(path, "resume")
+    ledger.append(path, ledger.Resume())
     data = history.report(ledger.read(path), EnergyConfig(), None, 1, DAY + 4 * 3600)
     assert data["kwh_saved"] is None and "no power figure yet" in data["power"]
     data = history.report(ledger.read(path), EnergyConfig(), {"watts": 30.0, "samples": 3}, 1,
@@ -87,11 +87,11 @@ def test_without_a_power_figure_history_says_how_to_get_one(tmp_path: Path,
 def test_proxy_wakes_name_their_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, clock = tmp_path / "llama.ledger.jsonl", Clock(monkeypatch)
     clock.at(9)
-    ledger.append(path, "wake", first="192.168.1.20:51234", request="POST /v1/chat/completions",
-                  signals=3, ready_after=12.4)
+    ledger.append(path, ledger.Wake(first="192.168.1.20:51234", request="POST /v1/chat/completions",
+                                    signals=3, ready_after=12.4))
     clock.at(10)
-    ledger.append(path, "wake", first="192.168.1.30:40000", request="", signals=60,
-                  gave_up_after=180.0)
+    ledger.append(path, ledger.Wake(first="192.168.1.30:40000", request="", signals=60,
+                                    gave_up_after=180.0))
     text = history.render(history.report(ledger.read(path), EnergyConfig(), None, 1,
                                          DAY + 11 * 3600), pictures=True)
     assert "192.168.1.20:51234 POST /v1/chat/completions: ready after 12.4s, 3 wake signals" in text
@@ -106,27 +106,27 @@ def test_the_ledger_stays_bounded_and_whole(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(ledger, "MAX_BYTES", 4096)
     path = tmp_path / "ledger.jsonl"
     for number in range(200):
-        ledger.append(path, "answered-asleep", request="GET /v1/models", number=number)
+        ledger.append(path, ledger.AnsweredAsleep(request="GET /v1/models", client=str(number)))
     assert path.stat().st_size <= 4096
-    entries = ledger.read(path)
-    assert entries[-1]["number"] == 199 and entries[0]["number"] > 100  # the oldest rolled off
-    assert [e["number"] for e in entries] == list(range(entries[0]["number"], 200))
+    numbers = [int(entry.client) for entry in ledger.read(path)]  # type: ignore[attr-defined]
+    assert numbers[-1] == 199 and numbers[0] > 100  # the oldest rolled off
+    assert numbers == list(range(numbers[0], 200))
 
 
 def test_a_line_of_the_wrong_shape_is_skipped_not_a_crash(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
     clock.at(1)
-    ledger.append(path, "sleep", reason="idle")
+    ledger.append(path, ledger.Sleep(reason="idle"))
     with path.open("a") as file:
         for line in ('{"at": "yesterday", "event": "resume"}', '{"at": 1, "event": 5}',
                      '{"at": NaN, "event": "resume"}', '{"at": 1, "event": "x", "boot": 3}',
                      '[1, 2]'):
             file.write(line + "\n")
     clock.at(2)
-    ledger.append(path, "suspend", kind="suspend")
+    ledger.append(path, ledger.Suspend(kind="suspend"))
     entries = ledger.read(path)
-    assert [entry["event"] for entry in entries] == ["sleep", "suspend"]
+    assert [entry.event for entry in entries] == ["sleep", "suspend"]
     history.report(entries, EnergyConfig(), None, 1, DAY + 86400)  # no crash
 
 
@@ -164,17 +164,19 @@ def _read_as_nobody(tmp_path: Path) -> None:
 
 
 def test_what_a_wake_costs_is_the_median_of_the_last_ten() -> None:
-    wakes = [{"event": "wake", "at": n, "ready_after": seconds}
+    wakes = [ledger.Wake(at=n, ready_after=seconds)
              for n, seconds in enumerate([100, 100, 100, 12, 13, 14, 11, 12, 15, 16, 14, 13])]
     assert history.typical_wake(wakes) == (13.5, 10)  # the two oldest left out
-    gave_up = [{"event": "wake", "at": 1, "gave_up_after": 180}]
+    gave_up = [ledger.Wake(at=1, gave_up_after=180)]
     assert history.typical_wake(gave_up) is None
     assert history.typical_wake([]) is None
 
 
-def test_what_the_first_answer_takes_after_ready_is_shown_with_the_wake() -> None:
-    entries = [{"event": "first-answer", "at": n, "after_ready": seconds}
-               for n, seconds in enumerate([0.5, 1.5, 2.5, float("nan"), -1, "x"])]
+def test_what_the_first_answer_takes_after_ready_is_shown_with_the_wake(tmp_path: Path) -> None:
+    path = tmp_path / "llama.ledger.jsonl"
+    path.write_text("".join(f'{{"at": {n}, "event": "first-answer", "after_ready": {seconds}}}\n'
+                            for n, seconds in enumerate(["0.5", "1.5", "2.5", "NaN", "-1", '"x"'])))
+    entries = ledger.read(path)
     assert history.typical_first_answer(entries) == 1.5  # only finite, non-negative times
     assert history.typical_first_answer([]) is None
     assert history.wake_cost((14.2, 3), 1.5) == (
@@ -192,16 +194,16 @@ def test_a_resume_shows_what_the_gpu_check_and_the_servers_said(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
     clock.at(8)
-    ledger.append(path, "resume", kind="suspend")
-    ledger.append(path, "gpu-healed", error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)")
-    ledger.append(path, "server-ready", name="llama", load_seconds=8.3)
+    ledger.append(path, ledger.Resume(kind="suspend"))
+    ledger.append(path, ledger.GpuHealed(error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)"))
+    ledger.append(path, ledger.ServerReady(name="llama", load_seconds=8.3))
     clock.at(9)
-    ledger.append(path, "resume", kind="suspend")
-    ledger.append(path, "gpu-failed", error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)",
-                  held_by=["ollama (pid 311)"])
-    ledger.append(path, "server-ready", name="llama", load_seconds=2.1)
-    ledger.append(path, "server-degraded", name="llama",
-                  problem="on the CPU: CUDA failed to initialize (unknown error)")
+    ledger.append(path, ledger.Resume(kind="suspend"))
+    ledger.append(path, ledger.GpuFailed(error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)",
+                                         held_by=["ollama (pid 311)"]))
+    ledger.append(path, ledger.ServerReady(name="llama", load_seconds=2.1))
+    ledger.append(path, ledger.ServerDegraded(
+        name="llama", problem="on the CPU: CUDA failed to initialize (unknown error)"))
     said = [wake.what for wake in history.wakes(ledger.read(path))]
     assert said == [
         "resumed; CUDA healed by reloading nvidia_uvm; llama ready after 8.3s",
@@ -234,7 +236,7 @@ def test_every_field_read_back_is_checked(tmp_path: Path, line: str) -> None:
     good = '{"at": 1795600100, "event": "resume", "boot": "b"}'
     path.write_text(f"{line}\n{good}\n")
     entries = ledger.read(path)
-    assert [entry["at"] for entry in entries] == [1795600100]
+    assert [entry.at for entry in entries] == [1795600100]
     assert WakeRecord.remembering(entries).retry_after() == 30  # the default: no wake known
     text = history.render(history.report(entries, EnergyConfig(), None, 2, 1795700000.0),
                           pictures=False)
@@ -260,8 +262,8 @@ def test_a_hibernated_or_powered_off_box_saves_more_than_a_suspended_one() -> No
     assert kwh_saved(found, 0.0, 3 * hour, 3 * hour, 50.0, energy) == pytest.approx(
         (45.0 + 49.5 + 49.5) / 1000)
     # the kind comes from the suspend entry's (systemd-sleep's word, or ours for a power-off)
-    entries = [{"event": "suspend", "at": 10.0, "boot": "a", "kind": "hibernate"},
-               {"event": "resume", "at": 20.0, "boot": "a", "kind": "hibernate"}]
+    entries = [ledger.Suspend(at=10.0, boot="a", kind="hibernate"),
+               ledger.Resume(at=20.0, boot="a", kind="hibernate")]
     assert history.sleeps(entries)[0].kind == "hibernate"
 
 
@@ -283,17 +285,17 @@ def test_a_wake_s_window_ends_at_the_next_sleep_or_resume(tmp_path: Path,
     GPU failure of 21:09 and twelve "ready" lines under the 20:53 resume."""
     path, clock = tmp_path / "ledger.jsonl", Clock(monkeypatch)
     clock.at(20.88)
-    ledger.append(path, "resume", kind="suspend")
-    ledger.append(path, "server-ready", name="llama", load_seconds=8.3)
+    ledger.append(path, ledger.Resume(kind="suspend"))
+    ledger.append(path, ledger.ServerReady(name="llama", load_seconds=8.3))
     clock.at(20.95)
-    ledger.append(path, "sleep", reason="idle for 5m")
-    ledger.append(path, "suspend", kind="suspend")
+    ledger.append(path, ledger.Sleep(reason="idle for 5m"))
+    ledger.append(path, ledger.Suspend(kind="suspend"))
     clock.at(21.1)
-    ledger.append(path, "resume", kind="suspend")
+    ledger.append(path, ledger.Resume(kind="suspend"))
     clock.at(21.15)
-    ledger.append(path, "gpu-failed", error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)")
+    ledger.append(path, ledger.GpuFailed(error="cuInit failed (CUDA_ERROR_UNKNOWN 999, unknown error)"))
     for load in range(12):  # a server that restarted, and said ready each time
-        ledger.append(path, "server-ready", name="llama", load_seconds=2.0 + load)
+        ledger.append(path, ledger.ServerReady(name="llama", load_seconds=2.0 + load))
     said = [wake.what for wake in history.wakes(ledger.read(path))]
     assert said == [
         "resumed; llama ready after 8.3s",
@@ -305,9 +307,9 @@ def test_a_learned_pre_wake_names_the_habit_it_was_for(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     path, clock = tmp_path / "llama.ledger.jsonl", Clock(monkeypatch)
     clock.at(8)
-    ledger.append(path, "wake", first="learned", request="learned pre-wake",
-                  cause="learned: weekdays about 08:25", expected=DAY + 8.5 * 3600, signals=2,
-                  ready_after=14.0)
+    ledger.append(path, ledger.Wake(first="learned", request="learned pre-wake",
+                                    cause="learned: weekdays about 08:25",
+                                    expected=DAY + 8.5 * 3600, signals=2, ready_after=14.0))
     woken = history.wakes(ledger.read(path))
     assert woken[0].what == ("learned pre-wake for weekdays about 08:25: ready after 14.0s, "
                              "2 wake signals")

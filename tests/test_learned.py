@@ -22,19 +22,18 @@ def at(day: date, clock: str) -> float:
     return learned.moment_at(day, int(hours) * 60 + int(minutes))
 
 
-def client_wake(day: date, clock: str, took: float = 20.0, **fields: object) -> dict:
+def client_wake(day: date, clock: str, took: float = 20.0, **fields: object) -> ledger.Wake:
     """A wake a client caused at `clock`, as the proxy writes it when the box is ready."""
-    return {"event": "wake", "at": at(day, clock) + took, "first": "192.168.1.20:50123",
-            "request": "POST /v1/chat/completions", "from": "suspend", "signals": 2,
-            "ready_after": took, **fields}
+    return ledger.Wake(**{"at": at(day, clock) + took, "first": "192.168.1.20:50123",
+                          "request": "POST /v1/chat/completions", "woke_from": "suspend",
+                          "signals": 2, "ready_after": took, **fields})
 
 
-def weekday_mornings(weeks: int, clock: str = "08:30", **fields: object) -> list[dict]:
+def weekday_mornings(weeks: int, clock: str = "08:30", **fields: object) -> list[ledger.Entry]:
     """`weeks` weeks of weekday wakes at `clock`, from the Monday `weeks` weeks before MONDAY;
     a line the day before says the ledger began then."""
     first = MONDAY - timedelta(weeks=weeks)
-    entries = [{"event": "box-sleeping", "at": at(first - timedelta(days=1), "23:00"),
-                "action": "suspend"}]
+    entries = [ledger.BoxSleeping(at=at(first - timedelta(days=1), "23:00"), action="suspend")]
     for offset in range(weeks * 7):
         day = first + timedelta(days=offset)
         if day.weekday() < 5:
@@ -77,8 +76,8 @@ def test_pre_wakes_and_presses_teach_nothing(fields: dict) -> None:
 def test_requests_answered_from_the_cache_teach_nothing() -> None:
     """A scanner refused by wake_on, or a frontend's look at the model list, wakes nothing:
     only its answer from the cache is in the ledger."""
-    entries = [{"event": "answered-asleep", "at": at(MONDAY - timedelta(days=back), "08:30"),
-                "request": "GET /v1/models", "client": "10.0.0.9:4000"}
+    entries = [ledger.AnsweredAsleep(at=at(MONDAY - timedelta(days=back), "08:30"),
+                                     request="GET /v1/models", client="10.0.0.9:4000")
                for back in range(21, 0, -1)]
     assert learned.plan(entries, at(MONDAY, "00:00")) == []
 
@@ -87,33 +86,33 @@ def test_first_uses_of_a_box_that_was_up_teach_too() -> None:
     """A box kept up (a [schedule] window, a pre-wake) is never woken by its user: the first
     client after a quiet hour is where the use began."""
     began, *wakes = weekday_mornings(3)
-    entries = [began] + [{"event": "first-use", "at": wake["at"] - wake["ready_after"],
-                          "client": wake["first"]} for wake in wakes]
+    entries = [began] + [ledger.FirstUse(at=wake.at - wake.ready_after, client=wake.first)
+                         for wake in wakes]
     plan = learned.plan(entries, at(MONDAY, "00:00"))
     assert [p.expected for p in plan if date.fromtimestamp(p.at) == MONDAY] == [at(MONDAY, "08:30")]
 
 
 def test_a_wake_and_its_clients_first_use_are_one_beginning() -> None:
     wake = client_wake(MONDAY, "08:30")
-    first_use = {"event": "first-use", "at": wake["at"] + 0.2}
-    later = {"event": "first-use", "at": at(MONDAY, "13:00")}
-    assert learned.use_starts([wake, first_use, later]) == [at(MONDAY, "08:30"), later["at"]]
+    first_use = ledger.FirstUse(at=wake.at + 0.2)
+    later = ledger.FirstUse(at=at(MONDAY, "13:00"))
+    assert learned.use_starts([wake, first_use, later]) == [at(MONDAY, "08:30"), later.at]
 
 
-def unused_prewake(day: date, clock: str = "08:30") -> dict:
+def unused_prewake(day: date, clock: str = "08:30") -> ledger.Wake:
     expected = at(day, clock)
-    return {"event": "wake", "at": expected - 120, "first": learned.LEARNED,
-            "request": "learned pre-wake", "cause": "learned: weekdays about 08:30",
-            "expected": expected, "ready_after": 20.0, "signals": 1}
+    return ledger.Wake(at=expected - 120, first=learned.LEARNED, request="learned pre-wake",
+                       cause="learned: weekdays about 08:30", expected=expected, ready_after=20.0,
+                       signals=1)
 
 
 def test_an_unused_pre_wake_weakens_its_half_hour() -> None:
     """The Friday the user stayed home: the box was pre-woken, nobody came."""
     entries = weekday_mornings(3)
     friday = MONDAY - timedelta(days=3)
-    entries = [entry for entry in entries if date.fromtimestamp(entry["at"]) != friday]
+    entries = [entry for entry in entries if date.fromtimestamp(entry.at) != friday]
     before = learned.plan(entries, at(MONDAY, "00:00"))[0].share
-    weakened = learned.plan(sorted([*entries, unused_prewake(friday)], key=lambda e: e["at"]),
+    weakened = learned.plan(sorted([*entries, unused_prewake(friday)], key=lambda e: e.at),
                             at(MONDAY, "00:00"))[0].share
     assert weakened < before
 
@@ -121,7 +120,7 @@ def test_an_unused_pre_wake_weakens_its_half_hour() -> None:
 def test_a_used_pre_wake_does_not_weaken_it() -> None:
     entries = weekday_mornings(3)
     friday = MONDAY - timedelta(days=3)
-    with_prewake = sorted([*entries, unused_prewake(friday, "08:28")], key=lambda e: e["at"])
+    with_prewake = sorted([*entries, unused_prewake(friday, "08:28")], key=lambda e: e.at)
     assert (learned.plan(with_prewake, at(MONDAY, "00:00"))[0].share
             == learned.plan(entries, at(MONDAY, "00:00"))[0].share)
 
@@ -168,8 +167,7 @@ def test_the_lead_is_the_wake_time_learned_for_how_the_box_sleeps() -> None:
     entries = weekday_mornings(3)
     assert learned.lead(entries) == 20.0 + learned.MARGIN
     # the box powers off now: a resume from suspend says nothing of a cold boot
-    powered_off = [*entries, {"event": "box-sleeping", "at": entries[-1]["at"] + 60,
-                              "action": "poweroff"}]
+    powered_off = [*entries, ledger.BoxSleeping(at=entries[-1].at + 60, action="poweroff")]
     assert learned.lead(powered_off) == 120.0 + learned.MARGIN
 
 
@@ -213,7 +211,7 @@ def test_local_time_is_kept_across_a_daylight_saving_change(monkeypatch) -> None
     monkeypatch.setenv("TZ", "Europe/Berlin")
     time.tzset()
     summer = date(2026, 3, 30)  # the Monday after the change (Sunday 29 March)
-    entries = [{"event": "box-up", "at": at(summer - timedelta(days=22), "12:00")}]
+    entries = [ledger.BoxUp(at=at(summer - timedelta(days=22), "12:00"))]
     entries += [client_wake(summer - timedelta(days=back), "08:30")
                 for back in range(21, 0, -1) if (summer - timedelta(days=back)).weekday() < 5]
     plan = learned.plan(entries, at(summer, "00:00"))

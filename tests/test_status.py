@@ -38,8 +38,8 @@ def test_the_last_wake_comes_from_the_proxys_ledger(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(history, "PROXY_STATE", tmp_path)
     assert "last_wake" not in status.proxy_memory("llama")  # purged: nothing to say
-    ledger.append(tmp_path / "llama.ledger.jsonl", "wake", first="192.168.1.20:5123",
-                  request="POST /v1/chat/completions", signals=3, ready_after=9.5)
+    ledger.append(tmp_path / "llama.ledger.jsonl", ledger.Wake(
+        first="192.168.1.20:5123", request="POST /v1/chat/completions", signals=3, ready_after=9.5))
     memory = status.proxy_memory("llama")
     assert memory["last_wake"].endswith(
         "192.168.1.20:5123 POST /v1/chat/completions: ready after 9.5s, 3 wake signals"), memory

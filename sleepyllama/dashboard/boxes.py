@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sleepyllama import files, hints, history, kept_answers, ledger, live_state
+from sleepyllama import files, history, kept_answers, ledger, live_state
 from sleepyllama.config import EnergyConfig, ProxyConfig
-from sleepyllama.ledger import Event
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ def models_of(answers: object) -> list[str]:
     return []
 
 
-def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
+def sleeps(entries: Sequence[ledger.Entry]) -> list[history.Sleep]:
     """The box's sleeps as its proxy saw them: from a "sleeping" hint (box-sleeping) to the
     moment the box was seen up again (ledger.ends_a_sleep), or open, counted to now, while it
     was not. Ending a sleep where it was seen up, never earlier, keeps the total from going
@@ -123,20 +122,17 @@ def sleeps(entries: Sequence[dict]) -> list[history.Sleep]:
     seen up before the entry that says it was."""
     found: list[history.Sleep] = []
     for entry in entries:
-        at = float(entry["at"])
-        if entry.get("event") == Event.BOX_SLEEPING:
+        if isinstance(entry, ledger.BoxSleeping):
             if found and found[-1].end is None:
                 continue  # the same sleep, said again
-            action = entry.get("action")
-            found.append(history.Sleep(at, None, "the box said so",
-                                       action if isinstance(action, str) else "suspend",
-                                       _number(entry.get("saving_watts"), 0, hints.MAX_WATTS)))
+            found.append(history.Sleep(entry.at, None, "the box said so",
+                                       entry.action or "suspend", entry.saving_watts))
         elif ledger.ends_a_sleep(entry) and found and found[-1].end is None:
-            found[-1].end = max(found[-1].start, at)
+            found[-1].end = max(found[-1].start, entry.at)
     return found
 
 
-def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: object,
+def box(config: ProxyConfig, live: object, entries: Sequence[ledger.Entry], answers: object,
         problem: str = "", now: float | None = None) -> Box:
     """One box from what was read (None where a file was missing); pure."""
     checked, wrong = checked_live(live) if live is not None else ({}, "")
@@ -145,14 +141,15 @@ def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: obj
                                              "its proxy has not written its state yet"))
     for key, value in checked.items():
         setattr(found, key, value)
-    wakes = [entry for entry in entries if entry.get("event") == Event.WAKE]
-    woke = [entry for entry in wakes if _number(entry.get("ready_after"), 0, 86400) is not None]
-    found.wake_seconds = [float(entry["ready_after"]) for entry in woke]
-    found.wake_times = [float(entry["at"]) for entry in woke]
+    wakes = [entry for entry in entries if isinstance(entry, ledger.Wake)]
+    woke = [entry for entry in wakes
+            if entry.ready_after is not None and entry.ready_after <= 86400]
+    found.wake_seconds = [entry.ready_after for entry in woke if entry.ready_after is not None]
+    found.wake_times = [entry.at for entry in woke]
     found.wakes_total = len(found.wake_seconds)
-    found.give_ups_total = sum(1 for entry in wakes if "gave_up_after" in entry)
+    found.give_ups_total = sum(1 for entry in wakes if entry.gave_up_after is not None)
     found.cache_answers_total = sum(1 for entry in entries
-                                    if entry.get("event") == Event.ANSWERED_ASLEEP)
+                                    if isinstance(entry, ledger.AnsweredAsleep))
     woken = history.wakes(wakes)
     if woken:
         cause, _, outcome = woken[-1].what.partition(": ")
@@ -162,7 +159,7 @@ def box(config: ProxyConfig, live: object, entries: Sequence[dict], answers: obj
         slept = sleeps(entries)
         found.asleep_seconds_total = history.asleep_seconds(slept, 0.0, now, now)
         found.days = history.days(slept, history.wakes(wakes), DAYS, now, None,
-                                  float(entries[0]["at"]))
+                                  entries[0].at)
         if history.kwh_known(slept, None):
             found.kwh_saved = sum(day.kwh_saved or 0.0 for day in found.days)
             found.kwh_saved_total = history.kwh_saved(slept, 0.0, now, now, None,

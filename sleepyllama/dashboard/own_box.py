@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sleepyllama import files, history
+from sleepyllama import files, history, ledger
 from sleepyllama.config import Config
 from sleepyllama.host import state
 
@@ -71,7 +71,7 @@ def readings_of(record: dict) -> list[Reading]:
             for item in listed[:50] if isinstance(item, dict) and _text(item.get("signal"))]
 
 
-def own_box(config: Config, name: str, record: object, entries: Sequence[dict],
+def own_box(config: Config, name: str, record: object, entries: Sequence[ledger.Entry],
             now: float) -> OwnBox:
     """The box from its idle state (None: none yet) and its ledger; pure."""
     found = OwnBox(name)

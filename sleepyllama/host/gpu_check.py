@@ -27,7 +27,6 @@ from sleepyllama import ledger, logs, systemd
 from sleepyllama.command_line import program_parser
 from sleepyllama.config import Config, ConfigError
 from sleepyllama.host import cuda, state
-from sleepyllama.ledger import Event
 from sleepyllama.tools import TOOL_PATH, bounded_output
 from sleepyllama.words import format_duration
 
@@ -82,9 +81,9 @@ class GpuOps:
     reboot: Callable[[], None] = systemd.reboot
 
 
-def last_reboot(entries: Sequence[dict]) -> float | None:
+def last_reboot(entries: Sequence[ledger.Entry]) -> float | None:
     """When this check last rebooted the box (the ledger's wall-clock time), if ever."""
-    times = [entry["at"] for entry in entries if entry.get("event") == Event.GPU_REBOOT]
+    times = [entry.at for entry in entries if isinstance(entry, ledger.GpuReboot)]
     return max(times) if times else None
 
 
@@ -119,13 +118,13 @@ def run(config: Config, ledger_file: Path, ops: GpuOps | None = None,
     second = ops.ask() if not held and not why else first
     if second.ok:
         log.info("CUDA initializes again after reloading nvidia_uvm: %s", second.describe())
-        ledger.append(ledger_file, Event.GPU_HEALED, error=first.describe())
+        ledger.append(ledger_file, ledger.GpuHealed(error=first.describe()))
         return True
     log.error("the GPU is unusable: %s. The servers start, but on the CPU (10-50x slower). "
               "Fix: stop what holds nvidia_uvm and run `sudo modprobe -r nvidia_uvm && sudo "
               "modprobe nvidia_uvm`, or reboot; see `sleepyllama check` for the driver's suspend "
               "settings", second.describe())
-    ledger.append(ledger_file, Event.GPU_FAILED, error=second.describe(), held_by=held)
+    ledger.append(ledger_file, ledger.GpuFailed(error=second.describe(), held_by=tuple(held)))
     if config.resume.gpu_failure == "reboot":
         reboot_once(ops, ledger_file, now())
     return False
@@ -139,7 +138,7 @@ def reboot_once(ops: GpuOps, ledger_file: Path, now: float) -> None:
                   format_duration(REBOOT_SPACING))
         return
     log.warning("[resume] gpu_failure = \"reboot\": rebooting to bring the GPU back")
-    ledger.append(ledger_file, Event.GPU_REBOOT)
+    ledger.append(ledger_file, ledger.GpuReboot())
     try:
         ops.reboot()
     except Exception as error:

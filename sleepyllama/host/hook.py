@@ -19,7 +19,6 @@ from pathlib import Path
 
 from sleepyllama import ledger, logs, sleep_actions, systemd
 from sleepyllama.host import state
-from sleepyllama.ledger import Event
 
 log = logging.getLogger("sleepyllama-sleep-hook")
 STOP_TIMEOUT = 60.0
@@ -27,7 +26,7 @@ STOP_TIMEOUT = 60.0
 
 def pre(kind: str | None) -> int:
     if kind:  # run by systemd-sleep right before the kernel sleeps (not by sleepyllama-sleep.service)
-        ledger.append(state.ledger_path(), Event.SUSPEND, kind=kind)
+        ledger.append(state.ledger_path(), ledger.Suspend(kind=kind))
     running = systemd.running_servers()
     if not running:
         log.info("pre: no server running")
@@ -41,7 +40,7 @@ def pre(kind: str | None) -> int:
 
 
 def post(kind: str | None) -> int:
-    ledger.append(state.ledger_path(), Event.RESUME, kind=kind or "suspend")
+    ledger.append(state.ledger_path(), ledger.Resume(kind=kind or "suspend"))
     state.reset(state.state_path(), systemd.boot_id(), "resumed from suspend")
     systemd.start_servers()
     log.info("post: idle clock reset; starting %s", systemd.SERVERS_TARGET)
@@ -52,13 +51,12 @@ def after_boot(ledger_file: Path, boot_id: str) -> bool:
     """Record the boot as the wake when the box's last sleep was a power-off of an earlier boot
     (host/suspend.record_power_off): at the moment the kernel booted. True when recorded."""
     last = next((entry for entry in reversed(ledger.read(ledger_file))
-                 if entry["event"] in (Event.SUSPEND, Event.RESUME)), None)
-    if (last is None or last["event"] != Event.SUSPEND or last.get("boot") == boot_id
-            or sleep_actions.get(str(last.get("kind", ""))).resumes):
+                 if isinstance(entry, ledger.Suspend | ledger.Resume)), None)
+    if (not isinstance(last, ledger.Suspend) or last.boot == boot_id
+            or sleep_actions.get(last.kind).resumes):
         return False
     booted = boot_time()
-    ledger.append(ledger_file, Event.RESUME, kind=str(last["kind"]),
-                  **({"at": booted} if booted is not None else {}))
+    ledger.append(ledger_file, ledger.Resume(kind=last.kind, at=booted or 0.0))
     log.info("the box was powered off, and booted at %s: recorded as its wake",
              time.strftime("%H:%M:%S", time.localtime(booted or time.time())))
     return True

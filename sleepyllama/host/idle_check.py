@@ -26,7 +26,6 @@ from sleepyllama.host.signals.base import Reading
 from sleepyllama.host.signals.gpu import GpuSignal
 from sleepyllama.host.signals.servers import ServersSignal
 from sleepyllama.host.suspend import SystemOps, cannot_sleep, record_power_off, sleep_now
-from sleepyllama.ledger import Event
 
 log = logging.getLogger("sleepyllama-idle")
 
@@ -88,8 +87,8 @@ def check(config: Config, state_file: Path, *, dry_run: bool, ops: SystemOps | N
         # clock starts again before the box sleeps too (not trusting the hook's post alone, or
         # a failed post would send the box straight back to sleep): a reset written after the
         # request could land after the resume, over what the hook said of it
-        ledger.append(state.ledger_path(state_file), Event.SLEEP, reason=verdict.reason,
-                      action=action)
+        ledger.append(state.ledger_path(state_file),
+                      ledger.Sleep(reason=verdict.reason, action=action))
         state.reset(state_file, boot, f"asked logind to {action} ({verdict.reason})")
         ask_logind(action)
         record_power_off(state.ledger_path(state_file), action)

@@ -37,7 +37,6 @@ from sleepyllama.host import placement
 from sleepyllama.host.activity import Look, Unreadable, source_for
 from sleepyllama.host.pstate import GpuPower
 from sleepyllama.kinds.base import redacted
-from sleepyllama.ledger import Event
 
 log = logging.getLogger("sleepyllama-server")
 
@@ -236,8 +235,8 @@ class Supervisor:
         """Into the host's ledger, where the unit's StateDirectory= says (not when run by hand)."""
         directory = systemd.state_directory()
         if directory is not None:
-            ledger.append(directory / "ledger.jsonl", Event.SERVER_READY, name=self.config.name,
-                          load_seconds=round(now - self.started, 1))
+            ledger.append(directory / "ledger.jsonl", ledger.ServerReady(
+                name=self.config.name, load_seconds=round(now - self.started, 1)))
 
     def _heard(self, line: str) -> None:
         """Each line of the server's output (in the output thread): where its model went, and
@@ -253,8 +252,8 @@ class Supervisor:
             log.warning("%s is ready %s. %s", self.config.name, problem, placement.FIX)
             directory = systemd.state_directory()
             if directory is not None:
-                ledger.append(directory / "ledger.jsonl", Event.SERVER_DEGRADED,
-                              name=self.config.name, problem=problem)
+                ledger.append(directory / "ledger.jsonl",
+                              ledger.ServerDegraded(name=self.config.name, problem=problem))
         elif self.placement.layers and self.placement.layers[0] > 0 and self.placement_file:
             placement.remember(self.placement_file, self.config.name, self.placement.layers)
         return problem

@@ -16,7 +16,6 @@ from sleepyllama import hints, history, ledger, sleep_actions, systemd
 from sleepyllama.config import Address, Config
 from sleepyllama.host import sleep_support, state, unit_view, wake_on_lan
 from sleepyllama.host.signals.base import Activity, Reading, Signal
-from sleepyllama.ledger import Event
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +140,7 @@ def record_power_off(ledger_file: Path, action: str) -> None:
     the job (it returns at once; the shutdown takes seconds), and its wake at the next boot
     (hook.boot)."""
     if not sleep_actions.get(action).resumes:
-        ledger.append(ledger_file, Event.SUSPEND, kind=action)
+        ledger.append(ledger_file, ledger.Suspend(kind=action))
 
 
 def _restart(ops: SystemOps) -> None:

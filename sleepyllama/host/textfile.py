@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sleepyllama import history
+from sleepyllama import history, ledger
 from sleepyllama.config import EnergyConfig
 from sleepyllama.files import write_atomic
 from sleepyllama.host.signals.base import Activity, Reading
@@ -50,7 +50,7 @@ class _Families(Collector):
 
 
 def figures(readings: Sequence[Reading], idle_for: float, gpus: Sequence[Gpu],
-            servers: Mapping[str, bool], entries: Sequence[dict], energy: EnergyConfig,
+            servers: Mapping[str, bool], entries: Sequence[ledger.Entry], energy: EnergyConfig,
             idle_watts: dict | None, now: float | None = None) -> CollectorRegistry:
     now = time.time() if now is None else now
     idle = GaugeMetricFamily("sleepyllama_idle_seconds", "Seconds idle so far, by the idle clock",

@@ -16,8 +16,8 @@ import socket
 import time
 from collections.abc import Callable
 
+from sleepyllama import ledger
 from sleepyllama.config import ProxyConfig
-from sleepyllama.ledger import Event
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.prober import Probe, Prober
@@ -39,7 +39,7 @@ class Belief:
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, cache: AnswerCache,
                  record: WakeRecord, prober: Prober, *, probe: Probe,
                  quick_probe: Probe | None = None, state: WakeState,
-                 to_ledger: Callable[..., None] = lambda event, **fields: None) -> None:
+                 to_ledger: Callable[[ledger.Entry], None] = lambda entry: None) -> None:
         self.config, self.loop, self.cache, self.record = config, loop, cache, record
         self.prober, self.probe, self.state = prober, probe, state
         self.to_ledger = to_ledger
@@ -135,7 +135,7 @@ class Belief:
         self.state.happen(Happening.ANSWERED)
         if self.record.answered():
             log.info("backend %s is up: the sleep it told of is over", self.config.backend)
-            self.to_ledger(Event.BOX_UP)
+            self.to_ledger(ledger.BoxUp())
         if self.cache.targets and not self.cache.fetching and self.cache.stale(time.time()):
             self.cache.fetching = True
             self.loop.call_later(fill_after, self._fill_cache)

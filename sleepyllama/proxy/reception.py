@@ -20,10 +20,9 @@ from collections.abc import Callable
 
 import h11
 
-from sleepyllama import kinds
+from sleepyllama import kinds, ledger
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout, timeout_at
 from sleepyllama.config import ProxyConfig
-from sleepyllama.ledger import Event
 from sleepyllama.proxy import api_key, policy
 from sleepyllama.proxy import progress as progress_module
 from sleepyllama.proxy.cache import AnswerCache, headers
@@ -270,7 +269,7 @@ class Reception:
             self._close(client)
             return False
         self.cache.answered += 1
-        self.wake.to_ledger(Event.ANSWERED_ASLEEP, request=head.request, client=client.peer)
+        self.wake.to_ledger(ledger.AnsweredAsleep(request=head.request, client=client.peer))
         log.info("answered %s from the cache for %s: backend %s", head.request, client.peer,
                  backend)
         self.wake.changed()

@@ -7,15 +7,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sleepyllama import ledger
 from sleepyllama.learned import QUIET
-from sleepyllama.ledger import Event
 from sleepyllama.words import format_duration
 
 log = logging.getLogger(__name__)
 
 
 class Uses:
-    def __init__(self, clock: Callable[[], float], to_ledger: Callable[..., None]) -> None:
+    def __init__(self, clock: Callable[[], float],
+                 to_ledger: Callable[[ledger.Entry], None]) -> None:
         self.clock, self.to_ledger = clock, to_ledger
         self.last = clock()  # a fresh proxy knows of no quiet before it
 
@@ -25,5 +26,5 @@ class Uses:
         if now - self.last >= QUIET:
             log.info("%s is the first client in %s: a use begins (noted for learned pre-wakes)",
                      peer, format_duration(round(now - self.last)))
-            self.to_ledger(Event.FIRST_USE, client=peer)
+            self.to_ledger(ledger.FirstUse(client=peer))
         self.last = now

@@ -16,9 +16,9 @@ import select
 import socket
 from collections.abc import Callable
 
+from sleepyllama import ledger
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
 from sleepyllama.config import ProxyConfig
-from sleepyllama.ledger import Event
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.client import Asker, Client, linger, reply_if_http
 from sleepyllama.proxy.reply import backend_unavailable, nothing_listens
@@ -110,7 +110,7 @@ class Waiting:
     """Every client that waits for one backend's wake, and its give-ups."""
 
     def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, record: WakeRecord,
-                 *, wake_timeout: Callable[[], float], to_ledger: Callable[..., None],
+                 *, wake_timeout: Callable[[], float], to_ledger: Callable[[ledger.Entry], None],
                  closed: Callable[[], None], state: WakeState) -> None:
         self.config, self.loop, self.record = config, loop, record
         self.wake_timeout, self.to_ledger = wake_timeout, to_ledger
@@ -186,8 +186,8 @@ class Waiting:
     def note_give_up(self, waited: float) -> None:
         """The journal line and the ledger entry of a wake that gave up: once per wake."""
         if self.record.give_up(self.loop.time()):
-            self.to_ledger(Event.WAKE, **self.record.first, signals=self.record.signals,
-                           gave_up_after=round(waited, 1))
+            self.to_ledger(ledger.Wake(**self.record.first, signals=self.record.signals,
+                                       gave_up_after=round(waited, 1)))
             hint = probes.hint(self.record.last_probe, self.config.backend)
             log.warning(
                 "backend %s did not wake within %s (%d wake signals sent, last probe: %s)%s",

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from sleepyllama import hints, ledger, sleep_actions
 from sleepyllama.config import ProxyConfig
-from sleepyllama.ledger import Event
 from sleepyllama.live_state import State
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.belief import Belief
@@ -140,9 +139,9 @@ class Wake:
         """wake_timeout, or where it is the default and the box powers off, a cold boot's."""
         return self.record.wake_timeout(self.config.wake_timeout)
 
-    def to_ledger(self, event: str, **fields: object) -> None:
+    def to_ledger(self, entry: ledger.Entry) -> None:
         if self.ledger_file is not None:
-            ledger.append(self.ledger_file, event, **fields)
+            ledger.append(self.ledger_file, entry)
 
     # -- what it tells ----------------------------------------------------------------------
 
@@ -208,8 +207,7 @@ class Wake:
             if action != self.record.asleep_as or self.changes.evidence is not State.ASLEEP:
                 self.record.asleep_as = action
                 self.record.sleep_open = True
-                saving = {} if hint.saving_watts is None else {"saving_watts": hint.saving_watts}
-                self.to_ledger(Event.BOX_SLEEPING, action=action, **saving)
+                self.to_ledger(ledger.BoxSleeping(action=action, saving_watts=hint.saving_watts))
             self.belief.going_to_sleep()
 
     # -- who waits ----------------------------------------------------------------------------
@@ -317,8 +315,9 @@ class Wake:
                     log.info("stopped waking %s after %.1f s: no client waits any more",
                              self.config.backend, elapsed)
                     if not self.record.gave_up:
-                        self.to_ledger(Event.WAKE, **self.record.first, signals=self.record.signals,
-                                       abandoned_after=round(elapsed, 1))
+                        self.to_ledger(ledger.Wake(**self.record.first,
+                                                   signals=self.record.signals,
+                                                   abandoned_after=round(elapsed, 1)))
                 return None
             if not left_alone:
                 left_alone = True
@@ -338,9 +337,9 @@ class Wake:
         elif self.record.signals:
             log.info("backend %s ready after %.1f s (%d wake signals sent, %d client(s) waiting)",
                      self.config.backend, took, self.record.signals, self.clients_waiting())
-            self.to_ledger(Event.WAKE, **self.record.first, **self.record.origin(),
-                           signals=self.record.signals, ready_after=round(took, 1),
-                           **self.record.phases())
+            self.to_ledger(ledger.Wake(**self.record.first, **self.record.origin(),
+                                       signals=self.record.signals, ready_after=round(took, 1),
+                                       **self.record.phases()))
         else:
             log.debug("backend %s confirmed ready (%s)", self.config.backend, answer.why)
         self.record.ready(took, woken=bool(self.record.signals) and not needless)
@@ -355,7 +354,7 @@ class Wake:
             after = self.loop.time() - ready_at
             log.info("the backend's first answer to %s came %.2f s after ready",
                      request or "the first client", after)
-            self.to_ledger(Event.FIRST_ANSWER, after_ready=round(after, 2))
+            self.to_ledger(ledger.FirstAnswer(after_ready=round(after, 2)))
 
         return answered
 

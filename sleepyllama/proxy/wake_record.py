@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from sleepyllama import history, kinds, ledger, sleep_actions
 from sleepyllama.config import DEFAULT_WAKE_TIMEOUT
-from sleepyllama.ledger import Event
 from sleepyllama.proxy.reply import RETRY_AFTER
 from sleepyllama.words import format_duration
 
@@ -37,7 +36,7 @@ class WakeRecord:
     refused_since: float | None = None  # ... since when every answer was "Connection refused"
     gave_up: bool = False  # a client of the current (or last) wake was given up on
     last_give_up: float | None = None  # when the last wake gave up
-    past: list[dict] = field(default_factory=list)  # the last wakes, as the ledger has them
+    past: list[ledger.Wake] = field(default_factory=list)  # the last wakes, as in the ledger
     # how the box said it sleeps (its "sleeping" hint: sleep_actions.py); "": it never said
     asleep_as: str = ""
     # the box said it sleeps (box-sleeping in the ledger) and has not been seen up since: the
@@ -68,9 +67,8 @@ class WakeRecord:
         if self.refused_since is None:
             return False
         limit = kinds.get(kind).listens_within if kind in kinds.KINDS else None
-        past = [float(entry["served_after"]) - float(entry["up_after"]) for entry in self.past
-                if isinstance(entry.get("served_after"), int | float)
-                and isinstance(entry.get("up_after"), int | float)]
+        past = [wake.served_after - wake.up_after for wake in self.past
+                if wake.served_after is not None and wake.up_after is not None]
         if past:
             learned = max(15.0, 3 * max(past))
             limit = learned if limit is None else min(limit, learned)
@@ -86,8 +84,8 @@ class WakeRecord:
         self.last_give_up = None
         if woken:
             self.sleep_open = False  # its wake entry ends the sleep
-            self.past = [*self.past, {"event": Event.WAKE, "ready_after": seconds, **self.origin(),
-                                      **self.phases()}][-REMEMBERED:]
+            self.past = [*self.past, ledger.Wake(ready_after=seconds, **self.origin(),
+                                                 **self.phases())][-REMEMBERED:]
 
     def phases(self) -> dict[str, float]:
         """For a wake's ledger entry: when the box, then its server, first answered."""
@@ -100,7 +98,7 @@ class WakeRecord:
 
     def origin(self) -> dict[str, str]:
         """For a wake's ledger entry: what it woke the box from, where the box said."""
-        return {"from": self.asleep_as} if self.asleep_as else {}
+        return {"woke_from": self.asleep_as} if self.asleep_as else {}
 
     def wake_timeout(self, configured: float) -> float:
         """The configured wake_timeout; where it is the default and the box powers off, one a
@@ -114,8 +112,7 @@ class WakeRecord:
         boot teaches nothing about a resume from suspend. Wakes from before the box said count
         as from suspend, the only way it slept then."""
         action = self.action().name
-        return history.typical_wake([entry for entry in self.past
-                                     if entry.get("from", sleep_actions.DEFAULT) == action])
+        return history.typical_wake([wake for wake in self.past if wake.slept_as == action])
 
     def expectation(self) -> str:
         """What the box does while it wakes, and what that usually takes here, for a person
@@ -176,16 +173,16 @@ class WakeRecord:
         return max(5, min(300, math.ceil(typical[0])))
 
     @classmethod
-    def remembering(cls, entries: Sequence[dict]) -> WakeRecord:
+    def remembering(cls, entries: Sequence[ledger.Entry]) -> WakeRecord:
         """A record that knows the past wakes of a ledger, and how the box last said it sleeps."""
-        said = [entry for entry in entries if entry.get("event") == Event.BOX_SLEEPING]
+        said = [entry for entry in entries if isinstance(entry, ledger.BoxSleeping)]
         sleep_open = False
         for entry in entries:
-            if entry.get("event") == Event.BOX_SLEEPING:
+            if isinstance(entry, ledger.BoxSleeping):
                 sleep_open = True
             elif ledger.ends_a_sleep(entry):
                 sleep_open = False
-        return cls(past=[entry for entry in entries if entry.get("event") == Event.WAKE][-REMEMBERED:],
-                   asleep_as=str(said[-1].get("action", "")) if said else "",
-                   sleep_open=sleep_open)
+        wakes = [entry for entry in entries if isinstance(entry, ledger.Wake)]
+        return cls(past=wakes[-REMEMBERED:],
+                   asleep_as=said[-1].action if said else "", sleep_open=sleep_open)
 

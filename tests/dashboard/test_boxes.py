@@ -46,11 +46,11 @@ def test_numbers_out_of_range_are_dropped_not_shown(value: object) -> None:
 
 def test_the_ledger_gives_the_counts_and_the_last_wake(tmp_path) -> None:
     path = tmp_path / "llama.ledger.jsonl"
-    ledger.append(path, "wake", first="10.0.0.2:5000", request="POST /v1/chat/completions",
-                  signals=2, ready_after=7.5)
-    ledger.append(path, "answered-asleep", request="GET /v1/models", client="10.0.0.2:5001")
-    ledger.append(path, "wake", first="10.0.0.3:5000", request="GET /v1/models?api_key=SECRET",
-                  signals=60, gave_up_after=180.0)
+    ledger.append(path, ledger.Wake(first="10.0.0.2:5000", request="POST /v1/chat/completions",
+                                    signals=2, ready_after=7.5))
+    ledger.append(path, ledger.AnsweredAsleep(request="GET /v1/models", client="10.0.0.2:5001"))
+    ledger.append(path, ledger.Wake(first="10.0.0.3:5000", request="GET /v1/models?api_key=SECRET",
+                                    signals=60, gave_up_after=180.0))
     box = boxes.box(PROXY, LIVE, ledger.read(path), None)
     assert (box.wakes_total, box.give_ups_total, box.cache_answers_total) == (1, 1, 1)
     assert box.wake_seconds == [7.5]
@@ -92,21 +92,19 @@ def test_the_box_s_sleeps_as_its_proxy_saw_them(tmp_path) -> None:
     """From a "sleeping" hint to the box seen up again (a wake's entry, at ready); said twice,
     one sleep; nothing since, asleep still."""
     path = tmp_path / "llama.ledger.jsonl"
-    for event, fields in (("box-sleeping", {"action": "suspend"}),
-                          ("box-sleeping", {"action": "suspend"}),
-                          ("wake", {"first": "10.0.0.2:5000", "signals": 2, "ready_after": 10.0}),
-                          ("box-sleeping", {"action": "poweroff"})):
-        ledger.append(path, event, **fields)
+    for entry in (ledger.BoxSleeping(action="suspend", at=1000.0),
+                  ledger.BoxSleeping(action="suspend", at=1500.0),
+                  ledger.Wake(first="10.0.0.2:5000", signals=2, ready_after=10.0, at=5000.0),
+                  ledger.BoxSleeping(action="poweroff", at=9000.0)):
+        ledger.append(path, entry)
     entries = ledger.read(path)
-    for entry, at in zip(entries, (1000.0, 1500.0, 5000.0, 9000.0), strict=True):
-        entry["at"] = at
     found = boxes.sleeps(entries)
     assert [(sleep.start, sleep.end, sleep.kind) for sleep in found] == [
         (1000.0, 5000.0, "suspend"), (9000.0, None, "poweroff")]
 
 
-def kwh_at(entries: list[dict], now: float) -> float | None:
-    return boxes.box(PROXY, LIVE, [e for e in entries if e["at"] <= now], None, now=now
+def kwh_at(entries: list[ledger.Entry], now: float) -> float | None:
+    return boxes.box(PROXY, LIVE, [e for e in entries if e.at <= now], None, now=now
                      ).kwh_saved_total
 
 
@@ -114,10 +112,10 @@ def test_the_kwh_saved_never_go_down_between_two_reads(tmp_path) -> None:
     """Found with a real Home Assistant: the total went down at every wake (its time was
     counted as sleep, then taken back), which state_class total records as negative energy."""
     path = tmp_path / "llama.ledger.jsonl"
-    ledger.append(path, "box-sleeping", action="suspend", saving_watts=200)
-    ledger.append(path, "wake", first="10.0.0.2:5000", signals=2, ready_after=30.0)
+    ledger.append(path, ledger.BoxSleeping(action="suspend", saving_watts=200, at=1_800_000_000.0))
+    ledger.append(path, ledger.Wake(first="10.0.0.2:5000", signals=2, ready_after=30.0,
+                                    at=1_800_003_600.0))
     entries = ledger.read(path)
-    entries[0]["at"], entries[1]["at"] = 1_800_000_000.0, 1_800_003_600.0
     reads = [kwh_at(entries, 1_800_000_000.0 + seconds) for seconds in range(0, 7200, 10)]
     assert all(b >= a for a, b in itertools.pairwise(reads)), reads  # type: ignore[operator]
     assert reads[-1] == pytest.approx(0.2)  # an hour at 200 W
@@ -127,20 +125,21 @@ def test_a_box_seen_up_outside_a_wake_ends_its_sleep(tmp_path) -> None:
     """Found by trying it: after a refused hibernate the box stayed up, said "ready", and the
     page counted 200 W saved until the next wake; a spoofed "sleeping" did the same."""
     path = tmp_path / "llama.ledger.jsonl"
-    ledger.append(path, "box-sleeping", action="hibernate", saving_watts=200)
-    ledger.append(path, "box-up")
+    ledger.append(path, ledger.BoxSleeping(action="hibernate", saving_watts=200,
+                                           at=1_800_000_000.0))
+    ledger.append(path, ledger.BoxUp(at=1_800_000_060.0))
     entries = ledger.read(path)
-    entries[0]["at"], entries[1]["at"] = 1_800_000_000.0, 1_800_000_060.0
     assert kwh_at(entries, 1_800_000_000.0 + 86400) == pytest.approx(200 * 60 / 3600 / 1000)
 
 
 def test_the_last_seven_days_are_drawn_from_the_ledger(tmp_path) -> None:
     now = 1_800_000_000.0
     path = tmp_path / "llama.ledger.jsonl"
-    ledger.append(path, "box-sleeping", action="suspend")
-    ledger.append(path, "wake", first="10.0.0.2:5000", signals=1, ready_after=5.0)
+    # asleep a whole day
+    ledger.append(path, ledger.BoxSleeping(action="suspend", at=now - 86400 * 2))
+    ledger.append(path, ledger.Wake(first="10.0.0.2:5000", signals=1, ready_after=5.0,
+                                    at=now - 86400))
     entries = ledger.read(path)
-    entries[0]["at"], entries[1]["at"] = now - 86400 * 2, now - 86400  # asleep a whole day
     days = boxes.box(PROXY, LIVE, entries, None, now=now).days
     assert len(days) == boxes.DAYS
     assert 23.5 <= sum(day.asleep_hours for day in days) <= 24.5
@@ -153,27 +152,25 @@ def test_the_kwh_saved_are_the_box_s_own_figure_times_how_long_it_slept(tmp_path
     counts the hours. A sleep of a box that did not say saves nothing known."""
     now = 1_800_000_000.0
     path = tmp_path / "llama.ledger.jsonl"
-    ledger.append(path, "box-sleeping", action="suspend", saving_watts=200)
-    ledger.append(path, "wake", first="10.0.0.2:5000", signals=1, ready_after=0.0)
-    ledger.append(path, "box-sleeping", action="suspend")
-    ledger.append(path, "wake", first="10.0.0.2:5000", signals=1, ready_after=0.0)
+    ledger.append(path, ledger.BoxSleeping(action="suspend", saving_watts=200, at=now - 36000))
+    ledger.append(path, ledger.Wake(first="10.0.0.2:5000", signals=1, ready_after=0.0,
+                                    at=now - 36000 + 5 * 3600))
+    ledger.append(path, ledger.BoxSleeping(action="suspend", at=now - 7200))
+    ledger.append(path, ledger.Wake(first="10.0.0.2:5000", signals=1, ready_after=0.0,
+                                    at=now - 3600))
     entries = ledger.read(path)
-    for entry, at in zip(entries, (now - 36000, now - 36000 + 5 * 3600, now - 7200, now - 3600),
-                         strict=True):
-        entry["at"] = at
     found = boxes.box(PROXY, LIVE, entries, None, now=now)
     assert found.kwh_saved == pytest.approx(1.0)  # 5 h at 200 W; the hour after is not known
     assert found.kwh_saved_total == pytest.approx(1.0)
-    quiet = [entry for entry in entries if "saving_watts" not in entry]
+    quiet = [entry for entry in entries if getattr(entry, "saving_watts", None) is None]
     assert boxes.box(PROXY, LIVE, quiet, None, now=now).kwh_saved is None
 
 
 def test_the_time_asleep_comes_from_the_sleeps_the_box_told_of(tmp_path) -> None:
     path = tmp_path / "llama.ledger.jsonl"
-    ledger.append(path, "box-sleeping", action="suspend", saving_watts=200)
-    ledger.append(path, "box-up")
+    ledger.append(path, ledger.BoxSleeping(action="suspend", saving_watts=200, at=1_800_000_000.0))
+    ledger.append(path, ledger.BoxUp(at=1_800_005_400.0))
     entries = ledger.read(path)
-    entries[0]["at"], entries[1]["at"] = 1_800_000_000.0, 1_800_005_400.0
     assert boxes.box(PROXY, LIVE, entries, None, now=1_800_009_000.0).asleep_seconds_total == 5400
 
 

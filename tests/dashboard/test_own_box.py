@@ -20,12 +20,10 @@ RECORD = {"boot_id": "b", "idle_since": NOW - 240, "checked_at": NOW - 12, "verd
 
 def test_the_box_shows_its_last_check_its_days_and_what_its_sleeps_saved(tmp_path) -> None:
     path = tmp_path / "ledger.jsonl"
-    ledger.append(path, "sleep", reason="idle for 10m")
-    ledger.append(path, "suspend", kind="suspend")
-    ledger.append(path, "resume")
+    ledger.append(path, ledger.Sleep(reason="idle for 10m", at=NOW - 7300))
+    ledger.append(path, ledger.Suspend(kind="suspend", at=NOW - 7200))
+    ledger.append(path, ledger.Resume(at=NOW - 3600))
     entries = ledger.read(path)
-    for entry, at in zip(entries, (NOW - 7300, NOW - 7200, NOW - 3600), strict=True):
-        entry["at"] = at
     box = own_box.own_box(BOX, "gpu", RECORD, entries, NOW)
     assert (box.verdict, box.idle_for, box.sleep_in) == ("stay awake", 240.0, 360.0)
     assert [(r.signal, r.activity) for r in box.readings] == [("llama", "idle"),

@@ -48,7 +48,7 @@ class Box:
 
 
 def events(path: Path) -> list[str]:
-    return [entry["event"] for entry in ledger.read(path)]
+    return [entry.event for entry in ledger.read(path)]
 
 
 def test_a_failed_cuinit_is_healed_by_reloading_nvidia_uvm(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_a_held_module_is_not_reloaded_and_its_holders_are_named(tmp_path: Path,
     assert not gpu_check.run(REPORT, book, box.ops())
     assert box.calls == ["ask"]
     assert "nvidia_uvm is in use by ollama (pid 311)" in caplog.text
-    assert ledger.read(book)[-1]["held_by"] == ["ollama (pid 311)"]
+    assert ledger.read(book)[-1].held_by == ("ollama (pid 311)",)
 
 
 def test_still_failing_is_reported_and_reboots_once_when_asked(tmp_path: Path) -> None:
@@ -78,10 +78,10 @@ def test_still_failing_is_reported_and_reboots_once_when_asked(tmp_path: Path) -
     # the box came back broken again an hour later: no second reboot
     again = Box([BROKEN, BROKEN])
     entries = ledger.read(book)
-    gpu_check.run(REBOOT, book, again.ops(), now=lambda: entries[-1]["at"] + 3600)
+    gpu_check.run(REBOOT, book, again.ops(), now=lambda: entries[-1].at + 3600)
     assert "reboot" not in again.calls
     later = Box([BROKEN, BROKEN])
-    gpu_check.run(REBOOT, book, later.ops(), now=lambda: entries[-1]["at"] + 7 * 3600)
+    gpu_check.run(REBOOT, book, later.ops(), now=lambda: entries[-1].at + 7 * 3600)
     assert later.calls[-1] == "reboot"
 
 

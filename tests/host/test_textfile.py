@@ -58,10 +58,10 @@ def test_each_idle_check_writes_its_figures_for_node_exporter(tmp_path: Path,
 
 def test_sleeps_their_time_and_what_they_saved_come_from_the_ledger(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    for event, fields in (("sleep", {"reason": "idle"}), ("suspend", {}), ("resume", {})):
-        ledger.append(path, event, **fields)
+    for entry in (ledger.Sleep(reason="idle"), ledger.Suspend(at=1000.0),
+                  ledger.Resume(at=1000.0 + 7200)):  # two hours asleep
+        ledger.append(path, entry)
     entries = ledger.read(path)
-    entries[1]["at"], entries[2]["at"] = 1000.0, 1000.0 + 7200  # two hours asleep
     readings = [Reading("servers", Activity.IDLE, "idle"), Reading("sessions", Activity.UNKNOWN,
                                                                      "logind did not answer")]
     registry = textfile.figures(readings, 120.0, [Gpu(0, 8, 0, 20.0)], {"llama": True, "tts": False},
@@ -115,7 +115,7 @@ def test_two_writes_of_the_same_figures_are_the_same_file(tmp_path: Path) -> Non
     """Found with promtool and a real Prometheus: the _created series of every counter
     changed at every write (every 30 s), as if each counter were new."""
     path = tmp_path / "ledger.jsonl"
-    ledger.append(path, "suspend")
+    ledger.append(path, ledger.Suspend())
     entries = ledger.read(path)
     first, second = tmp_path / "one", tmp_path / "two"
     for directory in (first, second):

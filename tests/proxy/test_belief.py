@@ -69,7 +69,7 @@ def test_a_box_woken_by_something_else_is_seen_up() -> None:
                         WakeRecord(sleep_open=True), Prober(loop),
                         probe=lambda: (True, "HTTP 200"), quick_probe=lambda: (True, "HTTP 200"),
                         state=WakeState(loop.time, said_asleep=True),
-                        to_ledger=lambda event, **fields: recorded.append(event))
+                        to_ledger=lambda entry: recorded.append(entry.event))
         belief.readiness.believe_asleep(loop.time() - readinesses.WATCH_EVERY - 1)
         belief.watch()
         assert belief.watching is not None

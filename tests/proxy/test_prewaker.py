@@ -175,10 +175,10 @@ def test_a_learned_pre_wake_goes_out_as_a_magic_packet_and_is_in_the_ledger(tmp_
     asyncio.run(scenario())
     assert signal.sent >= 1
     woken = [entry for entry in ledger.read(ledger_file)
-             if entry["event"] == "wake" and entry.get("first") == learned.LEARNED]
+             if isinstance(entry, ledger.Wake) and entry.first == learned.LEARNED]
     assert len(woken) == 1, woken
-    assert woken[0]["cause"] == "learned: weekdays about 08:30"
-    assert woken[0]["expected"] == round(EXPECTED) and "ready_after" in woken[0]
+    assert woken[0].cause == "learned: weekdays about 08:30"
+    assert woken[0].expected == round(EXPECTED) and woken[0].ready_after is not None
 
 
 def test_a_new_day_is_planned_at_its_start(tmp_path) -> None:

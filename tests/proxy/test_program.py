@@ -401,7 +401,7 @@ def test_after_a_reload_an_awake_box_reads_awake(tmp_path, cleanup) -> None:
     cleanup.append(backend)
     state = tmp_path / "state"
     state.mkdir()
-    ledger.append(state / "llama.ledger.jsonl", "box-sleeping", action="suspend")
+    ledger.append(state / "llama.ledger.jsonl", ledger.BoxSleeping(action="suspend"))
     table = proxy_table(backend, wol_interval="0.5s")
     proxy = ProxyRun(tmp_path, table, activate=False, state_directory=state)
     cleanup.append(proxy)

@@ -92,17 +92,17 @@ def test_the_official_client_lists_models_asleep_and_its_chat_wakes_the_box(tmp_
     assert "(User-Agent: OpenAI/Python " in asleep.proxy.log()
     assert any("1 answered from cache" in s for s in asleep.proxy.notify.statuses())
     recorded = ledger.read(tmp_path / "state" / "llama.ledger.jsonl")
-    assert any(e["event"] == "answered-asleep" and e["request"] == "GET /v1/models" for e in recorded)
-    wake = [e for e in recorded if e["event"] == "wake"][-1]
-    assert wake["request"] == "POST /v1/chat/completions" and wake["signals"] >= 1
-    assert wake["agent"].startswith("OpenAI/Python ")
+    assert any(e.event == "answered-asleep" and e.request == "GET /v1/models" for e in recorded)
+    wake = [e for e in recorded if e.event == "wake"][-1]
+    assert wake.request == "POST /v1/chat/completions" and wake.signals >= 1
+    assert wake.agent.startswith("OpenAI/Python ")
     # the fake loads for 0.2 s once its "box" is up: up first, ready after
-    assert 0 <= wake["up_after"] <= wake["ready_after"]
+    assert 0 <= wake.up_after <= wake.ready_after
     # and then the request's own work, until the backend's first bytes to its first client
-    answered = [e for e in recorded if e["event"] == "first-answer" and e["at"] >= wake["at"]]
-    assert len(answered) == 1 and answered[0]["after_ready"] >= 0, recorded
+    answered = [e for e in recorded if e.event == "first-answer" and e.at >= wake.at]
+    assert len(answered) == 1 and answered[0].after_ready >= 0, recorded
     assert "the backend's first answer to POST /v1/chat/completions came" in asleep.proxy.log()
-    assert wake["ready_after"] > 0
+    assert wake.ready_after > 0
 
 
 def test_keep_alive_and_pipelining_keep_every_request_in_order(tmp_path, cleanup) -> None:
@@ -283,8 +283,8 @@ def test_prewake_answers_the_look_at_once_and_wakes_the_box_meanwhile(tmp_path, 
     assert "pre-wake of 127.0.0.1:" in asleep.proxy.log()
     wait_for(lambda: "ready after" in asleep.proxy.log(), what="the box up before any chat")
     wake = [e for e in ledger.read(tmp_path / "state" / "llama.ledger.jsonl")
-            if e["event"] == "wake"][-1]
-    assert wake["request"] == "GET /v1/models (pre-wake)" and wake["ready_after"] > 0
+            if e.event == "wake"][-1]
+    assert wake.request == "GET /v1/models (pre-wake)" and wake.ready_after > 0
     # a look that is not named, and a client not allowed to wake it, do not pre-wake
     assert status(http_request(asleep.proxy.address, chat_request(stream=False))) == 200
 

@@ -59,7 +59,7 @@ class AsleepWake:
     def changed(self) -> None:
         pass
 
-    def to_ledger(self, event: str, **fields: object) -> None:
+    def to_ledger(self, entry: object) -> None:
         pass
 
 

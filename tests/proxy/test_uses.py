@@ -50,5 +50,5 @@ def test_a_client_connected_to_a_ready_backend_after_a_quiet_hour_is_in_the_ledg
 
     asyncio.run(scenario())
     server.close()
-    used = [entry for entry in ledger.read(ledger_file) if entry["event"] == "first-use"]
-    assert [entry["client"] for entry in used] == ["10.0.0.2:5000"]
+    used = [entry for entry in ledger.read(ledger_file) if entry.event == "first-use"]
+    assert [entry.client for entry in used] == ["10.0.0.2:5000"]

@@ -21,8 +21,7 @@ PROXY = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:
 def waiting(loop: asyncio.AbstractEventLoop, closed: list[int], ledger_file: Path | None = None,
             wake_timeout: float = 60.0) -> Waiting:
     return Waiting(PROXY, loop, WakeRecord(), wake_timeout=lambda: wake_timeout,
-                   to_ledger=lambda event, **fields: ledger_file and ledger.append(
-                       ledger_file, event, **fields),
+                   to_ledger=lambda entry: ledger_file and ledger.append(ledger_file, entry),
                    closed=lambda: closed.append(1), state=WakeState(loop.time))
 
 
@@ -83,8 +82,9 @@ def test_one_held_past_its_deadline_gets_a_503_and_the_give_up_is_recorded_once(
 
     answers = asyncio.run(scenario())
     assert all(answer.startswith(b"HTTP/1.1 503") for answer in answers), answers
-    gave_up = [entry for entry in ledger.read(ledger_file) if "gave_up_after" in entry]
-    assert len(gave_up) == 1 and gave_up[0]["first"] == "client-0"
+    gave_up = [entry for entry in ledger.read(ledger_file)
+               if isinstance(entry, ledger.Wake) and entry.gave_up_after is not None]
+    assert len(gave_up) == 1 and gave_up[0].first == "client-0"
 
 
 def test_a_wake_button_press_keeps_a_wake_going_but_is_nobody_shown_waiting() -> None:

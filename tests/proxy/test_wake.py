@@ -187,7 +187,7 @@ def test_a_wrong_sleeping_hint_does_not_teach_a_wake(tmp_path) -> None:
     backend = asyncio.run(scenario())
     server.close()
     assert signal.sent == 1  # believed asleep: the packet went out at once, as it should
-    assert not [entry for entry in ledger.read(ledger_file) if entry.get("event") == "wake"]
+    assert not [entry for entry in ledger.read(ledger_file) if entry.event == "wake"]
     assert backend.wake.record.past == []
 
 
@@ -226,7 +226,7 @@ def test_a_wake_that_sent_a_signal_runs_on_after_its_client_left(tmp_path) -> No
         return believed
 
     assert asyncio.run(scenario()), "the wake stopped before the box was ready"
-    wakes = [entry for entry in ledger.read(ledger_file) if entry.get("event") == "wake"]
+    wakes = [entry for entry in ledger.read(ledger_file) if entry.event == "wake"]
     assert len(wakes) == 1 and "ready_after" in wakes[0], wakes
 
 
@@ -300,7 +300,7 @@ def test_each_sleep_the_box_tells_is_one_line_of_the_ledger_however_often_said(t
         backend.close_all()
 
     asyncio.run(scenario())
-    said = [entry for entry in ledger.read(ledger_file) if entry["event"] == "box-sleeping"]
+    said = [entry for entry in ledger.read(ledger_file) if entry.event == "box-sleeping"]
     assert len(said) == 2, said
     # what the sleep saves, as the box said it: the page counts the kWh
-    assert "saving_watts" not in said[0] and said[1]["saving_watts"] == 183, said
+    assert said[0].saving_watts is None and said[1].saving_watts == 183, said

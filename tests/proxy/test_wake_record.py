@@ -1,5 +1,6 @@
 """The record of a wake and what past ones taught, with plain numbers for the clock."""
 
+from sleepyllama import ledger
 from sleepyllama.proxy.wake_record import RECENT_GIVE_UP, WakeRecord
 
 
@@ -20,8 +21,8 @@ def test_a_give_up_is_noted_once_and_shortens_holds_for_a_while() -> None:
 
 
 def test_what_wakes_took_sets_retry_after() -> None:
-    record = WakeRecord.remembering([{"event": "wake", "ready_after": 40.0},
-                                     {"event": "resume"}, {"event": "wake", "gave_up_after": 3}])
+    record = WakeRecord.remembering([ledger.Wake(ready_after=40.0),
+                                     ledger.Resume(), ledger.Wake(gave_up_after=3)])
     assert record.retry_after() == 40
     record.ready(11.5, woken=True)
     record.ready(12.2, woken=True)
@@ -57,8 +58,8 @@ def test_the_box_is_up_when_it_first_answers_anything() -> None:
 def test_a_box_that_powers_off_is_given_a_cold_boots_time_and_learned_apart() -> None:
     from sleepyllama.config import DEFAULT_WAKE_TIMEOUT
 
-    resumes = [{"event": "wake", "ready_after": 8.0}, {"event": "wake", "ready_after": 9.0}]
-    record = WakeRecord.remembering([*resumes, {"event": "box-sleeping", "action": "poweroff"}])
+    resumes = [ledger.Wake(ready_after=8.0), ledger.Wake(ready_after=9.0)]
+    record = WakeRecord.remembering([*resumes, ledger.BoxSleeping(action="poweroff")])
     assert record.asleep_as == "poweroff"
     # nothing learned of a cold boot yet: the resumes from suspend say nothing of one
     assert record.typical() is None and record.retry_after() == 120
@@ -66,7 +67,7 @@ def test_a_box_that_powers_off_is_given_a_cold_boots_time_and_learned_apart() ->
     assert record.hold_limit(0.0, DEFAULT_WAKE_TIMEOUT) == 300.0  # a cold boot fits
     assert record.hold_limit(0.0, 60.0) == 60.0  # a wake_timeout of the user's own stands
     record.ready(95.0, woken=True)
-    assert record.past[-1]["from"] == "poweroff" and record.retry_after() == 95
+    assert record.past[-1].woke_from == "poweroff" and record.retry_after() == 95
     assert record.expectation() == "booting: usually 1m35s here"
     record.asleep_as = "suspend"  # it suspends again: its own wakes count
     assert record.retry_after() == 9 and record.hold_limit(0.0, DEFAULT_WAKE_TIMEOUT) == 180.0
@@ -87,19 +88,18 @@ def test_a_box_up_with_nothing_listening_is_told_after_its_kind_needs_not_wake_t
     assert not record.refused_too_long(100.0, "llama-server") and record.phase() == "loading"
     assert record.phases() == {"up_after": 3.0, "served_after": 34.0}
     # learned: a box whose server listened 2 s after it answered is told after 15 s
-    learned = WakeRecord.remembering([{"event": "wake", "ready_after": 9.0, "up_after": 3.0,
-                                       "served_after": 5.0}])
+    learned = WakeRecord.remembering([ledger.Wake(ready_after=9.0, up_after=3.0, served_after=5.0)])
     learned.begin()
     learned.probed("Connection refused", 3.0)
     assert not learned.refused_too_long(17.0, "vllm") and learned.refused_too_long(18.5, "vllm")
 
 
 def test_a_sleep_the_box_told_of_is_open_until_it_is_seen_up() -> None:
-    told = [{"event": "box-sleeping", "action": "suspend"}]
+    told = [ledger.BoxSleeping(action="suspend")]
     assert WakeRecord.remembering(told).sleep_open
-    assert not WakeRecord.remembering([*told, {"event": "box-up"}]).sleep_open
-    assert not WakeRecord.remembering([*told, {"event": "wake", "ready_after": 9.0}]).sleep_open
-    assert WakeRecord.remembering([*told, {"event": "wake", "gave_up_after": 180.0}]).sleep_open
+    assert not WakeRecord.remembering([*told, ledger.BoxUp()]).sleep_open
+    assert not WakeRecord.remembering([*told, ledger.Wake(ready_after=9.0)]).sleep_open
+    assert WakeRecord.remembering([*told, ledger.Wake(gave_up_after=180.0)]).sleep_open
     record = WakeRecord.remembering(told)
     assert record.answered() is True  # ends it: to be recorded once
     assert record.answered() is False

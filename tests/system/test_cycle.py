@@ -410,8 +410,8 @@ def test_a_box_set_to_power_off_really_powers_off_and_records_it(tmp_path: Path,
         box.stop()
     assert status == 0, f"systemd-nspawn exited {status} (133 is a reboot)\n{box.boot_log()}"
     entries = ledger.read(state / "ledger.jsonl")
-    said = [(entry["event"], entry.get("action") or entry.get("kind")) for entry in entries
-            if entry["event"] in ("sleep", "suspend", "resume")]
+    said = [(entry.event, entry.action if isinstance(entry, ledger.Sleep) else entry.kind)
+            for entry in entries if isinstance(entry, ledger.Sleep | ledger.Suspend | ledger.Resume)]
     assert said == [("sleep", "poweroff"), ("suspend", "poweroff")], entries
-    assert entries[0]["reason"].startswith("idle for")
+    assert entries[0].reason.startswith("idle for")  # type: ignore[attr-defined]
     assert box.power_state.read_text().strip() == "freeze mem disk"  # no suspend was asked
