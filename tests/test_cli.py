@@ -95,11 +95,11 @@ def test_history_shows_what_learned_pre_wakes_would_do_while_they_are_off(tmp_pa
 
     from test_learned import MONDAY, at, weekday_mornings
 
-    from sleepyllama import cli, config, history
+    from sleepyllama import cli, config, history, ledger
 
     monkeypatch.setattr(history, "PROXY_STATE", tmp_path)
     (tmp_path / "llama.ledger.jsonl").write_text("".join(
-        json_module.dumps({"mono": 0, "boot": "b", **entry}) + "\n"
+        json_module.dumps(ledger.to_json(entry, "b")) + "\n"
         for entry in weekday_mornings(3)))
     base = '[proxy.llama]\nbackend = "10.0.0.5:8080"\nmac = "ab:cd:ef:01:23:45"\n'
     now = at(MONDAY, "06:00")

@@ -22,10 +22,10 @@ def test_a_power_off_is_recorded_and_its_wake_is_the_next_boot(tmp_path: Path, m
     assert checks_every_30s(poweroff, path, 100.0, 700.0, recorder.ops()) is Action.SLEEP
     assert recorder.calls == ["arm", "stop", "poweroff"]
     entries = ledger.read(tmp_path / "ledger.jsonl")
-    assert [(e.event, e.get("action", e.get("kind"))) for e in entries] == [
+    assert [(e.event, getattr(e, "action", getattr(e, "kind", None))) for e in entries] == [
         ("sleep", "poweroff"), ("suspend", "poweroff")]  # no systemd-sleep hook records it
     # the next boot: its first idle check records the boot as the wake, at the kernel's btime
-    booted = float(ledger.read(tmp_path / "ledger.jsonl")[-1]["at"]) + 60
+    booted = ledger.read(tmp_path / "ledger.jsonl")[-1].at + 60
     monkeypatch.setattr(hook, "boot_time", lambda: booted)
     check(poweroff, path, dry_run=False, ops=recorder.ops(), boot_id="boot-2", now=10.0)
     entries = ledger.read(tmp_path / "ledger.jsonl")

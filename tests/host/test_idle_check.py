@@ -27,7 +27,7 @@ def test_idle_long_enough_stops_suspends_and_restarts_the_clock(tmp_path: Path) 
     assert stored(path)["idle_since"] is None
     assert stored(path)["reason"].startswith("asked logind to suspend (idle for 10m")
     asked = [entry for entry in ledger.read(tmp_path / "ledger.jsonl") if entry.event == "sleep"]
-    assert len(asked) == 1 and asked[0]["reason"].startswith("idle for 10m")
+    assert len(asked) == 1 and asked[0].reason.startswith("idle for 10m")  # type: ignore[attr-defined]
 
 
 def test_the_resume_s_word_is_not_overwritten_by_the_check_that_slept(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_the_supervisor_says_ready_on_the_cpu(tmp_path: Path) -> None:
         expected = "ready on the CPU: CUDA failed to initialize (unknown error) · 0 requests in flight"
         wait_for(lambda: expected in notify.statuses(), what=f"STATUS {expected!r}")
         entries = [json.loads(line) for line in (state / "ledger.jsonl").read_text().splitlines()]
-        assert [e["problem"] for e in entries if e.event == "server-degraded"] == [
+        assert [e["problem"] for e in entries if e["event"] == "server-degraded"] == [
             "on the CPU: CUDA failed to initialize (unknown error)"]
         assert not (state / "placement.json").exists()  # a CPU load is never the base
     finally:

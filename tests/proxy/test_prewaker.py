@@ -45,9 +45,8 @@ class Clock:
         return self.now
 
 
-def write_ledger(path, entries: list[dict]) -> None:
-    path.write_text("".join(json.dumps({"mono": 0, "boot": "b", **entry}) + "\n"
-                            for entry in entries))
+def write_ledger(path, entries: list[ledger.Entry]) -> None:
+    path.write_text("".join(json.dumps(ledger.to_json(entry, "b")) + "\n" for entry in entries))
 
 
 def proxy_config(extra: str = 'prewake = "learned"\n') -> config.ProxyConfig:

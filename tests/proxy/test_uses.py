@@ -12,7 +12,7 @@ from sleepyllama.proxy.uses import Uses
 
 def test_the_first_client_after_a_quiet_hour_is_noted_once() -> None:
     now, noted = [1000.0], []
-    uses = Uses(lambda: now[0], lambda event, **fields: noted.append((event, fields)))
+    uses = Uses(lambda: now[0], lambda entry: noted.append((entry.event, {"client": entry.client})))
     uses.connected("10.0.0.2:5000")
     assert noted == [], "a fresh proxy knows of no quiet before it"
     now[0] += learned.QUIET - 1

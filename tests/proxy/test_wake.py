@@ -227,7 +227,7 @@ def test_a_wake_that_sent_a_signal_runs_on_after_its_client_left(tmp_path) -> No
 
     assert asyncio.run(scenario()), "the wake stopped before the box was ready"
     wakes = [entry for entry in ledger.read(ledger_file) if entry.event == "wake"]
-    assert len(wakes) == 1 and "ready_after" in wakes[0], wakes
+    assert len(wakes) == 1 and wakes[0].ready_after is not None, wakes
 
 
 def test_a_backend_that_answers_after_a_failed_wake_is_no_longer_said_to_have_failed() -> None:
