@@ -13,6 +13,7 @@ import pytest
 from sleepyllama import hints, ledger
 from sleepyllama.config import Address
 from sleepyllama.hints import Hint, RateLimit, SenderLimits, decode, encode
+from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.proxy.wake_state import WakeState
 
 from conftest import (
@@ -351,10 +352,10 @@ def test_a_sleeping_hint_is_checked_a_while_later(monkeypatch) -> None:
             loop.call_soon_threadsafe(looked.set)
             return True, "HTTP 200"
 
-        belief = beliefs.Belief(proxy, loop, AnswerCache("http://127.0.0.1:9", (), None),
-                                record, Prober(loop), probe=probe, quick_probe=probe,
-                                state=WakeState(loop.time, said_asleep=True),
-                                to_ledger=lambda entry: recorded.append(entry.event))
+        context = WakeContext(proxy, loop, record, WakeState(loop.time, said_asleep=True),
+                              to_ledger=lambda entry: recorded.append(entry.event))
+        belief = beliefs.Belief(context, AnswerCache("http://127.0.0.1:9", (), None),
+                                Prober(loop), probe=probe, quick_probe=probe)
         belief.going_to_sleep()
         await asyncio.wait_for(looked.wait(), 30)
         while not recorded:

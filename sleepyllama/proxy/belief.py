@@ -14,16 +14,14 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Callable
 
 from sleepyllama import ledger
-from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.prober import Probe, Prober
 from sleepyllama.proxy.readiness import Readiness
-from sleepyllama.proxy.wake_record import WakeRecord
-from sleepyllama.proxy.wake_state import Happening, WakeState
+from sleepyllama.proxy.wake_context import WakeContext
+from sleepyllama.proxy.wake_state import Happening
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +34,12 @@ SLEEP_CHECKED_AFTER = 60.0
 
 
 class Belief:
-    def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, cache: AnswerCache,
-                 record: WakeRecord, prober: Prober, *, probe: Probe,
-                 quick_probe: Probe | None = None, state: WakeState,
-                 to_ledger: Callable[[ledger.Entry], None] = lambda entry: None) -> None:
-        self.config, self.loop, self.cache, self.record = config, loop, cache, record
-        self.prober, self.probe, self.state = prober, probe, state
-        self.to_ledger = to_ledger
+    def __init__(self, context: WakeContext, cache: AnswerCache, prober: Prober, *,
+                 probe: Probe, quick_probe: Probe | None = None) -> None:
+        config = context.config
+        self.config, self.loop, self.record = config, context.loop, context.record
+        self.state, self.to_ledger = context.state, context.to_ledger
+        self.cache, self.prober, self.probe = cache, prober, probe
         self.quick_probe = quick_probe or (lambda: probes.probe(config, QUICK_PROBE_TIMEOUT,
                                                                 QUICK_PROBE_TIMEOUT))
         # a look while nobody uses the box: a busy one may answer slowly; no hurry here

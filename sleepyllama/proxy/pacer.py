@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy.client import Asker
 from sleepyllama.proxy.waiting import Waiting
-from sleepyllama.proxy.wake_record import WakeRecord
-from sleepyllama.proxy.wake_state import Happening, WakeState
+from sleepyllama.proxy.wake_context import WakeContext
+from sleepyllama.proxy.wake_state import Happening
 from sleepyllama.proxy.wol import WakeSchedule, WakeSender
 
 log = logging.getLogger(__name__)
@@ -19,12 +18,11 @@ SEND_GRACE = 0.25  # an awake backend answers the first probe within this: no wa
 
 
 class Pacer:
-    def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, sender: WakeSender,
-                 record: WakeRecord, waiting: Waiting, state: WakeState) -> None:
-        self.config, self.loop, self.sender, self.record = config, loop, sender, record
+    def __init__(self, context: WakeContext, sender: WakeSender, waiting: Waiting) -> None:
+        self.config, self.loop, self.record = context.config, context.loop, context.record
+        self.sender, self.state = sender, context.state
         self.waiting = waiting  # the first of them is named in the wake's journal line
-        self.state = state
-        self.schedule = WakeSchedule(config.wol_interval)
+        self.schedule = WakeSchedule(self.config.wol_interval)
         self.timer: asyncio.TimerHandle | None = None
 
     def start(self, *, at_once: bool) -> None:

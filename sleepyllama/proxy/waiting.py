@@ -18,12 +18,10 @@ from collections.abc import Callable
 
 from sleepyllama import ledger
 from sleepyllama.compat import ASYNC_TIMEOUT, timeout
-from sleepyllama.config import ProxyConfig
 from sleepyllama.proxy import probe as probes
 from sleepyllama.proxy.client import Asker, Client, linger, reply_if_http
 from sleepyllama.proxy.reply import backend_unavailable, nothing_listens
-from sleepyllama.proxy.wake_record import WakeRecord
-from sleepyllama.proxy.wake_state import WakeState
+from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.words import format_duration
 
 log = logging.getLogger(__name__)
@@ -109,12 +107,11 @@ class WaitingRoom:
 class Waiting:
     """Every client that waits for one backend's wake, and its give-ups."""
 
-    def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop, record: WakeRecord,
-                 *, wake_timeout: Callable[[], float], to_ledger: Callable[[ledger.Entry], None],
-                 closed: Callable[[], None], state: WakeState) -> None:
-        self.config, self.loop, self.record = config, loop, record
-        self.wake_timeout, self.to_ledger = wake_timeout, to_ledger
-        self.closed, self.state = closed, state
+    def __init__(self, context: WakeContext) -> None:
+        self.config, self.loop, self.record = context.config, context.loop, context.record
+        self.wake_timeout, self.to_ledger = context.wake_timeout, context.to_ledger
+        self.closed, self.state = context.closed, context.state
+        loop = self.loop
         self.room = WaitingRoom(loop, hung_up=self._hung_up, expired=self._give_up)
         # waiting in tasks of their own: a stream with progress, a wake nobody holds a socket for
         self.waiters: dict[Client | Asker, asyncio.Future[bool]] = {}

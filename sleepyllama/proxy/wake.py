@@ -28,6 +28,7 @@ from sleepyllama.proxy.client import Asker, Client
 from sleepyllama.proxy.pacer import Pacer
 from sleepyllama.proxy.prober import Answer, Probe, Prober
 from sleepyllama.proxy.waiting import Waiting
+from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wake_state import Happening, WakeState
 from sleepyllama.proxy.wol import WakeSender
@@ -80,13 +81,14 @@ class Wake:
         # what past wakes took here (the ledger keeps them across restarts)
         self.record = WakeRecord.remembering(ledger.read(ledger_file) if ledger_file else [])
         self.changes = WakeState(loop.time, said_asleep=self.record.sleep_open, changed=changed)
+        # what every part shares, handed to each once
+        context = WakeContext(config, loop, self.record, self.changes, self.to_ledger, closed)
         self.probe = probe or (lambda: probes.probe(config, connect=WAKE_CONNECT_TIMEOUT))
         self.prober = Prober(loop)
-        self.belief = Belief(config, loop, cache, self.record, self.prober, probe=self.probe,
-                             quick_probe=probe, state=self.changes, to_ledger=self.to_ledger)
-        self.waiting = Waiting(config, loop, self.record, wake_timeout=self.wake_timeout,
-                               to_ledger=self.to_ledger, closed=closed, state=self.changes)
-        self.pacer = Pacer(config, loop, sender, self.record, self.waiting, self.changes)
+        self.belief = Belief(context, cache, self.prober, probe=self.probe, quick_probe=probe)
+        self.waiting = Waiting(context)
+        self.pacer = Pacer(context, sender, self.waiting)
+        self.wake_timeout = context.wake_timeout
         self.prewakes: set[asyncio.Task[bool]] = set()
         self.probe_now = asyncio.Event()  # a "ready" hint: the wake loop probes at once
         self.task: asyncio.Task[None] | None = None
@@ -134,10 +136,6 @@ class Wake:
     def expectation(self) -> str:
         """What the box does while it wakes, and what that usually takes here (for a person)."""
         return self.record.expectation()
-
-    def wake_timeout(self) -> float:
-        """wake_timeout, or where it is the default and the box powers off, a cold boot's."""
-        return self.record.wake_timeout(self.config.wake_timeout)
 
     def to_ledger(self, entry: ledger.Entry) -> None:
         if self.ledger_file is not None:

@@ -12,6 +12,7 @@ from sleepyllama.proxy import readiness as readinesses
 from sleepyllama.proxy.belief import Belief
 from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.prober import Prober
+from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wake_state import Happening, WakeState
 
@@ -30,8 +31,8 @@ def watched(answer: tuple[bool, str], seen_up_ago: float) -> tuple[str, int]:
             looks.append(1)
             return answer
 
-        belief = Belief(PROXY, loop, AnswerCache("http://127.0.0.1:9", (), None), WakeRecord(),
-                        Prober(loop), probe=probe, quick_probe=probe, state=WakeState(loop.time))
+        belief = Belief(WakeContext.alone(PROXY, loop), AnswerCache("http://127.0.0.1:9", (), None),
+                        Prober(loop), probe=probe, quick_probe=probe)
         belief.readiness.believe_ready(loop.time() - seen_up_ago)
         belief.state.happen(Happening.ANSWERED)
         belief.watch()
@@ -65,11 +66,11 @@ def test_a_box_woken_by_something_else_is_seen_up() -> None:
     async def run() -> tuple[str, bool, list[str]]:
         loop = asyncio.get_running_loop()
         recorded: list[str] = []
-        belief = Belief(PROXY, loop, AnswerCache("http://127.0.0.1:9", (), None),
-                        WakeRecord(sleep_open=True), Prober(loop),
-                        probe=lambda: (True, "HTTP 200"), quick_probe=lambda: (True, "HTTP 200"),
-                        state=WakeState(loop.time, said_asleep=True),
-                        to_ledger=lambda entry: recorded.append(entry.event))
+        record = WakeRecord(sleep_open=True)
+        context = WakeContext(PROXY, loop, record, WakeState(loop.time, said_asleep=True),
+                              to_ledger=lambda entry: recorded.append(entry.event))
+        belief = Belief(context, AnswerCache("http://127.0.0.1:9", (), None), Prober(loop),
+                        probe=lambda: (True, "HTTP 200"), quick_probe=lambda: (True, "HTTP 200"))
         belief.readiness.believe_asleep(loop.time() - readinesses.WATCH_EVERY - 1)
         belief.watch()
         assert belief.watching is not None

@@ -10,6 +10,7 @@ from sleepyllama import config
 from sleepyllama.live_state import State
 from sleepyllama.proxy.client import Asker
 from sleepyllama.proxy.pacer import SEND_GRACE, Pacer
+from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wake_state import WakeState
 
@@ -54,7 +55,8 @@ def paced(at_once: bool, fails: bool = False, stopped: bool = False
     async def run() -> tuple[list[float], WakeRecord, State]:
         loop = asyncio.get_running_loop()
         sender, record, state = Sender(fails), WakeRecord(), WakeState(loop.time)
-        pacer = Pacer(PROXY, loop, sender, record, OneWaiting(), state)  # type: ignore[arg-type]
+        context = WakeContext(PROXY, loop, record, state)
+        pacer = Pacer(context, sender, OneWaiting())  # type: ignore[arg-type]
         started = loop.time()
         pacer.start(at_once=at_once)
         if stopped:  # the first probe answered: the wake ends before its grace

@@ -11,6 +11,7 @@ from pathlib import Path
 from sleepyllama import config, ledger
 from sleepyllama.proxy.client import Asker, Client
 from sleepyllama.proxy.waiting import Waiting
+from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.proxy.wake_record import WakeRecord
 from sleepyllama.proxy.wake_state import WakeState
 
@@ -18,11 +19,12 @@ PROXY = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:
                      ).proxy("t")
 
 
-def waiting(loop: asyncio.AbstractEventLoop, closed: list[int], ledger_file: Path | None = None,
-            wake_timeout: float = 60.0) -> Waiting:
-    return Waiting(PROXY, loop, WakeRecord(), wake_timeout=lambda: wake_timeout,
-                   to_ledger=lambda entry: ledger_file and ledger.append(ledger_file, entry),
-                   closed=lambda: closed.append(1), state=WakeState(loop.time))
+def waiting(loop: asyncio.AbstractEventLoop, closed: list[int], ledger_file: Path | None = None
+            ) -> Waiting:
+    return Waiting(WakeContext(
+        PROXY, loop, WakeRecord(), WakeState(loop.time),
+        to_ledger=lambda entry: ledger_file and ledger.append(ledger_file, entry),
+        closed=lambda: closed.append(1)))
 
 
 def held_client(room: Waiting, peer: str, deadline: float = 0.0) -> socket.socket:
