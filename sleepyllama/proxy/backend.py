@@ -97,11 +97,11 @@ class Backend:
     # -- restart and shutdown -----------------------------------------------------------------
 
     def detach_kept(self) -> tuple[list[Client], list[Splice]]:
-        """Held clients (and those whose request is being read), and running splices, out of
-        this process's hands, for a restart to go on with (handover.py); close_all() then
-        closes only the rest."""
-        return (self.wake.take_held() + self.reception.take_unanswered(),
-                self.connector.detach())
+        """Held clients (and those whose request is being read, or whose connect is under
+        way), and running splices, out of this process's hands, for a restart to go on with
+        (handover.py); close_all() then closes only the rest."""
+        return (self.wake.take_held() + self.reception.take_unanswered()
+                + self.connector.take_unconnected(), self.connector.detach())
 
     def adopt(self, held: list[Client],
               splices: list[tuple[socket.socket, socket.socket, tuple[PumpState, PumpState]]]

@@ -45,10 +45,12 @@ class _Dial:
                  then: Callable[[socket.socket], None], failed: Callable[[str], None]) -> None:
         self.loop, self.then, self.failed = loop, then, failed
         self.timer: asyncio.TimerHandle | None = None
+        self.over = False  # connected or given up: its callback has run
         self.backend = socket.socket(family, socket.SOCK_STREAM)  # OSError: the proxy's own
         tune_backend_socket(self.backend)
         error = self.backend.connect_ex(sockaddr)
         if error == 0:
+            self.over = True
             then(self.backend)
         elif error != errno.EINPROGRESS:
             self._give_up(errno.errorcode.get(error, str(error)))
@@ -66,10 +68,12 @@ class _Dial:
         if error:
             self._give_up(errno.errorcode.get(error, str(error)))
         else:
+            self.over = True
             self.then(self.backend)
 
     def _give_up(self, why: str) -> None:
         self.abort()
+        self.over = True
         self.failed(why)
 
     def _stop_waiting(self) -> None:
@@ -98,14 +102,89 @@ class Connector:
         self.loop, self.address = loop, address
         self.refused, self.lost, self.closed = refused, lost, closed
         self.splices: set[Splice] = set()
+        # clients on their way: a connect under way, or what reception read of them not yet
+        # all sent (the backend's socket, and what is left to send of the prefix)
+        self.dialing: dict[Client, _Dial] = {}
+        self.sending: dict[Client, tuple[socket.socket, bytes]] = {}
 
     def connect(self, client: Client) -> None:
         """Splice `client` to the backend; a failed connect goes to `refused` with it."""
         try:
-            _Dial(self.loop, *self.address(), lambda backend: self._splice(client, backend),
-                  lambda why: self.refused(client, why))
+            dial = _Dial(self.loop, *self.address(),
+                         lambda backend: self._connected(client, backend),
+                         lambda why: self._failed(client, why))
         except OSError as error:  # EMFILE, ENFILE, ENOBUFS: this client only
             self.cannot_serve(client, error)
+            return
+        if not dial.over:
+            self.dialing[client] = dial
+
+    def _failed(self, client: Client, why: str) -> None:
+        self.dialing.pop(client, None)
+        self.refused(client, why)
+
+    def _connected(self, client: Client, backend: socket.socket) -> None:
+        """The backend took the connection: what was read of the client goes first, at once
+        where it fits (it nearly always does: a request head to a fresh socket), then the
+        splice starts."""
+        self.dialing.pop(client, None)
+        if not client.prefix:
+            self._splice(client, backend)
+            return
+        try:
+            sent = backend.send(client.prefix)
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            backend.close()
+            self.refused(client, error.strerror or str(error))
+            return
+        if sent == len(client.prefix):
+            self._splice(client, backend)
+            return
+        self.sending[client] = (backend, client.prefix[sent:])
+        self.loop.add_writer(backend.fileno(), self._send_more, client)
+
+    def _send_more(self, client: Client) -> None:
+        backend, rest = self.sending[client]
+        try:
+            sent = backend.send(rest)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._stop_sending(client)
+            backend.close()
+            client.sock.close()
+            self.closed()
+            return
+        if sent < len(rest):
+            self.sending[client] = (backend, rest[sent:])
+            return
+        self._stop_sending(client)
+        self._splice(client, backend)
+
+    def _stop_sending(self, client: Client) -> socket.socket:
+        backend, _rest = self.sending.pop(client)
+        self.loop.remove_writer(backend.fileno())
+        return backend
+
+    def take_unconnected(self) -> list[Client]:
+        """For a restart (handover.py): the clients on their way to the backend of which
+        nothing reached it yet (a connect under way, a prefix not begun), to be held by the next
+        process with what was read of them. One partly sent is closed, as a splice that did not
+        fit in the fd store is."""
+        taken = list(self.dialing)
+        for dial in self.dialing.values():
+            dial.abort()
+        self.dialing.clear()
+        for client, (_backend, rest) in list(self.sending.items()):
+            self._stop_sending(client).close()
+            if rest == client.prefix:
+                taken.append(client)
+            else:
+                client.sock.close()
+                self.closed()
+        return taken
 
     async def open(self) -> socket.socket:
         """A connection to the backend for a request the proxy itself sends on (a stream with
@@ -145,18 +224,6 @@ class Connector:
             self.cannot_serve(client, error)
             return
         self.splices.add(splice)
-        if client.prefix:  # what reception read goes first, then the rest of the stream
-            self.loop.create_task(self._send_prefix_then_splice(client.prefix, backend, splice))
-        else:
-            splice.start()
-
-    async def _send_prefix_then_splice(self, prefix: bytes, backend: socket.socket,
-                                       splice: Splice) -> None:
-        try:
-            await self.loop.sock_sendall(backend, prefix)
-        except OSError:
-            splice.close()
-            return
         splice.start()
 
     def _splice_closed(self, splice: Splice, backend_lost: OSError | None) -> None:
@@ -181,5 +248,8 @@ class Connector:
         splice.start()
 
     def close_all(self) -> None:
+        for client in self.take_unconnected():
+            client.sock.close()
+            self.closed()
         for splice in list(self.splices):
             splice.close()
