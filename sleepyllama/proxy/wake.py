@@ -80,7 +80,9 @@ class Wake:
         self.ledger_file = ledger_file
         # what past wakes took here (the ledger keeps them across restarts)
         self.record = WakeRecord.remembering(ledger.read(ledger_file) if ledger_file else [])
-        self.changes = WakeState(loop.time, said_asleep=self.record.sleep_open, changed=changed)
+        self.tell, self.telling, self.closing = changed, False, False
+        self.changes = WakeState(loop.time, said_asleep=self.record.sleep_open,
+                                 changed=self._tell_soon)
         # what every part shares, handed to each once
         context = WakeContext(config, loop, self.record, self.changes, self.to_ledger, closed)
         self.probe = probe or (lambda: probes.probe(config, connect=WAKE_CONNECT_TIMEOUT))
@@ -119,6 +121,18 @@ class Wake:
         """One word for everyone who shows it (live_state.STATES), as wake_state.py's table
         moved it."""
         return self.changes.state.value
+
+    def _tell_soon(self) -> None:
+        """What is shown changed: told once the running callback is done (a wake connects its
+        held clients before STATUS and live.json are written), and once for many changes."""
+        if not self.telling:
+            self.telling = True
+            self.loop.call_soon(self._tell)
+
+    def _tell(self) -> None:
+        self.telling = False
+        if not self.closing:  # stopped: what the program wrote last stands
+            self.tell()
 
     def changed(self) -> None:
         """Something shown of this backend changed outside the wake (a client read, or gone)."""
@@ -369,6 +383,7 @@ class Wake:
         self.pacer.close()
 
     def close(self) -> None:
+        self.closing = True
         for task in list(self.prewakes):
             task.cancel()
         self.waiting.close()

@@ -304,3 +304,32 @@ def test_each_sleep_the_box_tells_is_one_line_of_the_ledger_however_often_said(t
     assert len(said) == 2, said
     # what the sleep saves, as the box said it: the page counts the kWh
     assert said[0].saving_watts is None and said[1].saving_watts == 183, said
+
+
+def test_the_program_is_told_once_the_held_clients_are_connected() -> None:
+    """STATUS and live.json are written when the state changes; the wake used to tell the
+    program as its probe said ready, before it connected the clients it held, and a held
+    client's first byte waited for a file written (the hinted wake lag, 6 to 10 ms)."""
+    from sleepyllama.proxy.backend import Backend
+
+    server = socket.create_server(("127.0.0.1", 0))
+    proxy = config.parse(f'[proxy.t]\nbackend = "127.0.0.1:{server.getsockname()[1]}"\n'
+                         'mac = "ab:cd:ef:01:23:45"\nanswer_while_asleep = []\n').proxy("t")
+    seen: list[tuple[str, int]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        backend = Backend(proxy, loop, NoSignal(), probe=lambda: (True, "HTTP 200"),
+                          on_change=lambda: seen.append((backend.wake.state(),
+                                                         len(backend.connector.splices))))
+        ours, theirs = socket.socketpair()
+        ours.sendall(b"GET /health HTTP/1.1\r\nHost: b\r\n\r\n")
+        backend.serve(theirs, "client")
+        while not seen:
+            await asyncio.sleep(0.01)
+        backend.close_all()
+        ours.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    server.close()
+    assert seen[0] == ("awake", 1), seen
