@@ -14,7 +14,6 @@ from sleepyllama import hints, ledger
 from sleepyllama.config import Address
 from sleepyllama.hints import Hint, RateLimit, SenderLimits, decode, encode
 from sleepyllama.proxy.wake_context import WakeContext
-from sleepyllama.proxy.wake_state import WakeState
 
 from conftest import (
     FAKE_SERVER,
@@ -352,8 +351,8 @@ def test_a_sleeping_hint_is_checked_a_while_later(monkeypatch) -> None:
             loop.call_soon_threadsafe(looked.set)
             return True, "HTTP 200"
 
-        context = WakeContext(proxy, loop, record, WakeState(loop.time, said_asleep=True),
-                              to_ledger=lambda entry: recorded.append(entry.event))
+        context = WakeContext.built(proxy, loop, record,
+                                    to_ledger=lambda entry: recorded.append(entry.event))
         belief = beliefs.Belief(context, AnswerCache("http://127.0.0.1:9", (), None),
                                 Prober(loop), probe=probe, quick_probe=probe)
         belief.going_to_sleep()

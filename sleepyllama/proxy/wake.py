@@ -30,7 +30,7 @@ from sleepyllama.proxy.prober import Answer, Probe, Prober
 from sleepyllama.proxy.waiting import Waiting
 from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.proxy.wake_record import WakeRecord
-from sleepyllama.proxy.wake_state import Happening, WakeState
+from sleepyllama.proxy.wake_state import Happening
 from sleepyllama.proxy.wol import WakeSender
 from sleepyllama.words import format_duration
 
@@ -81,10 +81,10 @@ class Wake:
         # what past wakes took here (the ledger keeps them across restarts)
         self.record = WakeRecord.remembering(ledger.read(ledger_file) if ledger_file else [])
         self.tell, self.telling, self.closing = changed, False, False
-        self.changes = WakeState(loop.time, said_asleep=self.record.sleep_open,
-                                 changed=self._tell_soon)
         # what every part shares, handed to each once
-        context = WakeContext(config, loop, self.record, self.changes, self.to_ledger, closed)
+        context = WakeContext.built(config, loop, self.record, changed=self._tell_soon,
+                                    to_ledger=self.to_ledger, closed=closed)
+        self.changes = context.state
         self.probe = probe or (lambda: probes.probe(config, connect=WAKE_CONNECT_TIMEOUT))
         self.prober = Prober(loop)
         self.belief = Belief(context, cache, self.prober, probe=self.probe, quick_probe=probe)

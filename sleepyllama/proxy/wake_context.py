@@ -28,11 +28,15 @@ class WakeContext:
     closed: Callable[[], None] = lambda: None  # one client's connection is over
 
     @classmethod
-    def alone(cls, config: ProxyConfig, loop: asyncio.AbstractEventLoop,
-              record: WakeRecord | None = None) -> WakeContext:
-        """A context that tells nobody: for a part used on its own (a test, a bench)."""
+    def built(cls, config: ProxyConfig, loop: asyncio.AbstractEventLoop,
+              record: WakeRecord | None = None, *, changed: Callable[[], None] = lambda: None,
+              to_ledger: Callable[[ledger.Entry], None] = lambda entry: None,
+              closed: Callable[[], None] = lambda: None) -> WakeContext:
+        """A context whose state starts where the record leaves the box (asleep, if the ledger
+        says it went to sleep and was not seen up since); by default it tells nobody."""
         record = record or WakeRecord()
-        return cls(config, loop, record, WakeState(loop.time, said_asleep=record.sleep_open))
+        state = WakeState(loop.time, said_asleep=record.sleep_open, changed=changed)
+        return cls(config, loop, record, state, to_ledger, closed)
 
     def wake_timeout(self) -> float:
         """wake_timeout, or where it is the default and the box powers off, a cold boot's."""

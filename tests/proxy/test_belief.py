@@ -14,7 +14,7 @@ from sleepyllama.proxy.cache import AnswerCache
 from sleepyllama.proxy.prober import Prober
 from sleepyllama.proxy.wake_context import WakeContext
 from sleepyllama.proxy.wake_record import WakeRecord
-from sleepyllama.proxy.wake_state import Happening, WakeState
+from sleepyllama.proxy.wake_state import Happening
 
 PROXY = config.parse('[proxy.llama]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
                      ).proxy("llama")
@@ -31,7 +31,7 @@ def watched(answer: tuple[bool, str], seen_up_ago: float) -> tuple[str, int]:
             looks.append(1)
             return answer
 
-        belief = Belief(WakeContext.alone(PROXY, loop), AnswerCache("http://127.0.0.1:9", (), None),
+        belief = Belief(WakeContext.built(PROXY, loop), AnswerCache("http://127.0.0.1:9", (), None),
                         Prober(loop), probe=probe, quick_probe=probe)
         belief.readiness.believe_ready(loop.time() - seen_up_ago)
         belief.state.happen(Happening.ANSWERED)
@@ -67,8 +67,8 @@ def test_a_box_woken_by_something_else_is_seen_up() -> None:
         loop = asyncio.get_running_loop()
         recorded: list[str] = []
         record = WakeRecord(sleep_open=True)
-        context = WakeContext(PROXY, loop, record, WakeState(loop.time, said_asleep=True),
-                              to_ledger=lambda entry: recorded.append(entry.event))
+        context = WakeContext.built(PROXY, loop, record,
+                                    to_ledger=lambda entry: recorded.append(entry.event))
         belief = Belief(context, AnswerCache("http://127.0.0.1:9", (), None), Prober(loop),
                         probe=lambda: (True, "HTTP 200"), quick_probe=lambda: (True, "HTTP 200"))
         belief.readiness.believe_asleep(loop.time() - readinesses.WATCH_EVERY - 1)

@@ -22,7 +22,7 @@ class Loop:
 
 def test_a_context_alone_starts_where_the_ledger_left_the_box_and_tells_nobody() -> None:
     loop = Loop()
-    context = WakeContext.alone(PROXY, loop, WakeRecord(sleep_open=True))  # type: ignore[arg-type]
+    context = WakeContext.built(PROXY, loop, WakeRecord(sleep_open=True))  # type: ignore[arg-type]
     assert context.state.state is State.ASLEEP and context.state.since == 100.0
     context.state.happen(Happening.ANSWERED)  # nobody to tell: nothing raised
     context.closed()
@@ -30,7 +30,7 @@ def test_a_context_alone_starts_where_the_ledger_left_the_box_and_tells_nobody()
 
 
 def test_the_wake_timeout_is_a_cold_boots_where_the_box_powers_off() -> None:
-    context = WakeContext.alone(PROXY, Loop())  # type: ignore[arg-type]
+    context = WakeContext.built(PROXY, Loop())  # type: ignore[arg-type]
     assert context.wake_timeout() == PROXY.wake_timeout
     context.record.asleep_as = "poweroff"
     assert context.wake_timeout() == max(PROXY.wake_timeout, sleep_actions.COLD_BOOT_WAKE_TIMEOUT)
