@@ -34,6 +34,19 @@ class FirstProbeHangs:
         return self.then
 
 
+async def hint_while_a_probe_hangs(proxy: config.ProxyConfig, probe: FirstProbeHangs):
+    """A Backend holding one client whose wake's first probe hangs, told "ready" by a hint
+    meanwhile: (the backend, the test's end of the client's socket)."""
+    from sleepyllama import hints
+    from sleepyllama.proxy.backend import Backend
+
+    loop = asyncio.get_running_loop()
+    backend = Backend(proxy, loop, NoSignal(), probe=probe)
+    ours, theirs = socket.socketpair()
+    backend.serve(theirs, "client")
+    await loop.run_in_executor(None, probe.hanging.wait, 10)
+    backend.wake.hinted(hints.Hint("ready", "llama"), "box")
+    return backend, ours
 
 
 def test_a_client_held_again_after_the_200_gets_a_wake_of_its_own(monkeypatch) -> None:
@@ -92,9 +105,7 @@ def test_a_client_held_again_after_the_200_gets_a_wake_of_its_own(monkeypatch) -
 def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> None:
     """A hint that came while a probe was under way was cleared with it: the proxy waited for
     its next poll (the bench's wake lag with hints stayed at 60 ms)."""
-    from sleepyllama import hints
     from sleepyllama.proxy import wake as wake_module
-    from sleepyllama.proxy.backend import Backend
 
     monkeypatch.setattr(wake_module, "PROBE_INTERVAL", 30.0)  # only a hint can be this quick
     proxy = config.parse('[proxy.t]\nbackend = "127.0.0.1:9"\nmac = "ab:cd:ef:01:23:45"\n'
@@ -103,11 +114,7 @@ def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> N
 
     async def scenario() -> int:
         loop = asyncio.get_running_loop()
-        backend = Backend(proxy, loop, NoSignal(), probe=probe)
-        ours, theirs = socket.socketpair()
-        backend.serve(theirs, "client")
-        await loop.run_in_executor(None, probe.hanging.wait, 10)
-        backend.wake.hinted(hints.Hint("ready", "llama"), "box")
+        backend, ours = await hint_while_a_probe_hangs(proxy, probe)
         probe.release.set()  # the hint came while this one ran
         started = loop.time()
         while probe.calls < 2 and loop.time() - started < 10:
@@ -122,9 +129,7 @@ def test_a_ready_hint_during_a_probe_asks_for_the_next_at_once(monkeypatch) -> N
 def test_a_hint_while_a_probe_hangs_is_acted_on_at_once(monkeypatch, tmp_path) -> None:
     """A probe to a suspended box on a LAN hangs (the box answers nothing): the next probe, and
     the one a "ready" hint asks for, waited behind it for its whole connect timeout."""
-    from sleepyllama import hints
     from sleepyllama.proxy import wake as wake_module
-    from sleepyllama.proxy.backend import Backend
 
     monkeypatch.setattr(wake_module, "PROBE_INTERVAL", 3600.0)  # only the hint asks again
     server = socket.create_server(("127.0.0.1", 0))
@@ -135,11 +140,7 @@ def test_a_hint_while_a_probe_hangs_is_acted_on_at_once(monkeypatch, tmp_path) -
 
     async def scenario() -> bool:
         loop = asyncio.get_running_loop()
-        backend = Backend(proxy, loop, NoSignal(), probe=probe)
-        ours, theirs = socket.socketpair()
-        backend.serve(theirs, "client")
-        await loop.run_in_executor(None, probe.hanging.wait, 10)
-        backend.wake.hinted(hints.Hint("ready", "llama"), "box")
+        backend, ours = await hint_while_a_probe_hangs(proxy, probe)
         accepted, _ = await loop.run_in_executor(None, server.accept)  # the client, passed on
         passed_on_while_hanging = not probe.release.is_set()
         probe.release.set()
